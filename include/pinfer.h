@@ -1,0 +1,193 @@
+/* pinfer: LLM inference for machines with less memory than the model.
+ *
+ * Public API. Handles are opaque; parameters are transparent structs filled from
+ * pinfer_*_default_params(). Functions return 0 (or a non-negative count) on success and a
+ * negative PINFER_E* code on failure; pinfer_last_error() then holds a one-line message for the
+ * calling thread. Nothing here exits or aborts on bad input.
+ *
+ * Ownership is stated above each function. Every *_free(NULL) is a no-op. */
+#ifndef PINFER_H
+#define PINFER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ==== Errors ==== */
+
+enum pinfer_status {
+    PINFER_OK = 0,
+    PINFER_EINVAL = -1,       /* bad argument or flag */
+    PINFER_ENOMEM = -2,       /* allocation failed or a budget cannot be met */
+    PINFER_EIO = -3,          /* read/write failed, file missing */
+    PINFER_EFORMAT = -4,      /* malformed or hostile file */
+    PINFER_EUNSUPPORTED = -5, /* valid but not supported (architecture, tensor type) */
+    PINFER_ENOSPC = -6,       /* not enough disk space for an output */
+    PINFER_ERANGE = -7,       /* out of range: context full, prompt too long */
+};
+
+/* Message of the calling thread's most recent failure. Valid until the next failure. */
+const char *pinfer_last_error(void);
+/* Short name of a status code ("malformed file"). */
+const char *pinfer_status_str(int code);
+
+/* ==== Models ==== */
+
+struct pinfer_model;
+
+struct pinfer_model_params {
+    bool use_mmap;  /* leave weights in the file mapping instead of copying them into
+                       (huge-page backed) anonymous memory; default false */
+    bool vocab_only; /* load metadata and tokenizer only (no tensors needed) */
+};
+struct pinfer_model_params pinfer_model_default_params(void);
+
+/* FFN activation, from metadata (see docs/model-format.md). */
+enum pinfer_act {
+    PINFER_ACT_SILU = 0,  /* SwiGLU: silu(gate) * up */
+    PINFER_ACT_RELU = 1,  /* relu(gate) * up, the ReLU-fied Llama FFN (== ReGLU) */
+    PINFER_ACT_REGLU = 2, /* alias kept distinct for reporting: relu(gate) * up */
+    PINFER_ACT_DRELU = 3, /* relu(gate) * relu(up) */
+    PINFER_ACT_GELU = 4,  /* gelu(gate) * up (GeGLU) */
+};
+
+struct pinfer_model_info {
+    char arch[32];
+    int n_vocab, n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx_train, n_rot;
+    int n_expert, n_expert_used;
+    int sliding_window;   /* 0 = none */
+    float rope_freq_base, norm_eps;
+    enum pinfer_act act;
+    int weight_type;      /* ggml type id of the FFN weights (most common) */
+    uint64_t n_params;
+    uint64_t weight_bytes; /* bytes of all tensor data */
+    uint64_t decode_bytes; /* weight bytes one decode step streams: all but the embedding
+                              table (one row of it is read), plus the head when tied */
+};
+
+/* Opens a GGUF model. On success *out owns the file mapping and all weights; free with
+ * pinfer_model_free(). */
+int pinfer_model_load(struct pinfer_model **out, const char *path,
+                      const struct pinfer_model_params *params);
+void pinfer_model_free(struct pinfer_model *model);
+void pinfer_model_get_info(const struct pinfer_model *model, struct pinfer_model_info *info);
+/* Writes a short description ("llama 7B Q4_0 ...") into buf; returns buf. */
+const char *pinfer_model_desc(const struct pinfer_model *model, char *buf, size_t cap);
+
+/* ==== Tokenizer (owned by the model) ==== */
+
+/* Tokenizes text[0..len) (UTF-8). Writes up to cap ids into out and returns the number of
+ * ids the full tokenization has (which may exceed cap; call again with a larger buffer), or a
+ * negative code. add_bos: prepend BOS when the vocabulary says to add one (add_bos_token,
+ * default true for SentencePiece). */
+int pinfer_tokenize(const struct pinfer_model *model, const char *text, size_t len, bool add_bos,
+                    int32_t *out, int cap);
+/* Text of one token for output (byte-fallback tokens become their byte, "▁" becomes a space).
+ * Writes at most cap bytes (no NUL) and returns the full length, or a negative code. */
+int pinfer_token_to_piece(const struct pinfer_model *model, int32_t token, char *buf, int cap);
+int32_t pinfer_token_bos(const struct pinfer_model *model); /* -1 if none */
+int32_t pinfer_token_eos(const struct pinfer_model *model); /* -1 if none */
+int pinfer_n_vocab(const struct pinfer_model *model);
+
+/* ==== Inference contexts ==== */
+
+struct pinfer_ctx;
+
+struct pinfer_ctx_params {
+    int n_ctx;     /* KV cache length in tokens; 0 = the model's training context */
+    int n_threads; /* 0 = number of online CPUs */
+    int n_batch;   /* largest batch one pinfer_decode call may carry; default 512 */
+};
+struct pinfer_ctx_params pinfer_ctx_default_params(void);
+
+/* Creates an inference context (KV cache, scratch, thread pool) for a model. The model must
+ * outlive the context. */
+int pinfer_ctx_new(struct pinfer_ctx **out, struct pinfer_model *model,
+                   const struct pinfer_ctx_params *params);
+void pinfer_ctx_free(struct pinfer_ctx *ctx);
+/* Forgets the KV cache. */
+void pinfer_ctx_reset(struct pinfer_ctx *ctx);
+int pinfer_ctx_n_ctx(const struct pinfer_ctx *ctx);
+
+/* Runs tokens[0..n) at positions pos..pos+n-1 as one batch (n <= n_batch) and fills the KV
+ * cache. Logits are kept for every token when all_logits, else for the last token only.
+ * Returns 0, or PINFER_ERANGE when pos+n exceeds n_ctx. */
+int pinfer_decode(struct pinfer_ctx *ctx, const int32_t *tokens, int n, int pos, bool all_logits);
+/* Logits (n_vocab floats) of token i of the last batch (i = -1: the last token). Owned by ctx,
+ * valid until the next pinfer_decode. NULL if i has no logits. */
+const float *pinfer_ctx_logits(const struct pinfer_ctx *ctx, int i);
+
+/* ==== Sampling ==== */
+
+struct pinfer_sampler;
+
+/* llama.cpp's defaults and order: repetition penalty, top-k, top-p, min-p, temperature, then a
+ * draw from the softmax. temp <= 0 means greedy (argmax after the penalty). */
+struct pinfer_sampler_params {
+    float temp;           /* 0.8 */
+    int top_k;            /* 40; <= 0 disables */
+    float top_p;          /* 0.95; 1.0 disables */
+    float min_p;          /* 0.05; 0 disables */
+    float repeat_penalty; /* 1.0 (disabled) */
+    int repeat_last_n;    /* 64; 0 disables, -1 = whole context */
+    uint64_t seed;        /* 0xFFFFFFFF (LLAMA_DEFAULT_SEED) = pick from the clock */
+};
+struct pinfer_sampler_params pinfer_sampler_default_params(void);
+int pinfer_sampler_new(struct pinfer_sampler **out, int n_vocab,
+                       const struct pinfer_sampler_params *params);
+void pinfer_sampler_free(struct pinfer_sampler *s);
+/* Remembers a token (prompt or generated) for the repetition penalty. */
+void pinfer_sampler_accept(struct pinfer_sampler *s, int32_t token);
+/* Picks the next token from n_vocab logits. The logits are not modified. */
+int32_t pinfer_sampler_sample(struct pinfer_sampler *s, const float *logits);
+
+/* ==== Process measurements ==== */
+
+/* Number of online CPUs. */
+int pinfer_cpu_count(void);
+/* Name of a ggml tensor type id ("q4_0"), "?" if unknown. */
+const char *pinfer_type_name(int type);
+/* Seconds on a monotonic clock. */
+double pinfer_now(void);
+/* Peak resident set size of the process in bytes (0 if unknown). */
+uint64_t pinfer_peak_rss(void);
+
+/* ==== Atomic output files ====
+ * Text or binary output goes to a temp file beside `path` and replaces `path` only on commit,
+ * so an interrupted or failed write never leaves a partial file or destroys the old one. */
+struct pinfer_outfile;
+int pinfer_outfile_open(struct pinfer_outfile **out, const char *path);
+FILE *pinfer_outfile_stream(struct pinfer_outfile *f);
+/* Flushes, fsyncs and renames into place; reports write errors (full disk: PINFER_ENOSPC).
+ * Frees f in every case. */
+int pinfer_outfile_commit(struct pinfer_outfile *f);
+/* Removes the temp file and frees f. NULL is a no-op. */
+void pinfer_outfile_abort(struct pinfer_outfile *f);
+
+/* ==== Synthetic models (pinfer synth) ==== */
+
+struct pinfer_synth_params {
+    const char *shape;  /* named shape or NULL: "tiny", "llama2-7b", "llama2-13b", "mistral-7b",
+                           "mixtral-8x7b"; explicit fields below override when non-zero */
+    int n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_expert, n_expert_used, n_ctx;
+    int type;           /* ggml type id of the big matrices (F32, F16, Q8_0, Q4_0) */
+    enum pinfer_act act;
+    float sparsity;     /* ReLU family: fraction of FFN neurons that are zero per token */
+    float hot_frac, hot_share; /* --hot H:F: H of the neurons carry F of the activations */
+    uint64_t seed;
+    bool progress;      /* progress bar on stderr */
+};
+struct pinfer_synth_params pinfer_synth_default_params(void);
+/* Writes a synthetic GGUF model to path, atomically (temp file + rename). Checks free disk
+ * space first (PINFER_ENOSPC). */
+int pinfer_synth(const char *path, const struct pinfer_synth_params *params);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,17 @@
+/* Errors as values: library functions return 0 (or a count) on success and a negative
+ * PINFER_E* code on failure, after leaving a one-line message with pf_fail(). The message is
+ * thread-local and read back with pinfer_last_error(). Nothing in the library exits or aborts
+ * on bad input. */
+#ifndef PF_CORE_ERROR_H
+#define PF_CORE_ERROR_H
+
+#include "pinfer.h"
+
+/* Records a printf-style message for the calling thread and returns `code` (a PINFER_E* value),
+ * so callers write `return pf_fail(PINFER_EFORMAT, "bad magic %08x", m);`. */
+int pf_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prefixes the current message with "prefix: " (for adding context on the way up). Returns code. */
+int pf_fail_context(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,351 @@
+/* The llama forward pass: contexts, the KV cache, and pinfer_decode.
+ *
+ * One decode call runs a batch of n tokens through every layer:
+ *   x = embed(tokens)
+ *   per layer:  h = rmsnorm(x) * attn_norm;  q,k,v = h Wq, h Wk, h Wv;  rope(q, k)
+ *               x += attention(q, K cache, V cache) Wo
+ *               h = rmsnorm(x) * ffn_norm;  x += (act(h Wgate) * h Wup) Wdown   (act per model)
+ *   logits = rmsnorm(x) * output_norm  Wout
+ * Matrices go through pf_matmul (batched: the prompt is a matrix, decode a vector).
+ *
+ * Numerics follow llama.cpp's CPU path so logits agree with it: RoPE rotates adjacent pairs
+ * (2i, 2i+1) ("normal" mode, what llama.cpp uses for the llama architecture; its converter
+ * permutes Wq/Wk rows for this), with theta advanced by repeated multiplication by
+ * base^(-2/n_rot); the KV cache is F16; q is rounded to F16 for q.k and the attention weights
+ * to F16 for the weighted sum of V, as ggml's F16 mat-mul does; V is stored transposed
+ * ([head][dim][position]) so that sum is a dot product too. */
+#include "model/model.h"
+
+#include "core/checked.h"
+#include "core/error.h"
+#include "tensor/matmul.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct pinfer_ctx {
+    struct pinfer_model *m;
+    int n_ctx, n_batch, n_threads;
+    struct pf_pool *pool;
+    const struct pf_kernels *kern;
+    uint16_t *k_cache;   /* (n_layer, n_head_kv, n_ctx, head_dim) f16 */
+    uint16_t *v_cache;   /* (n_layer, n_head_kv, head_dim, n_ctx) f16, transposed */
+    float *x;            /* (n_batch, n_embd) residual stream */
+    float *xb;           /* (n_batch, max(n_embd, q_dim)) normed input / attention output */
+    float *q;            /* (n_batch, q_dim) */
+    float *k, *v;        /* (n_batch, kv_dim) */
+    float *hg, *hu;      /* (n_batch, n_ff) gate / up (hg holds the activation) */
+    float *rope;         /* (n_batch, n_rot) cos, sin interleaved */
+    float *att;          /* (n_threads, n_ctx) attention scores per thread */
+    uint16_t *att16;     /* (n_threads, max(n_ctx, head_dim)) f16 staging per thread */
+    float *logits;       /* (n_batch or 1, n_vocab) */
+    int n_logits;        /* rows valid in logits */
+    int logits_first;    /* batch index of logits row 0 */
+    void *scratch;
+    pf_ffn_hook ffn_hook; void *ffn_ud;
+    pf_layer_hook layer_hook; void *layer_ud;
+    pf_attn_hook attn_hook; void *attn_ud;
+};
+
+struct pinfer_ctx_params pinfer_ctx_default_params(void)
+{
+    struct pinfer_ctx_params p = { .n_ctx = 0, .n_threads = 0, .n_batch = 512 };
+    return p;
+}
+
+void pf_ctx_set_ffn_hook(struct pinfer_ctx *c, pf_ffn_hook fn, void *ud) { c->ffn_hook = fn; c->ffn_ud = ud; }
+void pf_ctx_set_layer_hook(struct pinfer_ctx *c, pf_layer_hook fn, void *ud) { c->layer_hook = fn; c->layer_ud = ud; }
+void pf_ctx_set_attn_hook(struct pinfer_ctx *c, pf_attn_hook fn, void *ud) { c->attn_hook = fn; c->attn_ud = ud; }
+
+static void *alloc_array(size_t n, size_t size, size_t *total)
+{
+    size_t bytes;
+    if (ck_mul(n, size, &bytes) || bytes == 0) return NULL;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes) != 0) return NULL;
+    if (total) *total += bytes;
+    return p;
+}
+
+int pinfer_ctx_new(struct pinfer_ctx **out, struct pinfer_model *m, const struct pinfer_ctx_params *params)
+{
+    struct pinfer_ctx_params p = params ? *params : pinfer_ctx_default_params();
+    const struct pinfer_model_info *h = &m->info;
+    *out = NULL;
+    if (!m->layers) return pf_fail(PINFER_EINVAL, "model was loaded vocab-only");
+    if (p.n_ctx < 0 || p.n_batch < 0 || p.n_threads < 0)
+        return pf_fail(PINFER_EINVAL, "negative context, batch or thread count");
+    if (p.n_ctx == 0) p.n_ctx = h->n_ctx_train < 4096 ? h->n_ctx_train : 4096;
+    if (p.n_ctx > (1 << 22)) return pf_fail(PINFER_EINVAL, "context of %d tokens is too large", p.n_ctx);
+    if (p.n_batch == 0) p.n_batch = 512;
+    if (p.n_batch > p.n_ctx) p.n_batch = p.n_ctx;
+    if (p.n_threads == 0) p.n_threads = pf_cpu_count();
+
+    struct pinfer_ctx *c = calloc(1, sizeof *c);
+    if (!c) return pf_fail(PINFER_ENOMEM, "out of memory");
+    c->m = m;
+    c->n_ctx = p.n_ctx;
+    c->n_batch = p.n_batch;
+    c->n_threads = p.n_threads;
+    c->kern = pf_kernels();
+    int rc = pf_pool_new(&c->pool, p.n_threads);
+    if (rc) { free(c); return rc; }
+
+    size_t B = (size_t)p.n_batch, E = (size_t)h->n_embd, F = (size_t)h->n_ff, D = (size_t)m->head_dim;
+    size_t Q = D * (size_t)h->n_head, KV = D * (size_t)h->n_head_kv, T = (size_t)p.n_threads;
+    size_t cache_elems, total = 0;
+    if (ck_mul((size_t)h->n_layer * KV, (size_t)p.n_ctx, &cache_elems)) goto nomem;
+    c->k_cache = alloc_array(cache_elems, 2, &total);
+    c->v_cache = alloc_array(cache_elems, 2, &total);
+    c->x = alloc_array(B, E * 4, &total);
+    c->xb = alloc_array(B, (E > Q ? E : Q) * 4, &total);
+    c->q = alloc_array(B, Q * 4, &total);
+    c->k = alloc_array(B, KV * 4, &total);
+    c->v = alloc_array(B, KV * 4, &total);
+    c->hg = alloc_array(B, F * 4, &total);
+    c->hu = alloc_array(B, F * 4, &total);
+    c->rope = alloc_array(B, (size_t)h->n_rot * 4, &total);
+    c->att = alloc_array(T, (size_t)p.n_ctx * 4, &total);
+    c->att16 = alloc_array(T, ((size_t)p.n_ctx > D ? (size_t)p.n_ctx : D) * 2, &total);
+    c->logits = alloc_array(B, (size_t)h->n_vocab * 4, &total);
+    /* scratch: the largest activation conversion any matmul of this model needs */
+    size_t sc = 0;
+    const struct pf_weight *ws[] = { &m->output, &m->layers[0].wq, &m->layers[0].wo, &m->layers[0].ffn_down };
+    for (int l = 0; l < h->n_layer; l++) {
+        const struct pf_layer *L = &m->layers[l];
+        const struct pf_weight *lw[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up, &L->ffn_down };
+        for (size_t i = 0; i < sizeof lw / sizeof *lw; i++) {
+            size_t s = pf_matmul_scratch_size(lw[i]->type, lw[i]->n_in, p.n_batch);
+            if (s > sc) sc = s;
+        }
+    }
+    for (size_t i = 0; i < sizeof ws / sizeof *ws; i++) {
+        size_t s = pf_matmul_scratch_size(ws[i]->type, ws[i]->n_in, p.n_batch);
+        if (s > sc) sc = s;
+    }
+    c->scratch = alloc_array(sc ? sc : 64, 1, &total);
+    if (!c->k_cache || !c->v_cache || !c->x || !c->xb || !c->q || !c->k || !c->v || !c->hg ||
+        !c->hu || !c->rope || !c->att || !c->att16 || !c->logits || !c->scratch)
+        goto nomem;
+    *out = c;
+    return 0;
+nomem:
+    pinfer_ctx_free(c);
+    return pf_fail(PINFER_ENOMEM, "cannot allocate a context of %d tokens (KV cache %.1f MiB)", p.n_ctx,
+                   (double)h->n_layer * (double)KV * p.n_ctx * 4 / (1 << 20));
+}
+
+void pinfer_ctx_free(struct pinfer_ctx *c)
+{
+    if (!c) return;
+    pf_pool_free(c->pool);
+    free(c->k_cache); free(c->v_cache); free(c->x); free(c->xb); free(c->q); free(c->k);
+    free(c->v); free(c->hg); free(c->hu); free(c->rope); free(c->att); free(c->att16);
+    free(c->logits); free(c->scratch);
+    free(c);
+}
+
+void pinfer_ctx_reset(struct pinfer_ctx *c) { c->n_logits = 0; }
+int pinfer_ctx_n_ctx(const struct pinfer_ctx *c) { return c->n_ctx; }
+
+const float *pinfer_ctx_logits(const struct pinfer_ctx *c, int i)
+{
+    if (c->n_logits == 0) return NULL;
+    if (i < 0) return c->logits + (size_t)(c->n_logits - 1) * c->m->info.n_vocab;
+    i -= c->logits_first;
+    if (i < 0 || i >= c->n_logits) return NULL;
+    return c->logits + (size_t)i * c->m->info.n_vocab;
+}
+
+/* ==== Small operations ==== */
+
+static void rmsnorm(float *out, const float *x, const float *w, int n, float eps)
+{
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float scale = 1.0f / sqrtf((float)(ss / n) + eps);
+    for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+}
+
+/* cos/sin of theta_i = pos * base^(-2i/n_rot) for every token of the batch. */
+static void rope_table(float *tab, int pos0, int n_tok, int n_rot, float base)
+{
+    float theta_scale = powf(base, -2.0f / (float)n_rot);
+    for (int t = 0; t < n_tok; t++) {
+        float theta = (float)(pos0 + t);
+        float *r = tab + (size_t)t * n_rot;
+        for (int i = 0; i < n_rot / 2; i++) {
+            r[2 * i] = cosf(theta);
+            r[2 * i + 1] = sinf(theta);
+            theta *= theta_scale;
+        }
+    }
+}
+
+static void rope_apply(float *v, int n_heads, int head_dim, int n_rot, const float *tab)
+{
+    for (int h = 0; h < n_heads; h++) {
+        float *x = v + (size_t)h * head_dim;
+        for (int i = 0; i < n_rot; i += 2) {
+            float c = tab[i], s = tab[i + 1], x0 = x[i], x1 = x[i + 1];
+            x[i] = x0 * c - x1 * s;
+            x[i + 1] = x0 * s + x1 * c;
+        }
+    }
+}
+
+static float act_silu(float x) { return x / (1.0f + expf(-x)); }
+static float act_relu(float x) { return x > 0 ? x : 0; }
+static float act_gelu(float x)
+{
+    /* tanh approximation, as ggml_gelu */
+    return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * x * (1.0f + 0.044715f * x * x)));
+}
+
+static void ffn_activate(float *g, const float *u, size_t n, enum pinfer_act act)
+{
+    switch (act) {
+    case PINFER_ACT_SILU: for (size_t i = 0; i < n; i++) g[i] = act_silu(g[i]) * u[i]; break;
+    case PINFER_ACT_RELU:
+    case PINFER_ACT_REGLU: for (size_t i = 0; i < n; i++) g[i] = act_relu(g[i]) * u[i]; break;
+    case PINFER_ACT_DRELU: for (size_t i = 0; i < n; i++) g[i] = act_relu(g[i]) * act_relu(u[i]); break;
+    case PINFER_ACT_GELU: for (size_t i = 0; i < n; i++) g[i] = act_gelu(g[i]) * u[i]; break;
+    }
+}
+
+/* ==== Attention ==== */
+
+struct attn_task {
+    struct pinfer_ctx *c;
+    int layer, n_tok, pos0;
+};
+
+/* One (token, head) pair: scores over the visible cache, softmax, weighted sum of V. */
+static void attn_one(struct pinfer_ctx *c, int layer, int t, int h, int pos, int ith)
+{
+    const struct pinfer_model *m = c->m;
+    const int D = m->head_dim, n_ctx = c->n_ctx, kvh = h / (m->info.n_head / m->info.n_head_kv);
+    const pf_dot_fn dot16 = c->kern->dot[PF_TYPE_F16];
+    const pf_from_f32_fn to16 = c->kern->from_f32[PF_TYPE_F16];
+    size_t cache_off = ((size_t)layer * m->info.n_head_kv + kvh) * (size_t)n_ctx * D;
+    const uint16_t *K = c->k_cache + cache_off, *Vt = c->v_cache + cache_off;
+    float *sc = c->att + (size_t)ith * n_ctx;
+    uint16_t *s16 = c->att16 + (size_t)ith * (n_ctx > D ? n_ctx : D);
+    const float *q = c->q + (size_t)t * D * m->info.n_head + (size_t)h * D;
+    float *out = c->xb + (size_t)t * D * m->info.n_head + (size_t)h * D;
+
+    int p0 = 0;
+    if (m->info.sliding_window > 0 && pos - m->info.sliding_window + 1 > 0) p0 = pos - m->info.sliding_window + 1;
+    int n = pos - p0 + 1;
+    const float scale = 1.0f / sqrtf((float)D);
+
+    to16(q, s16, D);
+    float mx = -INFINITY;
+    for (int p = 0; p < n; p++) {
+        sc[p] = dot16(K + (size_t)(p0 + p) * D, s16, D) * scale;
+        if (sc[p] > mx) mx = sc[p];
+    }
+    double sum = 0;
+    for (int p = 0; p < n; p++) { sc[p] = expf(sc[p] - mx); sum += sc[p]; }
+    float inv = (float)(1.0 / sum);
+    for (int p = 0; p < n; p++) sc[p] *= inv;
+    if (c->attn_hook) c->attn_hook(c->attn_ud, layer, h, t, sc, n);
+    to16(sc, s16, n);
+    for (int d = 0; d < D; d++) out[d] = dot16(Vt + (size_t)d * n_ctx + p0, s16, n);
+}
+
+static void attn_task_fn(void *arg, int ith, int nth)
+{
+    struct attn_task *a = arg;
+    const int H = a->c->m->info.n_head;
+    long lo, hi;
+    pf_split((long)a->n_tok * H, ith, nth, &lo, &hi);
+    for (long i = lo; i < hi; i++) {
+        int t = (int)(i / H), h = (int)(i % H);
+        attn_one(a->c, a->layer, t, h, a->pos0 + t, ith);
+    }
+}
+
+/* Stores the batch's k (after RoPE) and v into the F16 cache at positions pos0.. */
+static void kv_store(struct pinfer_ctx *c, int layer, int n_tok, int pos0)
+{
+    const struct pinfer_model *m = c->m;
+    const int D = m->head_dim, HKV = m->info.n_head_kv;
+    const size_t n_ctx = (size_t)c->n_ctx;
+    for (int t = 0; t < n_tok; t++) {
+        size_t pos = (size_t)(pos0 + t);
+        for (int h = 0; h < HKV; h++) {
+            size_t off = ((size_t)layer * HKV + h) * n_ctx * D;
+            const float *k = c->k + ((size_t)t * HKV + h) * D, *v = c->v + ((size_t)t * HKV + h) * D;
+            c->kern->from_f32[PF_TYPE_F16](k, c->k_cache + off + pos * D, D);
+            uint16_t *vt = c->v_cache + off;
+            for (int d = 0; d < D; d++) vt[(size_t)d * n_ctx + pos] = pf_fp32_to_fp16(v[d]);
+        }
+    }
+}
+
+/* ==== The forward pass ==== */
+
+static void mm(struct pinfer_ctx *c, float *y, const struct pf_weight *w, const float *x, int n_tok)
+{
+    pf_matmul(c->pool, y, w->data, w->type, w->n_in, w->n_out, x, n_tok, c->scratch);
+}
+
+int pinfer_decode(struct pinfer_ctx *c, const int32_t *tokens, int n, int pos, bool all_logits)
+{
+    struct pinfer_model *m = c->m;
+    const struct pinfer_model_info *h = &m->info;
+    const int E = h->n_embd, D = m->head_dim, Q = D * h->n_head, KV = D * h->n_head_kv, F = h->n_ff;
+    if (n <= 0 || n > c->n_batch)
+        return pf_fail(PINFER_EINVAL, "batch of %d tokens (allowed 1..%d)", n, c->n_batch);
+    if (pos < 0 || pos > c->n_ctx - n)
+        return pf_fail(PINFER_ERANGE, "positions %d..%d do not fit the context of %d tokens", pos, pos + n - 1, c->n_ctx);
+    for (int t = 0; t < n; t++)
+        if (tokens[t] < 0 || tokens[t] >= h->n_vocab)
+            return pf_fail(PINFER_EINVAL, "token id %d is outside the vocabulary (0..%d)", tokens[t], h->n_vocab - 1);
+
+    for (int t = 0; t < n; t++)
+        c->kern->dequant[m->tok_embd.type]((const uint8_t *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_size,
+                                           c->x + (size_t)t * E, E);
+    rope_table(c->rope, pos, n, h->n_rot, h->rope_freq_base);
+
+    for (int l = 0; l < h->n_layer; l++) {
+        const struct pf_layer *L = &m->layers[l];
+        /* attention */
+        for (int t = 0; t < n; t++) rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, L->attn_norm, E, h->norm_eps);
+        mm(c, c->q, &L->wq, c->xb, n);
+        mm(c, c->k, &L->wk, c->xb, n);
+        mm(c, c->v, &L->wv, c->xb, n);
+        for (int t = 0; t < n; t++) {
+            const float *tab = c->rope + (size_t)t * h->n_rot;
+            rope_apply(c->q + (size_t)t * Q, h->n_head, D, h->n_rot, tab);
+            rope_apply(c->k + (size_t)t * KV, h->n_head_kv, D, h->n_rot, tab);
+        }
+        kv_store(c, l, n, pos);
+        struct attn_task at = { c, l, n, pos };
+        if (c->attn_hook) pf_pool_run(NULL, attn_task_fn, &at); /* hooks see one thread */
+        else pf_pool_run(c->pool, attn_task_fn, &at);
+        mm(c, c->q, &L->wo, c->xb, n); /* q is free again; q_dim == n_embd for llama */
+        for (size_t i = 0; i < (size_t)n * E; i++) c->x[i] += c->q[i];
+
+        /* feed-forward */
+        for (int t = 0; t < n; t++) rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, L->ffn_norm, E, h->norm_eps);
+        mm(c, c->hg, &L->ffn_gate, c->xb, n);
+        mm(c, c->hu, &L->ffn_up, c->xb, n);
+        ffn_activate(c->hg, c->hu, (size_t)n * F, h->act);
+        if (c->ffn_hook) c->ffn_hook(c->ffn_ud, l, c->hg, n, F);
+        mm(c, c->xb, &L->ffn_down, c->hg, n);
+        for (size_t i = 0; i < (size_t)n * E; i++) c->x[i] += c->xb[i];
+        if (c->layer_hook) c->layer_hook(c->layer_ud, l, c->x, n, E);
+    }
+
+    /* head: all rows, or only the last token's */
+    int first = all_logits ? 0 : n - 1, rows = n - first;
+    for (int t = first; t < n; t++)
+        rmsnorm(c->xb + (size_t)(t - first) * E, c->x + (size_t)t * E, m->output_norm, E, h->norm_eps);
+    mm(c, c->logits, &m->output, c->xb, rows);
+    c->n_logits = rows;
+    c->logits_first = first;
+    return 0;
+}

@@ -1,0 +1,67 @@
+/* Internal view of a loaded model and of an inference context (the public handles of
+ * pinfer.h). Weight matrices are reached only through struct pf_weight, so the place their
+ * bytes come from (a plain mapping today; a neuron cache fed by direct I/O later) can change
+ * without touching the forward pass. */
+#ifndef PF_MODEL_MODEL_H
+#define PF_MODEL_MODEL_H
+
+#include "pinfer.h"
+#include "core/threadpool.h"
+#include "gguf/gguf.h"
+#include "tokenizer/vocab.h"
+
+/* A 2-D weight: n_out rows of n_in elements of `type`, row_size bytes per row. */
+struct pf_weight {
+    const void *data;
+    int type;
+    int64_t n_in, n_out;
+    size_t row_size;
+    const char *name; /* tensor name in the file */
+};
+
+struct pf_layer {
+    const float *attn_norm;          /* (n_embd) */
+    struct pf_weight wq;             /* n_embd -> n_head*head_dim */
+    struct pf_weight wk, wv;         /* n_embd -> n_head_kv*head_dim */
+    struct pf_weight wo;             /* n_head*head_dim -> n_embd */
+    const float *ffn_norm;           /* (n_embd) */
+    struct pf_weight ffn_gate;       /* n_embd -> n_ff */
+    struct pf_weight ffn_up;         /* n_embd -> n_ff */
+    struct pf_weight ffn_down;       /* n_ff -> n_embd */
+};
+
+struct pinfer_model {
+    struct pinfer_model_info info;
+    int head_dim;
+    struct gguf_file *gguf;
+    struct pf_vocab *vocab;
+    struct pf_weight tok_embd;       /* n_embd x n_vocab rows (row = one token's embedding) */
+    const float *output_norm;        /* (n_embd) */
+    struct pf_weight output;         /* n_embd -> n_vocab (tok_embd when tied) */
+    struct pf_layer *layers;         /* n_layer */
+    void *arena;                     /* weights copied out of the file (NULL with use_mmap) */
+    size_t arena_size;
+    float *f32_norms;                /* all norm vectors as f32: output, then attn/ffn per layer */
+    struct pf_weight *norm_src;      /* during loading only: where each norm lies in the file */
+};
+
+/* Called after each layer's FFN activation, before the down projection, with
+ * act[t*n_ff + i] = act_fn(gate_i) * up_i for the n_tok tokens of the batch. Used by
+ * `pinfer profile` to measure activation sparsity. */
+typedef void (*pf_ffn_hook)(void *ud, int layer, const float *act, int n_tok, int n_ff);
+void pf_ctx_set_ffn_hook(struct pinfer_ctx *ctx, pf_ffn_hook fn, void *ud);
+
+/* Called after each layer with the residual stream hidden[t*n_embd + j] of the batch. */
+typedef void (*pf_layer_hook)(void *ud, int layer, const float *hidden, int n_tok, int n_embd);
+void pf_ctx_set_layer_hook(struct pinfer_ctx *ctx, pf_layer_hook fn, void *ud);
+/* Called for each (layer, head, token) with the softmaxed attention weights over the n_kv
+ * visible positions. Slow; for tests and diagnostics only. */
+typedef void (*pf_attn_hook)(void *ud, int layer, int head, int token, const float *probs, int n_kv);
+void pf_ctx_set_attn_hook(struct pinfer_ctx *ctx, pf_attn_hook fn, void *ud);
+
+/* Seconds since an arbitrary start (CLOCK_MONOTONIC). */
+double pf_now(void);
+/* Peak resident set size of this process in bytes (VmHWM), 0 if unknown. */
+uint64_t pf_peak_rss(void);
+
+#endif

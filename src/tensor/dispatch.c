@@ -1,0 +1,87 @@
+/* Picks the kernel table once: the best ISA this CPU supports, unless PINFER_KERNELS names one.
+ * An unknown or unsupported PINFER_KERNELS value falls back to the automatic choice (the library
+ * has nowhere to report it at this point, and a wrong guess must not stop inference). */
+#include "tensor/kernels.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool cpu_has_avx2(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
+#else
+    return false;
+#endif
+}
+
+static bool cpu_has_avx512(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return cpu_has_avx2() && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni") &&
+           __builtin_cpu_supports("avx512bf16");
+#else
+    return false;
+#endif
+}
+
+/* SIMD tables only fill the entries they speed up; the gaps are taken from the reference table
+ * so every caller sees a complete table. */
+static struct pf_kernels full_avx2, full_avx512;
+static pthread_once_t full_once = PTHREAD_ONCE_INIT;
+
+static void complete(struct pf_kernels *dst, const struct pf_kernels *src)
+{
+    *dst = *src;
+    for (int t = 0; t < PF_TYPE_COUNT; t++) {
+        if (!dst->dot[t]) dst->dot[t] = pf_kernels_ref.dot[t];
+        if (!dst->gemm[t]) dst->gemm[t] = pf_kernels_ref.gemm[t];
+        if (!dst->dequant[t]) dst->dequant[t] = pf_kernels_ref.dequant[t];
+        if (!dst->from_f32[t]) dst->from_f32[t] = pf_kernels_ref.from_f32[t];
+    }
+}
+
+static void build_full(void)
+{
+#if defined(__x86_64__)
+    complete(&full_avx2, &pf_kernels_avx2);
+    complete(&full_avx512, &pf_kernels_avx512);
+#endif
+}
+
+const struct pf_kernels *pf_kernels_get(const char *name)
+{
+    if (!name) return NULL;
+    if (strcmp(name, "ref") == 0) return &pf_kernels_ref;
+    pthread_once(&full_once, build_full);
+#if defined(__x86_64__)
+    if (strcmp(name, "avx2") == 0) return cpu_has_avx2() ? &full_avx2 : NULL;
+    if (strcmp(name, "avx512") == 0) return cpu_has_avx512() ? &full_avx512 : NULL;
+#endif
+    return NULL;
+}
+
+static const struct pf_kernels *chosen;
+static pthread_once_t chosen_once = PTHREAD_ONCE_INIT;
+
+static void choose(void)
+{
+    const char *env = getenv("PINFER_KERNELS");
+    const struct pf_kernels *k = env && *env ? pf_kernels_get(env) : NULL;
+    if (!k) k = pf_kernels_get("avx512");
+    if (!k) k = pf_kernels_get("avx2");
+    if (!k) k = &pf_kernels_ref;
+    chosen = k;
+}
+
+const struct pf_kernels *pf_kernels(void)
+{
+    pthread_once(&chosen_once, choose);
+    return chosen;
+}

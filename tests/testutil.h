@@ -1,0 +1,32 @@
+/* Minimal test harness: a test program exits 0 (pass), 1 (fail) or 77 (skip), like liburing's
+ * and automake's. CHECK* record a failure and go on; tests/run.sh prints the summary. */
+#ifndef PF_TESTUTIL_H
+#define PF_TESTUTIL_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+extern int tu_failures;
+
+#define CHECK(cond) do { if (!(cond)) { tu_failures++; \
+    fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); } } while (0)
+#define CHECKF(cond, ...) do { if (!(cond)) { tu_failures++; \
+    fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond); \
+    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+#define TEST_SKIP(...) do { printf("SKIP: "); printf(__VA_ARGS__); printf("\n"); exit(77); } while (0)
+#define TEST_DONE() return tu_failures ? 1 : 0
+
+/* Path of the shared test material (../shared relative to the repository root), taken from
+ * $PINFER_SHARED or found from the current directory; NULL if absent. */
+const char *tu_shared_dir(void);
+/* Joins tu_shared_dir() with rel into a static buffer; NULL if the shared dir is absent. */
+const char *tu_shared_path(const char *rel);
+/* Reads a whole file (NUL-terminated); NULL on failure. Caller frees. */
+char *tu_read_file(const char *path, size_t *len);
+/* A fresh temp directory for this test (removed by nobody: lives under build/tmp). */
+const char *tu_tmpdir(void);
+/* Deterministic xorshift random numbers for test data. */
+unsigned long long tu_rand(unsigned long long *state);
+float tu_randf(unsigned long long *state); /* uniform in [-1, 1) */
+
+#endif

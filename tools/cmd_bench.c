@@ -1,0 +1,126 @@
+/* pinfer bench: llama-bench-style speed table. For each thread count: pp (one batch of -p
+ * prompt tokens from an empty cache) and tg (-n tokens generated one at a time), mean ± sd over
+ * -r repetitions after one warm-up. Decode is memory-bound, so tg also reports the weight bytes
+ * streamed per second and that as a fraction of the machine's bandwidth roof (design.md:
+ * ~42 GB/s with one thread, ~48 GB/s with two; override with --roof-gbs). */
+#include "args.h"
+#include "cmds.h"
+#include "pinfer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *C = "bench";
+
+static double roof_gbs(int threads, double user)
+{
+    if (user > 0) return user;
+    return threads <= 1 ? 42.0 : 48.0;
+}
+
+static void mean_sd(const double *x, int n, double *mean, double *sd)
+{
+    double s = 0, ss = 0;
+    for (int i = 0; i < n; i++) s += x[i];
+    *mean = s / n;
+    for (int i = 0; i < n; i++) ss += (x[i] - *mean) * (x[i] - *mean);
+    *sd = n > 1 ? sqrt(ss / (n - 1)) : 0;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    const char *model_path = NULL, *v;
+    long n_prompt = 128, n_gen = 64, reps = 3;
+    int threads[16] = { 0 }, n_thr = 0;
+    float roof = 0;
+    bool use_mmap = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf("usage: pinfer bench -m MODEL [-p 128] [-n 64] [-t 1,2] [-r 3] [--mmap] [--roof-gbs G]\n"
+                   "  -p N   prompt tokens for the pp test (0 = skip)\n"
+                   "  -n N   generated tokens for the tg test (0 = skip)\n");
+            return 0;
+        }
+        else if (!strcmp(a, "--mmap")) use_mmap = true;
+        else if (!(v = args_value(C, argc, argv, &i))) return 2;
+        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = v;
+        else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) { if (!args_int(C, a, v, 0, 1 << 16, &n_prompt)) return 2; }
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) { if (!args_int(C, a, v, 0, 1 << 16, &n_gen)) return 2; }
+        else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) { if (!args_int(C, a, v, 1, 1000, &reps)) return 2; }
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if ((n_thr = args_int_list(C, a, v, 1, 1024, threads, 16)) < 0) return 2; }
+        else if (!strcmp(a, "--roof-gbs")) { if (!args_float(C, a, v, 0.001, 1e6, &roof)) return 2; }
+        else return args_usage_error(C, "unknown flag '%s'", a);
+    }
+    if (!model_path) return args_usage_error(C, "no model given (-m FILE)");
+    if (n_thr == 0) { threads[0] = 0; n_thr = 1; }
+
+    struct pinfer_model *m = NULL;
+    struct pinfer_model_params mp = pinfer_model_default_params();
+    mp.use_mmap = use_mmap;
+    if (pinfer_model_load(&m, model_path, &mp)) return args_error(C, "%s", pinfer_last_error());
+    struct pinfer_model_info info;
+    pinfer_model_get_info(m, &info);
+    char desc[256];
+    pinfer_model_desc(m, desc, sizeof desc);
+    const double tg_bytes = (double)info.decode_bytes;
+    printf("model: %s\n\n", desc);
+    printf("| model | size | params | threads | test | t/s | GB/s | roof |\n");
+    printf("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |\n");
+
+    int rc = 0;
+    int32_t *toks = malloc(sizeof *toks * (size_t)(n_prompt > 0 ? n_prompt : 1));
+    if (!toks) { pinfer_model_free(m); return args_error(C, "out of memory"); }
+    for (long i = 0; i < n_prompt; i++) toks[i] = (int32_t)((i * 7919 + 13) % info.n_vocab);
+    double *ts = calloc((size_t)reps, sizeof *ts);
+
+    for (int ti = 0; ti < n_thr && rc == 0; ti++) {
+        struct pinfer_ctx *ctx = NULL;
+        struct pinfer_ctx_params cp = pinfer_ctx_default_params();
+        cp.n_threads = threads[ti];
+        cp.n_ctx = (int)(n_prompt + n_gen + 1);
+        cp.n_batch = (int)(n_prompt > 0 ? n_prompt : 1);
+        if (pinfer_ctx_new(&ctx, m, &cp)) { rc = args_error(C, "%s", pinfer_last_error()); break; }
+        int nt = threads[ti] ? threads[ti] : pinfer_cpu_count();
+        for (int test = 0; test < 2 && rc == 0; test++) {
+            long n = test == 0 ? n_prompt : n_gen;
+            if (n == 0) continue;
+            for (long r = -1; r < reps; r++) { /* r = -1: warm-up */
+                pinfer_ctx_reset(ctx);
+                double t0 = pinfer_now();
+                if (test == 0) {
+                    if (pinfer_decode(ctx, toks, (int)n, 0, false)) { rc = args_error(C, "%s", pinfer_last_error()); break; }
+                } else {
+                    int32_t tok = pinfer_token_bos(m) >= 0 ? pinfer_token_bos(m) : 0;
+                    for (long i = 0; i < n; i++) {
+                        if (pinfer_decode(ctx, &tok, 1, (int)i, false)) { rc = args_error(C, "%s", pinfer_last_error()); break; }
+                        tok = (int32_t)((tok * 31 + 7) % info.n_vocab);
+                    }
+                    if (rc) break;
+                }
+                double dt = pinfer_now() - t0;
+                if (r >= 0) ts[r] = (double)n / dt;
+            }
+            if (rc) break;
+            double mean, sd;
+            mean_sd(ts, (int)reps, &mean, &sd);
+            if (test == 0)
+                printf("| %s | %.2f GiB | %.2f B | %d | pp%ld | %.2f ± %.2f | | |\n", pinfer_type_name(info.weight_type),
+                       (double)info.weight_bytes / (1u << 30), (double)info.n_params / 1e9, nt, n, mean, sd);
+            else {
+                double gbs = mean * tg_bytes / 1e9;
+                printf("| %s | %.2f GiB | %.2f B | %d | tg%ld | %.2f ± %.2f | %.1f | %.0f%% of %.0f |\n", pinfer_type_name(info.weight_type),
+                       (double)info.weight_bytes / (1u << 30), (double)info.n_params / 1e9, nt, n, mean, sd, gbs,
+                       100.0 * gbs / roof_gbs(nt, roof), roof_gbs(nt, roof));
+            }
+            fflush(stdout);
+        }
+        pinfer_ctx_free(ctx);
+    }
+    free(ts);
+    free(toks);
+    pinfer_model_free(m);
+    return rc;
+}

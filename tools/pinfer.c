@@ -1,0 +1,36 @@
+/* pinfer: the command-line tool. Dispatches to sub-commands (tools/cmd_*.c). */
+#include "cmds.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+} cmds[] = {
+    { "run", cmd_run, "generate text from a prompt" },
+    { "tokenize", cmd_tokenize, "print the token ids of a text" },
+    { "eval", cmd_eval, "teacher-forced evaluation: logits for given token ids" },
+    { "bench", cmd_bench, "prompt and generation speed, llama-bench style" },
+    { "synth", cmd_synth, "write a synthetic model of a published shape" },
+    { "profile", cmd_profile, "measure FFN activation sparsity of a model" },
+};
+
+static void usage(FILE *fp)
+{
+    fprintf(fp, "usage: pinfer <command> [options]   (pinfer <command> --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
+        fprintf(fp, "  %-10s %s\n", cmds[i].name, cmds[i].help);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) { usage(stderr); return 2; }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) { usage(stdout); return 0; }
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
+        if (!strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "pinfer: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
