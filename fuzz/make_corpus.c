@@ -39,7 +39,7 @@ static void write_model(const char *name, uint32_t alignment, const int *types, 
     char path[512];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     struct gguf_writer *w;
-    static const char *const toks[] = { "<unk>", "<s>", "</s>", "\xe2\x96\x81" "a", "" };
+    static const char *const toks[] = { "<unk>", "<s>", "</s>", "\xe2\x96\x81\x61", "" };
     static const float scores[] = { 0, 0, 0, -1.5f, -2 };
     static const int32_t ttype[] = { 2, 3, 3, 1, 1 };
     int rc = gguf_writer_new(&w);

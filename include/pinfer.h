@@ -187,6 +187,53 @@ struct pinfer_synth_params pinfer_synth_default_params(void);
  * space first (PINFER_ENOSPC). */
 int pinfer_synth(const char *path, const struct pinfer_synth_params *params);
 
+/* ==== Activation profile (pinfer profile; definitions in src/sparse/stats.h) ==== */
+
+struct pinfer_profile_params {
+    const char *text;    /* run over this text's tokens (BOS added); NULL: generate tokens */
+    size_t text_len;
+    int n_tokens;        /* tokens to generate without text; with text, a cap (0 = all); 128 */
+    bool random_tokens;  /* generate uniform random piece ids in batches instead of sampling the
+                            model one token at a time (temperature 1, repeat penalty 1.1) */
+    uint64_t seed;       /* sampling / random ids; 1 */
+    int n_threads;       /* 0 = all CPUs */
+    int n_batch;         /* tokens per decode call for text and random ids; 64 */
+    float hot_share;     /* the share of activations that defines the hot set; 0.8 */
+};
+struct pinfer_profile_params pinfer_profile_default_params(void);
+
+struct pinfer_profile_layer {
+    int n_ff;
+    double active_frac;                    /* mean fraction of non-zero neurons per token */
+    double active_frac_min, active_frac_max; /* over tokens */
+    double hot_frac;      /* smallest fraction of neurons carrying hot_share of activations (count) */
+    double hot_frac_mag;  /* the same, activations weighted by |value| */
+    double overlap;       /* sum |A_t ∩ A_t-1| / sum |A_t| over consecutive tokens */
+    double abs_mean;      /* mean |activation| */
+    double abs_q[6];      /* |activation| quantiles at 0.1 0.25 0.5 0.75 0.9 0.99, zeros included */
+    float *freq;          /* (n_ff) fraction of tokens each neuron was active on */
+};
+
+struct pinfer_profile {
+    int n_layer, n_tokens;
+    enum pinfer_act act;
+    float hot_share;
+    const char *source;   /* "text", "sample" or "random" */
+    double seconds;       /* wall time of the forward passes */
+    struct pinfer_profile_layer *layers; /* n_layer */
+};
+
+/* Runs the model over the tokens params ask for and measures its FFN activations, layer by
+ * layer. On success *out is owned by the caller (pinfer_profile_free). */
+int pinfer_profile_run(struct pinfer_profile **out, struct pinfer_model *model,
+                       const struct pinfer_profile_params *params);
+void pinfer_profile_free(struct pinfer_profile *prof);
+/* Writes the profile as JSON to path ("-" = stdout), atomically for files. The model (may be
+ * NULL) adds its description and any pinfer.synth.* request; neurons adds every layer's
+ * per-neuron frequencies. */
+int pinfer_profile_write_json(const struct pinfer_profile *prof, const struct pinfer_model *model,
+                              const char *path, bool neurons);
+
 #ifdef __cplusplus
 }
 #endif

@@ -6,6 +6,7 @@
  * (0xff bytes: NaN as f32, f16, bf16, and as a Q8_0/Q4_0 scale) and the page after that is
  * unmapped, so a kernel that reads past the end either returns NaN or crashes. */
 #include "tensor/kernels.h"
+#include "tensor/q8x.h"
 #include "testutil.h"
 
 #include <math.h>
@@ -309,6 +310,97 @@ static void test_variant(const struct pf_kernels *k)
     }
 }
 
+/* ==== Q4_0 fast paths (q8x activations) ==== */
+
+/* q4_act must hold exactly ref's Q8_0 quantization and the sums the layout promises. */
+static void test_q4_act(const struct pf_kernels *k, int64_t n)
+{
+    int64_t nb = n / 32;
+    float *x = malloc((size_t)n * sizeof *x);
+    fill(x, n);
+    struct guarded g;
+    void *xa = guarded_alloc(&g, q8x_row_size(n));
+    k->q4_act(x, xa, n);
+    struct block_q8_0 *q = malloc((size_t)nb * sizeof *q);
+    pf_kernels_ref.from_f32[PF_TYPE_Q8_0](x, q, n);
+    int bad = 0;
+    for (int64_t b = 0; b < nb; b++) {
+        int sum = 0;
+        if (memcmp(q8x_qs(xa) + 32 * b, q[b].qs, 32) != 0) bad++;
+        if (q8x_d(xa, nb)[b] != pf_fp16_to_fp32(q[b].d)) bad++;
+        for (int l = 0; l < 8; l++) {
+            int s4 = q[b].qs[4 * l] + q[b].qs[4 * l + 1] + q[b].qs[4 * l + 2] + q[b].qs[4 * l + 3];
+            if (q8x_corr(xa, nb)[8 * b + l] != Q8X_MAGIC + (l < 4 ? -8 : -128) * s4) bad++;
+            sum += s4;
+        }
+        if (q8x_bsum(xa, nb)[b] != Q8X_MAGIC - 8 * sum) bad++;
+    }
+    CHECKF(bad == 0, "%s q4_act n=%lld: %d mismatches", k->name, (long long)n, bad);
+    free(x); free(q);
+    guarded_free(&g);
+}
+
+/* q4_matvec (nt = 0) or q4_gemm against ref dots on the same quantized inputs. Weight rows are
+ * packed back to back with the last one against the guard; row count and token count are
+ * chosen to hit every tail of the register tiles and K chunks. */
+static void test_q4_fast(const struct pf_kernels *k, int64_t n, int nr, int nt)
+{
+    bool mv = nt == 0;
+    if (mv) nt = 1;
+    size_t wb = row_bytes(PF_TYPE_Q4_0, n), xb = row_bytes(PF_TYPE_Q8_0, n), xas = q8x_row_size(n);
+    float *f = malloc((size_t)n * sizeof *f);
+    struct guarded gw, gx;
+    char *w = guarded_alloc(&gw, wb * (size_t)nr);
+    char *xa = guarded_alloc(&gx, xas * (size_t)nt);
+    char *xq = malloc(xb * (size_t)nt);
+    for (int r = 0; r < nr; r++) { fill(f, n); pf_kernels_ref.from_f32[PF_TYPE_Q4_0](f, w + r * wb, n); }
+    for (int t = 0; t < nt; t++) {
+        fill(f, n);
+        pf_kernels_ref.from_f32[PF_TYPE_Q8_0](f, xq + t * xb, n);
+        k->q4_act(f, xa + t * xas, n);
+    }
+    size_t os = (size_t)nr + 1;
+    float *out = malloc(os * (size_t)nt * sizeof *out);
+    for (size_t i = 0; i < os * (size_t)nt; i++) out[i] = -12345.0f;
+    if (mv) k->q4_matvec(n, nr, w, wb, xa, out);
+    else k->q4_gemm(n, nr, nt, w, wb, xa, xas, out, os);
+    int bad = 0;
+    for (int t = 0; t < nt; t++) {
+        for (int r = 0; r < nr; r++) {
+            double sabs, want = exact_dot(PF_TYPE_Q4_0, w + r * wb, PF_TYPE_Q8_0, xq + t * xb, n, &sabs);
+            float ref = pf_kernels_ref.dot[PF_TYPE_Q4_0](w + r * wb, xq + t * xb, n);
+            float got = out[(size_t)t * os + r];
+            if ((!close_rel(got, want, sabs, TOL_DOT_VS_EXACT) || !close_rel(got, ref, sabs, TOL_VARIANT_VS_REF)) && bad++ < 3)
+                fprintf(stderr, "%s %s n=%lld %dx%d (r=%d t=%d): %.9g vs exact %.9g ref %.9g\n", k->name,
+                        mv ? "q4_matvec" : "q4_gemm", (long long)n, nr, nt, r, t, got, want, ref);
+        }
+        CHECK(out[(size_t)t * os + (size_t)nr] == -12345.0f);
+    }
+    CHECKF(bad == 0, "%s %s n=%lld %dx%d: %d wrong", k->name, mv ? "q4_matvec" : "q4_gemm",
+           (long long)n, nr, nt, bad);
+    free(f); free(xq); free(out);
+    guarded_free(&gw); guarded_free(&gx);
+}
+
+static void test_fast_paths(const struct pf_kernels *k)
+{
+    if (!k->q4_act && !k->q4_matvec && !k->q4_gemm) return;
+    CHECKF(k->q4_act && k->q4_matvec && k->q4_gemm, "%s: partial Q4_0 fast path", k->name);
+    if (!(k->q4_act && k->q4_matvec && k->q4_gemm)) return;
+    for (int m = 1; m <= 67; m++) test_q4_act(k, 32 * m);
+    test_q4_act(k, 11008);
+    for (int m = 1; m <= 40; m++) test_q4_fast(k, 32 * m, 1 + m % 9, 0);
+    int64_t ns[] = { 32, 96, 32 * 17, 32 * 33, 4096, 11008 };
+    int rows[] = { 1, 3, 4, 5, 8, 9, 16, 17, 33 };
+    int toks[] = { 1, 2, 3, 4, 5, 7, 8, 9, 13, 17 };
+    for (size_t i = 0; i < sizeof ns / sizeof *ns; i++) {
+        for (size_t r = 0; r < sizeof rows / sizeof *rows; r++) test_q4_fast(k, ns[i], rows[r], 0);
+        for (size_t r = 0; r < sizeof rows / sizeof *rows; r++)
+            for (size_t t = 0; t < sizeof toks / sizeof *toks; t++)
+                if (ns[i] <= 4096 || (rows[r] == 17 && toks[t] == 9)) test_q4_fast(k, ns[i], rows[r], toks[t]);
+    }
+}
+
 int main(void)
 {
     test_fp16();
@@ -321,6 +413,7 @@ int main(void)
         if (!k) { printf("variant %s: not supported on this CPU, skipped\n", names[i]); continue; }
         int before = tu_failures;
         test_variant(k);
+        test_fast_paths(k);
         printf("variant %s: %s\n", names[i], tu_failures == before ? "ok" : "FAILED");
         ran++;
     }

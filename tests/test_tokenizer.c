@@ -285,9 +285,9 @@ static bool test_llama_spm(void)
         CHECKF(n == 3 && buf[0] == 1 && buf[1] == 6324 && buf[2] == 2, "n %d", n);
     }
 
-    /* speed: the whole .inp file repeated to ~4 MiB, and 1 MiB without a single space */
+    /* speed: the whole .inp file repeated to ~2 MiB, and 1 MiB without a single space */
     {
-        size_t big_len = 0, reps = (4u << 20) / in_len + 1;
+        size_t big_len = 0, reps = (2u << 20) / in_len + 1;
         char *big = malloc(reps * in_len);
         for (size_t r = 0; r < reps; r++) { memcpy(big + big_len, in, in_len); big_len += in_len; }
         double t0 = now();
@@ -362,12 +362,12 @@ static void test_stories(void)
 
 /* ==== Tiny vocabularies with hand-checked results ==== */
 
-/* id:  0      1     2      3    4    5    6     7     8      9        10   11        12 */
+/* id:  0      1     2      3    4    5    6     7     8      9        10   11        12     13 */
 static const char *const tiny_tok[] = { "<unk>", "<s>", "</s>", "\xe2\x96\x81", "a", "b", "ab",
-    "ba", "\xe2\x96\x81" "a", "<|u|>", "", "<0x63>", "<0xC3>" };
-static const float tiny_score[] = { 0, 0, 0, -1, -2, -2, 1, 1, 0.5f, 0, 0, 0, 0 };
-static const int32_t tiny_type[] = { 2, 3, 3, 1, 1, 1, 1, 1, 1, 4, 1, 6, 6 };
-enum { TINY_N = 13 };
+    "ba", "\xe2\x96\x81\x61" /* ▁a */, "<|u|>", "", "<0x63>", "<0xC3>", "<|u|>x" };
+static const float tiny_score[] = { 0, 0, 0, -1, -2, -2, 1, 1, 0.5f, 0, 0, 0, 0, 0 };
+static const int32_t tiny_type[] = { 2, 3, 3, 1, 1, 1, 1, 1, 1, 4, 1, 6, 6, 4 };
+enum { TINY_N = 14 };
 
 static void test_tiny(void)
 {
@@ -390,6 +390,8 @@ static void test_tiny(void)
     /* a user-defined token splits the text; the fragment after it gets the space prefix too */
     EXPECT_IDS(v, "a<|u|>b", false, false, 8, 9, 3, 5);
     EXPECT_IDS(v, "<|u|><|u|>", false, false, 9, 9);
+    /* the longer user-defined token is matched first */
+    EXPECT_IDS(v, "a<|u|>x<|u|>", false, false, 8, 13, 9);
     /* control tokens only with parse_special; without, '<' 's' '>' have no token: unknown */
     EXPECT_IDS(v, "<s>a", false, true, 1, 8);
     EXPECT_IDS(v, "<s>a", false, false, 3, 0, 0, 0, 4);

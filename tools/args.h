@@ -11,6 +11,11 @@
 int args_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int args_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* In a flag loop with `const char *a = argv[i]` and `v = argv[i + 1]` (or NULL): consumes the
+ * value of the matched flag a, or fails with "flag X needs a value". Unknown flags thus reach
+ * the loop's final "unknown flag" branch whatever follows them. */
+#define ARGS_TAKE() do { if (!v) return args_usage_error(C, "flag %s needs a value", a); i++; } while (0)
+
 /* Takes the value of flag argv[*i] (advancing *i); NULL (after printing) if missing. */
 const char *args_value(const char *cmd, int argc, char **argv, int *i);
 bool args_int(const char *cmd, const char *flag, const char *s, long lo, long hi, long *out);

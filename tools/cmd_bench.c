@@ -38,6 +38,7 @@ int cmd_bench(int argc, char **argv)
     bool use_mmap = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: pinfer bench -m MODEL [-p 128] [-n 64] [-t 1,2] [-r 3] [--mmap] [--roof-gbs G]\n"
                    "  -p N   prompt tokens for the pp test (0 = skip)\n"
@@ -45,13 +46,12 @@ int cmd_bench(int argc, char **argv)
             return 0;
         }
         else if (!strcmp(a, "--mmap")) use_mmap = true;
-        else if (!(v = args_value(C, argc, argv, &i))) return 2;
-        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = v;
-        else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) { if (!args_int(C, a, v, 0, 1 << 16, &n_prompt)) return 2; }
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) { if (!args_int(C, a, v, 0, 1 << 16, &n_gen)) return 2; }
-        else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) { if (!args_int(C, a, v, 1, 1000, &reps)) return 2; }
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if ((n_thr = args_int_list(C, a, v, 1, 1024, threads, 16)) < 0) return 2; }
-        else if (!strcmp(a, "--roof-gbs")) { if (!args_float(C, a, v, 0.001, 1e6, &roof)) return 2; }
+        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { ARGS_TAKE(); model_path = v; }
+        else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) { ARGS_TAKE(); if (!args_int(C, a, v, 0, 1 << 16, &n_prompt)) return 2; }
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) { ARGS_TAKE(); if (!args_int(C, a, v, 0, 1 << 16, &n_gen)) return 2; }
+        else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) { ARGS_TAKE(); if (!args_int(C, a, v, 1, 1000, &reps)) return 2; }
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { ARGS_TAKE(); if ((n_thr = args_int_list(C, a, v, 1, 1024, threads, 16)) < 0) return 2; }
+        else if (!strcmp(a, "--roof-gbs")) { ARGS_TAKE(); if (!args_float(C, a, v, 0.001, 1e6, &roof)) return 2; }
         else return args_usage_error(C, "unknown flag '%s'", a);
     }
     if (!model_path) return args_usage_error(C, "no model given (-m FILE)");

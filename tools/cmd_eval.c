@@ -49,17 +49,17 @@ int cmd_eval(int argc, char **argv)
     bool batch = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: pinfer eval -m MODEL --ids \"1 403 ...\" --logits OUT.txt [--batch] [-t N] [-c N]\n");
             return 0;
         }
         else if (!strcmp(a, "--batch")) batch = true;
-        else if (!(v = args_value(C, argc, argv, &i))) return 2;
-        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = v;
-        else if (!strcmp(a, "--ids")) ids_s = v;
-        else if (!strcmp(a, "--logits")) logits_path = v;
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!args_int(C, a, v, 1, 1024, &n_threads)) return 2; }
-        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) { if (!args_int(C, a, v, 0, 1 << 22, &n_ctx)) return 2; }
+        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { ARGS_TAKE(); model_path = v; }
+        else if (!strcmp(a, "--ids")) { ARGS_TAKE(); ids_s = v; }
+        else if (!strcmp(a, "--logits")) { ARGS_TAKE(); logits_path = v; }
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { ARGS_TAKE(); if (!args_int(C, a, v, 1, 1024, &n_threads)) return 2; }
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) { ARGS_TAKE(); if (!args_int(C, a, v, 0, 1 << 22, &n_ctx)) return 2; }
         else return args_usage_error(C, "unknown flag '%s'", a);
     }
     if (!model_path) return args_usage_error(C, "no model given (-m FILE)");

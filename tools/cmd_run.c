@@ -44,25 +44,25 @@ int cmd_run(int argc, char **argv)
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { help(); return 0; }
         else if (!strcmp(a, "--ignore-eos")) ignore_eos = true;
         else if (!strcmp(a, "--mmap")) use_mmap = true;
         else if (!strcmp(a, "--no-mmap")) use_mmap = false;
-        else if (!(v = args_value(C, argc, argv, &i))) return 2;
-        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = v;
-        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) prompt = v;
-        else if (!strcmp(a, "-f") || !strcmp(a, "--file")) prompt_file = v;
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { if (!args_int(C, a, v, -1, 1L << 30, &n_predict)) return 2; }
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!args_int(C, a, v, 1, 1024, &n_threads)) return 2; }
-        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) { if (!args_int(C, a, v, 0, 1 << 22, &n_ctx)) return 2; }
-        else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) { if (!args_int(C, a, v, 1, 1 << 16, &n_batch)) return 2; }
-        else if (!strcmp(a, "-s") || !strcmp(a, "--seed")) { if (!args_u64(C, a, v, &sp.seed)) return 2; }
-        else if (!strcmp(a, "--temp")) { if (!args_float(C, a, v, 0, 1e6, &sp.temp)) return 2; }
-        else if (!strcmp(a, "--top-k")) { if (!args_int(C, a, v, 0, 1 << 30, &lv)) return 2; sp.top_k = (int)lv; }
-        else if (!strcmp(a, "--top-p")) { if (!args_float(C, a, v, 0, 1, &sp.top_p)) return 2; }
-        else if (!strcmp(a, "--min-p")) { if (!args_float(C, a, v, 0, 1, &sp.min_p)) return 2; }
-        else if (!strcmp(a, "--repeat-penalty")) { if (!args_float(C, a, v, 0, 1e6, &sp.repeat_penalty)) return 2; }
-        else if (!strcmp(a, "--repeat-last-n")) { if (!args_int(C, a, v, -1, 1 << 22, &lv)) return 2; sp.repeat_last_n = (int)lv; }
+        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { ARGS_TAKE(); model_path = v; }
+        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { ARGS_TAKE(); prompt = v; }
+        else if (!strcmp(a, "-f") || !strcmp(a, "--file")) { ARGS_TAKE(); prompt_file = v; }
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { ARGS_TAKE(); if (!args_int(C, a, v, -1, 1L << 30, &n_predict)) return 2; }
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { ARGS_TAKE(); if (!args_int(C, a, v, 1, 1024, &n_threads)) return 2; }
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) { ARGS_TAKE(); if (!args_int(C, a, v, 0, 1 << 22, &n_ctx)) return 2; }
+        else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) { ARGS_TAKE(); if (!args_int(C, a, v, 1, 1 << 16, &n_batch)) return 2; }
+        else if (!strcmp(a, "-s") || !strcmp(a, "--seed")) { ARGS_TAKE(); if (!args_u64(C, a, v, &sp.seed)) return 2; }
+        else if (!strcmp(a, "--temp")) { ARGS_TAKE(); if (!args_float(C, a, v, 0, 1e6, &sp.temp)) return 2; }
+        else if (!strcmp(a, "--top-k")) { ARGS_TAKE(); if (!args_int(C, a, v, 0, 1 << 30, &lv)) return 2; sp.top_k = (int)lv; }
+        else if (!strcmp(a, "--top-p")) { ARGS_TAKE(); if (!args_float(C, a, v, 0, 1, &sp.top_p)) return 2; }
+        else if (!strcmp(a, "--min-p")) { ARGS_TAKE(); if (!args_float(C, a, v, 0, 1, &sp.min_p)) return 2; }
+        else if (!strcmp(a, "--repeat-penalty")) { ARGS_TAKE(); if (!args_float(C, a, v, 0, 1e6, &sp.repeat_penalty)) return 2; }
+        else if (!strcmp(a, "--repeat-last-n")) { ARGS_TAKE(); if (!args_int(C, a, v, -1, 1 << 22, &lv)) return 2; sp.repeat_last_n = (int)lv; }
         else return args_usage_error(C, "unknown flag '%s'", a);
     }
     if (!model_path) return args_usage_error(C, "no model given (-m FILE)");

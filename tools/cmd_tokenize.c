@@ -15,15 +15,15 @@ int cmd_tokenize(int argc, char **argv)
     bool no_bos = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: pinfer tokenize -m MODEL (-p TEXT | -f FILE) [--no-bos]\n");
             return 0;
         }
         else if (!strcmp(a, "--no-bos")) no_bos = true;
-        else if (!(v = args_value(C, argc, argv, &i))) return 2;
-        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = v;
-        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) text = v;
-        else if (!strcmp(a, "-f") || !strcmp(a, "--file")) file = v;
+        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { ARGS_TAKE(); model_path = v; }
+        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { ARGS_TAKE(); text = v; }
+        else if (!strcmp(a, "-f") || !strcmp(a, "--file")) { ARGS_TAKE(); file = v; }
         else return args_usage_error(C, "unknown flag '%s'", a);
     }
     if (!model_path) return args_usage_error(C, "no model given (-m FILE)");

@@ -7,6 +7,7 @@
 #include "core/error.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -46,7 +47,11 @@ static void *worker_main(void *p)
         int spins = 0;
         while ((g = atomic_load_explicit(&pool->gen, memory_order_acquire)) == seen &&
                !atomic_load_explicit(&pool->stop, memory_order_acquire)) {
-            if (++spins < SPIN_ITERS) { cpu_relax(); continue; }
+            if (++spins < SPIN_ITERS) {
+                if ((spins & 1023) == 1023) sched_yield();
+                else cpu_relax();
+                continue;
+            }
             pthread_mutex_lock(&pool->mu);
             atomic_fetch_add(&pool->sleepers, 1);
             while (atomic_load(&pool->gen) == seen && !atomic_load(&pool->stop))
@@ -120,7 +125,12 @@ void pf_pool_run(struct pf_pool *pool, pf_task_fn fn, void *arg)
         pthread_mutex_unlock(&pool->mu);
     }
     fn(arg, 0, pool->nth);
-    while (atomic_load_explicit(&pool->done, memory_order_acquire) < pool->nth - 1) cpu_relax();
+    /* yield now and then: with more threads than free cores, a worker we wait for may be
+     * descheduled, and pure spinning would burn our whole time slice */
+    for (unsigned spins = 0; atomic_load_explicit(&pool->done, memory_order_acquire) < pool->nth - 1; spins++) {
+        if ((spins & 1023) == 1023) sched_yield();
+        else cpu_relax();
+    }
 }
 
 int pf_cpu_count(void)

@@ -354,7 +354,7 @@ int pinfer_model_load(struct pinfer_model **out, const char *path, const struct 
     if (!path) return pf_fail(PINFER_EINVAL, "no model path given");
     m = calloc(1, sizeof *m);
     if (!m) return pf_fail(PINFER_ENOMEM, "out of memory");
-    if ((rc = gguf_open(&m->gguf, path))) goto err;
+    if ((rc = gguf_open(&m->gguf, path))) { pinfer_model_free(m); return rc; } /* names the path */
     if ((rc = pf_vocab_load(&m->vocab, m->gguf))) goto err;
     if (p.vocab_only) {
         m->info.n_vocab = pf_vocab_n(m->vocab);

@@ -20,6 +20,9 @@
 #include <string.h>
 
 #define INLINE static inline __attribute__((always_inline))
+/* Loops over the rows/tokens of a register tile must be fully unrolled, or the accumulators
+ * live in memory and every block waits on a store-to-load round trip. */
+#define UNROLL _Pragma("GCC unroll 16")
 
 static inline __mmask16 tail_mask16(int64_t k) { return (__mmask16)((1u << k) - 1); }
 static inline __mmask32 tail_mask32(int64_t k) { return (__mmask32)(k >= 32 ? 0xffffffffu : (1u << k) - 1); }
@@ -45,6 +48,15 @@ INLINE __m256i q4_nibbles(const uint8_t *qs)
     return _mm256_and_si256(q, _mm256_set1_epi8(0x0f));
 }
 
+/* The same block for the q8x matvec: low nibbles in the low half, high nibbles left in place
+ * (16 * nibble) in the high half; one AND instead of shift + AND. The q8x corrections and a
+ * final 1/16 on lanes 4..7 account for the factor (exact: a power of two). */
+INLINE __m256i q4_nibbles16(const uint8_t *qs)
+{
+    __m256i q = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
+    return _mm256_and_si256(q, _mm256_set_m128i(_mm_set1_epi8((char)0xf0), _mm_set1_epi8(0x0f)));
+}
+
 /* ==== Float dots and tiles ==== */
 
 /* R weight rows x T activation rows, float types. LOAD(p, i) gives 16 floats of element i..;
@@ -54,27 +66,37 @@ INLINE __m256i q4_nibbles(const uint8_t *qs)
                      float *out, size_t os)                                                      \
     {                                                                                            \
         __m512 acc[4][3];                                                                        \
+        UNROLL                                                                                  \
         for (int r = 0; r < R; r++)                                                              \
+            UNROLL                                                                              \
             for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();                         \
         int64_t i = 0;                                                                           \
         for (; i + 16 <= n; i += 16) {                                                           \
             __m512 xv[3];                                                                        \
+            UNROLL                                                                               \
             for (int t = 0; t < T; t++) xv[t] = LOAD((const ET *)(x + (size_t)t * xs), i);        \
+            UNROLL                                                                              \
             for (int r = 0; r < R; r++) {                                                        \
                 __m512 wv = LOAD((const ET *)(w + (size_t)r * ws), i);                           \
+                UNROLL                                                                          \
                 for (int t = 0; t < T; t++) acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);   \
             }                                                                                    \
         }                                                                                        \
         if (i < n) {                                                                             \
             __mmask16 m = tail_mask16(n - i);                                                    \
             __m512 xv[3];                                                                        \
+            UNROLL                                                                               \
             for (int t = 0; t < T; t++) xv[t] = MLOAD((const ET *)(x + (size_t)t * xs), i, m);    \
+            UNROLL                                                                              \
             for (int r = 0; r < R; r++) {                                                        \
                 __m512 wv = MLOAD((const ET *)(w + (size_t)r * ws), i, m);                       \
+                UNROLL                                                                          \
                 for (int t = 0; t < T; t++) acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);   \
             }                                                                                    \
         }                                                                                        \
+        UNROLL                                                                                  \
         for (int r = 0; r < R; r++)                                                              \
+            UNROLL                                                                                \
             for (int t = 0; t < T; t++) out[(size_t)t * os + r] = _mm512_reduce_add_ps(acc[r][t]); \
     }
 
@@ -91,19 +113,26 @@ INLINE void tile_bf16(int R, int T, int64_t n, const char *w, size_t ws, const c
                       float *out, size_t os)
 {
     __m512 acc[4][3];
+    UNROLL
     for (int r = 0; r < R; r++)
+        UNROLL
         for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i < n; i += 32) {
         __mmask32 m = tail_mask32(n - i);
         __m512i xv[3];
+        UNROLL
         for (int t = 0; t < T; t++) xv[t] = _mm512_maskz_loadu_epi16(m, (const uint16_t *)(x + (size_t)t * xs) + i);
+        UNROLL
         for (int r = 0; r < R; r++) {
             __m512i wv = _mm512_maskz_loadu_epi16(m, (const uint16_t *)(w + (size_t)r * ws) + i);
+            UNROLL
             for (int t = 0; t < T; t++) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], (__m512bh)wv, (__m512bh)xv[t]);
         }
     }
+    UNROLL
     for (int r = 0; r < R; r++)
+        UNROLL
         for (int t = 0; t < T; t++) out[(size_t)t * os + r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
@@ -114,30 +143,37 @@ INLINE void tile_q8_0(int R, int T, int64_t n, const char *w, size_t ws, const c
                       float *out, size_t os)
 {
     __m256 acc[4][3];
+    UNROLL
     for (int r = 0; r < R; r++)
+        UNROLL
         for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
     const __m256i bias = _mm256_set1_epi8((char)0x80);
     for (int64_t b = 0; b < n / QK8_0; b++) {
         __m256i xu[3];
         float dx[3];
+        UNROLL
         for (int t = 0; t < T; t++) {
             const struct block_q8_0 *xb = (const struct block_q8_0 *)(x + (size_t)t * xs) + b;
             xu[t] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)xb->qs), bias);
             dx[t] = h2f(xb->d);
         }
+        UNROLL
         for (int r = 0; r < R; r++) {
             const struct block_q8_0 *wb = (const struct block_q8_0 *)(w + (size_t)r * ws) + b;
             __m256i wq = _mm256_loadu_si256((const __m256i *)wb->qs);
             __m256i neg = _mm256_sub_epi32(_mm256_setzero_si256(),
                                            _mm256_dpbusd_epi32(_mm256_setzero_si256(), bias, wq));
             float dw = h2f(wb->d);
+            UNROLL
             for (int t = 0; t < T; t++) {
                 __m256i s = _mm256_dpbusd_epi32(neg, xu[t], wq);
                 acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(dw * dx[t]), acc[r][t]);
             }
         }
     }
+    UNROLL
     for (int r = 0; r < R; r++)
+        UNROLL
         for (int t = 0; t < T; t++) out[(size_t)t * os + r] = hsum256(acc[r][t]);
 }
 
@@ -146,12 +182,15 @@ INLINE void tile_q4_0(int R, int T, int64_t n, const char *w, size_t ws, const c
                       float *out, size_t os)
 {
     __m256 acc[4][3];
+    UNROLL
     for (int r = 0; r < R; r++)
+        UNROLL
         for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
     const __m256i eight = _mm256_set1_epi8(8);
     for (int64_t b = 0; b < n / QK4_0; b++) {
         __m256i xq[3], neg[3];
         float dx[3];
+        UNROLL
         for (int t = 0; t < T; t++) {
             const struct block_q8_0 *xb = (const struct block_q8_0 *)(x + (size_t)t * xs) + b;
             xq[t] = _mm256_loadu_si256((const __m256i *)xb->qs);
@@ -159,17 +198,21 @@ INLINE void tile_q4_0(int R, int T, int64_t n, const char *w, size_t ws, const c
                                       _mm256_dpbusd_epi32(_mm256_setzero_si256(), eight, xq[t]));
             dx[t] = h2f(xb->d);
         }
+        UNROLL
         for (int r = 0; r < R; r++) {
             const struct block_q4_0 *wb = (const struct block_q4_0 *)(w + (size_t)r * ws) + b;
             __m256i nib = q4_nibbles(wb->qs);
             float dw = h2f(wb->d);
+            UNROLL
             for (int t = 0; t < T; t++) {
                 __m256i s = _mm256_dpbusd_epi32(neg[t], nib, xq[t]);
                 acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(dw * dx[t]), acc[r][t]);
             }
         }
     }
+    UNROLL
     for (int r = 0; r < R; r++)
+        UNROLL
         for (int t = 0; t < T; t++) out[(size_t)t * os + r] = hsum256(acc[r][t]);
 }
 
@@ -334,54 +377,84 @@ static void q4_act(const float *src, void *dst, int64_t n)
         d[i] = h2f(h);
         __m256i q = _mm256_loadu_si256((const __m256i *)(qs + i * QK8_0));
         __m256i c = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), eight, q));
-        _mm256_storeu_si256((__m256i *)(corr + 8 * i), c);
+        /* bsum from the unscaled lanes; lanes 4..7 pair with high nibbles left at *16 */
+        __m256i c16 = _mm256_sllv_epi32(c, _mm256_set_epi32(4, 4, 4, 4, 0, 0, 0, 0));
+        _mm256_storeu_si256((__m256i *)(corr + 8 * i), _mm256_add_epi32(c16, _mm256_set1_epi32(Q8X_MAGIC)));
         __m128i s = _mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
         s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
         s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-        bsum[i] = _mm_cvtsi128_si32(s);
+        bsum[i] = _mm_cvtsi128_si32(s) + Q8X_MAGIC;
     }
 }
 
-/* R (1..4) rows against one q8x activation. Scales of 8 blocks per row are converted at once
- * (vcvtph2ps on 8 halves gathered with scalar loads) and multiplied by the activation scales,
- * so each block costs: broadcast-load, shift, and, vpdpbusd, convert, fma. */
-INLINE void q4_mv_rows(int R, int64_t nb, const uint8_t *w, size_t ws, const void *xa, float *out)
+/* R (1..4) rows against one q8x activation, 8 blocks at a time. The 8 fp16 scales of a row
+ * (16-bit words 0, 9, ..., 63 of the next 128 bytes) come out with one two-source word permute,
+ * are converted and multiplied by the activation scales, and go through memory so that each
+ * fma takes its scale as a free broadcast operand. Per row and block that leaves: broadcast
+ * load, and, vpdpbusd, subtract (q8x.h), fma.
+ *
+ * Prefetch: rows are short (2-6 KiB) and read as 4 interleaved streams, too short for the
+ * hardware prefetcher to ramp up, which halved the bandwidth. So while a group of rows is
+ * computed, the next group (contiguous in memory, [pf, pf_end)) is prefetched into L2 in address
+ * order, as many lines per step as the step consumes. Into L2 (T1), not L1: with n = 11008 the
+ * current rows, the next ones and the activation do not fit in L1 together. */
+
+INLINE void q4_mv_rows(int R, int64_t nb, const uint8_t *w, size_t ws, const void *xa, float *out,
+                       const char *pf, const char *pf_end)
 {
     const int8_t *xq = q8x_qs(xa);
     const int32_t *corr = q8x_corr(xa, nb);
     const float *dx = q8x_d(xa, nb);
+    const __m256 magic = _mm256_set1_ps(Q8X_MAGIC_F);
+    const __m512i didx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                          0, 0, 0, 0, 0, 0, 0, 0, 63, 54, 45, 36, 27, 18, 9, 0);
     __m256 acc[4];
+    UNROLL
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     int64_t j = 0;
     for (; j + 8 <= nb; j += 8) {
         float sc[4][8] __attribute__((aligned(32)));
         __m256 dx8 = _mm256_loadu_ps(dx + j);
+        UNROLL
+        for (int q = 0; q < (R * 8 * (int)sizeof(struct block_q4_0) + 63) / 64; q++, pf += 64)
+            if (pf < pf_end) _mm_prefetch(pf, _MM_HINT_T1);
+        UNROLL
         for (int r = 0; r < R; r++) {
-            uint16_t hd[8] __attribute__((aligned(16)));
             const uint8_t *p = w + (size_t)r * ws + (size_t)j * sizeof(struct block_q4_0);
-            for (int k = 0; k < 8; k++) hd[k] = load_u16(p + k * sizeof(struct block_q4_0));
-            _mm256_store_ps(sc[r], _mm256_mul_ps(_mm256_cvtph_ps(_mm_load_si128((const __m128i *)hd)), dx8));
+            __m512i h = _mm512_permutex2var_epi16(_mm512_loadu_si512(p), didx, _mm512_loadu_si512(p + 64));
+            _mm256_store_ps(sc[r], _mm256_mul_ps(_mm256_cvtph_ps(_mm512_castsi512_si128(h)), dx8));
         }
+        /* keep sc in memory (see above) rather than shuffling it into registers, addressed from
+         * one base register */
+        const float *scp = sc[0];
+        __asm__ volatile("" : "+r"(scp) : : "memory");
+        UNROLL
         for (int k = 0; k < 8; k++) {
             __m256i y = _mm256_loadu_si256((const __m256i *)(xq + (j + k) * QK8_0));
             __m256i c = _mm256_loadu_si256((const __m256i *)(corr + (j + k) * 8));
+            UNROLL
             for (int r = 0; r < R; r++) {
                 const uint8_t *b = w + (size_t)r * ws + (size_t)(j + k) * sizeof(struct block_q4_0);
-                __m256i s = _mm256_dpbusd_epi32(c, q4_nibbles(b + 2), y);
-                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(sc[r][k]), acc[r]);
+                __m256i s = _mm256_dpbusd_epi32(c, q4_nibbles16(b + 2), y);
+                __m256 f = _mm256_sub_ps(_mm256_castsi256_ps(s), magic);
+                acc[r] = _mm256_fmadd_ps(f, _mm256_broadcast_ss(scp + 8 * r + k), acc[r]);
             }
         }
     }
     for (; j < nb; j++) {
         __m256i y = _mm256_loadu_si256((const __m256i *)(xq + j * QK8_0));
         __m256i c = _mm256_loadu_si256((const __m256i *)(corr + j * 8));
+        UNROLL
         for (int r = 0; r < R; r++) {
             const uint8_t *b = w + (size_t)r * ws + (size_t)j * sizeof(struct block_q4_0);
-            __m256i s = _mm256_dpbusd_epi32(c, q4_nibbles(b + 2), y);
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(h2f(load_u16(b)) * dx[j]), acc[r]);
+            __m256i s = _mm256_dpbusd_epi32(c, q4_nibbles16(b + 2), y);
+            __m256 f = _mm256_sub_ps(_mm256_castsi256_ps(s), magic);
+            acc[r] = _mm256_fmadd_ps(f, _mm256_set1_ps(h2f(load_u16(b)) * dx[j]), acc[r]);
         }
     }
-    for (int r = 0; r < R; r++) out[r] = hsum256(acc[r]);
+    const __m256 unscale = _mm256_set_ps(0.0625f, 0.0625f, 0.0625f, 0.0625f, 1, 1, 1, 1);
+    UNROLL
+    for (int r = 0; r < R; r++) out[r] = hsum256(_mm256_mul_ps(acc[r], unscale));
 }
 
 static void q4_matvec(int64_t n, int nr, const void *w, size_t ws, const void *xa, float *out)
@@ -389,8 +462,10 @@ static void q4_matvec(int64_t n, int nr, const void *w, size_t ws, const void *x
     const uint8_t *wb = w;
     int64_t nb = n / QK4_0;
     int r = 0;
-    for (; r + 4 <= nr; r += 4) q4_mv_rows(4, nb, wb + (size_t)r * ws, ws, xa, out + r);
-    for (; r < nr; r++) q4_mv_rows(1, nb, wb + (size_t)r * ws, ws, xa, out + r);
+    const char *end = (const char *)wb + (size_t)nr * ws;
+    for (; r + 4 <= nr; r += 4)
+        q4_mv_rows(4, nb, wb + (size_t)r * ws, ws, xa, out + r, (const char *)wb + (size_t)(r + 4) * ws, end);
+    for (; r < nr; r++) q4_mv_rows(1, nb, wb + (size_t)r * ws, ws, xa, out + r, end, end);
 }
 
 /* ---- gemm: 16-row panels, K in chunks of KC blocks, 8-token register tiles ---- */
@@ -414,6 +489,7 @@ static void q4_pack(const uint8_t *w, size_t ws, int nr, int64_t j0, int kc, __m
         uint16_t hd[16] __attribute__((aligned(32)));
         for (int g = 0; g < 4; g++) {
             __m128i q[4];
+            UNROLL
             for (int i = 0; i < 4; i++) {
                 int r = 4 * g + i;
                 if (r < nr) {
@@ -436,6 +512,7 @@ static void q4_pack(const uint8_t *w, size_t ws, int nr, int64_t j0, int kc, __m
             _mm512_shuffle_i32x4(u0, u2, 0x88), _mm512_shuffle_i32x4(u0, u2, 0xdd),
             _mm512_shuffle_i32x4(u1, u3, 0x88), _mm512_shuffle_i32x4(u1, u3, 0xdd),
         };
+        UNROLL
         for (int s = 0; s < 4; s++) {
             pk[8 * jj + s] = _mm512_and_si512(a[s], m4);
             pk[8 * jj + s + 4] = _mm512_and_si512(_mm512_srli_epi16(a[s], 4), m4);
@@ -451,13 +528,15 @@ INLINE void q4_gemm_tile(int T, int kc, const __m512i *pk, const float *pd, cons
     for (int jj = 0; jj < kc; jj++) {
         int64_t j = j0 + jj;
         __m512 dw = _mm512_load_ps(pd + 16 * jj);
+        UNROLL
         for (int t = 0; t < T; t++) {
             const char *row = xa + (size_t)t * xs;
             const int8_t *y = q8x_qs(row) + j * QK8_0;
             __m512i s = _mm512_set1_epi32(q8x_bsum(row, nb)[j]);
+            UNROLL
             for (int k = 0; k < 8; k++) s = _mm512_dpbusd_epi32(s, pk[8 * jj + k], _mm512_set1_epi32(load_i32(y + 4 * k)));
             __m512 sc = _mm512_mul_ps(dw, _mm512_set1_ps(q8x_d(row, nb)[j]));
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc, acc[t]);
+            acc[t] = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_castsi512_ps(s), _mm512_set1_ps(Q8X_MAGIC_F)), sc, acc[t]);
         }
     }
 }
@@ -466,9 +545,11 @@ INLINE void q4_gemm_tokens(int T, int kc, const __m512i *pk, const float *pd, co
                            int64_t nb, int64_t j0, float *out, size_t os, __mmask16 rm)
 {
     __m512 acc[GM_TT];
+    UNROLL
     for (int t = 0; t < T; t++)
         acc[t] = j0 == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(rm, out + (size_t)t * os);
     q4_gemm_tile(T, kc, pk, pd, xa, xs, nb, j0, acc);
+    UNROLL
     for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(out + (size_t)t * os, rm, acc[t]);
 }
 

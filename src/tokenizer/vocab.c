@@ -194,14 +194,9 @@ static int load_bool(const struct gguf_file *f, const char *key, bool *b)
     return 0;
 }
 
-static const struct pf_vocab *sort_vocab; /* qsort has no context argument */
-
-/* Longest text first; ties by id so the order (and so the tokenization) is reproducible. */
-static int cmp_special(const void *a, const void *b)
+static int cmp_u64(const void *a, const void *b)
 {
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    uint32_t lx = sort_vocab->len[x], ly = sort_vocab->len[y];
-    if (lx != ly) return lx > ly ? -1 : 1;
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return (x > y) - (x < y);
 }
 
@@ -215,18 +210,22 @@ static int build_special(struct pf_vocab *v)
     v->n_special = n;
     if (n == 0) return 0;
     v->special = malloc((size_t)n * sizeof *v->special);
-    if (!v->special) return pf_fail(PINFER_ENOMEM, "vocab: out of memory");
+    uint64_t *key = malloc((size_t)n * sizeof *key);
+    if (!v->special || !key) {
+        free(key);
+        return pf_fail(PINFER_ENOMEM, "vocab: out of memory");
+    }
+    /* longest text first, ties by id (so the order, and the tokenization, is reproducible):
+     * one sortable key per token, (cap - length) above the id */
     n = 0;
     for (int i = 0; i < v->n; i++) {
         int t = v->type[i];
         if (t == PF_TOKEN_CONTROL || t == PF_TOKEN_UNKNOWN || t == PF_TOKEN_USER_DEFINED)
-            v->special[n++] = i;
+            key[n++] = (uint64_t)(PF_VOCAB_MAX_TOKEN_LEN - v->len[i]) << 32 | (uint32_t)i;
     }
-    /* a static for qsort's comparator: loading is not expected to run on two threads at once,
-     * and a race would only permute equal-length ties of the other vocabulary */
-    sort_vocab = v;
-    qsort(v->special, (size_t)n, sizeof *v->special, cmp_special);
-    sort_vocab = NULL;
+    qsort(key, (size_t)n, sizeof *key, cmp_u64);
+    for (int i = 0; i < n; i++) v->special[i] = (int32_t)(uint32_t)key[i];
+    free(key);
     return 0;
 }
 

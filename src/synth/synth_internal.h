@@ -1,0 +1,136 @@
+/* Private parts of pinfer synth, shared by its files:
+ *   synth_shape.c  named shapes, parameter checks             -> struct synth_cfg
+ *   synth_math.c   normal CDF / quantile, truncated moments, the firing-probability law
+ *   synth_plan.c   the analytic design of every layer         -> struct synth_plan
+ *   synth_rows.c   one weight row at a time, from the plan    (the only per-weight code)
+ *   synth_vocab.c  the generated SentencePiece vocabulary
+ *   synth.c        pinfer_synth: keys, tensor list, disk check, threads, streaming
+ * docs/synth.md explains the design; the comments here say what each number means. */
+#ifndef PF_SYNTH_INTERNAL_H
+#define PF_SYNTH_INTERNAL_H
+
+#include "pinfer.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* The residual stream's channels [0, SYNTH_BIAS_CH) hold one constant for every token: the
+ * "bias block". It is exactly one quantization block (32 weights) so each weight row's bias
+ * lives in a block of its own and quantizes without disturbing (or being disturbed by) the
+ * random weights. */
+#define SYNTH_BIAS_CH 32
+
+/* ==== Resolved parameters ==== */
+
+struct synth_cfg {
+    char shape[32];
+    int n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_expert, n_expert_used, n_ctx;
+    int head_dim;
+    float rope_base, norm_eps;
+    int type;        /* big matrices (attention, FFN) */
+    int embd_type;   /* token_embd.weight */
+    int out_type;    /* output.weight */
+    enum pinfer_act act;
+    float sparsity, hot_frac, hot_share;
+    uint64_t seed;
+};
+
+/* Applies the named shape, then the explicit overrides, then checks everything. */
+int synth_cfg_resolve(struct synth_cfg *cfg, const struct pinfer_synth_params *p);
+const char *synth_act_name(enum pinfer_act act);
+bool synth_act_relu_family(enum pinfer_act act);
+/* llama.cpp's general.file_type (LLAMA_FTYPE_*) for the big-matrix type. */
+int synth_file_type(int type);
+
+/* ==== Math ==== */
+
+double synth_norm_cdf(double x);
+double synth_norm_pdf(double x);
+/* Inverse of the standard normal CDF, p in (0, 1); accurate to ~1e-15. */
+double synth_norm_ppf(double p);
+/* E[relu(tau + Z)] and E[relu(tau + Z)^2], Z ~ N(0, 1). */
+double synth_relu_m1(double tau);
+double synth_relu_m2(double tau);
+/* E[silu(sigma Z)^2]. */
+double synth_silu_m2(double sigma);
+
+/* The per-neuron firing probabilities follow a logit-normal law, p = sigmoid(mu + sigma z).
+ * Solves (mu, sigma) so that over n_points quantiles of z the mean of p is `mean` and the
+ * n_points*hot_frac largest p carry hot_share of the sum. PINFER_EINVAL (with a message) when
+ * no such law exists (hot_share < hot_frac, or a hot set that would have to fire more often
+ * than always). */
+int synth_firing_law(double mean, double hot_frac, double hot_share, int n_points,
+                     double *mu, double *sigma);
+
+/* ==== The design ==== */
+
+struct synth_layer {
+    float xnorm_att, xnorm_ffn;  /* nominal |x| at the attention and FFN inputs */
+    int copy_lo, copy_n;         /* the previous-token head copies channels [lo, lo+n); n=0: none */
+    float s_q, s_k, s_v, s_o;    /* std of the random (content) attention weights */
+    float s_g, s_u, s_r;         /* gate, up, router std */
+    float *s_d;                  /* (n_exp) down std per expert */
+    float *v_ffn;                /* (n_embd) expected x_j^2 at the FFN input; 0 in the bias block */
+    float *p;                    /* (n_exp, n_ff) firing probability of each neuron */
+    float *ea;                   /* (n_ff) E[act] per neuron (dense dReLU only, else NULL) */
+    float *router_bias;          /* (n_expert) router logit offsets, MoE only */
+};
+
+struct synth_plan {
+    const struct synth_cfg *cfg;
+    int n_exp;                   /* max(1, n_expert) */
+    int d_rest;                  /* n_embd - SYNTH_BIAS_CH */
+    float C, c0;                 /* |bias block| and its per-channel value (C / sqrt(32)) */
+    float lambda;                /* strength of the previous-token copy */
+    double law_mu, law_sigma;    /* firing law (logit-normal) */
+    float *pos_q, *pos_k;        /* (head_dim) q and k of the previous-token head */
+    float pos_amp;               /* its score amplitude per rotary pair */
+    int pos_pairs;
+    float xnorm_out, s_out;      /* nominal |x| at the output norm; output weight std */
+    float *mean_shift;           /* (n_embd) running E[x] offset from dReLU FFN outputs; written
+                                    while ffn_down rows are generated, read by the next gates */
+    struct synth_layer *layers;  /* n_layer */
+};
+
+int synth_plan_build(struct synth_plan *plan, const struct synth_cfg *cfg);
+void synth_plan_free(struct synth_plan *plan);
+
+/* ==== Tensors and rows ==== */
+
+enum synth_kind {
+    SK_EMBD, SK_NORM, SK_OUTPUT, SK_Q, SK_K, SK_V, SK_O, SK_GATE, SK_UP, SK_DOWN, SK_ROUTER,
+};
+
+struct synth_tensor {
+    char name[64];
+    enum synth_kind kind;
+    int layer;
+    int type;
+    int n_dims;
+    int64_t ne[3];
+    int64_t n_rows;              /* ne[1] * ne[2] */
+    size_t row_bytes;
+};
+
+/* Fills out[0..ne[0]) with row `row` of tensor t (index ti in the file).
+ * Thread-safe for distinct rows (ffn_down and attn_output rows also update plan->mean_shift[row]). */
+void synth_gen_row(const struct synth_plan *plan, const struct synth_tensor *t, int ti, int64_t row,
+                   float *out);
+
+/* ==== Vocabulary ==== */
+
+struct synth_vocab {
+    int n;
+    char **tokens;   /* n NUL-terminated pieces, into one block */
+    float *scores;
+    int32_t *types;  /* 1 normal, 2 unknown, 3 control, 6 byte */
+    char *block;
+};
+
+/* Builds the vocabulary of n entries: <unk> <s> </s>, the 256 byte tokens, pieces learned by
+ * byte-pair merges over a small built-in English text, generated longer pieces, and single
+ * characters last. Depends on n only. */
+int synth_vocab_build(struct synth_vocab *v, int n);
+void synth_vocab_free(struct synth_vocab *v);
+
+#endif

@@ -1,0 +1,218 @@
+/* The analytic design of a synthetic model (docs/synth.md has the why; this is the how).
+ *
+ * The plan tracks, layer by layer, the expected energy E[x_j^2] of every residual channel j
+ * (the embedding gives 1 per channel outside the bias block), adds what each sub-layer
+ * contributes, and from it sets every weight scale and every per-neuron bias so that:
+ *   - neuron i of a ReLU-family FFN fires with probability p_i (drawn from the firing law);
+ *   - the FFN of layer l adds FFN_PHI0 / n_layer energy per channel, attention a little more;
+ *   - one head per layer copies the previous token's channels (correlated consecutive tokens).
+ * Nothing here touches a weight; synth_rows.c draws them from these numbers. */
+#include "synth/synth_internal.h"
+
+#include "core/error.h"
+#include "synth/synth_rng.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LAMBDA 1.0f          /* previous-token copy: x_t[ch] += LAMBDA * x_{t-1}[ch] */
+#define ATTN_EPS0 0.3f       /* content-attention energy per channel, all layers, when a query sees
+                                one key (position 0); later queries spread over many keys */
+#define ATTN_A2_NOM 0.1f     /* sum of squared attention weights the energy model assumes */
+#define FFN_PHI0 0.5f        /* FFN output energy per channel, summed over all layers */
+#define QK_SCORE_STD 1.2f    /* std of content attention scores q.k/sqrt(head_dim) */
+#define OUT_LOGIT_STD 1.5f   /* std of the token-dependent part of the logits */
+#define POS_MIN_THETA 0.03   /* rotary pairs slower than this stay near 1 for long offsets */
+#define POS_OFF_MASS 0.01    /* attention mass the previous-token head may leave elsewhere */
+#define LAW_POINTS 4096
+
+/* Previous-token head: q and k come from the bias block only, so the score depends on the
+ * relative position alone: score(D) = A * sum_p cos(theta_p (D - 1)) over fast rotary pairs,
+ * largest at D = 1. A is the smallest power of two that leaves at most POS_OFF_MASS of the
+ * attention on other positions anywhere in the context. */
+static int plan_positional(struct synth_plan *P)
+{
+    const struct synth_cfg *c = P->cfg;
+    const int hd = c->head_dim, n_pairs = hd / 2;
+    int n_eval = c->n_ctx < 65536 ? c->n_ctx : 65536;
+    double *th = calloc((size_t)n_pairs, sizeof *th);
+    double *s = malloc((size_t)n_eval * sizeof *s);
+    P->pos_q = calloc((size_t)hd, sizeof *P->pos_q);
+    P->pos_k = calloc((size_t)hd, sizeof *P->pos_k);
+    if (!th || !s || !P->pos_q || !P->pos_k) { free(th); free(s); return pf_fail(PINFER_ENOMEM, "out of memory"); }
+    int np = 0;
+    for (int p = 0; p < n_pairs; p++) {
+        double t = pow(c->rope_base, -2.0 * p / hd);
+        if (t >= POS_MIN_THETA || np < 2) th[np++] = t;
+    }
+    for (int D = 0; D < n_eval; D++) {
+        double v = 0;
+        for (int k = 0; k < np; k++) v += cos(th[k] * (D - 1)) - 1; /* <= 0, 0 at D = 1 */
+        s[D] = v;
+    }
+    double A = 1;
+    for (; A < 256; A *= 2) {
+        double off = 0;
+        for (int D = 0; D < n_eval; D++)
+            if (D != 1) off += exp(A * s[D]);
+        if (off <= POS_OFF_MASS) break;
+    }
+    P->pos_amp = (float)A;
+    P->pos_pairs = np;
+    /* score = q.k / sqrt(hd) per pair = |q||k| cos(...) / sqrt(hd); split the product evenly */
+    double prod = A * sqrt((double)hd), kappa = sqrt(prod);
+    for (int k = 0; k < np; k++) {
+        /* the pairs used are the first np rotary pairs (fastest first) */
+        P->pos_k[2 * k] = (float)kappa;
+        P->pos_k[2 * k + 1] = 0;
+        P->pos_q[2 * k] = (float)(prod / kappa * cos(th[k]));
+        P->pos_q[2 * k + 1] = (float)(-prod / kappa * sin(th[k]));
+    }
+    free(th);
+    free(s);
+    return 0;
+}
+
+static void shuffle(int *idx, int n, uint64_t seed)
+{
+    struct synth_rng r;
+    synth_rng_init(&r, seed);
+    for (int i = 0; i < n; i++) idx[i] = i;
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)synth_rng_below(&r, (uint64_t)i + 1);
+        int t = idx[i]; idx[i] = idx[j]; idx[j] = t;
+    }
+}
+
+static double sum_rest(const float *v, int d)
+{
+    double s = 0;
+    for (int j = SYNTH_BIAS_CH; j < d; j++) s += v[j];
+    return s;
+}
+
+int synth_plan_build(struct synth_plan *P, const struct synth_cfg *c)
+{
+    memset(P, 0, sizeof *P);
+    P->cfg = c;
+    const int d = c->n_embd, L = c->n_layer, F = c->n_ff, hd = c->head_dim;
+    const bool relu = synth_act_relu_family(c->act), drelu = c->act == PINFER_ACT_DRELU;
+    P->n_exp = c->n_expert > 0 ? c->n_expert : 1;
+    P->d_rest = d - SYNTH_BIAS_CH;
+    P->C = sqrtf((float)P->d_rest);
+    P->c0 = P->C / sqrtf((float)SYNTH_BIAS_CH);
+    P->lambda = LAMBDA;
+
+    int rc = 0;
+    float *v = calloc((size_t)d, sizeof *v);
+    double *zq = malloc((size_t)F * sizeof *zq);
+    int *perm = malloc((size_t)(F > P->n_exp ? F : P->n_exp) * sizeof *perm);
+    P->layers = calloc((size_t)L, sizeof *P->layers);
+    P->mean_shift = calloc((size_t)d, sizeof *P->mean_shift);
+    if (!v || !zq || !perm || !P->layers || !P->mean_shift) { rc = pf_fail(PINFER_ENOMEM, "out of memory"); goto out; }
+    if (relu && (rc = synth_firing_law(1.0 - c->sparsity, c->hot_frac, c->hot_share, LAW_POINTS,
+                                       &P->law_mu, &P->law_sigma)))
+        goto out;
+    if ((rc = plan_positional(P))) goto out;
+    for (int i = 0; i < F; i++) zq[i] = synth_norm_ppf((i + 0.5) / F);
+    for (int j = SYNTH_BIAS_CH; j < d; j++) v[j] = 1.0f;
+
+    for (int l = 0; l < L; l++) {
+        struct synth_layer *Y = &P->layers[l];
+        Y->s_d = calloc((size_t)P->n_exp, sizeof *Y->s_d);
+        Y->v_ffn = calloc((size_t)d, sizeof *Y->v_ffn);
+        Y->p = malloc((size_t)P->n_exp * F * sizeof *Y->p);
+        if (drelu && !c->n_expert) Y->ea = malloc((size_t)F * sizeof *Y->ea);
+        if (c->n_expert) Y->router_bias = malloc((size_t)c->n_expert * sizeof *Y->router_bias);
+        if (!Y->s_d || !Y->v_ffn || !Y->p || (drelu && !c->n_expert && !Y->ea) || (c->n_expert && !Y->router_bias)) {
+            rc = pf_fail(PINFER_ENOMEM, "out of memory");
+            goto out;
+        }
+
+        /* ---- attention ---- */
+        double V = sum_rest(v, d);
+        Y->xnorm_att = (float)sqrt((double)P->C * P->C + V);
+        double rho2 = (double)d / ((double)Y->xnorm_att * Y->xnorm_att); /* RMSNorm gain squared */
+        Y->copy_lo = SYNTH_BIAS_CH + l * hd;
+        Y->copy_n = Y->copy_lo + hd <= d ? hd : 0;
+        for (int j = 0; j < Y->copy_n; j++) v[Y->copy_lo + j] *= 1 + LAMBDA * LAMBDA;
+        Y->s_q = Y->s_k = (float)sqrt(QK_SCORE_STD / (V * rho2));
+        Y->s_v = (float)(1 / sqrt(V * rho2));
+        int n_content_cols = c->n_head * hd - Y->copy_n;
+        double eps = ATTN_EPS0 / L;
+        Y->s_o = n_content_cols > 0 ? (float)sqrt(eps / n_content_cols) : 0;
+        for (int j = SYNTH_BIAS_CH; j < d; j++) v[j] += (float)(eps * ATTN_A2_NOM);
+
+        /* ---- feed-forward ---- */
+        memcpy(Y->v_ffn, v, (size_t)d * sizeof *v);
+        V = sum_rest(v, d);
+        Y->xnorm_ffn = (float)sqrt((double)P->C * P->C + V);
+        rho2 = (double)d / ((double)Y->xnorm_ffn * Y->xnorm_ffn);
+        Y->s_g = Y->s_u = 1.0f / sqrtf((float)d);
+        double sg = Y->s_g * sqrt(V * rho2), su = sg; /* pre-activation noise std, normalized units */
+        double phi = FFN_PHI0 / L;
+        double w2 = c->n_expert ? fmin(1.0, 1.1 / c->n_expert_used) : 1.0; /* E[sum of routing weights^2] */
+        double silu_m2 = c->act == PINFER_ACT_SILU ? synth_silu_m2(sg) : 0;
+        double mean_frac = 0; /* share of the FFN output energy that is its constant mean */
+        for (int e = 0; e < P->n_exp; e++) {
+            float *p = Y->p + (size_t)e * F;
+            shuffle(perm, F, synth_mix(synth_mix(c->seed, 0x6c61770000ull + (uint64_t)l), (uint64_t)e));
+            double s2 = 0, mean2 = 0;
+            for (int i = 0; i < F; i++) {
+                double pi = relu ? 1 / (1 + exp(-(P->law_mu + P->law_sigma * zq[perm[i]]))) : 0.5;
+                p[i] = (float)pi;
+                if (c->act == PINFER_ACT_SILU) {
+                    s2 += silu_m2 * su * su;
+                } else if (drelu) {
+                    double tau = synth_norm_ppf(sqrt(pi));
+                    double m2 = synth_relu_m2(tau);
+                    s2 += sg * sg * m2 * su * su * m2;
+                    if (Y->ea) {
+                        double m1 = synth_relu_m1(tau);
+                        Y->ea[i] = (float)(sg * su * m1 * m1);
+                        mean2 += (double)Y->ea[i] * Y->ea[i];
+                    }
+                } else {
+                    s2 += sg * sg * synth_relu_m2(synth_norm_ppf(pi)) * su * su;
+                }
+            }
+            Y->s_d[e] = (float)sqrt(phi / (w2 * s2));
+            if (Y->ea) mean_frac = mean2 / s2;
+        }
+        if (c->n_expert) {
+            Y->s_r = (float)(1 / sqrt(V * rho2));
+            shuffle(perm, c->n_expert, synth_mix(synth_mix(c->seed, 0x726f757465ull), (uint64_t)l));
+            /* Zipf-like popularity: expert of rank r gets logit offset -0.7 ln(1 + r) */
+            for (int e = 0; e < c->n_expert; e++) Y->router_bias[e] = (float)(-0.7 * log(1.0 + perm[e]));
+        }
+        /* v tracks what varies from token to token; the constant part of a dReLU FFN's
+         * output is tracked exactly in mean_shift while the rows are drawn, and cancelled in
+         * the next gates' biases */
+        for (int j = SYNTH_BIAS_CH; j < d; j++) v[j] += (float)(phi * (1 - mean_frac));
+    }
+    double V = sum_rest(v, d);
+    P->xnorm_out = (float)sqrt((double)P->C * P->C + V);
+    P->s_out = (float)(OUT_LOGIT_STD / sqrt(V * d / ((double)P->xnorm_out * P->xnorm_out)));
+out:
+    free(v);
+    free(zq);
+    free(perm);
+    if (rc) synth_plan_free(P);
+    return rc;
+}
+
+void synth_plan_free(struct synth_plan *P)
+{
+    if (!P) return;
+    if (P->layers && P->cfg)
+        for (int l = 0; l < P->cfg->n_layer; l++) {
+            struct synth_layer *Y = &P->layers[l];
+            free(Y->s_d); free(Y->v_ffn); free(Y->p); free(Y->ea); free(Y->router_bias);
+        }
+    free(P->layers);
+    free(P->pos_q);
+    free(P->pos_k);
+    free(P->mean_shift);
+    memset(P, 0, sizeof *P);
+}

@@ -1,0 +1,104 @@
+/* pinfer profile: per-layer FFN activation statistics of a model, as a table and as JSON. */
+#include "args.h"
+#include "cmds.h"
+#include "pinfer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *C = "profile";
+
+static void usage(void)
+{
+    printf("usage: pinfer profile -m MODEL [-f TEXT | --tokens N [--random]] [options]\n"
+           "  -f FILE           run over the tokens of this text (BOS first)\n"
+           "  --tokens N        tokens to run (128); without -f the model samples its own text\n"
+           "                    one token at a time (temperature 1, repeat penalty 1.1)\n"
+           "  --random          uniform random token ids instead, decoded in batches (faster)\n"
+           "  --json OUT.json   also write the statistics as JSON ('-' = stdout)\n"
+           "  --json-neurons    include every neuron's activation frequency in the JSON\n"
+           "  --hot-share F     the share of activations that defines the hot set (0.8)\n"
+           "  -t N              threads (all CPUs)\n"
+           "  -b N              tokens per batch for text and random ids (64)\n"
+           "  --seed N          sampling / random ids (1)\n"
+           "\n"
+           "Per layer: sparsity = fraction of FFN neurons that are exactly zero per token (mean,\n"
+           "then min..max over tokens); hot = smallest fraction of neurons carrying the hot share\n"
+           "of all activations, counting activations (|a|: weighting them by magnitude);\n"
+           "overlap = |A_t & A_t-1| / |A_t| for consecutive tokens' active sets; |a| quantiles\n"
+           "over all activations (zeros included).\n");
+}
+
+int cmd_profile(int argc, char **argv)
+{
+    struct pinfer_profile_params p = pinfer_profile_default_params();
+    const char *model_path = NULL, *file = NULL, *json = NULL, *v;
+    bool neurons = false;
+    long n;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); return 0; }
+        if (!strcmp(a, "--random")) { p.random_tokens = true; continue; }
+        if (!strcmp(a, "--json-neurons")) { neurons = true; continue; }
+        if (!(v = args_value(C, argc, argv, &i))) return 2;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = v;
+        else if (!strcmp(a, "-f") || !strcmp(a, "--file")) file = v;
+        else if (!strcmp(a, "--json")) json = v;
+        else if (!strcmp(a, "--tokens") || !strcmp(a, "-n")) {
+            if (!args_int(C, a, v, 2, 1 << 20, &n)) return 2;
+            p.n_tokens = (int)n;
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            if (!args_int(C, a, v, 1, 1024, &n)) return 2;
+            p.n_threads = (int)n;
+        } else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) {
+            if (!args_int(C, a, v, 1, 4096, &n)) return 2;
+            p.n_batch = (int)n;
+        } else if (!strcmp(a, "--hot-share")) {
+            if (!args_float(C, a, v, 0.01, 1.0, &p.hot_share)) return 2;
+        } else if (!strcmp(a, "--seed")) {
+            if (!args_u64(C, a, v, &p.seed)) return 2;
+        } else return args_usage_error(C, "unknown flag '%s'", a);
+    }
+    if (!model_path) return args_usage_error(C, "no model given (-m FILE)");
+    if (file && p.random_tokens) return args_usage_error(C, "--random and -f exclude each other");
+
+    char *text = NULL;
+    size_t len = 0;
+    if (file) {
+        if (!(text = args_read_file(C, file, &len))) return 1;
+        p.text = text;
+        p.text_len = len;
+    }
+    struct pinfer_model *m = NULL;
+    struct pinfer_profile *prof = NULL;
+    int rc = 1;
+    if (pinfer_model_load(&m, model_path, NULL)) { args_error(C, "%s", pinfer_last_error()); goto out; }
+    char desc[256];
+    fprintf(stderr, "pinfer profile: %s\n", pinfer_model_desc(m, desc, sizeof desc));
+    if (pinfer_profile_run(&prof, m, &p)) { args_error(C, "%s", pinfer_last_error()); goto out; }
+
+    int hs = (int)(prof->hot_share * 100 + 0.5);
+    printf("# %d tokens (%s), %.1f s (%.2f tok/s)\n", prof->n_tokens, prof->source, prof->seconds,
+           prof->seconds > 0 ? prof->n_tokens / prof->seconds : 0);
+    printf("%5s %8s %15s %7s %7s %8s %10s %10s %10s\n", "layer", "sparsity", "min..max", "hot", "hot|a|",
+           "overlap", "|a| p50", "|a| p90", "|a| p99");
+    double sa = 0, sh = 0, so = 0;
+    for (int l = 0; l < prof->n_layer; l++) {
+        const struct pinfer_profile_layer *L = &prof->layers[l];
+        printf("%5d %8.4f %7.4f..%-6.4f %7.4f %7.4f %8.4f %10.3g %10.3g %10.3g\n", l, 1 - L->active_frac,
+               1 - L->active_frac_max, 1 - L->active_frac_min, L->hot_frac, L->hot_frac_mag, L->overlap,
+               L->abs_q[2], L->abs_q[4], L->abs_q[5]);
+        sa += L->active_frac; sh += L->hot_frac; so += L->overlap;
+    }
+    int nl = prof->n_layer ? prof->n_layer : 1;
+    printf("%5s %8.4f %15s %7.4f %7s %8.4f\n", "mean", 1 - sa / nl, "", sh / nl, "", so / nl);
+    printf("# hot = fraction of neurons carrying %d%% of the activations\n", hs);
+    if (json && pinfer_profile_write_json(prof, m, json, neurons)) { args_error(C, "%s", pinfer_last_error()); goto out; }
+    rc = 0;
+out:
+    pinfer_profile_free(prof);
+    pinfer_model_free(m);
+    free(text);
+    return rc;
+}

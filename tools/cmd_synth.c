@@ -1,0 +1,103 @@
+/* pinfer synth: writes a synthetic model of a published shape (docs/synth.md). */
+#include "args.h"
+#include "cmds.h"
+#include "pinfer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static const char *C = "synth";
+
+static void usage(void)
+{
+    printf("usage: pinfer synth -o OUT.gguf [--shape NAME] [options]\n"
+           "  --shape NAME        tiny (default), llama2-7b, llama2-13b, mistral-7b, mixtral-8x7b\n"
+           "  --dim N --layers N --heads N --kv-heads N --ffn N --vocab N --ctx N\n"
+           "  --experts N --experts-used N     override the shape's dimensions\n"
+           "  --type T            f32, f16, bf16, q8_0, q4_0 (default) for the big matrices\n"
+           "  --act A             silu (default), relu, reglu, drelu\n"
+           "  --sparsity S        ReLU family: fraction of FFN neurons that are zero per token (0.9)\n"
+           "  --hot H:F           ReLU family: a fraction H of the neurons carries F of the\n"
+           "                      activations, counted per token (0.3:0.8)\n"
+           "  --seed N            (42) same seed and flags give the same file, byte for byte\n"
+           "  --progress          progress bar on a terminal\n");
+}
+
+static int parse_type(const char *s)
+{
+    static const struct { const char *n; int id; } t[] = {
+        { "f32", 0 }, { "f16", 1 }, { "q4_0", 2 }, { "q8_0", 8 }, { "bf16", 30 },
+    };
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++)
+        if (!strcasecmp(s, t[i].n)) return t[i].id;
+    return -1;
+}
+
+static int parse_act(const char *s)
+{
+    if (!strcasecmp(s, "silu") || !strcasecmp(s, "swiglu")) return PINFER_ACT_SILU;
+    if (!strcasecmp(s, "relu")) return PINFER_ACT_RELU;
+    if (!strcasecmp(s, "reglu")) return PINFER_ACT_REGLU;
+    if (!strcasecmp(s, "drelu")) return PINFER_ACT_DRELU;
+    return -1;
+}
+
+int cmd_synth(int argc, char **argv)
+{
+    struct pinfer_synth_params p = pinfer_synth_default_params();
+    const char *out = NULL, *v;
+    long n;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); return 0; }
+        if (!strcmp(a, "--progress")) { p.progress = true; continue; }
+        if (!(v = args_value(C, argc, argv, &i))) return 2;
+        if (!strcmp(a, "-o") || !strcmp(a, "--output")) out = v;
+        else if (!strcmp(a, "--shape")) p.shape = v;
+#define INTFLAG(flag, field, lo, hi) \
+        else if (!strcmp(a, flag)) { if (!args_int(C, flag, v, lo, hi, &n)) return 2; p.field = (int)n; }
+        INTFLAG("--dim", n_embd, 64, 65536)
+        INTFLAG("--layers", n_layer, 1, 512)
+        INTFLAG("--heads", n_head, 1, 1024)
+        INTFLAG("--kv-heads", n_head_kv, 1, 1024)
+        INTFLAG("--ffn", n_ff, 32, 1 << 20)
+        INTFLAG("--vocab", n_vocab, 384, 1 << 21)
+        INTFLAG("--ctx", n_ctx, 8, 1 << 22)
+        INTFLAG("--experts", n_expert, 2, 256)
+        INTFLAG("--experts-used", n_expert_used, 1, 256)
+#undef INTFLAG
+        else if (!strcmp(a, "--type")) {
+            if ((p.type = parse_type(v)) < 0) return args_usage_error(C, "unknown --type '%s' (f32, f16, bf16, q8_0, q4_0)", v);
+        } else if (!strcmp(a, "--act")) {
+            int act = parse_act(v);
+            if (act < 0) return args_usage_error(C, "unknown --act '%s' (silu, relu, reglu, drelu)", v);
+            p.act = (enum pinfer_act)act;
+        } else if (!strcmp(a, "--sparsity")) {
+            if (!args_float(C, a, v, 0.0, 1.0, &p.sparsity)) return 2;
+        } else if (!strcmp(a, "--hot")) {
+            char *end;
+            double h = strtod(v, &end), f = *end == ':' ? strtod(end + 1, &end) : -1;
+            if (*end || !(h > 0 && h <= 1 && f > 0 && f <= 1))
+                return args_usage_error(C, "--hot wants H:F with both in (0, 1], e.g. 0.3:0.8");
+            p.hot_frac = (float)h;
+            p.hot_share = (float)f;
+        } else if (!strcmp(a, "--seed")) {
+            if (!args_u64(C, a, v, &p.seed)) return 2;
+        } else return args_usage_error(C, "unknown flag '%s'", a);
+    }
+    if (!out) return args_usage_error(C, "no output file given (-o OUT.gguf)");
+
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (pinfer_synth(out, &p)) return args_error(C, "%s", pinfer_last_error());
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    struct stat st;
+    double gib = stat(out, &st) == 0 ? (double)st.st_size / (1 << 30) : 0;
+    fprintf(stderr, "pinfer synth: wrote %s (%.3f GiB) in %.1f s\n", out, gib, secs);
+    return 0;
+}
