@@ -44,6 +44,7 @@ struct pinfer_ctx {
     int logits_first;    /* batch index of logits row 0 */
     void *scratch;
     pf_ffn_hook ffn_hook; void *ffn_ud;
+    pf_ffn_io_hook ffn_io_hook; void *ffn_io_ud;
     pf_layer_hook layer_hook; void *layer_ud;
     pf_attn_hook attn_hook; void *attn_ud;
 };
@@ -55,6 +56,7 @@ struct pinfer_ctx_params pinfer_ctx_default_params(void)
 }
 
 void pf_ctx_set_ffn_hook(struct pinfer_ctx *c, pf_ffn_hook fn, void *ud) { c->ffn_hook = fn; c->ffn_ud = ud; }
+void pf_ctx_set_ffn_io_hook(struct pinfer_ctx *c, pf_ffn_io_hook fn, void *ud) { c->ffn_io_hook = fn; c->ffn_io_ud = ud; }
 void pf_ctx_set_layer_hook(struct pinfer_ctx *c, pf_layer_hook fn, void *ud) { c->layer_hook = fn; c->layer_ud = ud; }
 void pf_ctx_set_attn_hook(struct pinfer_ctx *c, pf_attn_hook fn, void *ud) { c->attn_hook = fn; c->attn_ud = ud; }
 
@@ -335,6 +337,7 @@ int pinfer_decode(struct pinfer_ctx *c, const int32_t *tokens, int n, int pos, b
         mm(c, c->hu, &L->ffn_up, c->xb, n);
         ffn_activate(c->hg, c->hu, (size_t)n * F, h->act);
         if (c->ffn_hook) c->ffn_hook(c->ffn_ud, l, c->hg, n, F);
+        if (c->ffn_io_hook) c->ffn_io_hook(c->ffn_io_ud, l, c->xb, E, c->hg, F, n);
         mm(c, c->xb, &L->ffn_down, c->hg, n);
         for (size_t i = 0; i < (size_t)n * E; i++) c->x[i] += c->xb[i];
         if (c->layer_hook) c->layer_hook(c->layer_ud, l, c->x, n, E);

@@ -51,6 +51,13 @@ struct pinfer_model {
 typedef void (*pf_ffn_hook)(void *ud, int layer, const float *act, int n_tok, int n_ff);
 void pf_ctx_set_ffn_hook(struct pinfer_ctx *ctx, pf_ffn_hook fn, void *ud);
 
+/* Called before each layer's FFN down projection with both the FFN input (in[t*n_embd + j],
+ * after ffn_norm) and the activation act[t*n_ff + i] (as pf_ffn_hook). `pinfer prepare` uses it
+ * to gather (input, true active set) pairs for training predictors. */
+typedef void (*pf_ffn_io_hook)(void *ud, int layer, const float *in, int n_embd, const float *act,
+                               int n_ff, int n_tok);
+void pf_ctx_set_ffn_io_hook(struct pinfer_ctx *ctx, pf_ffn_io_hook fn, void *ud);
+
 /* Called after each layer with the residual stream hidden[t*n_embd + j] of the batch. */
 typedef void (*pf_layer_hook)(void *ud, int layer, const float *hidden, int n_tok, int n_embd);
 void pf_ctx_set_layer_hook(struct pinfer_ctx *ctx, pf_layer_hook fn, void *ud);

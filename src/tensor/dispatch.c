@@ -7,12 +7,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+/* F16C and AVX512-BF16 straight from CPUID: clang 14's __builtin_cpu_supports knows neither
+ * name (and `make fuzz` builds with clang). */
+static bool cpuid_bit(unsigned leaf, unsigned sub, int reg, int bit)
+{
+    unsigned r[4];
+    if (!__get_cpuid_count(leaf, sub, &r[0], &r[1], &r[2], &r[3])) return false;
+    return (r[reg] >> bit) & 1;
+}
+#endif
+
 static bool cpu_has_avx2(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+           cpuid_bit(1, 0, 2, 29) /* ECX.F16C */;
 #else
     return false;
 #endif
@@ -25,7 +37,7 @@ static bool cpu_has_avx512(void)
     return cpu_has_avx2() && __builtin_cpu_supports("avx512f") &&
            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
            __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni") &&
-           __builtin_cpu_supports("avx512bf16");
+           cpuid_bit(7, 1, 0, 5) /* EAX.AVX512_BF16 */;
 #else
     return false;
 #endif

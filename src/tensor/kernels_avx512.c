@@ -8,7 +8,8 @@
  *
  * Q4_0 has two paths used by pf_matmul on the q8x activation layout (tensor/q8x.h):
  *  - matvec (decode, memory-bound): 4 weight rows at a time share each activation load; the
- *    per-block scales of 8 blocks are converted together; one block is 5 vector ops per row.
+ *    per-block scales of 8 blocks are converted together; one block is 4 vector ops per row
+ *    (and, vpdpbusd, subtract, fma) and the next rows are prefetched in address order.
  *  - gemm (prefill, compute-bound): 16 weight rows are repacked into "row-interleaved" nibbles
  *    (one 512-bit vector = 16 rows x 4 consecutive k), so every vpdpbusd takes its activation
  *    as a 4-byte broadcast straight from memory and produces 16 rows x 64 MACs with no
@@ -521,22 +522,29 @@ static void q4_pack(const uint8_t *w, size_t ws, int nr, int64_t j0, int kc, __m
     }
 }
 
-/* T tokens x 16 packed rows over kc blocks starting at block j0; acc[t] holds the 16 row sums. */
+/* T tokens x 16 packed rows over kc blocks starting at block j0; acc[t] holds the 16 row sums.
+ * The k loop is outside the token loop so the T accumulation chains interleave (vpdpbusd has a
+ * latency of several cycles). */
 INLINE void q4_gemm_tile(int T, int kc, const __m512i *pk, const float *pd, const char *xa,
                          size_t xs, int64_t nb, int64_t j0, __m512 *acc)
 {
+    const __m512 magic = _mm512_set1_ps(Q8X_MAGIC_F);
     for (int jj = 0; jj < kc; jj++) {
         int64_t j = j0 + jj;
+        __m512i s[GM_TT];
+        UNROLL
+        for (int t = 0; t < T; t++) s[t] = _mm512_set1_epi32(q8x_bsum(xa + (size_t)t * xs, nb)[j]);
+        UNROLL
+        for (int k = 0; k < 8; k++) {
+            __m512i a = pk[8 * jj + k];
+            UNROLL
+            for (int t = 0; t < T; t++) s[t] = _mm512_dpbusd_epi32(s[t], a, _mm512_set1_epi32(load_i32(q8x_qs(xa + (size_t)t * xs) + j * QK8_0 + 4 * k)));
+        }
         __m512 dw = _mm512_load_ps(pd + 16 * jj);
         UNROLL
         for (int t = 0; t < T; t++) {
-            const char *row = xa + (size_t)t * xs;
-            const int8_t *y = q8x_qs(row) + j * QK8_0;
-            __m512i s = _mm512_set1_epi32(q8x_bsum(row, nb)[j]);
-            UNROLL
-            for (int k = 0; k < 8; k++) s = _mm512_dpbusd_epi32(s, pk[8 * jj + k], _mm512_set1_epi32(load_i32(y + 4 * k)));
-            __m512 sc = _mm512_mul_ps(dw, _mm512_set1_ps(q8x_d(row, nb)[j]));
-            acc[t] = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_castsi512_ps(s), _mm512_set1_ps(Q8X_MAGIC_F)), sc, acc[t]);
+            __m512 sc = _mm512_mul_ps(dw, _mm512_set1_ps(q8x_d(xa + (size_t)t * xs, nb)[j]));
+            acc[t] = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_castsi512_ps(s[t]), magic), sc, acc[t]);
         }
     }
 }
