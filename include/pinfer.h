@@ -67,7 +67,12 @@ struct pinfer_model_info {
     uint64_t n_params;
     uint64_t weight_bytes; /* bytes of all tensor data */
     uint64_t decode_bytes; /* weight bytes one decode step streams: all but the embedding
-                              table (one row of it is read), plus the head when tied */
+                              table (one row of it is read), plus the head when tied; a
+                              prepared model's predictors are not counted (dense decode skips
+                              them) */
+    int prepared;          /* pinfer.prepared format version (docs/sparse-format.md), 0 if not */
+    int cluster_size;      /* prepared: neurons per cluster */
+    bool has_predictors;   /* prepared with a predictor for every layer */
 };
 
 /* Opens a GGUF model. On success *out owns the file mapping and all weights; free with
@@ -98,10 +103,28 @@ int pinfer_n_vocab(const struct pinfer_model *model);
 
 struct pinfer_ctx;
 
+/* Sparse FFN (docs/sparse.md). It applies to single-token decode steps; batches (the prompt)
+ * always run the dense FFN, where nearly every neuron fires for some token of the batch. */
+enum pinfer_sparse_mode {
+    PINFER_SPARSE_OFF = 0,       /* dense FFN */
+    PINFER_SPARSE_ORACLE = 1,    /* compute every gate, skip neurons whose activation is exactly 0
+                                    (exact: the same logits as off, for the ReLU family faster) */
+    PINFER_SPARSE_PREDICTOR = 2, /* a prepared model's predictors choose the neurons to compute */
+    PINFER_SPARSE_THRESHOLD = 3, /* skip neurons with |act(gate)| under a per-layer cut calibrated
+                                    so that sparsity_target of them fall under it (CATS) */
+};
+/* "off", "oracle", "predictor", "threshold" -> *out; PINFER_EINVAL naming the choices otherwise. */
+int pinfer_sparse_mode_parse(const char *name, enum pinfer_sparse_mode *out);
+const char *pinfer_sparse_mode_name(enum pinfer_sparse_mode mode);
+
 struct pinfer_ctx_params {
     int n_ctx;     /* KV cache length in tokens; 0 = the model's training context */
     int n_threads; /* 0 = number of online CPUs */
     int n_batch;   /* largest batch one pinfer_decode call may carry; default 512 */
+    enum pinfer_sparse_mode sparse; /* FFN of single-token steps; default off */
+    float sparsity_target;          /* threshold mode: fraction of neurons to skip; default 0.5 */
+    bool sparse_verify;  /* sparse modes: also evaluate the neurons they skip (results unused) to
+                            measure recall and precision in pinfer_ctx_sparse_stats; slow */
 };
 struct pinfer_ctx_params pinfer_ctx_default_params(void);
 
@@ -121,6 +144,45 @@ int pinfer_decode(struct pinfer_ctx *ctx, const int32_t *tokens, int n, int pos,
 /* Logits (n_vocab floats) of token i of the last batch (i = -1: the last token). Owned by ctx,
  * valid until the next pinfer_decode. NULL if i has no logits. */
 const float *pinfer_ctx_logits(const struct pinfer_ctx *ctx, int i);
+
+/* Threshold mode: runs tokens[0..n) through the model (dense, in batches, from position 0),
+ * sets every layer's cut from the |act(gate)| values seen, and forgets the KV cache. Without a
+ * call, the cuts come from the batches decoded before the first single-token step (the prompt),
+ * or from that step itself. PINFER_EINVAL in other modes. */
+int pinfer_ctx_calibrate(struct pinfer_ctx *ctx, const int32_t *tokens, int n);
+
+/* What the FFN did on the single-token steps since the context was created or the counters
+ * were reset, per token: of one layer, or averaged over all layers (layer = -1). */
+struct pinfer_sparse_stats {
+    uint64_t n_tokens;     /* single-token steps counted */
+    double gate_frac, up_frac, down_frac; /* gate rows, up rows, down columns read / n_ff */
+    double cluster_frac;   /* clusters of which anything was read / clusters (prepared models) */
+    double pred_frac;      /* predictor mode: neurons predicted active / n_ff */
+    double active_frac;    /* neurons computed with a non-zero activation / n_ff */
+    double true_frac;      /* neurons whose dense activation is non-zero (oracle, or with
+                              sparse_verify; SiLU: all); -1 when unknown */
+    double recall;         /* of the truly non-zero neurons, the fraction computed (sparse_verify;
+                              threshold mode: of the dense activation's L1 mass); -1 unknown */
+    double precision;      /* of the neurons computed, the fraction truly non-zero; -1 unknown */
+    double threshold;      /* threshold mode: the cut (layer >= 0) or the mean cut */
+    double bytes;          /* weight bytes read per token: layer -1, the whole model; else the
+                              layer's FFN and predictor */
+    double pred_bytes;     /* of those, predictor bytes */
+};
+int pinfer_ctx_sparse_stats(const struct pinfer_ctx *ctx, int layer, struct pinfer_sparse_stats *out);
+void pinfer_ctx_sparse_stats_reset(struct pinfer_ctx *ctx);
+
+/* Perplexity of tokens[0..n) (tokenized with BOS), as llama.cpp's perplexity tool computes it:
+ * the tokens are cut into chunks of the context's n_ctx (a partial last chunk is dropped); each
+ * chunk starts from an empty cache with its first token replaced by BOS, and the second half of
+ * it is scored (the predictions for positions n_ctx/2+1 .. n_ctx-1). one_token_steps: decode
+ * one token per call (the path sparse modes act on) instead of batches of n_batch. */
+struct pinfer_ppl_result {
+    double ppl, nll;       /* perplexity = exp(mean negative log-likelihood) */
+    int n_chunks, n_scored;
+};
+int pinfer_perplexity(struct pinfer_ctx *ctx, const int32_t *tokens, int n, bool one_token_steps,
+                      struct pinfer_ppl_result *out);
 
 /* ==== Sampling ==== */
 
@@ -233,6 +295,52 @@ void pinfer_profile_free(struct pinfer_profile *prof);
  * per-neuron frequencies. */
 int pinfer_profile_write_json(const struct pinfer_profile *prof, const struct pinfer_model *model,
                               const char *path, bool neurons);
+
+/* ==== Prepared models (pinfer prepare; format in docs/sparse-format.md) ==== */
+
+struct pinfer_prepare_params {
+    const char *text;     /* calibration text (BOS added); NULL: the model samples its own */
+    size_t text_len;
+    int n_tokens;         /* tokens to sample without text; with text, a cap (0 = all); 512 */
+    uint64_t seed;        /* sampling, predictor initialisation and minibatch order; 1 */
+    int cluster_size;     /* neurons per cluster; 0 = the smallest page-aligned multiple >= 16 */
+    int rank;             /* predictor rank for every layer; 0 = chosen per layer */
+    float recall_target;  /* held-out recall every predictor must reach; 0.99 */
+    int train_steps;      /* Adam steps per predictor; 0 = default (300), -1 = none (initialisation only) */
+    int n_threads;        /* 0 = all CPUs */
+    bool progress;        /* progress bar on stderr */
+};
+struct pinfer_prepare_params pinfer_prepare_default_params(void);
+
+struct pinfer_prepare_layer {
+    int rank;             /* 0 = no predictor (SiLU/GeLU models: threshold mode is decided at run time) */
+    float threshold, recall, precision; /* recall and precision on held-out tokens */
+    double active_frac;   /* fraction of neurons really active on held-out tokens; without a
+                             predictor, the fraction "on" over all tokens (docs/sparse-format.md) */
+    double pred_frac;     /* fraction predicted active on held-out tokens (1 without a predictor) */
+    uint64_t pred_bytes;  /* fc1 + fc2 */
+    uint64_t ffn_bytes;   /* the layer's bundles */
+};
+
+struct pinfer_prepare_result {
+    int n_layer, n_tokens, n_heldout, cluster_size;
+    const char *source;    /* calibration tokens: "text" or "sample" */
+    const char *predictor; /* "trained", "powerinfer" (imported from the input) or "none" */
+    /* weight bytes one decode token reads: dense; sparse with the predicted sets (everything but
+       the FFN + predictors + the predicted bundles); of that, the predictors */
+    uint64_t bytes_dense, bytes_sparse, bytes_pred;
+    uint64_t file_bytes;
+    double seconds_profile, seconds_train, seconds_write;
+    struct pinfer_prepare_layer *layers; /* n_layer */
+};
+
+/* Reads the model at in_path, profiles it, trains predictors, and writes the prepared model to
+ * out_path atomically (a temp file renamed into place; nothing is left on failure). On success
+ * and when out is not NULL, *out receives a report owned by the caller
+ * (pinfer_prepare_result_free). */
+int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfer_prepare_params *params,
+                   struct pinfer_prepare_result **out);
+void pinfer_prepare_result_free(struct pinfer_prepare_result *r);
 
 #ifdef __cplusplus
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -96,8 +97,8 @@ static void test_fp16(void)
     CHECK(isnan(pf_fp16_to_fp32(0x7e00)) && isinf(pf_fp16_to_fp32(0x7c00)));
 
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("f16c")) {
+    unsigned a, b, c, d;
+    if (__get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C)) {
         int bad_h2f = 0, bad_f2h = 0;
         for (uint32_t h = 0; h < 65536; h++)
             if (f2u(hw_h2f((uint16_t)h)) != f2u(pf_fp16_to_fp32((uint16_t)h))) bad_h2f++;
@@ -301,13 +302,54 @@ static void test_variant(const struct pf_kernels *k)
         for (size_t i = 0; i < sizeof big / sizeof *big; i++) test_dot_one(k, type, big[i]);
         if (blck == 1) /* float types take any length */
             for (int n = 1; n <= 70; n++) test_dot_one(k, type, n);
-        int shapes[][2] = { { 1, 1 }, { 1, 5 }, { 3, 1 }, { 4, 4 }, { 5, 3 }, { 7, 9 }, { 8, 8 }, { 16, 2 }, { 17, 13 } };
+        int shapes[][2] = { { 1, 1 }, { 1, 5 }, { 3, 1 }, { 4, 4 }, { 5, 3 }, { 7, 9 }, { 8, 8 }, { 16, 2 }, { 17, 13 },
+                            { 8, 1 }, { 13, 1 }, { 21, 1 } };
         int64_t ns[] = { 32, 96, 256, 32 * 37, 4096 };
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
             for (size_t i = 0; i < sizeof ns / sizeof *ns; i++)
                 test_gemm_one(k, type, ns[i], shapes[s][0], shapes[s][1]);
         if (blck == 1) test_gemm_one(k, type, 45, 5, 3);
     }
+}
+
+/* Vector conversions must equal the scalar ones bit for bit, specials included: every f16 / bf16
+ * value through dequant, and a spread of awkward floats (NaNs with payloads, infinities,
+ * subnormals, rounding ties, overflow) through from_f32, at every offset of a vector. */
+static void test_conversions(const struct pf_kernels *k)
+{
+    uint16_t *h = malloc(65536 * sizeof *h);
+    float *a = malloc(65536 * sizeof *a), *b = malloc(65536 * sizeof *b);
+    for (int i = 0; i < 65536; i++) h[i] = (uint16_t)i;
+    int types16[] = { PF_TYPE_F16, PF_TYPE_BF16 };
+    for (int ti = 0; ti < 2; ti++) {
+        int t = types16[ti];
+        pf_kernels_ref.dequant[t](h, a, 65536);
+        k->dequant[t](h, b, 65536);
+        int bad = 0;
+        for (int i = 0; i < 65536; i++) bad += f2u(a[i]) != f2u(b[i]);
+        CHECKF(bad == 0, "%s dequant[%s]: %d of 65536 values differ", k->name, pf_type_name(t), bad);
+    }
+    uint32_t specials[] = { 0x7fc00000, 0x7f800001, 0xffbfffff, 0x7fa00000, 0x7f800000, 0xff800000,
+                            0x00000001, 0x807fffff, 0x00400000, 0x33000000, 0x33000001, 0x387fe000,
+                            0x38800000, 0x477fe000, 0x477ff000, 0x477fefff, 0x7f7fffff, 0x3f808000,
+                            0x3f818000, 0x00018000, 0x80008000, 0x00000000, 0x80000000, 0x3f800000 };
+    enum { NS = sizeof specials / sizeof *specials };
+    float f[NS + 40];
+    uint16_t o1[NS + 40], o2[NS + 40];
+    for (int off = 0; off < 17; off++) {
+        int n = NS + off;
+        for (int i = 0; i < n; i++) f[i] = i < off ? tu_randf(&rng) : u2f(specials[i - off]);
+        for (int ti = 0; ti < 2; ti++) {
+            int t = types16[ti];
+            memset(o2, 0xaa, sizeof o2);
+            pf_kernels_ref.from_f32[t](f, o1, n);
+            k->from_f32[t](f, o2, n);
+            CHECKF(memcmp(o1, o2, (size_t)n * 2) == 0, "%s from_f32[%s] specials (offset %d) differ", k->name,
+                   pf_type_name(t), off);
+            CHECKF(o2[n] == 0xaaaa, "%s from_f32[%s] wrote past n", k->name, pf_type_name(t));
+        }
+    }
+    free(h); free(a); free(b);
 }
 
 /* ==== Q4_0 fast paths (q8x activations) ==== */
@@ -403,6 +445,12 @@ static void test_fast_paths(const struct pf_kernels *k)
 
 int main(void)
 {
+    /* PINFER_KERNELS is read once, at the first pf_kernels() call: force a variant this CPU
+     * has (avx2 when available, so the override is visible: the automatic choice is avx512). */
+    const char *forced = pf_kernels_get("avx2") ? "avx2" : "ref";
+    setenv("PINFER_KERNELS", forced, 1);
+    CHECKF(strcmp(pf_kernels()->name, forced) == 0, "PINFER_KERNELS=%s gave %s", forced, pf_kernels()->name);
+
     test_fp16();
     test_bf16();
     test_quantizers();
@@ -413,11 +461,12 @@ int main(void)
         if (!k) { printf("variant %s: not supported on this CPU, skipped\n", names[i]); continue; }
         int before = tu_failures;
         test_variant(k);
+        test_conversions(k);
         test_fast_paths(k);
         printf("variant %s: %s\n", names[i], tu_failures == before ? "ok" : "FAILED");
         ran++;
     }
     CHECK(ran >= 1);
-    CHECK(pf_kernels() != NULL && pf_kernels_get("nonsense") == NULL);
+    CHECK(pf_kernels_get("nonsense") == NULL && pf_kernels_get(NULL) == NULL);
     TEST_DONE();
 }

@@ -37,7 +37,8 @@ int args_error(const char *cmd, const char *fmt, ...)
 const char *args_value(const char *cmd, int argc, char **argv, int *i)
 {
     if (*i + 1 >= argc) {
-        args_usage_error(cmd, "flag %s needs a value", argv[*i]);
+        /* called before the flag is matched: it may also be unknown */
+        args_usage_error(cmd, "flag %s is unknown or needs a value", argv[*i]);
         return NULL;
     }
     return argv[++*i];

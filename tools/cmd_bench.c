@@ -2,10 +2,15 @@
  * prompt tokens from an empty cache) and tg (-n tokens generated one at a time), mean ± sd over
  * -r repetitions after one warm-up. Decode is memory-bound, so tg also reports the weight bytes
  * streamed per second and that as a fraction of the machine's bandwidth roof (design.md:
- * ~42 GB/s with one thread, ~48 GB/s with two; override with --roof-gbs). */
+ * ~42 GB/s with one thread, ~48 GB/s with two; override with --roof-gbs).
+ *
+ * --sparse MODE runs the generated tokens with that sparse FFN; the bytes per token are then the
+ * weight bytes the FFN really read (pinfer_ctx_sparse_stats), printed in the MB/tok column, and a
+ * line after each tg row says what fraction of neurons, clusters and predictor bytes that was. */
 #include "args.h"
 #include "cmds.h"
 #include "pinfer.h"
+#include "sparse_flags.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -36,13 +41,19 @@ int cmd_bench(int argc, char **argv)
     int threads[16] = { 0 }, n_thr = 0;
     float roof = 0;
     bool use_mmap = false;
+    struct sparse_flags sfl;
+    sparse_flags_init(&sfl);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         v = i + 1 < argc ? argv[i + 1] : NULL;
+        int sf = sparse_flags_parse(C, argc, argv, &i, &sfl);
+        if (sf < 0) return 2;
+        if (sf > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: pinfer bench -m MODEL [-p 128] [-n 64] [-t 1,2] [-r 3] [--mmap] [--roof-gbs G]\n"
                    "  -p N   prompt tokens for the pp test (0 = skip)\n"
-                   "  -n N   generated tokens for the tg test (0 = skip)\n");
+                   "  -n N   generated tokens for the tg test (0 = skip)\n"
+                   SPARSE_FLAGS_HELP);
             return 0;
         }
         else if (!strcmp(a, "--mmap")) use_mmap = true;
@@ -67,8 +78,8 @@ int cmd_bench(int argc, char **argv)
     pinfer_model_desc(m, desc, sizeof desc);
     const double tg_bytes = (double)info.decode_bytes;
     printf("model: %s\n\n", desc);
-    printf("| model | size | params | threads | test | t/s | GB/s | roof |\n");
-    printf("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |\n");
+    printf("| model | size | params | threads | test | t/s | MB/tok | GB/s | roof |\n");
+    printf("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |\n");
 
     int rc = 0;
     int32_t *toks = malloc(sizeof *toks * (size_t)(n_prompt > 0 ? n_prompt : 1));
@@ -82,12 +93,15 @@ int cmd_bench(int argc, char **argv)
         cp.n_threads = threads[ti];
         cp.n_ctx = (int)(n_prompt + n_gen + 1);
         cp.n_batch = (int)(n_prompt > 0 ? n_prompt : 1);
+        sparse_flags_apply(&sfl, &cp);
         if (pinfer_ctx_new(&ctx, m, &cp)) { rc = args_error(C, "%s", pinfer_last_error()); break; }
+        if (sparse_flags_calibrate(C, &sfl, m, ctx)) { rc = 1; pinfer_ctx_free(ctx); break; }
         int nt = threads[ti] ? threads[ti] : pinfer_cpu_count();
         for (int test = 0; test < 2 && rc == 0; test++) {
             long n = test == 0 ? n_prompt : n_gen;
             if (n == 0) continue;
             for (long r = -1; r < reps; r++) { /* r = -1: warm-up */
+                if (r == 0) pinfer_ctx_sparse_stats_reset(ctx);
                 pinfer_ctx_reset(ctx);
                 double t0 = pinfer_now();
                 if (test == 0) {
@@ -107,13 +121,20 @@ int cmd_bench(int argc, char **argv)
             double mean, sd;
             mean_sd(ts, (int)reps, &mean, &sd);
             if (test == 0)
-                printf("| %s | %.2f GiB | %.2f B | %d | pp%ld | %.2f ± %.2f | | |\n", pinfer_type_name(info.weight_type),
+                printf("| %s | %.2f GiB | %.2f B | %d | pp%ld | %.2f ± %.2f | | | |\n", pinfer_type_name(info.weight_type),
                        (double)info.weight_bytes / (1u << 30), (double)info.n_params / 1e9, nt, n, mean, sd);
             else {
-                double gbs = mean * tg_bytes / 1e9;
-                printf("| %s | %.2f GiB | %.2f B | %d | tg%ld | %.2f ± %.2f | %.1f | %.0f%% of %.0f |\n", pinfer_type_name(info.weight_type),
-                       (double)info.weight_bytes / (1u << 30), (double)info.n_params / 1e9, nt, n, mean, sd, gbs,
-                       100.0 * gbs / roof_gbs(nt, roof), roof_gbs(nt, roof));
+                struct pinfer_sparse_stats st;
+                double bytes = tg_bytes;
+                if (sfl.mode != PINFER_SPARSE_OFF && pinfer_ctx_sparse_stats(ctx, -1, &st) == 0 && st.n_tokens > 0)
+                    bytes = st.bytes;
+                double gbs = mean * bytes / 1e9;
+                printf("| %s | %.2f GiB | %.2f B | %d | tg%ld%s%s | %.2f ± %.2f | %.0f | %.1f | %.0f%% of %.0f |\n", pinfer_type_name(info.weight_type),
+                       (double)info.weight_bytes / (1u << 30), (double)info.n_params / 1e9, nt, n,
+                       sfl.mode != PINFER_SPARSE_OFF ? " " : "", sfl.mode != PINFER_SPARSE_OFF ? pinfer_sparse_mode_name(sfl.mode) : "",
+                       mean, sd, bytes / 1e6, gbs, 100.0 * gbs / roof_gbs(nt, roof), roof_gbs(nt, roof));
+                fflush(stdout);
+                sparse_flags_report(stdout, &sfl, ctx);
             }
             fflush(stdout);
         }

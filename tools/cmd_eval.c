@@ -6,6 +6,7 @@
 #include "args.h"
 #include "cmds.h"
 #include "pinfer.h"
+#include "sparse_flags.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,11 +48,17 @@ int cmd_eval(int argc, char **argv)
     const char *model_path = NULL, *ids_s = NULL, *logits_path = NULL, *v;
     long n_threads = 0, n_ctx = 0;
     bool batch = false;
+    struct sparse_flags sfl;
+    sparse_flags_init(&sfl);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         v = i + 1 < argc ? argv[i + 1] : NULL;
+        int sf = sparse_flags_parse(C, argc, argv, &i, &sfl);
+        if (sf < 0) return 2;
+        if (sf > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: pinfer eval -m MODEL --ids \"1 403 ...\" --logits OUT.txt [--batch] [-t N] [-c N]\n");
+            printf("usage: pinfer eval -m MODEL --ids \"1 403 ...\" --logits OUT.txt [--batch] [-t N] [-c N] [--sparse MODE]\n"
+                   SPARSE_FLAGS_HELP);
             return 0;
         }
         else if (!strcmp(a, "--batch")) batch = true;
@@ -85,7 +92,9 @@ int cmd_eval(int argc, char **argv)
     }
     cp.n_batch = batch ? n : 1;
     if (n > cp.n_ctx) { args_error(C, "%d ids do not fit the context of %d tokens", n, cp.n_ctx); goto out; }
+    sparse_flags_apply(&sfl, &cp);
     if (pinfer_ctx_new(&ctx, m, &cp)) { args_error(C, "%s", pinfer_last_error()); goto out; }
+    if (sparse_flags_calibrate(C, &sfl, m, ctx)) goto out;
     if (pinfer_outfile_open(&of, logits_path)) { args_error(C, "%s", pinfer_last_error()); goto out; }
     FILE *fp = pinfer_outfile_stream(of);
     fprintf(fp, "# n_vocab=%d; one line per forward step: pos, input id, argmax id, then n_vocab logits\n", nv);

@@ -12,7 +12,8 @@ static const char *C = "profile";
 static void usage(void)
 {
     printf("usage: pinfer profile -m MODEL [-f TEXT | --tokens N [--random]] [options]\n"
-           "  -f FILE           run over the tokens of this text (BOS first)\n"
+           "  -f FILE           run over the tokens of this text (BOS first; all of them unless\n"
+           "                    --tokens caps it; windows of the training context)\n"
            "  --tokens N        tokens to run (128); without -f the model samples its own text\n"
            "                    one token at a time (temperature 1, repeat penalty 1.1)\n"
            "  --random          uniform random token ids instead, decoded in batches (faster)\n"
@@ -34,7 +35,7 @@ int cmd_profile(int argc, char **argv)
 {
     struct pinfer_profile_params p = pinfer_profile_default_params();
     const char *model_path = NULL, *file = NULL, *json = NULL, *v;
-    bool neurons = false;
+    bool neurons = false, have_n = false;
     long n;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -48,6 +49,7 @@ int cmd_profile(int argc, char **argv)
         else if (!strcmp(a, "--tokens") || !strcmp(a, "-n")) {
             if (!args_int(C, a, v, 2, 1 << 20, &n)) return 2;
             p.n_tokens = (int)n;
+            have_n = true;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
             if (!args_int(C, a, v, 1, 1024, &n)) return 2;
             p.n_threads = (int)n;
@@ -69,6 +71,7 @@ int cmd_profile(int argc, char **argv)
         if (!(text = args_read_file(C, file, &len))) return 1;
         p.text = text;
         p.text_len = len;
+        if (!have_n) p.n_tokens = 0; /* the whole text */
     }
     struct pinfer_model *m = NULL;
     struct pinfer_profile *prof = NULL;

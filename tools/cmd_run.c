@@ -3,6 +3,7 @@
 #include "args.h"
 #include "cmds.h"
 #include "pinfer.h"
+#include "sparse_flags.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +31,8 @@ static void help(void)
            "      --repeat-penalty R  (default 1.0 = off)\n"
            "      --repeat-last-n N   (default 64; 0 = off, -1 = context)\n"
            "      --ignore-eos        keep generating after end-of-sequence\n"
-           "      --mmap              run from the file mapping instead of copying weights to memory\n");
+           "      --mmap              run from the file mapping instead of copying weights to memory\n"
+           SPARSE_FLAGS_HELP);
 }
 
 int cmd_run(int argc, char **argv)
@@ -41,10 +43,15 @@ int cmd_run(int argc, char **argv)
     struct pinfer_sampler_params sp = pinfer_sampler_default_params();
     long lv;
     const char *v;
+    struct sparse_flags sfl;
+    sparse_flags_init(&sfl);
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         v = i + 1 < argc ? argv[i + 1] : NULL;
+        int sf = sparse_flags_parse(C, argc, argv, &i, &sfl);
+        if (sf < 0) return 2;
+        if (sf > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { help(); return 0; }
         else if (!strcmp(a, "--ignore-eos")) ignore_eos = true;
         else if (!strcmp(a, "--mmap")) use_mmap = true;
@@ -89,7 +96,9 @@ int cmd_run(int argc, char **argv)
     cp.n_ctx = (int)n_ctx;
     cp.n_threads = (int)n_threads;
     cp.n_batch = (int)n_batch;
+    sparse_flags_apply(&sfl, &cp);
     if (pinfer_ctx_new(&ctx, model, &cp)) { args_error(C, "%s", pinfer_last_error()); goto out; }
+    if (sparse_flags_calibrate(C, &sfl, model, ctx)) goto out;
     double t_load = pinfer_now() - t0;
     int ctx_len = pinfer_ctx_n_ctx(ctx);
 
@@ -138,6 +147,7 @@ int cmd_run(int argc, char **argv)
     fprintf(stderr, "\npinfer: load %.2f s | prompt %d tokens, %.2f tok/s | generated %d tokens, %.2f tok/s | peak memory %.1f MiB\n",
             t_load, n_ids, n_ids / (t_prompt > 0 ? t_prompt : 1e-9), n_gen,
             n_gen / (t_gen > 0 ? t_gen : 1e-9), (double)pinfer_peak_rss() / (1 << 20));
+    sparse_flags_report(stderr, &sfl, ctx);
     rc = 0;
 out:
     pinfer_sampler_free(smp);

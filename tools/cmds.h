@@ -9,5 +9,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_profile(int argc, char **argv);
+int cmd_prepare(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
 
 #endif

@@ -15,6 +15,8 @@ static const struct {
     { "bench", cmd_bench, "prompt and generation speed, llama-bench style" },
     { "synth", cmd_synth, "write a synthetic model of a published shape" },
     { "profile", cmd_profile, "measure FFN activation sparsity of a model" },
+    { "prepare", cmd_prepare, "re-lay a model as neuron bundles with activation predictors" },
+    { "perplexity", cmd_perplexity, "perplexity of a text, and its change under a sparse FFN mode" },
 };
 
 static void usage(FILE *fp)

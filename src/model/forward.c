@@ -6,7 +6,9 @@
  *               x += attention(q, K cache, V cache) Wo
  *               h = rmsnorm(x) * ffn_norm;  x += (act(h Wgate) * h Wup) Wdown   (act per model)
  *   logits = rmsnorm(x) * output_norm  Wout
- * Matrices go through pf_matmul (batched: the prompt is a matrix, decode a vector).
+ * Matrices go through pf_matmul (batched: the prompt is a matrix, decode a vector). The FFN step
+ * is pf_ffn (src/sparse/ffn.c): the same matmuls on an ordinary model, the neuron-bundle layout on
+ * a prepared one, and the sparse modes of single-token steps (docs/sparse.md).
  *
  * Numerics follow llama.cpp's CPU path so logits agree with it: RoPE rotates adjacent pairs
  * (2i, 2i+1) ("normal" mode, what llama.cpp uses for the llama architecture; its converter
@@ -18,40 +20,18 @@
 
 #include "core/checked.h"
 #include "core/error.h"
+#include "sparse/sparse.h"
 #include "tensor/matmul.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct pinfer_ctx {
-    struct pinfer_model *m;
-    int n_ctx, n_batch, n_threads;
-    struct pf_pool *pool;
-    const struct pf_kernels *kern;
-    uint16_t *k_cache;   /* (n_layer, n_head_kv, n_ctx, head_dim) f16 */
-    uint16_t *v_cache;   /* (n_layer, n_head_kv, head_dim, n_ctx) f16, transposed */
-    float *x;            /* (n_batch, n_embd) residual stream */
-    float *xb;           /* (n_batch, max(n_embd, q_dim)) normed input / attention output */
-    float *q;            /* (n_batch, q_dim) */
-    float *k, *v;        /* (n_batch, kv_dim) */
-    float *hg, *hu;      /* (n_batch, n_ff) gate / up (hg holds the activation) */
-    float *rope;         /* (n_batch, n_rot) cos, sin interleaved */
-    float *att;          /* (n_threads, n_ctx) attention scores per thread */
-    uint16_t *att16;     /* (n_threads, max(n_ctx, head_dim)) f16 staging per thread */
-    float *logits;       /* (n_batch or 1, n_vocab) */
-    int n_logits;        /* rows valid in logits */
-    int logits_first;    /* batch index of logits row 0 */
-    void *scratch;
-    pf_ffn_hook ffn_hook; void *ffn_ud;
-    pf_ffn_io_hook ffn_io_hook; void *ffn_io_ud;
-    pf_layer_hook layer_hook; void *layer_ud;
-    pf_attn_hook attn_hook; void *attn_ud;
-};
 
 struct pinfer_ctx_params pinfer_ctx_default_params(void)
 {
-    struct pinfer_ctx_params p = { .n_ctx = 0, .n_threads = 0, .n_batch = 512 };
+    struct pinfer_ctx_params p = { .n_ctx = 0, .n_threads = 0, .n_batch = 512, .sparse = PINFER_SPARSE_OFF,
+                                   .sparsity_target = 0.5f, .sparse_verify = false };
     return p;
 }
 
@@ -78,6 +58,8 @@ int pinfer_ctx_new(struct pinfer_ctx **out, struct pinfer_model *m, const struct
     if (!m->layers) return pf_fail(PINFER_EINVAL, "model was loaded vocab-only");
     if (p.n_ctx < 0 || p.n_batch < 0 || p.n_threads < 0)
         return pf_fail(PINFER_EINVAL, "negative context, batch or thread count");
+    int rc = pf_sparse_check_params(m, &p);
+    if (rc) return rc;
     if (p.n_ctx == 0) p.n_ctx = h->n_ctx_train < 4096 ? h->n_ctx_train : 4096;
     if (p.n_ctx > (1 << 22)) return pf_fail(PINFER_EINVAL, "context of %d tokens is too large", p.n_ctx);
     if (p.n_batch == 0) p.n_batch = 512;
@@ -91,7 +73,10 @@ int pinfer_ctx_new(struct pinfer_ctx **out, struct pinfer_model *m, const struct
     c->n_batch = p.n_batch;
     c->n_threads = p.n_threads;
     c->kern = pf_kernels();
-    int rc = pf_pool_new(&c->pool, p.n_threads);
+    c->sparse = p.sparse;
+    c->sparsity_target = p.sparsity_target;
+    c->verify = p.sparse_verify;
+    rc = pf_pool_new(&c->pool, p.n_threads);
     if (rc) { free(c); return rc; }
 
     size_t B = (size_t)p.n_batch, E = (size_t)h->n_embd, F = (size_t)h->n_ff, D = (size_t)m->head_dim;
@@ -111,25 +96,40 @@ int pinfer_ctx_new(struct pinfer_ctx **out, struct pinfer_model *m, const struct
     c->att = alloc_array(T, (size_t)p.n_ctx * 4, &total);
     c->att16 = alloc_array(T, ((size_t)p.n_ctx > D ? (size_t)p.n_ctx : D) * 2, &total);
     c->logits = alloc_array(B, (size_t)h->n_vocab * 4, &total);
-    /* scratch: the largest activation conversion any matmul of this model needs */
-    size_t sc = 0;
-    const struct pf_weight *ws[] = { &m->output, &m->layers[0].wq, &m->layers[0].wo, &m->layers[0].ffn_down };
+    /* scratch: the largest activation conversion any matmul of this model needs (weights a
+     * prepared model lacks have n_in == 0) */
+    size_t sc = 0, rank = 1;
+#define NEED(w, nt) do { if ((w)->n_in > 0) { size_t s_ = pf_matmul_scratch_size((w)->type, (w)->n_in, (nt)); if (s_ > sc) sc = s_; } } while (0)
+    NEED(&m->output, p.n_batch);
     for (int l = 0; l < h->n_layer; l++) {
         const struct pf_layer *L = &m->layers[l];
-        const struct pf_weight *lw[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up, &L->ffn_down };
-        for (size_t i = 0; i < sizeof lw / sizeof *lw; i++) {
-            size_t s = pf_matmul_scratch_size(lw[i]->type, lw[i]->n_in, p.n_batch);
+        NEED(&L->wq, p.n_batch); NEED(&L->wk, p.n_batch); NEED(&L->wv, p.n_batch); NEED(&L->wo, p.n_batch);
+        NEED(&L->ffn_gate, p.n_batch); NEED(&L->ffn_up, p.n_batch); NEED(&L->ffn_down, p.n_batch);
+        if (L->ffn_b) {
+            size_t s = pf_bundle_scratch_size(L->ffn_b, p.n_batch);
             if (s > sc) sc = s;
+            NEED(&L->ffn_b->fc1, 1);
+            NEED(&L->ffn_b->fc2, 1);
+            if ((size_t)L->ffn_b->fc1.n_out > rank) rank = (size_t)L->ffn_b->fc1.n_out;
         }
     }
-    for (size_t i = 0; i < sizeof ws / sizeof *ws; i++) {
-        size_t s = pf_matmul_scratch_size(ws[i]->type, ws[i]->n_in, p.n_batch);
-        if (s > sc) sc = s;
-    }
-    c->scratch = alloc_array(sc ? sc : 64, 1, &total);
+#undef NEED
+    c->scratch = sc == SIZE_MAX ? NULL : alloc_array(sc ? sc : 64, 1, &total);
+    /* sparse FFN state */
+    c->ypart = alloc_array(T, E * 4, &total);
+    c->panel = m->bundles ? alloc_array(T, PF_PANEL_FLOATS * sizeof(float), &total) : NULL;
+    c->pred_h = alloc_array(rank, 4, &total);
+    c->pred_logit = alloc_array(F, 4, &total);
+    c->thresh = alloc_array((size_t)h->n_layer, 4, &total);
+    c->hist = p.sparse == PINFER_SPARSE_THRESHOLD ? calloc((size_t)h->n_layer * PF_HIST_BINS, sizeof *c->hist) : NULL;
+    c->cnt = alloc_array(T, sizeof *c->cnt, &total);
+    c->lstats = calloc((size_t)h->n_layer, sizeof *c->lstats);
     if (!c->k_cache || !c->v_cache || !c->x || !c->xb || !c->q || !c->k || !c->v || !c->hg ||
-        !c->hu || !c->rope || !c->att || !c->att16 || !c->logits || !c->scratch)
+        !c->hu || !c->rope || !c->att || !c->att16 || !c->logits || !c->scratch || !c->ypart ||
+        (m->bundles && !c->panel) || !c->pred_h || !c->pred_logit || !c->thresh ||
+        (p.sparse == PINFER_SPARSE_THRESHOLD && !c->hist) || !c->cnt || !c->lstats)
         goto nomem;
+    for (int l = 0; l < h->n_layer; l++) c->thresh[l] = 0;
     *out = c;
     return 0;
 nomem:
@@ -145,6 +145,8 @@ void pinfer_ctx_free(struct pinfer_ctx *c)
     free(c->k_cache); free(c->v_cache); free(c->x); free(c->xb); free(c->q); free(c->k);
     free(c->v); free(c->hg); free(c->hu); free(c->rope); free(c->att); free(c->att16);
     free(c->logits); free(c->scratch);
+    free(c->ypart); free(c->panel); free(c->pred_h); free(c->pred_logit); free(c->thresh);
+    free(c->hist); free(c->cnt); free(c->lstats);
     free(c);
 }
 
@@ -194,25 +196,6 @@ static void rope_apply(float *v, int n_heads, int head_dim, int n_rot, const flo
             x[i] = x0 * c - x1 * s;
             x[i + 1] = x0 * s + x1 * c;
         }
-    }
-}
-
-static float act_silu(float x) { return x / (1.0f + expf(-x)); }
-static float act_relu(float x) { return x > 0 ? x : 0; }
-static float act_gelu(float x)
-{
-    /* tanh approximation, as ggml_gelu */
-    return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * x * (1.0f + 0.044715f * x * x)));
-}
-
-static void ffn_activate(float *g, const float *u, size_t n, enum pinfer_act act)
-{
-    switch (act) {
-    case PINFER_ACT_SILU: for (size_t i = 0; i < n; i++) g[i] = act_silu(g[i]) * u[i]; break;
-    case PINFER_ACT_RELU:
-    case PINFER_ACT_REGLU: for (size_t i = 0; i < n; i++) g[i] = act_relu(g[i]) * u[i]; break;
-    case PINFER_ACT_DRELU: for (size_t i = 0; i < n; i++) g[i] = act_relu(g[i]) * act_relu(u[i]); break;
-    case PINFER_ACT_GELU: for (size_t i = 0; i < n; i++) g[i] = act_gelu(g[i]) * u[i]; break;
     }
 }
 
@@ -298,7 +281,7 @@ int pinfer_decode(struct pinfer_ctx *c, const int32_t *tokens, int n, int pos, b
 {
     struct pinfer_model *m = c->m;
     const struct pinfer_model_info *h = &m->info;
-    const int E = h->n_embd, D = m->head_dim, Q = D * h->n_head, KV = D * h->n_head_kv, F = h->n_ff;
+    const int E = h->n_embd, D = m->head_dim, Q = D * h->n_head, KV = D * h->n_head_kv;
     if (n <= 0 || n > c->n_batch)
         return pf_fail(PINFER_EINVAL, "batch of %d tokens (allowed 1..%d)", n, c->n_batch);
     if (pos < 0 || pos > c->n_ctx - n)
@@ -311,6 +294,14 @@ int pinfer_decode(struct pinfer_ctx *c, const int32_t *tokens, int n, int pos, b
         c->kern->dequant[m->tok_embd.type]((const uint8_t *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_size,
                                            c->x + (size_t)t * E, E);
     rope_table(c->rope, pos, n, h->n_rot, h->rope_freq_base);
+    /* threshold mode, first single-token step: cut from what the prompt showed, or, with
+     * nothing seen yet, run this step dense and calibrate on it */
+    bool self_calib = false;
+    if (n == 1 && c->sparse == PINFER_SPARSE_THRESHOLD && !c->thresh_ready && !c->calibrating) {
+        if (pf_hist_total(c) > 0) pf_thresh_finish(c);
+        else c->calibrating = self_calib = true;
+    }
+    if (n == 1) c->n_sparse_tokens++;
 
     for (int l = 0; l < h->n_layer; l++) {
         const struct pf_layer *L = &m->layers[l];
@@ -333,13 +324,7 @@ int pinfer_decode(struct pinfer_ctx *c, const int32_t *tokens, int n, int pos, b
 
         /* feed-forward */
         for (int t = 0; t < n; t++) rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, L->ffn_norm, E, h->norm_eps);
-        mm(c, c->hg, &L->ffn_gate, c->xb, n);
-        mm(c, c->hu, &L->ffn_up, c->xb, n);
-        ffn_activate(c->hg, c->hu, (size_t)n * F, h->act);
-        if (c->ffn_hook) c->ffn_hook(c->ffn_ud, l, c->hg, n, F);
-        if (c->ffn_io_hook) c->ffn_io_hook(c->ffn_io_ud, l, c->xb, E, c->hg, F, n);
-        mm(c, c->xb, &L->ffn_down, c->hg, n);
-        for (size_t i = 0; i < (size_t)n * E; i++) c->x[i] += c->xb[i];
+        pf_ffn(c, l, n); /* src/sparse/ffn.c: x += FFN(xb) */
         if (c->layer_hook) c->layer_hook(c->layer_ud, l, c->x, n, E);
     }
 
@@ -348,6 +333,10 @@ int pinfer_decode(struct pinfer_ctx *c, const int32_t *tokens, int n, int pos, b
     for (int t = first; t < n; t++)
         rmsnorm(c->xb + (size_t)(t - first) * E, c->x + (size_t)t * E, m->output_norm, E, h->norm_eps);
     mm(c, c->logits, &m->output, c->xb, rows);
+    if (self_calib) {
+        c->calibrating = false;
+        pf_thresh_finish(c);
+    }
     c->n_logits = rows;
     c->logits_first = first;
     return 0;

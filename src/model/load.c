@@ -11,8 +11,14 @@
  * Which FFN activation a file uses (docs/model-format.md): the string key `pinfer.ffn_act`
  * ("silu", "relu", "reglu", "drelu", "gelu"); absent, a file from PowerInfer's converter
  * (key `powerinfer.sparse_threshold`, or predictor tensors blk.N.fc1.weight) is a ReLU-fied
- * Llama: relu(gate) * up; otherwise SiLU as in every llama.cpp llama model. */
+ * Llama: relu(gate) * up; otherwise SiLU as in every llama.cpp llama model.
+ *
+ * Prepared models (key pinfer.prepared, docs/sparse-format.md) carry each layer's FFN as one
+ * bundle tensor instead of ffn_gate/up/down, the neuron permutation and frequencies as metadata
+ * arrays, and optional predictor tensors (fc1, fc2) with their threshold; they land in the same
+ * arena as every other weight (struct pf_bundles, src/sparse/sparse.h). */
 #include "model/model.h"
+#include "sparse/sparse.h"
 
 #include "core/checked.h"
 #include "core/error.h"
@@ -20,6 +26,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,6 +158,12 @@ static int load_hparams(struct pinfer_model *m)
     } else if (gguf_find(f, "powerinfer.sparse_threshold") || gguf_find_tensor(f, "blk.0.fc1.weight") >= 0) {
         h->act = PINFER_ACT_RELU;
     }
+    uint32_t ver = 0;
+    rc = gguf_get_u32(f, "pinfer.prepared", &ver);
+    if (rc < 0) return pf_fail_context(rc, "metadata pinfer.prepared");
+    if (rc == 0 && ver != 1)
+        return pf_fail(PINFER_EUNSUPPORTED, "prepared-model format version %u is not supported (this pinfer reads version 1)", ver);
+    h->prepared = (int)ver;
     return 0;
 }
 
@@ -193,6 +206,125 @@ static int find_norm(struct pinfer_model *m, const char *name, int64_t n, int sl
     return 0;
 }
 
+/* ==== Prepared models: bundles, permutation, predictors ==== */
+
+/* A numeric metadata array of exactly n elements of type t; NULL (after pf_fail) otherwise. */
+static const void *get_array(const struct gguf_file *f, const char *key, enum gguf_vtype t, uint64_t n, int *rc)
+{
+    const struct gguf_kv *kv = gguf_find(f, key);
+    *rc = 0;
+    if (!kv) { *rc = pf_fail(PINFER_EFORMAT, "metadata key %s is missing", key); return NULL; }
+    if (kv->type != GGUF_ARRAY || kv->arr_type != t || kv->arr_n != n) {
+        *rc = pf_fail(PINFER_EFORMAT, "metadata %s must be an array of %llu %s", key, (unsigned long long)n, gguf_vtype_name(t));
+        return NULL;
+    }
+    return kv->arr_data;
+}
+
+static int load_prepared_layer(struct pinfer_model *m, int l, int32_t *perm, float *freq, uint8_t *seen)
+{
+    const struct gguf_file *f = m->gguf;
+    const struct pinfer_model_info *h = &m->info;
+    struct pf_bundles *B = &m->bundles[l];
+    const int64_t E = h->n_embd, F = h->n_ff;
+    char name[GGUF_MAX_NAME], key[128];
+    int rc;
+
+    snprintf(name, sizeof name, "blk.%d.ffn_bundle.weight", l);
+    int idx = gguf_find_tensor(f, name);
+    if (idx < 0) return pf_fail(PINFER_EFORMAT, "prepared model: tensor %s is missing", name);
+    const struct gguf_tensor *t = &f->tensors[idx];
+    if (!pf_type_supported(t->type))
+        return pf_fail(PINFER_EUNSUPPORTED, "tensor %s has type %d (%s), which pinfer does not support yet", name, t->type, pf_type_name(t->type));
+    if (t->ne[0] != E || t->ne[1] != 3 || t->ne[2] != F || t->ne[3] != 1)
+        return pf_fail(PINFER_EFORMAT, "tensor %s has shape [%lld, %lld, %lld, %lld], expected [%lld, 3, %lld]", name,
+                       (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
+                       (long long)E, (long long)F);
+    B->type = t->type;
+    B->n_embd = (int)E;
+    B->n_ff = (int)F;
+    if (!pf_row_size(t->type, E, &B->row_size) || ck_mul(B->row_size, 3, &B->slot_size))
+        return pf_fail(PINFER_EFORMAT, "tensor %s: row of %lld is not a whole number of %s blocks", name, (long long)E, pf_type_name(t->type));
+    B->data = (const void *)(uintptr_t)t->file_offset; /* rebased onto memory later */
+
+    snprintf(key, sizeof key, "pinfer.bundle.%d.perm", l);
+    const void *pa = get_array(f, key, GGUF_I32, (uint64_t)F, &rc);
+    if (!pa) return rc;
+    memcpy(perm, pa, (size_t)F * sizeof *perm);
+    memset(seen, 0, (size_t)F);
+    for (int64_t j = 0; j < F; j++) {
+        if (perm[j] < 0 || perm[j] >= F || seen[perm[j]])
+            return pf_fail(PINFER_EFORMAT, "metadata %s is not a permutation of 0..%lld (entry %lld = %d)", key, (long long)F - 1, (long long)j, perm[j]);
+        seen[perm[j]] = 1;
+    }
+    B->perm = perm;
+    snprintf(key, sizeof key, "pinfer.bundle.%d.freq", l);
+    if (gguf_find(f, key)) {
+        const void *fa = get_array(f, key, GGUF_F32, (uint64_t)F, &rc);
+        if (!fa) return rc;
+        memcpy(freq, fa, (size_t)F * sizeof *freq);
+    } else {
+        memset(freq, 0, (size_t)F * sizeof *freq);
+    }
+    B->freq = freq;
+
+    /* predictor: fc1 {n_embd, r}, fc2 {r, n_ff}, both or neither */
+    snprintf(name, sizeof name, "blk.%d.fc1.weight", l);
+    int i1 = gguf_find_tensor(f, name);
+    snprintf(name, sizeof name, "blk.%d.fc2.weight", l);
+    int i2 = gguf_find_tensor(f, name);
+    if ((i1 < 0) != (i2 < 0)) return pf_fail(PINFER_EFORMAT, "layer %d has only one of fc1 and fc2", l);
+    if (i1 < 0) return 0;
+    int64_t r = f->tensors[i1].ne[1];
+    if (r < 1 || r > (1 << 20)) return pf_fail(PINFER_EFORMAT, "blk.%d.fc1.weight has %lld rows", l, (long long)r);
+    snprintf(name, sizeof name, "blk.%d.fc1.weight", l);
+    if ((rc = find_weight(m, name, E, r, &B->fc1, false))) return rc;
+    snprintf(name, sizeof name, "blk.%d.fc2.weight", l);
+    if ((rc = find_weight(m, name, r, F, &B->fc2, false))) return rc;
+    snprintf(key, sizeof key, "pinfer.predictor.%d.threshold", l);
+    rc = gguf_get_f32(f, key, &B->pred_threshold);
+    if (rc < 0) return pf_fail_context(rc, "metadata %s", key);
+    if (rc == 1) return pf_fail(PINFER_EFORMAT, "metadata key %s is missing (layer %d has a predictor)", key, l);
+    if (!isfinite(B->pred_threshold)) return pf_fail(PINFER_EFORMAT, "metadata %s is not finite", key);
+    m->pred_bytes += f->tensors[i1].nbytes + f->tensors[i2].nbytes;
+    return 0;
+}
+
+static int load_prepared(struct pinfer_model *m)
+{
+    struct pinfer_model_info *h = &m->info;
+    const size_t L = (size_t)h->n_layer, F = (size_t)h->n_ff;
+    uint32_t cs = 16;
+    int rc = gguf_get_u32(m->gguf, "pinfer.cluster_size", &cs);
+    if (rc < 0) return pf_fail_context(rc, "metadata pinfer.cluster_size");
+    if (cs < 1 || cs > (uint32_t)h->n_ff) return pf_fail(PINFER_EFORMAT, "pinfer.cluster_size %u is out of range 1..%d", cs, h->n_ff);
+    h->cluster_size = (int)cs;
+    size_t n;
+    if (ck_mul(L, F, &n)) return pf_fail(PINFER_EFORMAT, "n_layer x n_ff overflows");
+    m->bundles = calloc(L, sizeof *m->bundles);
+    int32_t *perm = malloc(n * sizeof *perm);
+    float *freq = malloc(n * sizeof *freq);
+    uint8_t *seen = malloc(F);
+    if (!m->bundles || !perm || !freq || !seen) {
+        free(perm); free(freq); free(seen);
+        return pf_fail(PINFER_ENOMEM, "out of memory for the neuron permutations");
+    }
+    rc = 0;
+    h->has_predictors = true;
+    for (size_t l = 0; l < L && !rc; l++) {
+        rc = load_prepared_layer(m, (int)l, perm + l * F, freq + l * F, seen);
+        m->layers[l].ffn_b = &m->bundles[l];
+        if (!m->bundles[l].fc1.name) h->has_predictors = false;
+    }
+    free(seen);
+    if (rc) {
+        /* the arrays belong to layer 0 (freed through it by pinfer_model_free) */
+        m->bundles[0].perm = perm;
+        m->bundles[0].freq = freq;
+    }
+    return rc;
+}
+
 static int load_tensors(struct pinfer_model *m)
 {
     struct pinfer_model_info *h = &m->info;
@@ -230,14 +362,17 @@ static int load_tensors(struct pinfer_model *m)
         W(wv, "attn_v", E, KV)
         W(wo, "attn_output", Q, E)
         N(2 + 2 * l, "ffn_norm")
-        W(ffn_gate, "ffn_gate", E, F)
-        W(ffn_up, "ffn_up", E, F)
-        W(ffn_down, "ffn_down", F, E)
+        if (!h->prepared) {
+            W(ffn_gate, "ffn_gate", E, F)
+            W(ffn_up, "ffn_up", E, F)
+            W(ffn_down, "ffn_down", F, E)
+        }
 #undef W
 #undef N
     }
+    if (h->prepared && (rc = load_prepared(m))) return rc;
     /* most common big-matrix type, for reporting */
-    h->weight_type = m->layers[0].ffn_gate.type;
+    h->weight_type = h->prepared ? m->bundles[0].type : m->layers[0].ffn_gate.type;
     uint64_t np = 0;
     for (uint64_t i = 0; i < m->gguf->n_tensors; i++) {
         const struct gguf_tensor *t = &m->gguf->tensors[i];
@@ -248,6 +383,7 @@ static int load_tensors(struct pinfer_model *m)
     uint64_t embd = (uint64_t)m->tok_embd.row_size * (uint64_t)m->tok_embd.n_out;
     h->decode_bytes = h->weight_bytes - embd + m->tok_embd.row_size;
     if (m->output.name == m->tok_embd.name) h->decode_bytes += embd;
+    h->decode_bytes -= m->pred_bytes; /* dense decode does not run the predictors */
     return 0;
 }
 
@@ -315,7 +451,13 @@ static int load_weights(struct pinfer_model *m, const char *path, bool use_mmap)
     for (int l = 0; l < m->info.n_layer; l++) {
         struct pf_layer *L = &m->layers[l];
         REBASE(L->wq); REBASE(L->wk); REBASE(L->wv); REBASE(L->wo);
-        REBASE(L->ffn_gate); REBASE(L->ffn_up); REBASE(L->ffn_down);
+        if (L->ffn_b) {
+            struct pf_bundles *B = L->ffn_b;
+            REBASE(*B);
+            if (B->fc1.name) { REBASE(B->fc1); REBASE(B->fc2); }
+        } else {
+            REBASE(L->ffn_gate); REBASE(L->ffn_up); REBASE(L->ffn_down);
+        }
     }
 #undef REBASE
     /* norms: converted to f32 (small; F32 ones are copied too, so all are aligned floats) */
@@ -384,6 +526,11 @@ void pinfer_model_free(struct pinfer_model *m)
     free(m->f32_norms);
     free(m->norm_src);
     free(m->layers);
+    if (m->bundles) {
+        free(m->bundles[0].perm); /* one array for all layers */
+        free(m->bundles[0].freq);
+        free(m->bundles);
+    }
     pf_vocab_free(m->vocab);
     gguf_close(m->gguf);
     free(m);

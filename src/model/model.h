@@ -19,15 +19,19 @@ struct pf_weight {
     const char *name; /* tensor name in the file */
 };
 
+struct pf_bundles; /* sparse/sparse.h */
+struct pf_kernels; /* tensor/kernels.h */
+
 struct pf_layer {
     const float *attn_norm;          /* (n_embd) */
     struct pf_weight wq;             /* n_embd -> n_head*head_dim */
     struct pf_weight wk, wv;         /* n_embd -> n_head_kv*head_dim */
     struct pf_weight wo;             /* n_head*head_dim -> n_embd */
     const float *ffn_norm;           /* (n_embd) */
-    struct pf_weight ffn_gate;       /* n_embd -> n_ff */
-    struct pf_weight ffn_up;         /* n_embd -> n_ff */
-    struct pf_weight ffn_down;       /* n_ff -> n_embd */
+    struct pf_weight ffn_gate;       /* n_embd -> n_ff      (data NULL in prepared models) */
+    struct pf_weight ffn_up;         /* n_embd -> n_ff      (data NULL in prepared models) */
+    struct pf_weight ffn_down;       /* n_ff -> n_embd      (data NULL in prepared models) */
+    struct pf_bundles *ffn_b;        /* prepared models: the FFN as neuron bundles; else NULL */
 };
 
 struct pinfer_model {
@@ -43,10 +47,13 @@ struct pinfer_model {
     size_t arena_size;
     float *f32_norms;                /* all norm vectors as f32: output, then attn/ffn per layer */
     struct pf_weight *norm_src;      /* during loading only: where each norm lies in the file */
+    struct pf_bundles *bundles;      /* prepared models: n_layer, pointed to by layers[l].ffn_b */
+    uint64_t pred_bytes;             /* prepared: all predictor tensors' bytes */
 };
 
 /* Called after each layer's FFN activation, before the down projection, with
- * act[t*n_ff + i] = act_fn(gate_i) * up_i for the n_tok tokens of the batch. Used by
+ * act[t*n_ff + i] = act_fn(gate_i) * up_i for the n_tok tokens of the batch, i in the original
+ * neuron order also on prepared models (and 0 for neurons a sparse mode skipped). Used by
  * `pinfer profile` to measure activation sparsity. */
 typedef void (*pf_ffn_hook)(void *ud, int layer, const float *act, int n_tok, int n_ff);
 void pf_ctx_set_ffn_hook(struct pinfer_ctx *ctx, pf_ffn_hook fn, void *ud);
@@ -65,6 +72,62 @@ void pf_ctx_set_layer_hook(struct pinfer_ctx *ctx, pf_layer_hook fn, void *ud);
  * visible positions. Slow; for tests and diagnostics only. */
 typedef void (*pf_attn_hook)(void *ud, int layer, int head, int token, const float *probs, int n_kv);
 void pf_ctx_set_attn_hook(struct pinfer_ctx *ctx, pf_attn_hook fn, void *ud);
+
+/* Per-thread counters of the sparse FFN for one layer and token (padded against false sharing). */
+struct pf_sparse_count {
+    uint32_t gate, up, down, clusters, predicted, active;
+    uint32_t true_active, hit;       /* sparse_verify: dense non-zero; of those, computed */
+    double mass_all, mass_kept;      /* sparse_verify in threshold mode: L1 of the activation */
+    char pad[24];
+};
+
+/* Cumulative sparse-FFN counters of one layer over single-token steps. */
+struct pf_sparse_layer_stats {
+    uint64_t gate, up, down, clusters, predicted, active, true_active, hit;
+    double mass_all, mass_kept;
+};
+
+/* An inference context. Defined here so the FFN code in src/sparse/ can run on it. */
+struct pinfer_ctx {
+    struct pinfer_model *m;
+    int n_ctx, n_batch, n_threads;
+    struct pf_pool *pool;
+    const struct pf_kernels *kern;
+    uint16_t *k_cache;   /* (n_layer, n_head_kv, n_ctx, head_dim) f16 */
+    uint16_t *v_cache;   /* (n_layer, n_head_kv, head_dim, n_ctx) f16, transposed */
+    float *x;            /* (n_batch, n_embd) residual stream */
+    float *xb;           /* (n_batch, max(n_embd, q_dim)) normed input / attention output */
+    float *q;            /* (n_batch, q_dim) */
+    float *k, *v;        /* (n_batch, kv_dim) */
+    float *hg, *hu;      /* (n_batch, n_ff) gate / up (hg holds the activation) */
+    float *rope;         /* (n_batch, n_rot) cos, sin interleaved */
+    float *att;          /* (n_threads, n_ctx) attention scores per thread */
+    uint16_t *att16;     /* (n_threads, max(n_ctx, head_dim)) f16 staging per thread */
+    float *logits;       /* (n_batch or 1, n_vocab) */
+    int n_logits;        /* rows valid in logits */
+    int logits_first;    /* batch index of logits row 0 */
+    void *scratch;
+    pf_ffn_hook ffn_hook; void *ffn_ud;
+    pf_ffn_io_hook ffn_io_hook; void *ffn_io_ud;
+    pf_layer_hook layer_hook; void *layer_ud;
+    pf_attn_hook attn_hook; void *attn_ud;
+
+    /* ---- sparse FFN (src/sparse/ffn.c) ---- */
+    enum pinfer_sparse_mode sparse;
+    float sparsity_target;
+    bool verify;
+    float *ypart;        /* (n_threads, n_embd) per-thread partial FFN outputs */
+    float *panel;        /* (n_threads, PF_PANEL_FLOATS) prefill down-projection panels */
+    float *pred_h;       /* (max predictor rank) */
+    float *pred_logit;   /* (n_ff) */
+    float *thresh;       /* (n_layer) threshold-mode cuts */
+    bool thresh_ready;
+    bool calibrating;    /* run dense and record |act(gate)| whatever the mode */
+    uint32_t *hist;      /* (n_layer, PF_HIST_BINS) |act(gate)| histograms for calibration */
+    struct pf_sparse_count *cnt;          /* (n_threads) */
+    struct pf_sparse_layer_stats *lstats; /* (n_layer) */
+    uint64_t n_sparse_tokens;
+};
 
 /* Seconds since an arbitrary start (CLOCK_MONOTONIC). */
 double pf_now(void);

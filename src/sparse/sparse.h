@@ -1,5 +1,14 @@
 /* Sparse FFN: the in-memory view of a prepared model's neuron bundles and predictors
- * (docs/sparse-format.md) and the sparse decode step. */
+ * (docs/sparse-format.md), and the FFN step of the forward pass for every kind of model and
+ * every sparse mode (docs/sparse.md).
+ *
+ *   ffn.c           pf_ffn: one layer's FFN for a batch; dispatches between the original
+ *                   layout (dense matmuls, masks for quality measurements) and bundles
+ *   ffn_decode.c    single-token steps on bundles: predictor, per-neuron gate/up dots, down
+ *                   accumulation into per-thread partial outputs
+ *   bundle_mm.c     batches on bundles: gate/up with a 3-row stride, down as a transposed product
+ *   threshold.c     |act(gate)| histograms and the threshold-mode cuts
+ *   sparse_kernels* down accumulation kernels (reference + AVX-512) */
 #ifndef PF_SPARSE_SPARSE_H
 #define PF_SPARSE_SPARSE_H
 
@@ -10,13 +19,64 @@ struct pf_bundles {
     const void *data;      /* n_ff slots, each 3 rows of n_embd elements of `type`:
                               gate row, up row, down column (transposed) */
     int type;
+    int n_embd, n_ff;
     size_t row_size;       /* bytes of one row (n_embd elements) */
     size_t slot_size;      /* 3 * row_size */
-    const int32_t *perm;   /* slot -> original neuron index (n_ff) */
-    const float *freq;     /* slot activation frequency, hottest first (n_ff) */
+    int32_t *perm;         /* slot -> original neuron index (n_ff); owned by the model */
+    float *freq;           /* slot activation frequency, hottest first (n_ff); owned */
     struct pf_weight fc1;  /* predictor: n_embd -> r (n_out = r); data NULL if none */
     struct pf_weight fc2;  /* r -> n_ff, rows in slot order */
     float pred_threshold;
 };
+
+/* ==== FFN step (called by the forward pass) ====
+ * Input: c->xb (n_tok rows of n_embd, after ffn_norm). Output: the FFN result is ADDED to the
+ * residual c->x. Uses c->hg, c->hu and the context's scratch. Calls the FFN hooks with the
+ * activation in the original neuron order. */
+void pf_ffn(struct pinfer_ctx *c, int layer, int n_tok);
+
+/* Single-token step on bundles (ffn_decode.c): out[0..n_embd) = FFN(c->xb). */
+void pf_ffn_bundle_decode(struct pinfer_ctx *c, int layer, float *out);
+
+/* Batched dense FFN on bundles (bundle_mm.c). gate/up: hg, hu (n_tok x n_ff, slot order) =
+ * x (n_tok x n_embd) times the gate/up rows; scratch as pf_matmul's. down: out (n_tok x n_embd)
+ * = h (n_tok x n_ff, slot order) times the down columns; panel: n_threads x PF_PANEL_FLOATS. */
+void pf_bundle_gate_up(struct pf_pool *pool, const struct pf_kernels *k, const struct pf_bundles *b,
+                       const float *x, int n_tok, float *hg, float *hu, void *scratch);
+void pf_bundle_down(struct pf_pool *pool, const struct pf_bundles *b, const float *h, int n_tok,
+                    float *out, float *panel);
+/* Bytes of scratch pf_bundle_gate_up needs (the activations in the dot format). */
+size_t pf_bundle_scratch_size(const struct pf_bundles *b, int n_tok);
+
+/* Neurons x columns of one thread's dequantized down panel (bundle_mm.c). */
+#define PF_PANEL_ROWS 64
+#define PF_PANEL_COLS 256
+#define PF_PANEL_FLOATS (PF_PANEL_ROWS * PF_PANEL_COLS)
+
+/* ==== Activations ==== */
+
+/* act(gate) alone: silu, relu or gelu of g (the gate part of the model's activation). */
+float pf_act_gate(enum pinfer_act act, float g);
+/* The full activation of one neuron: act(g) * u, or relu(g) * relu(u) for dReLU. */
+float pf_act_full(enum pinfer_act act, float g, float u);
+/* ReLU family: the activation is exactly 0 whenever g <= 0. */
+bool pf_act_relu_family(enum pinfer_act act);
+
+/* ==== Threshold mode (threshold.c) ==== */
+
+/* Histogram bins of |act(gate)|: 1/64-octave bins over [2^-40, 2^24), plus bin 0 for exact
+ * zeros and values below the range, and the last bin for values above it. */
+#define PF_HIST_BINS 4098
+/* Adds n values |act(g_i)| of layer l to the context's histogram. */
+void pf_hist_add(struct pinfer_ctx *c, int layer, const float *g, size_t n);
+/* Sets c->thresh from the histograms for c->sparsity_target; marks them ready. */
+void pf_thresh_finish(struct pinfer_ctx *c);
+/* Values recorded so far (all layers). */
+uint64_t pf_hist_total(const struct pinfer_ctx *c);
+
+/* ==== Context parameters (sparse_api.c) ==== */
+
+/* Checks the sparse fields of p against the model (pinfer_ctx_new calls it first). */
+int pf_sparse_check_params(const struct pinfer_model *m, const struct pinfer_ctx_params *p);
 
 #endif

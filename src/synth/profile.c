@@ -6,7 +6,9 @@
  * penalty 1.1 over 64 tokens so a synthetic model cannot sit in a loop of one token);
  * "random" feeds BOS and uniform random ids of ordinary pieces (ids from 259 on, past the
  * control and byte tokens), in batches. Statistics are per token in every case: a batch is
- * only a faster way to run the same tokens. */
+ * only a faster way to run the same tokens. Runs longer than the model's training context (at
+ * most 8192) are cut into windows, each a new sequence from position 0 (sampling restarts from
+ * BOS); overlap is not counted across a window boundary. */
 #include "pinfer.h"
 
 #include "core/error.h"
@@ -95,10 +97,14 @@ int pinfer_profile_run(struct pinfer_profile **out, struct pinfer_model *m, cons
     if ((rc = make_tokens(m, &p, &toks, &n))) return rc;
     const bool sample = toks == NULL;
 
+    /* runs longer than the training context go in windows, each a new sequence from position 0 */
+    int win = info.n_ctx_train > 0 ? info.n_ctx_train : 4096;
+    if (win > 8192) win = 8192;
+    if (win > n) win = n;
     struct pinfer_ctx_params cp = pinfer_ctx_default_params();
-    cp.n_ctx = n;
+    cp.n_ctx = win;
     cp.n_threads = p.n_threads;
-    cp.n_batch = sample ? 1 : (p.n_batch < n ? p.n_batch : n);
+    cp.n_batch = sample ? 1 : (p.n_batch < win ? p.n_batch : win);
     if ((rc = pinfer_ctx_new(&ctx, m, &cp))) goto out;
     if ((rc = pf_act_stats_new(&hs.st, info.n_layer, info.n_ff))) goto out;
     pf_ctx_set_ffn_hook(ctx, ffn_hook, &hs);
@@ -109,17 +115,26 @@ int pinfer_profile_run(struct pinfer_profile **out, struct pinfer_model *m, cons
         sp.temp = 1.0f; sp.top_k = 0; sp.top_p = 1.0f; sp.min_p = 0.0f;
         sp.repeat_penalty = 1.1f; sp.repeat_last_n = 64; sp.seed = p.seed;
         if ((rc = pinfer_sampler_new(&smp, info.n_vocab, &sp))) goto out;
-        int32_t tok = pinfer_token_bos(m);
-        if (tok < 0) tok = 0;
+        int32_t bos = pinfer_token_bos(m), tok = 0;
         for (int i = 0; i < n; i++) {
+            if (i % win == 0) {
+                pinfer_ctx_reset(ctx);
+                pf_act_stats_break(hs.st);
+                tok = bos >= 0 ? bos : 0;
+            }
             pinfer_sampler_accept(smp, tok);
-            if ((rc = pinfer_decode(ctx, &tok, 1, i, false))) goto out;
+            if ((rc = pinfer_decode(ctx, &tok, 1, i % win, false))) goto out;
             tok = pinfer_sampler_sample(smp, pinfer_ctx_logits(ctx, -1));
         }
     } else {
-        for (int i = 0; i < n; i += cp.n_batch) {
-            int k = n - i < cp.n_batch ? n - i : cp.n_batch;
-            if ((rc = pinfer_decode(ctx, toks + i, k, i, false))) goto out;
+        for (int w0 = 0; w0 < n; w0 += win) {
+            int len = n - w0 < win ? n - w0 : win;
+            pinfer_ctx_reset(ctx);
+            pf_act_stats_break(hs.st);
+            for (int i = 0; i < len; i += cp.n_batch) {
+                int k = len - i < cp.n_batch ? len - i : cp.n_batch;
+                if ((rc = pinfer_decode(ctx, toks + w0 + i, k, i, false))) goto out;
+            }
         }
     }
     double secs = pf_now() - t0;

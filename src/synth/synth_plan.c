@@ -183,8 +183,10 @@ int synth_plan_build(struct synth_plan *P, const struct synth_cfg *c)
         if (c->n_expert) {
             Y->s_r = (float)(1 / sqrt(V * rho2));
             shuffle(perm, c->n_expert, synth_mix(synth_mix(c->seed, 0x726f757465ull), (uint64_t)l));
-            /* Zipf-like popularity: expert of rank r gets logit offset -0.7 ln(1 + r) */
-            for (int e = 0; e < c->n_expert; e++) Y->router_bias[e] = (float)(-0.7 * log(1.0 + perm[e]));
+            /* Zipf-like popularity: the expert of rank r gets logit offset -0.35 ln(1 + r); with
+             * unit-variance content logits and top-2 of 8 that routes 21% of the choices to the
+             * most popular expert and 8% to the least (uniform: 12.5%) */
+            for (int e = 0; e < c->n_expert; e++) Y->router_bias[e] = (float)(-0.35 * log(1.0 + perm[e]));
         }
         /* v tracks what varies from token to token; the constant part of a dReLU FFN's
          * output is tracked exactly in mean_shift while the rows are drawn, and cancelled in

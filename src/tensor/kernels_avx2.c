@@ -415,6 +415,7 @@ static void q4_matvec(int64_t n, int nr, const void *w, size_t ws, const void *x
     int64_t nb = n / QK4_0;
     int r = 0;
     const char *end = (const char *)wb + (size_t)nr * ws;
+    /* 4 rows: with 16 ymm registers, 8 would spill */
     for (; r + 4 <= nr; r += 4)
         q4_mv_rows(4, nb, wb + (size_t)r * ws, ws, xa, out + r, (const char *)wb + (size_t)(r + 4) * ws, end);
     for (; r < nr; r++) q4_mv_rows(1, nb, wb + (size_t)r * ws, ws, xa, out + r, end, end);

@@ -90,6 +90,12 @@ static void fast_q4(const struct mm_task *t, int64_t r0, int64_t r1)
                    t->xq_row, t->y + r0, (size_t)t->n_out);
         return;
     }
+    if (t->n_tok == 1) {
+        /* one call for the whole range: the kernel prefetches its next rows, and would start
+         * cold at every block boundary */
+        k->q4_matvec(t->n_in, (int)(r1 - r0), t->w + (size_t)r0 * t->w_row, t->w_row, t->xq, t->y + r0);
+        return;
+    }
     /* a few tokens: one matvec per token over a block of rows small enough to stay in L2 */
     for (int64_t rb = r0; rb < r1; rb += ROW_BLOCK) {
         int nr = (int)(r1 - rb < ROW_BLOCK ? r1 - rb : ROW_BLOCK);

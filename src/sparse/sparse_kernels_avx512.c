@@ -1,0 +1,218 @@
+/* AVX-512 down-projection kernels on bundles (compiled with AVX-512 flags; used only when
+ * pf_kernels() picked the AVX-512 table, which checks the CPU). Same bits as the reference
+ * (sparse_kernels.h): every weight is dequantized exactly and added with one fma, in the same
+ * order per output element.
+ *
+ * Float rows whose length is not a multiple of 32 go to the reference (tiny models only).
+ *
+ * Decode (down_accum): 64 outputs (4 vectors) stay in registers while all k rows pass over them,
+ * so y is loaded and stored once per tile instead of once per neuron. A Q4_0 block is expanded
+ * through a 16-entry table: T = (i - 8) * d for i = 0..15 (one multiply; exact), then vpermps
+ * looks each nibble up (it reads only the low 4 bits of each index, so the zero-extended byte
+ * indexes its low nibble without a mask).
+ *
+ * Prefill (down_panel): the panel of np rows x ne columns is dequantized once into scratch, then
+ * 4 tokens x 64 columns of outputs live in 16 registers while the np rows stream by: per row, 4
+ * loads and 4 broadcasts feed 16 fmas. */
+#include "sparse/sparse_kernels.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#define INLINE static inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 16")
+
+static inline uint16_t load_u16(const void *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+
+INLINE __m512 bcast_f16(const void *p) { return _mm512_cvtph_ps(_mm256_set1_epi16((short)load_u16(p))); }
+
+/* ==== Exact dequantization of 32-element blocks into two vectors ==== */
+
+INLINE void dq_q4_0(const uint8_t *blk, __m512 *w0, __m512 *w1)
+{
+    const __m512 iota8 = _mm512_set_ps(7, 6, 5, 4, 3, 2, 1, 0, -1, -2, -3, -4, -5, -6, -7, -8);
+    __m512 tab = _mm512_mul_ps(iota8, bcast_f16(blk));
+    __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 2)));
+    *w0 = _mm512_permutexvar_ps(q, tab);
+    *w1 = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), tab);
+}
+
+INLINE void dq_q8_0(const uint8_t *blk, __m512 *w0, __m512 *w1)
+{
+    __m512 d = bcast_f16(blk);
+    *w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 2)))), d);
+    *w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 18)))), d);
+}
+
+INLINE void dq_f16(const uint8_t *p, __m512 *w0, __m512 *w1)
+{
+    *w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+    *w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 32)));
+}
+
+INLINE void dq_f32(const uint8_t *p, __m512 *w0, __m512 *w1)
+{
+    *w0 = _mm512_loadu_ps((const float *)p);
+    *w1 = _mm512_loadu_ps((const float *)p + 16);
+}
+
+/* ==== Decode: y += sum_i h[i] * row_i ==== */
+
+/* BYTES = bytes of 32 elements of the type; DQ expands them. */
+#define DOWN_ACCUM(T, U, BYTES, DQ)                                                                   \
+    static void down_accum_##T(const void *const *rows, const float *h, int k, float *y, int64_t n) \
+    {                                                                                              \
+        if (n % 32) { pf_sparse_kernels_ref.down_accum[PF_TYPE_##U](rows, h, k, y, n); return; }   \
+        int64_t nb = n / 32, b = 0;                                                                \
+        for (; b + 2 <= nb; b += 2) {                                                              \
+            float *yp = y + b * 32;                                                                \
+            __m512 a0 = _mm512_loadu_ps(yp), a1 = _mm512_loadu_ps(yp + 16);                        \
+            __m512 a2 = _mm512_loadu_ps(yp + 32), a3 = _mm512_loadu_ps(yp + 48);                   \
+            for (int i = 0; i < k; i++) {                                                          \
+                const uint8_t *p = (const uint8_t *)rows[i] + (size_t)b * (BYTES);                 \
+                __m512 hv = _mm512_set1_ps(h[i]), w0, w1, w2, w3;                                  \
+                DQ(p, &w0, &w1);                                                                   \
+                DQ(p + (BYTES), &w2, &w3);                                                         \
+                a0 = _mm512_fmadd_ps(hv, w0, a0);                                                  \
+                a1 = _mm512_fmadd_ps(hv, w1, a1);                                                  \
+                a2 = _mm512_fmadd_ps(hv, w2, a2);                                                  \
+                a3 = _mm512_fmadd_ps(hv, w3, a3);                                                  \
+            }                                                                                      \
+            _mm512_storeu_ps(yp, a0); _mm512_storeu_ps(yp + 16, a1);                               \
+            _mm512_storeu_ps(yp + 32, a2); _mm512_storeu_ps(yp + 48, a3);                          \
+        }                                                                                          \
+        if (b < nb) {                                                                              \
+            float *yp = y + b * 32;                                                                \
+            __m512 a0 = _mm512_loadu_ps(yp), a1 = _mm512_loadu_ps(yp + 16);                        \
+            for (int i = 0; i < k; i++) {                                                          \
+                const uint8_t *p = (const uint8_t *)rows[i] + (size_t)b * (BYTES);                 \
+                __m512 hv = _mm512_set1_ps(h[i]), w0, w1;                                          \
+                DQ(p, &w0, &w1);                                                                   \
+                a0 = _mm512_fmadd_ps(hv, w0, a0);                                                  \
+                a1 = _mm512_fmadd_ps(hv, w1, a1);                                                  \
+            }                                                                                      \
+            _mm512_storeu_ps(yp, a0); _mm512_storeu_ps(yp + 16, a1);                               \
+        }                                                                                          \
+    }
+
+DOWN_ACCUM(q4_0, Q4_0, 18, dq_q4_0)
+DOWN_ACCUM(q8_0, Q8_0, 34, dq_q8_0)
+DOWN_ACCUM(f16, F16, 64, dq_f16)
+DOWN_ACCUM(f32, F32, 128, dq_f32)
+
+/* ==== Prefill: panels ==== */
+
+/* TT tokens x 64 columns (4 vectors each) of outputs against np dequantized rows. */
+INLINE void panel_tile(int TT, int np, const float *w, int ne, const float *h, size_t hs, float *y, size_t ys)
+{
+    __m512 acc[4][4];
+    UNROLL
+    for (int t = 0; t < TT; t++)
+        UNROLL
+        for (int v = 0; v < 4; v++) acc[t][v] = _mm512_loadu_ps(y + (size_t)t * ys + 16 * v);
+    for (int p = 0; p < np; p++) {
+        const float *wp = w + (size_t)p * ne;
+        __m512 wv[4];
+        UNROLL
+        for (int v = 0; v < 4; v++) wv[v] = _mm512_loadu_ps(wp + 16 * v);
+        UNROLL
+        for (int t = 0; t < TT; t++) {
+            __m512 hv = _mm512_set1_ps(h[(size_t)t * hs + (size_t)p]);
+            UNROLL
+            for (int v = 0; v < 4; v++) acc[t][v] = _mm512_fmadd_ps(hv, wv[v], acc[t][v]);
+        }
+    }
+    UNROLL
+    for (int t = 0; t < TT; t++)
+        UNROLL
+        for (int v = 0; v < 4; v++) _mm512_storeu_ps(y + (size_t)t * ys + 16 * v, acc[t][v]);
+}
+
+/* The same for a last 32-column strip (2 vectors). */
+INLINE void panel_tile32(int TT, int np, const float *w, int ne, const float *h, size_t hs, float *y, size_t ys)
+{
+    __m512 acc[4][2];
+    UNROLL
+    for (int t = 0; t < TT; t++)
+        UNROLL
+        for (int v = 0; v < 2; v++) acc[t][v] = _mm512_loadu_ps(y + (size_t)t * ys + 16 * v);
+    for (int p = 0; p < np; p++) {
+        const float *wp = w + (size_t)p * ne;
+        __m512 w0 = _mm512_loadu_ps(wp), w1 = _mm512_loadu_ps(wp + 16);
+        UNROLL
+        for (int t = 0; t < TT; t++) {
+            __m512 hv = _mm512_set1_ps(h[(size_t)t * hs + (size_t)p]);
+            acc[t][0] = _mm512_fmadd_ps(hv, w0, acc[t][0]);
+            acc[t][1] = _mm512_fmadd_ps(hv, w1, acc[t][1]);
+        }
+    }
+    UNROLL
+    for (int t = 0; t < TT; t++)
+        UNROLL
+        for (int v = 0; v < 2; v++) _mm512_storeu_ps(y + (size_t)t * ys + 16 * v, acc[t][v]);
+}
+
+static void panel_run(int np, const float *w, int ne, const float *h, size_t hs, int nt, float *y, size_t ys)
+{
+    for (int t = 0; t < nt; t += 4) {
+        int tt = nt - t < 4 ? nt - t : 4;
+        const float *ht = h + (size_t)t * hs;
+        float *yt = y + (size_t)t * ys;
+        int c = 0;
+        for (; c + 64 <= ne; c += 64) {
+            switch (tt) {
+            case 4: panel_tile(4, np, w + c, ne, ht, hs, yt + c, ys); break;
+            case 3: panel_tile(3, np, w + c, ne, ht, hs, yt + c, ys); break;
+            case 2: panel_tile(2, np, w + c, ne, ht, hs, yt + c, ys); break;
+            default: panel_tile(1, np, w + c, ne, ht, hs, yt + c, ys); break;
+            }
+        }
+        if (c < ne) { /* ne is a multiple of 32 */
+            switch (tt) {
+            case 4: panel_tile32(4, np, w + c, ne, ht, hs, yt + c, ys); break;
+            case 3: panel_tile32(3, np, w + c, ne, ht, hs, yt + c, ys); break;
+            case 2: panel_tile32(2, np, w + c, ne, ht, hs, yt + c, ys); break;
+            default: panel_tile32(1, np, w + c, ne, ht, hs, yt + c, ys); break;
+            }
+        }
+    }
+}
+
+#define DOWN_PANEL(T, U, BYTES, DQ)                                                                   \
+    static void down_panel_##T(const void *rows, size_t rs, int np, int64_t e0, int ne,             \
+                               const float *h, size_t hs, int nt, float *y, size_t ys,              \
+                               float *scratch)                                                     \
+    {                                                                                              \
+        if (ne % 32 || e0 % 32) { /* float rows of odd length: rare, tiny models */                \
+            pf_sparse_kernels_ref.down_panel[PF_TYPE_##U](rows, rs, np, e0, ne, h, hs, nt, y, ys, scratch); \
+            return;                                                                                \
+        }                                                                                          \
+        for (int p = 0; p < np; p++) {                                                             \
+            const uint8_t *src = (const uint8_t *)rows + (size_t)p * rs + (size_t)(e0 / 32) * (BYTES); \
+            float *dst = scratch + (size_t)p * ne;                                                 \
+            for (int e = 0; e < ne; e += 32) {                                                     \
+                __m512 w0, w1;                                                                     \
+                DQ(src + (size_t)(e / 32) * (BYTES), &w0, &w1);                                    \
+                _mm512_storeu_ps(dst + e, w0);                                                     \
+                _mm512_storeu_ps(dst + e + 16, w1);                                                \
+            }                                                                                      \
+        }                                                                                          \
+        panel_run(np, scratch, ne, h, hs, nt, y, ys);                                              \
+    }
+
+DOWN_PANEL(q4_0, Q4_0, 18, dq_q4_0)
+DOWN_PANEL(q8_0, Q8_0, 34, dq_q8_0)
+DOWN_PANEL(f16, F16, 64, dq_f16)
+DOWN_PANEL(f32, F32, 128, dq_f32)
+
+const struct pf_sparse_kernels pf_sparse_kernels_avx512 = {
+    .name = "avx512",
+    .down_accum = {
+        [PF_TYPE_F32] = down_accum_f32, [PF_TYPE_F16] = down_accum_f16,
+        [PF_TYPE_Q8_0] = down_accum_q8_0, [PF_TYPE_Q4_0] = down_accum_q4_0,
+    },
+    .down_panel = {
+        [PF_TYPE_F32] = down_panel_f32, [PF_TYPE_F16] = down_panel_f16,
+        [PF_TYPE_Q8_0] = down_panel_q8_0, [PF_TYPE_Q4_0] = down_panel_q4_0,
+    },
+};
