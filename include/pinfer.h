@@ -243,6 +243,9 @@ struct pinfer_synth_params {
     float hot_frac, hot_share; /* --hot H:F: H of the neurons carry F of the activations */
     uint64_t seed;
     bool progress;      /* progress bar on stderr */
+    int rank_structure; /* ReLU family: gate rows live mostly in a K-dim subspace per layer, so a
+                           low-rank predictor sees the activations (docs/synth.md); 0 = isotropic
+                           rows (synth version 1); the default is 64 */
 };
 struct pinfer_synth_params pinfer_synth_default_params(void);
 /* Writes a synthetic GGUF model to path, atomically (temp file + rename). Checks free disk
@@ -303,7 +306,7 @@ struct pinfer_prepare_params {
     size_t text_len;
     int n_tokens;         /* tokens to sample without text; with text, a cap (0 = all); 512 */
     uint64_t seed;        /* sampling, predictor initialisation and minibatch order; 1 */
-    int cluster_size;     /* neurons per cluster; 0 = the smallest page-aligned multiple >= 16 */
+    int cluster_size;     /* neurons per cluster; 0 = the smallest page-aligned multiple >= 16 (at most n_ff) */
     int rank;             /* predictor rank for every layer; 0 = chosen per layer */
     float recall_target;  /* held-out recall every predictor must reach; 0.99 */
     int train_steps;      /* Adam steps per predictor; 0 = default (300), -1 = none (initialisation only) */

@@ -1,6 +1,6 @@
 /* pf_matmul against per-row reference dots: every kernel table this CPU runs, 1..3 threads,
  * batch sizes that hit the matvec path, ragged gemm tiles and full tiles, row counts that do not
- * divide into the per-thread grain. The output rows around y are poisoned to catch stray writes. */
+ * divide into the per-thread grain, matrices of many row chunks (claimed and stolen by threads). The output rows around y are poisoned to catch stray writes. */
 #include "tensor/matmul.h"
 #include "testutil.h"
 
@@ -77,6 +77,10 @@ int main(void)
             run_case(k, pool, PF_TYPE_Q4_0, 4096, 64, 64);
             run_case(k, pool, PF_TYPE_Q4_0, 4096, 131, 1);
             run_case(k, pool, PF_TYPE_Q4_0, 96, 5, 130);
+            /* many chunks per thread: threads claim and steal chunks concurrently */
+            run_case(k, pool, PF_TYPE_Q4_0, 64, 1000, 1);
+            run_case(k, pool, PF_TYPE_Q4_0, 64, 1000, 5);
+            run_case(k, pool, PF_TYPE_F16, 32, 700, 2);
         }
         pf_pool_free(pool);
     }

@@ -20,6 +20,7 @@
 #include "sparse/sparse.h"
 #include "sparse/sparse_kernels.h"
 #include "tensor/kernels.h"
+#include "tensor/matmul.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -81,6 +82,8 @@ static float w_at(int type, const void *row, int64_t e)
     return v[e % blk];
 }
 
+static struct pf_pq pq; /* a prefetch queue holding ranges of rows that are long gone: harmless */
+
 static void test_down_accum(const struct pf_sparse_kernels *sk, int type, int64_t n, int k, unsigned long long *st)
 {
     size_t rs;
@@ -93,8 +96,8 @@ static void test_down_accum(const struct pf_sparse_kernels *sk, int type, int64_
     memset(y0 + n, 0xff, 16 * sizeof(float));
     memcpy(yr, y0, sizeof(float) * (size_t)(n + 16));
     memcpy(ya, y0, sizeof(float) * (size_t)(n + 16));
-    pf_sparse_kernels_ref.down_accum[type]((const void *const *)rows, h, k, yr, n);
-    sk->down_accum[type]((const void *const *)rows, h, k, ya, n);
+    pf_sparse_kernels_ref.down_accum[type]((const void *const *)rows, h, k, yr, n, NULL);
+    sk->down_accum[type]((const void *const *)rows, h, k, ya, n, &pq);
     int bad = 0;
     double worst = 0;
     for (int64_t e = 0; e < n; e++) {
@@ -144,7 +147,7 @@ static void test_down_panel(const struct pf_sparse_kernels *sk, int type, int64_
     const void **rows = malloc(sizeof *rows * (size_t)np);
     const struct pf_type_info *ti = pf_type_get(type);
     for (int p = 0; p < np; p++) rows[p] = buf + (size_t)p * stride + (size_t)(e0 / ti->blck) * ti->size;
-    for (int t = 0; t < nt; t++) sk->down_accum[type](rows, h + (size_t)t * hs, np, yc + (size_t)t * ys, ne);
+    for (int t = 0; t < nt; t++) sk->down_accum[type](rows, h + (size_t)t * hs, np, yc + (size_t)t * ys, ne, NULL);
     int bad_a = 0, bad_c = 0, nonfinite = 0, pad = 0;
     for (int t = 0; t < nt; t++) {
         for (int e = 0; e < ne; e++) {
@@ -159,6 +162,49 @@ static void test_down_panel(const struct pf_sparse_kernels *sk, int type, int64_
            "%s down_panel %s n=%lld np=%d e0=%lld ne=%d nt=%d: %d differ from ref, %d from accum, %d non-finite, %d padding rows written",
            sk->name, pf_type_name(type), (long long)n, np, (long long)e0, ne, nt, bad_a, bad_c, nonfinite, pad);
     free(buf); free(f); free(h); free(y0); free(yr); free(ya); free(yc); free(scratch); free(rows);
+}
+
+/* gather_dot against the tensor table's own product of each row (q4_matvec or dot). */
+static void test_gather(const struct pf_sparse_kernels *sk, const struct pf_kernels *kt, int type, int64_t n, int k,
+                        unsigned long long *st)
+{
+    size_t rs;
+    void **rows = make_rows(type, k, n, st, &rs);
+    float *x = malloc(sizeof *x * (size_t)n);
+    for (int64_t e = 0; e < n; e++) x[e] = tu_randf(st);
+    bool q4x = type == PF_TYPE_Q4_0 && kt->q4_act && kt->q4_matvec;
+    size_t xs = pf_matmul_scratch_size(type, n, 1); /* F32: 64 (dots read x itself) */
+    if (xs < sizeof *x * (size_t)n) xs = sizeof *x * (size_t)n;
+    void *xa = NULL;
+    if (posix_memalign(&xa, 64, xs + 64)) return;
+    memset(xa, 0xff, xs + 64);
+    if (type == PF_TYPE_F32) memcpy(xa, x, sizeof *x * (size_t)n);
+    else if (q4x) kt->q4_act(x, xa, n);
+    else kt->from_f32[pf_type_get(type)->vec_dot_type](x, xa, n);
+    float *out = malloc(sizeof(float) * (size_t)(k + 4)), *want = malloc(sizeof(float) * (size_t)k);
+    memset(out, 0xff, sizeof(float) * (size_t)(k + 4));
+    for (int i = 0; i < k; i++) {
+        if (q4x) kt->q4_matvec(n, 1, rows[i], rs, xa, &want[i]);
+        else want[i] = kt->dot[type](rows[i], xa, n);
+    }
+    pf_pq_reset(&pq);
+    for (int i = 0; i < k; i++) pf_pq_push_ahead(&pq, rows[i], rs);
+    sk->gather_dot[type](kt, (const void *const *)rows, k, xa, n, out, &pq);
+    int bad = 0, exact = 0;
+    for (int i = 0; i < k; i++) {
+        double mag = 0;
+        for (int64_t e = 0; e < n; e++) mag += fabs(w_at(type, rows[i], e) * x[e]);
+        if (!(fabs(out[i] - want[i]) <= 1e-5 * mag)) bad++;
+        exact += out[i] == want[i];
+    }
+    CHECKF(bad == 0, "%s gather_dot %s (tensor table %s) n=%lld k=%d: %d rows off", sk->name, pf_type_name(type), kt->name,
+           (long long)n, k, bad);
+    CHECKF(nan_bytes(out + k, 4 * sizeof(float)), "gather_dot wrote past out");
+    if (type == PF_TYPE_Q4_0 && n == 4096 && k == 7)
+        printf("gather_dot %s with %s tensor kernels: %d of %d rows bit-identical to the tensor kernel's\n", sk->name, kt->name,
+               exact, k);
+    for (int i = 0; i < k; i++) free(rows[i]);
+    free(rows); free(x); free(xa); free(out); free(want);
 }
 
 static void test_kernels(void)
@@ -185,6 +231,17 @@ static void test_kernels(void)
             for (size_t a = 0; a < sizeof pc / sizeof *pc; a++) {
                 if (!flt && (pc[a].n % 32 || pc[a].ne % 32)) continue;
                 test_down_panel(sk, type, pc[a].n, pc[a].np, pc[a].e0, pc[a].ne, pc[a].nt, &st);
+            }
+            const char *kts[] = { "ref", "avx2", "avx512" };
+            for (size_t a = 0; a < 3; a++) {
+                const struct pf_kernels *kt = pf_kernels_get(kts[a]);
+                if (!kt) continue;
+                const int64_t gn[] = { 32, 96, 256, 4096, 288, 17 };
+                const int gk[] = { 1, 2, 3, 4, 5, 7, 9 };
+                for (size_t x = 0; x < sizeof gn / sizeof *gn; x++) {
+                    if (gn[x] % 32 && !flt) continue;
+                    for (size_t y = 0; y < sizeof gk / sizeof *gk; y++) test_gather(sk, kt, type, gn[x], gk[y], &st);
+                }
             }
         }
         tested++;

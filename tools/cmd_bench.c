@@ -86,6 +86,7 @@ int cmd_bench(int argc, char **argv)
     if (!toks) { pinfer_model_free(m); return args_error(C, "out of memory"); }
     for (long i = 0; i < n_prompt; i++) toks[i] = (int32_t)((i * 7919 + 13) % info.n_vocab);
     double *ts = calloc((size_t)reps, sizeof *ts);
+    if (!ts) { free(toks); pinfer_model_free(m); return args_error(C, "out of memory"); }
 
     for (int ti = 0; ti < n_thr && rc == 0; ti++) {
         struct pinfer_ctx *ctx = NULL;

@@ -24,6 +24,8 @@ static void usage(void)
            "  --hot H:F           ReLU family: a fraction H of the neurons carries F of the\n"
            "                      activations, counted per token (0.3:0.8)\n"
            "  --seed N            (42) same seed and flags give the same file, byte for byte\n"
+           "  --rank-structure K  ReLU family: gate rows live mostly in a K-dim subspace per layer,\n"
+           "                      so low-rank predictors work as on real models (64; 0 = isotropic)\n"
            "  --progress          progress bar on a terminal\n");
 }
 
@@ -85,6 +87,11 @@ int cmd_synth(int argc, char **argv)
                 return args_usage_error(C, "--hot wants H:F with both in (0, 1], e.g. 0.3:0.8");
             p.hot_frac = (float)h;
             p.hot_share = (float)f;
+        } else if (!strcmp(a, "--rank-structure")) {
+            uint64_t k;
+            if (!args_u64(C, a, v, &k)) return 2;
+            if (k > 256) return args_usage_error(C, "--rank-structure wants 0..256");
+            p.rank_structure = (int)k;
         } else if (!strcmp(a, "--seed")) {
             if (!args_u64(C, a, v, &p.seed)) return 2;
         } else return args_usage_error(C, "unknown flag '%s'", a);

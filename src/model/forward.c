@@ -123,11 +123,12 @@ int pinfer_ctx_new(struct pinfer_ctx **out, struct pinfer_model *m, const struct
     c->thresh = alloc_array((size_t)h->n_layer, 4, &total);
     c->hist = p.sparse == PINFER_SPARSE_THRESHOLD ? calloc((size_t)h->n_layer * PF_HIST_BINS, sizeof *c->hist) : NULL;
     c->cnt = alloc_array(T, sizeof *c->cnt, &total);
+    c->dec = m->bundles ? pf_dec_threads_new(p.n_threads, h->cluster_size) : NULL;
     c->lstats = calloc((size_t)h->n_layer, sizeof *c->lstats);
     if (!c->k_cache || !c->v_cache || !c->x || !c->xb || !c->q || !c->k || !c->v || !c->hg ||
         !c->hu || !c->rope || !c->att || !c->att16 || !c->logits || !c->scratch || !c->ypart ||
         (m->bundles && !c->panel) || !c->pred_h || !c->pred_logit || !c->thresh ||
-        (p.sparse == PINFER_SPARSE_THRESHOLD && !c->hist) || !c->cnt || !c->lstats)
+        (p.sparse == PINFER_SPARSE_THRESHOLD && !c->hist) || !c->cnt || !c->lstats || (m->bundles && !c->dec))
         goto nomem;
     for (int l = 0; l < h->n_layer; l++) c->thresh[l] = 0;
     *out = c;
@@ -147,6 +148,7 @@ void pinfer_ctx_free(struct pinfer_ctx *c)
     free(c->logits); free(c->scratch);
     free(c->ypart); free(c->panel); free(c->pred_h); free(c->pred_logit); free(c->thresh);
     free(c->hist); free(c->cnt); free(c->lstats);
+    pf_dec_threads_free(c->dec, c->n_threads);
     free(c);
 }
 

@@ -21,6 +21,7 @@ struct pf_weight {
 
 struct pf_bundles; /* sparse/sparse.h */
 struct pf_kernels; /* tensor/kernels.h */
+struct pf_dec_thread; /* sparse/sparse.h */
 
 struct pf_layer {
     const float *attn_norm;          /* (n_embd) */
@@ -124,6 +125,7 @@ struct pinfer_ctx {
     bool thresh_ready;
     bool calibrating;    /* run dense and record |act(gate)| whatever the mode */
     uint32_t *hist;      /* (n_layer, PF_HIST_BINS) |act(gate)| histograms for calibration */
+    struct pf_dec_thread *dec;            /* (n_threads) decode-step working memory (bundles) */
     struct pf_sparse_count *cnt;          /* (n_threads) */
     struct pf_sparse_layer_stats *lstats; /* (n_layer) */
     uint64_t n_sparse_tokens;

@@ -221,7 +221,8 @@ out:
     return rc;
 }
 
-/* Initial fc1 (see the top of the file) and fc2's bias column. rms: per-channel input scale. */
+/* Initial fc1 (see the top of the file), then fc2 by init_readout. rms: per-channel input scale;
+ * dir/coef (rank entries) receive which direction each unit reads and its scale. */
 static int init_weights(struct trainer *T, const struct pf_weight *gate, const struct pf_weight *up,
                         const float *rms, uint64_t seed, int *dir, float *coef)
 {

@@ -13,6 +13,7 @@
 #define PF_SPARSE_SPARSE_H
 
 #include "model/model.h"
+#include "sparse/prefetch.h"
 
 /* One layer's FFN in bundle layout. */
 struct pf_bundles {
@@ -28,6 +29,29 @@ struct pf_bundles {
     struct pf_weight fc2;  /* r -> n_ff, rows in slot order */
     float pred_threshold;
 };
+
+/* Per-thread working memory of the decode step (ffn_decode.c). A cluster passes through three
+ * stages on consecutive steps (gates; ups; downs), so three clusters are in flight, each with
+ * lists of cluster_size entries. */
+#define PF_DEC_STAGES 3
+struct pf_dec_cluster {
+    int cl;                   /* cluster index, -1 when the entry is unused */
+    int ng, nu, nd;           /* candidates, up rows computed, down rows to add */
+    int *idx;                 /* slot of each candidate */
+    int *up;                  /* candidate positions whose up row is computed */
+    float *g, *u;             /* gate and up results (u in the order of up[]) */
+    const void **drow;        /* down rows and activations to add */
+    float *dh;
+};
+struct pf_dec_thread {
+    struct pf_pq pq;          /* prefetch queue */
+    const void **rows;        /* row list handed to gather_dot */
+    struct pf_dec_cluster st[PF_DEC_STAGES];
+    void *mem;                /* the one allocation behind the lists */
+};
+/* Allocates / frees n per-thread areas for clusters of cs slots. */
+struct pf_dec_thread *pf_dec_threads_new(int n, int cs);
+void pf_dec_threads_free(struct pf_dec_thread *d, int n);
 
 /* ==== FFN step (called by the forward pass) ====
  * Input: c->xb (n_tok rows of n_embd, after ffn_norm). Output: the FFN result is ADDED to the

@@ -11,11 +11,24 @@
 #ifndef PF_SPARSE_SPARSE_KERNELS_H
 #define PF_SPARSE_SPARSE_KERNELS_H
 
-#include "tensor/types.h"
+#include "sparse/prefetch.h"
+#include "tensor/kernels.h"
 
 /* Decode: y[e] += sum over i = 0..k-1 (in that order) of h[i] * rows[i][e], for e < n.
- * rows[i] points at a row of n elements of the type; n is a multiple of the block size. */
-typedef void (*pf_down_accum_fn)(const void *const *rows, const float *h, int k, float *y, int64_t n);
+ * rows[i] points at a row of n elements of the type; n is a multiple of the block size.
+ * pq (may be NULL): prefetch queue advanced as the rows are consumed (prefetch.h). */
+typedef void (*pf_down_accum_fn)(const void *const *rows, const float *h, int k, float *y, int64_t n,
+                                 struct pf_pq *pq);
+
+/* Decode: out[i] = dot(rows[i], xa) for i < k, rows of n elements of `type` anywhere in memory
+ * (the gate or up rows of the neurons a sparse step computes). xa is the activation as the tensor
+ * kernel table kt prepares it for the type: the q8x layout (tensor/q8x.h) when kt has the Q4_0
+ * fast path (q4_act), else the type's vec_dot_type. Results equal kt's own product of each row
+ * (q4_matvec or dot) up to float reassociation; the reference calls exactly those.
+ * Variants compute several rows at once: one row alone is a chain of dependent fmas, which is
+ * latency-bound. */
+typedef void (*pf_gather_dot_fn)(const struct pf_kernels *kt, const void *const *rows, int k, const void *xa,
+                                 int64_t n, float *out, struct pf_pq *pq);
 
 /* Prefill: for t < nt and e < ne,
  *   y[t*ys + e] += sum over p = 0..np-1 (in that order) of h[t*hs + p] * row_p[e0 + e]
@@ -26,10 +39,12 @@ typedef void (*pf_down_panel_fn)(const void *rows, size_t rs, int np, int64_t e0
                                  const float *h, size_t hs, int nt, float *y, size_t ys,
                                  float *scratch);
 
+extern int pf_extra_lines; /* EXPERIMENT */
 struct pf_sparse_kernels {
     const char *name;
     pf_down_accum_fn down_accum[PF_TYPE_COUNT];
     pf_down_panel_fn down_panel[PF_TYPE_COUNT];
+    pf_gather_dot_fn gather_dot[PF_TYPE_COUNT];
 };
 
 /* The table matching pf_kernels()'s choice (so PINFER_KERNELS=ref gives the reference here

@@ -5,6 +5,9 @@
  *
  * Float rows whose length is not a multiple of 32 go to the reference (tiny models only).
  *
+ * Gathered dots (gather_dot, Q4_0 only; other types use the reference): see that section. They
+ * read the q8x activation layout of the tensor kernels (tensor/q8x.h).
+ *
  * Decode (down_accum): 64 outputs (4 vectors) stay in registers while all k rows pass over them,
  * so y is loaded and stored once per tile instead of once per neuron. A Q4_0 block is expanded
  * through a 16-entry table: T = (i - 8) * d for i = 0..15 (one multiply; exact), then vpermps
@@ -15,6 +18,7 @@
  * 4 tokens x 64 columns of outputs live in 16 registers while the np rows stream by: per row, 4
  * loads and 4 broadcasts feed 16 fmas. */
 #include "sparse/sparse_kernels.h"
+#include "tensor/q8x.h"
 
 #include <immintrin.h>
 #include <string.h>
@@ -60,12 +64,15 @@ INLINE void dq_f32(const uint8_t *p, __m512 *w0, __m512 *w1)
 
 /* BYTES = bytes of 32 elements of the type; DQ expands them. */
 #define DOWN_ACCUM(T, U, BYTES, DQ)                                                                   \
-    static void down_accum_##T(const void *const *rows, const float *h, int k, float *y, int64_t n) \
+    static void down_accum_##T(const void *const *rows, const float *h, int k, float *y, int64_t n, \
+                               struct pf_pq *pq)                                                   \
     {                                                                                              \
-        if (n % 32) { pf_sparse_kernels_ref.down_accum[PF_TYPE_##U](rows, h, k, y, n); return; }   \
+        if (n % 32) { pf_sparse_kernels_ref.down_accum[PF_TYPE_##U](rows, h, k, y, n, pq); return; } \
         int64_t nb = n / 32, b = 0;                                                                \
+        const int lines = (k * 2 * (BYTES) + 63) / 64 + 1; /* what a tile consumes, and one more */ \
         for (; b + 2 <= nb; b += 2) {                                                              \
             float *yp = y + b * 32;                                                                \
+            pf_pq_issue(pq, lines);                                                                \
             __m512 a0 = _mm512_loadu_ps(yp), a1 = _mm512_loadu_ps(yp + 16);                        \
             __m512 a2 = _mm512_loadu_ps(yp + 32), a3 = _mm512_loadu_ps(yp + 48);                   \
             for (int i = 0; i < k; i++) {                                                          \
@@ -205,6 +212,99 @@ DOWN_PANEL(q8_0, Q8_0, 34, dq_q8_0)
 DOWN_PANEL(f16, F16, 64, dq_f16)
 DOWN_PANEL(f32, F32, 128, dq_f32)
 
+/* ==== Decode: gathered Q4_0 rows against a q8x activation ====
+ * The arithmetic of the tensor table's AVX-512 q4_matvec (kernels_avx512.c), per row: per block
+ * an u8 x s8 dot of the raw nibbles with the activation quants started from the q8x correction
+ * term (q8x.h), the magic-number float conversion, and an fma by the product of the two block
+ * scales, 8 fp32 lanes per row summed at the end (lanes 4..7 scaled by 1/16). Rows come from a
+ * list instead of a fixed stride, R at a time so R independent chains hide the fma latency. */
+
+int pf_extra_lines = 1; /* EXPERIMENT */
+INLINE __m256i q4_nibbles16(const uint8_t *qs)
+{
+    __m256i q = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
+    return _mm256_and_si256(q, _mm256_set_m128i(_mm_set1_epi8((char)0xf0), _mm_set1_epi8(0x0f)));
+}
+
+static inline float hsum256(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+INLINE void q4_gather_rows(int R, int64_t nb, const uint8_t *const *w, const void *xa, float *out, struct pf_pq *pq)
+{
+    const int8_t *xq = q8x_qs(xa);
+    const int32_t *corr = q8x_corr(xa, nb);
+    const float *dx = q8x_d(xa, nb);
+    const __m256 magic = _mm256_set1_ps(Q8X_MAGIC_F);
+    const __m512i didx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                          0, 0, 0, 0, 0, 0, 0, 0, 63, 54, 45, 36, 27, 18, 9, 0);
+    const int lines = (R * 8 * 18) / 64 + pf_extra_lines; /* what an 8-block step consumes, and one more */
+    __m256 acc[4];
+    UNROLL
+    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 8 <= nb; j += 8) {
+        float sc[4][8] __attribute__((aligned(32)));
+        __m256 dx8 = _mm256_loadu_ps(dx + j);
+        pf_pq_issue(pq, lines);
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            const uint8_t *p = w[r] + (size_t)j * 18;
+            __m512i hh = _mm512_permutex2var_epi16(_mm512_loadu_si512(p), didx, _mm512_loadu_si512(p + 64));
+            _mm256_store_ps(sc[r], _mm256_mul_ps(_mm256_cvtph_ps(_mm512_castsi512_si128(hh)), dx8));
+        }
+        UNROLL
+        for (int k = 0; k < 8; k++) {
+            __m256i y = _mm256_loadu_si256((const __m256i *)(xq + (j + k) * 32));
+            __m256i c = _mm256_loadu_si256((const __m256i *)(corr + (j + k) * 8));
+            UNROLL
+            for (int r = 0; r < R; r++) {
+                const uint8_t *b = w[r] + (size_t)(j + k) * 18;
+                __m256i s = _mm256_dpbusd_epi32(c, q4_nibbles16(b + 2), y);
+                __m256 f = _mm256_sub_ps(_mm256_castsi256_ps(s), magic);
+                acc[r] = _mm256_fmadd_ps(f, _mm256_broadcast_ss(&sc[r][k]), acc[r]);
+            }
+        }
+    }
+    for (; j < nb; j++) {
+        __m256i y = _mm256_loadu_si256((const __m256i *)(xq + j * 32));
+        __m256i c = _mm256_loadu_si256((const __m256i *)(corr + j * 8));
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            const uint8_t *b = w[r] + (size_t)j * 18;
+            __m256i s = _mm256_dpbusd_epi32(c, q4_nibbles16(b + 2), y);
+            __m256 f = _mm256_sub_ps(_mm256_castsi256_ps(s), magic);
+            acc[r] = _mm256_fmadd_ps(f, _mm256_set1_ps(_cvtsh_ss(load_u16(b)) * dx[j]), acc[r]);
+        }
+    }
+    const __m256 unscale = _mm256_set_ps(0.0625f, 0.0625f, 0.0625f, 0.0625f, 1, 1, 1, 1);
+    UNROLL
+    for (int r = 0; r < R; r++) out[r] = hsum256(_mm256_mul_ps(acc[r], unscale));
+}
+
+static void gather_dot_q4_0(const struct pf_kernels *kt, const void *const *rows, int k, const void *xa, int64_t n,
+                            float *out, struct pf_pq *pq)
+{
+    if (!kt->q4_matvec) { /* xa is plain Q8_0: not this kernel's layout */
+        pf_sparse_kernels_ref.gather_dot[PF_TYPE_Q4_0](kt, rows, k, xa, n, out, pq);
+        return;
+    }
+    const uint8_t *const *w = (const uint8_t *const *)rows;
+    int64_t nb = n / 32;
+    int i = 0;
+    for (; i + 4 <= k; i += 4) q4_gather_rows(4, nb, w + i, xa, out + i, pq);
+    switch (k - i) {
+    case 3: q4_gather_rows(3, nb, w + i, xa, out + i, pq); break;
+    case 2: q4_gather_rows(2, nb, w + i, xa, out + i, pq); break;
+    case 1: q4_gather_rows(1, nb, w + i, xa, out + i, pq); break;
+    default: break;
+    }
+}
+
 const struct pf_sparse_kernels pf_sparse_kernels_avx512 = {
     .name = "avx512",
     .down_accum = {
@@ -215,4 +315,5 @@ const struct pf_sparse_kernels pf_sparse_kernels_avx512 = {
         [PF_TYPE_F32] = down_panel_f32, [PF_TYPE_F16] = down_panel_f16,
         [PF_TYPE_Q8_0] = down_panel_q8_0, [PF_TYPE_Q4_0] = down_panel_q4_0,
     },
+    .gather_dot = { [PF_TYPE_Q4_0] = gather_dot_q4_0 },
 };

@@ -1,7 +1,6 @@
 /* Reference down-projection kernels on bundles (the specification: sparse_kernels.h), and the
  * choice of table. Plain C; fmaf gives the one rounding per term the specification asks for. */
 #include "sparse/sparse_kernels.h"
-#include "tensor/kernels.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -30,10 +29,13 @@ static inline float w_q4_0(const void *row, int64_t e)
 /* ==== Kernels, one pair per type ==== */
 
 #define REF_KERNELS(T, W)                                                                         \
-    static void down_accum_##T(const void *const *rows, const float *h, int k, float *y, int64_t n) \
+    static void down_accum_##T(const void *const *rows, const float *h, int k, float *y, int64_t n, \
+                               struct pf_pq *pq)                                                  \
     {                                                                                             \
-        for (int i = 0; i < k; i++)                                                               \
+        for (int i = 0; i < k; i++) {                                                             \
+            pf_pq_issue(pq, (int)(n / 16)); /* about a row's worth of lines */                   \
             for (int64_t e = 0; e < n; e++) y[e] = fmaf(h[i], W(rows[i], e), y[e]);               \
+        }                                                                                         \
     }                                                                                             \
     static void down_panel_##T(const void *rows, size_t rs, int np, int64_t e0, int ne,            \
                                const float *h, size_t hs, int nt, float *y, size_t ys,             \
@@ -55,6 +57,32 @@ REF_KERNELS(bf16, w_bf16)
 REF_KERNELS(q8_0, w_q8_0)
 REF_KERNELS(q4_0, w_q4_0)
 
+/* kt's own product of each row */
+static void gather_dot_any(int type, const struct pf_kernels *kt, const void *const *rows, int k, const void *xa,
+                           int64_t n, float *out, struct pf_pq *pq)
+{
+    size_t rs = 0;
+    pf_row_size(type, n, &rs);
+    for (int i = 0; i < k; i++) {
+        pf_pq_issue(pq, (int)(rs / 64) + 1);
+        if (type == PF_TYPE_Q4_0 && kt->q4_matvec) kt->q4_matvec(n, 1, rows[i], rs, xa, &out[i]);
+        else out[i] = kt->dot[type](rows[i], xa, n);
+    }
+}
+
+#define REF_GATHER(T, U)                                                                               \
+    static void gather_dot_##T(const struct pf_kernels *kt, const void *const *rows, int k, const void *xa, \
+                               int64_t n, float *out, struct pf_pq *pq)                               \
+    {                                                                                                  \
+        gather_dot_any(PF_TYPE_##U, kt, rows, k, xa, n, out, pq);                                       \
+    }
+
+REF_GATHER(f32, F32)
+REF_GATHER(f16, F16)
+REF_GATHER(bf16, BF16)
+REF_GATHER(q8_0, Q8_0)
+REF_GATHER(q4_0, Q4_0)
+
 const struct pf_sparse_kernels pf_sparse_kernels_ref = {
     .name = "ref",
     .down_accum = {
@@ -64,6 +92,10 @@ const struct pf_sparse_kernels pf_sparse_kernels_ref = {
     .down_panel = {
         [PF_TYPE_F32] = down_panel_f32, [PF_TYPE_F16] = down_panel_f16, [PF_TYPE_BF16] = down_panel_bf16,
         [PF_TYPE_Q8_0] = down_panel_q8_0, [PF_TYPE_Q4_0] = down_panel_q4_0,
+    },
+    .gather_dot = {
+        [PF_TYPE_F32] = gather_dot_f32, [PF_TYPE_F16] = gather_dot_f16, [PF_TYPE_BF16] = gather_dot_bf16,
+        [PF_TYPE_Q8_0] = gather_dot_q8_0, [PF_TYPE_Q4_0] = gather_dot_q4_0,
     },
 };
 
@@ -79,6 +111,7 @@ static void build_full(void)
     for (int t = 0; t < PF_TYPE_COUNT; t++) {
         if (!full_avx512.down_accum[t]) full_avx512.down_accum[t] = pf_sparse_kernels_ref.down_accum[t];
         if (!full_avx512.down_panel[t]) full_avx512.down_panel[t] = pf_sparse_kernels_ref.down_panel[t];
+        if (!full_avx512.gather_dot[t]) full_avx512.gather_dot[t] = pf_sparse_kernels_ref.gather_dot[t];
     }
 }
 #endif

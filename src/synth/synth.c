@@ -112,13 +112,16 @@ static int set_keys(struct gguf_writer *w, const struct synth_cfg *c, const stru
     if (!rc) rc = gguf_writer_set_u32(w, "general.file_type", (uint32_t)synth_file_type(c->type));
     if (!rc && quant) rc = gguf_writer_set_u32(w, "general.quantization_version", 2);
     if (!rc) rc = gguf_writer_set_str(w, "pinfer.ffn_act", synth_act_name(c->act));
-    if (!rc) rc = gguf_writer_set_u32(w, "pinfer.synth.version", 1);
+    /* version 2: rank-structured gate rows (version 1 files are exactly those of rank 0) */
+    if (!rc) rc = gguf_writer_set_u32(w, "pinfer.synth.version", c->rank ? 2 : 1);
     if (!rc) rc = gguf_writer_set_str(w, "pinfer.synth.shape", c->shape);
     if (!rc) rc = gguf_writer_set_u64(w, "pinfer.synth.seed", c->seed);
     if (!rc && synth_act_relu_family(c->act)) {
         rc = gguf_writer_set_f32(w, "pinfer.synth.sparsity", c->sparsity);
         if (!rc) rc = gguf_writer_set_f32(w, "pinfer.synth.hot_frac", c->hot_frac);
         if (!rc) rc = gguf_writer_set_f32(w, "pinfer.synth.hot_share", c->hot_share);
+        if (!rc && c->rank) rc = gguf_writer_set_u32(w, "pinfer.synth.rank_structure", (uint32_t)c->rank);
+        if (!rc && c->rank) rc = gguf_writer_set_f32(w, "pinfer.synth.rank_share", (float)SYNTH_LR_SHARE);
     }
     if (!rc) rc = gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
     if (!rc) rc = gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)v->tokens, (uint64_t)v->n);

@@ -20,6 +20,14 @@
  * random weights. */
 #define SYNTH_BIAS_CH 32
 
+/* Low-rank structure of ReLU-family gate rows (docs/synth.md, "Predictable activations"):
+ * default and largest subspace dimension K, the share of a gate row's energy inside the
+ * subspace, and for dReLU the correlation of a neuron's up coefficients with its gate ones. */
+#define SYNTH_RANK_DEFAULT 64
+#define SYNTH_RANK_MAX 256
+#define SYNTH_LR_SHARE 0.97
+#define SYNTH_LR_UP_RHO 0.8
+
 /* ==== Resolved parameters ==== */
 
 struct synth_cfg {
@@ -33,6 +41,7 @@ struct synth_cfg {
     enum pinfer_act act;
     float sparsity, hot_frac, hot_share;
     uint64_t seed;
+    int rank;        /* K of the gate subspace; 0: isotropic rows (ReLU family only) */
 };
 
 /* Applies the named shape, then the explicit overrides, then checks everything. */
@@ -53,6 +62,12 @@ double synth_relu_m1(double tau);
 double synth_relu_m2(double tau);
 /* E[silu(sigma Z)^2]. */
 double synth_silu_m2(double sigma);
+/* P(h + X > 0 and h + Y > 0) for standard normals X, Y with correlation rho (|rho| < 1). */
+double synth_bvn_orthant(double h, double rho);
+/* The h with synth_bvn_orthant(h, rho) = p, p in (0, 1). */
+double synth_bvn_solve(double p, double rho);
+/* E[relu(h+X) relu(h+Y)] and E[relu(h+X)^2 relu(h+Y)^2], X, Y as above. */
+void synth_drelu_moments(double h, double rho, double *m1, double *m2);
 
 /* The per-neuron firing probabilities follow a logit-normal law, p = sigmoid(mu + sigma z).
  * Solves (mu, sigma) so that over n_points quantiles of z the mean of p is `mean` and the
@@ -74,6 +89,9 @@ struct synth_layer {
     float *p;                    /* (n_exp, n_ff) firing probability of each neuron */
     float *ea;                   /* (n_ff) E[act] per neuron (dense dReLU only, else NULL) */
     float *router_bias;          /* (n_expert) router logit offsets, MoE only */
+    int *lr_col;                 /* (n_embd) rank structure: column of U channel j belongs to
+                                    (-1 in the bias block); NULL when isotropic */
+    float *lr_u;                 /* (n_embd) U's entry at channel j (columns have unit norm) */
 };
 
 struct synth_plan {
@@ -87,6 +105,8 @@ struct synth_plan {
     float pos_amp;               /* its score amplitude per rotary pair */
     int pos_pairs;
     float xnorm_out, s_out;      /* nominal |x| at the output norm; output weight std */
+    double lr_rho;               /* dReLU with rank structure: nominal gate/up pre-activation
+                                    correlation (SYNTH_LR_SHARE * SYNTH_LR_UP_RHO) */
     float *mean_shift;           /* (n_embd) running E[x] offset from dReLU FFN outputs; written
                                     while ffn_down rows are generated, read by the next gates */
     struct synth_layer *layers;  /* n_layer */

@@ -69,6 +69,58 @@ double synth_silu_m2(double sigma)
     return s * h;
 }
 
+/* ==== Correlated gate and up (dReLU with rank structure) ==== */
+
+/* Phi2(h, h; rho) = Phi(h)^2 + (1/2pi) int_0^asin(rho) exp(-h^2 / (1 + sin t)) dt (the
+ * derivative of the bivariate CDF in rho is the density; r = sin t removes the endpoint
+ * singularity). The integrand is analytic on the interval: 8-point Gauss-Legendre is exact to
+ * ~1e-12 for |rho| <= 0.95. */
+double synth_bvn_orthant(double h, double rho)
+{
+    static const double x[4] = { 0.1834346424956498, 0.5255324099163290, 0.7966664774136267, 0.9602898564975363 };
+    static const double w[4] = { 0.3626837833783620, 0.3137066458778873, 0.2223810344533745, 0.1012285362903763 };
+    double P = synth_norm_cdf(h);
+    if (rho == 0) return P * P;
+    double a = asin(rho), half = 0.5 * a, s = 0, h2 = h * h;
+    for (int k = 0; k < 4; k++)
+        s += w[k] * (exp(-h2 / (1 + sin(half * (1 + x[k])))) + exp(-h2 / (1 + sin(half * (1 - x[k])))));
+    return P * P + s * half / (2 * M_PI);
+}
+
+/* Newton on an increasing function, with a bisection bracket as the safeguard. */
+double synth_bvn_solve(double p, double rho)
+{
+    double lo = -12, hi = 12, h = synth_norm_ppf(sqrt(p)), k = sqrt((1 - rho) / (1 + rho));
+    for (int it = 0; it < 60; it++) {
+        double f = synth_bvn_orthant(h, rho) - p;
+        if (f < 0) lo = h; else hi = h;
+        double d = 2 * synth_norm_pdf(h) * synth_norm_cdf(h * k);
+        double nh = d > 0 ? h - f / d : 0.5 * (lo + hi);
+        if (!(nh > lo && nh < hi)) nh = 0.5 * (lo + hi);
+        if (fabs(nh - h) < 1e-13) return nh;
+        h = nh;
+    }
+    return h;
+}
+
+/* Y given X = x is N(rho x, 1 - rho^2), so the inner expectation is closed form and one
+ * Simpson integral over x remains (the integrand starts at 0 at x = -h and is smooth). */
+void synth_drelu_moments(double h, double rho, double *m1, double *m2)
+{
+    const int n = 256;
+    double sg = sqrt(1 - rho * rho), a = -h, b = (-h > 0 ? -h : 0) + 9;
+    double dx = (b - a) / n, s1 = 0, s2 = 0;
+    if (a >= b) { *m1 = *m2 = 0; return; }
+    for (int k = 0; k <= n; k++) {
+        double x = a + k * dx, g = h + x, t = (h + rho * x) / sg, ph = synth_norm_pdf(x);
+        double wk = (k == 0 || k == n) ? 1 : (k & 1) ? 4 : 2;
+        s1 += wk * g * ph * sg * synth_relu_m1(t);
+        s2 += wk * g * g * ph * sg * sg * synth_relu_m2(t);
+    }
+    *m1 = s1 * dx / 3;
+    *m2 = s2 * dx / 3;
+}
+
 /* ==== The firing law ==== */
 
 static double sigmoid(double x) { return 1 / (1 + exp(-x)); }

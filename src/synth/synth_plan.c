@@ -85,6 +85,35 @@ static void shuffle(int *idx, int n, uint64_t seed)
     }
 }
 
+/* The subspace of a layer's gate rows: U's K columns have disjoint supports (a random partition
+ * of the free channels, about (n_embd - 32) / K channels each) with normal entries scaled to unit
+ * norm. Orthonormal by construction, and U a costs one multiply per channel instead of K; a
+ * randomized SVD of the gate matrix recovers the subspace whatever its orientation, so nothing
+ * is lost against a dense basis. */
+static int plan_lowrank(struct synth_plan *P, struct synth_layer *Y, int l, int *perm)
+{
+    const struct synth_cfg *c = P->cfg;
+    const int d = c->n_embd, K = c->rank;
+    Y->lr_col = malloc((size_t)d * sizeof *Y->lr_col);
+    Y->lr_u = calloc((size_t)d, sizeof *Y->lr_u);
+    double *nrm = calloc((size_t)K, sizeof *nrm);
+    if (!Y->lr_col || !Y->lr_u || !nrm) { free(nrm); return pf_fail(PINFER_ENOMEM, "out of memory"); }
+    shuffle(perm, P->d_rest, synth_mix(synth_mix(c->seed, 0x6c6f7772616e6bull), (uint64_t)l));
+    struct synth_rng r;
+    synth_rng_init(&r, synth_mix(synth_mix(c->seed, 0x6c6f77752d2dull), (uint64_t)l));
+    for (int j = 0; j < d; j++) Y->lr_col[j] = -1;
+    for (int j = SYNTH_BIAS_CH; j < d; j++) {
+        int col = perm[j - SYNTH_BIAS_CH] % K;
+        float u = synth_rng_normal(&r);
+        Y->lr_col[j] = col;
+        Y->lr_u[j] = u;
+        nrm[col] += (double)u * u;
+    }
+    for (int j = SYNTH_BIAS_CH; j < d; j++) Y->lr_u[j] = (float)(Y->lr_u[j] / sqrt(nrm[Y->lr_col[j]]));
+    free(nrm);
+    return 0;
+}
+
 static double sum_rest(const float *v, int d)
 {
     double s = 0;
@@ -103,11 +132,16 @@ int synth_plan_build(struct synth_plan *P, const struct synth_cfg *c)
     P->C = sqrtf((float)P->d_rest);
     P->c0 = P->C / sqrtf((float)SYNTH_BIAS_CH);
     P->lambda = LAMBDA;
+    /* with rank structure, gate and up pre-activations of a dReLU neuron share SYNTH_LR_SHARE of
+     * their variance in the subspace, where their coefficients correlate SYNTH_LR_UP_RHO */
+    P->lr_rho = c->rank && drelu ? SYNTH_LR_SHARE * SYNTH_LR_UP_RHO : 0;
 
     int rc = 0;
     float *v = calloc((size_t)d, sizeof *v);
-    double *zq = malloc((size_t)F * sizeof *zq);
-    int *perm = malloc((size_t)(F > P->n_exp ? F : P->n_exp) * sizeof *perm);
+    double *zq = malloc((size_t)F * sizeof *zq), *lr_m = NULL;
+    int n_perm = F > P->n_exp ? F : P->n_exp;
+    if (n_perm < d) n_perm = d;
+    int *perm = malloc((size_t)n_perm * sizeof *perm);
     P->layers = calloc((size_t)L, sizeof *P->layers);
     P->mean_shift = calloc((size_t)d, sizeof *P->mean_shift);
     if (!v || !zq || !perm || !P->layers || !P->mean_shift) { rc = pf_fail(PINFER_ENOMEM, "out of memory"); goto out; }
@@ -116,6 +150,16 @@ int synth_plan_build(struct synth_plan *P, const struct synth_cfg *c)
         goto out;
     if ((rc = plan_positional(P))) goto out;
     for (int i = 0; i < F; i++) zq[i] = synth_norm_ppf((i + 0.5) / F);
+    if (P->lr_rho != 0) {
+        /* every layer and expert uses the same F probabilities (permuted): E[act] and E[act^2]
+         * of correlated dReLU per quantile, once */
+        lr_m = malloc((size_t)F * 2 * sizeof *lr_m);
+        if (!lr_m) { rc = pf_fail(PINFER_ENOMEM, "out of memory"); goto out; }
+        for (int q = 0; q < F; q++) {
+            double pq = 1 / (1 + exp(-(P->law_mu + P->law_sigma * zq[q])));
+            synth_drelu_moments(synth_bvn_solve(pq, P->lr_rho), P->lr_rho, &lr_m[2 * q], &lr_m[2 * q + 1]);
+        }
+    }
     for (int j = SYNTH_BIAS_CH; j < d; j++) v[j] = 1.0f;
 
     for (int l = 0; l < L; l++) {
@@ -129,6 +173,8 @@ int synth_plan_build(struct synth_plan *P, const struct synth_cfg *c)
             rc = pf_fail(PINFER_ENOMEM, "out of memory");
             goto out;
         }
+
+        if (c->rank && (rc = plan_lowrank(P, Y, l, perm))) goto out;
 
         /* ---- attention ---- */
         double V = sum_rest(v, d);
@@ -164,6 +210,15 @@ int synth_plan_build(struct synth_plan *P, const struct synth_cfg *c)
                 p[i] = (float)pi;
                 if (c->act == PINFER_ACT_SILU) {
                     s2 += silu_m2 * su * su;
+                } else if (drelu && P->lr_rho != 0) {
+                    /* correlated gate and up: one threshold h for both, from the joint law;
+                     * the moments depend on the neuron's quantile only (computed once) */
+                    double m1 = lr_m[2 * perm[i]], m2 = lr_m[2 * perm[i] + 1];
+                    s2 += sg * sg * su * su * m2;
+                    if (Y->ea) {
+                        Y->ea[i] = (float)(sg * su * m1);
+                        mean2 += (double)Y->ea[i] * Y->ea[i];
+                    }
                 } else if (drelu) {
                     double tau = synth_norm_ppf(sqrt(pi));
                     double m2 = synth_relu_m2(tau);
@@ -199,6 +254,7 @@ int synth_plan_build(struct synth_plan *P, const struct synth_cfg *c)
 out:
     free(v);
     free(zq);
+    free(lr_m);
     free(perm);
     if (rc) synth_plan_free(P);
     return rc;
@@ -211,6 +267,7 @@ void synth_plan_free(struct synth_plan *P)
         for (int l = 0; l < P->cfg->n_layer; l++) {
             struct synth_layer *Y = &P->layers[l];
             free(Y->s_d); free(Y->v_ffn); free(Y->p); free(Y->ea); free(Y->router_bias);
+            free(Y->lr_col); free(Y->lr_u);
         }
     free(P->layers);
     free(P->pos_q);

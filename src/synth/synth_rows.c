@@ -40,6 +40,85 @@ static void biased_row(const struct synth_plan *P, const struct synth_layer *Y, 
     fill_bias_block(out, (float)((tau * sqrt(var) - wm) / (sqrt((double)SYNTH_BIAS_CH) * P->C)));
 }
 
+/* ==== Rank structure (docs/synth.md, "Predictable activations") ==== */
+
+/* One N(0, sigma^2) deviate with k = sigma * sqrt(3) / 65536: the same arithmetic as
+ * synth_rng_normals, so a row can be regenerated weight by weight without a buffer. */
+static inline float scaled_normal(struct synth_rng *r, float k)
+{
+    uint64_t v = synth_rng_next(r);
+    int32_t s = (int32_t)(v & 0xffff) + (int32_t)((v >> 16) & 0xffff) + (int32_t)((v >> 32) & 0xffff) +
+                (int32_t)(v >> 48);
+    return (float)(s - 131070) * k;
+}
+
+/* Coefficients of neuron `neuron` (expert * n_ff + i) of layer l in the layer's subspace: the
+ * gate's ag ~ N(0, sa^2) per column and, when au is wanted (dReLU), the up's, correlated
+ * SYNTH_LR_UP_RHO with the gate's. Drawn from a generator of their own so the gate row and
+ * the up row (different tensors) agree. */
+static void lr_coefs(const struct synth_plan *P, int l, int64_t neuron, float sa, float *ag, float *au)
+{
+    struct synth_rng r;
+    synth_rng_init(&r, synth_mix(synth_mix(synth_mix(P->cfg->seed, 0x636f656673ull), (uint64_t)l), (uint64_t)neuron));
+    const int K = P->cfg->rank;
+    for (int k = 0; k < K; k++) ag[k] = sa * synth_rng_normal(&r);
+    if (!au) return;
+    const float a = (float)SYNTH_LR_UP_RHO, b = sqrtf(1 - a * a);
+    for (int k = 0; k < K; k++) au[k] = a * ag[k] + b * sa * synth_rng_normal(&r);
+}
+
+static inline float lr_weight(const struct synth_layer *Y, const float *a, int64_t j, float noise)
+{
+    return a[Y->lr_col[j]] * Y->lr_u[j] + noise;
+}
+
+/* A ReLU-family gate row (or dReLU up row) with rank structure: U a + isotropic noise, the
+ * subspace part carrying SYNTH_LR_SHARE of the expected energy; then its bias. For dReLU the
+ * partner row (up for a gate, gate for an up) is regenerated on the fly from its own generator
+ * (tensor index ti +- 1: up follows gate in the file) to get the exact correlation rho of the two
+ * pre-activations; both rows then get the threshold h with P(both > 0) = p (synth_bvn_solve),
+ * computed from the same sums in both tensors, so the neuron fires with probability p exactly. */
+static void lowrank_row(const struct synth_plan *P, const struct synth_tensor *t, int ti, int64_t row, float *out)
+{
+    const struct synth_cfg *c = P->cfg;
+    const struct synth_layer *Y = &P->layers[t->layer];
+    const int64_t n = t->ne[0];
+    const bool drelu = c->act == PINFER_ACT_DRELU, shift = c->n_expert == 0;
+    const float sa = Y->s_g * sqrtf((float)(SYNTH_LR_SHARE * P->d_rest / c->rank));
+    const float kn = Y->s_g * sqrtf((float)(1 - SYNTH_LR_SHARE)) * (1.7320508075688772f / 65536.0f);
+    float ag[SYNTH_RANK_MAX], au[SYNTH_RANK_MAX];
+    lr_coefs(P, t->layer, row, sa, ag, drelu ? au : NULL);
+    const float *own = t->kind == SK_GATE ? ag : au, *other = t->kind == SK_GATE ? au : ag;
+    struct synth_rng r, rp;
+    synth_rng_init(&r, synth_mix(synth_mix(c->seed, (uint64_t)ti + 1), (uint64_t)row));
+    int partner = t->kind == SK_GATE ? ti + 1 : ti - 1;
+    synth_rng_init(&rp, synth_mix(synth_mix(c->seed, (uint64_t)partner + 1), (uint64_t)row));
+
+    fill_bias_block(out, 0);
+    double p = Y->p[row];
+    if (!drelu) {
+        for (int64_t j = SYNTH_BIAS_CH; j < n; j++) out[j] = lr_weight(Y, own, j, scaled_normal(&r, kn));
+        biased_row(P, Y, out, n, synth_norm_ppf(p), shift);
+        return;
+    }
+    double vo = 0, vp = 0, cv = 0, wm = 0;
+    for (int64_t j = SYNTH_BIAS_CH; j < n; j++) {
+        float w = lr_weight(Y, own, j, scaled_normal(&r, kn));
+        float q = lr_weight(Y, other, j, scaled_normal(&rp, kn));
+        double v = Y->v_ffn[j];
+        out[j] = w;
+        vo += (double)w * w * v;
+        vp += (double)q * q * v;
+        cv += (double)w * q * v;
+        if (shift) wm += (double)w * P->mean_shift[j];
+    }
+    double rho = vo > 0 && vp > 0 ? cv / sqrt(vo * vp) : 0;
+    if (rho > 0.99) rho = 0.99;
+    if (rho < -0.99) rho = -0.99;
+    double h = synth_bvn_solve(p, rho);
+    fill_bias_block(out, (float)((h * sqrt(vo) - wm) / (sqrt((double)SYNTH_BIAS_CH) * P->C)));
+}
+
 void synth_gen_row(const struct synth_plan *P, const struct synth_tensor *t, int ti, int64_t row, float *out)
 {
     const struct synth_cfg *c = P->cfg;
@@ -118,6 +197,10 @@ void synth_gen_row(const struct synth_plan *P, const struct synth_tensor *t, int
     case SK_GATE:
     case SK_UP: {
         int64_t e = row / c->n_ff, i = row % c->n_ff;
+        if (c->rank && (t->kind == SK_GATE || c->act == PINFER_ACT_DRELU)) {
+            lowrank_row(P, t, ti, row, out);
+            return;
+        }
         synth_rng_normals(&r, out + SYNTH_BIAS_CH, n - SYNTH_BIAS_CH, t->kind == SK_GATE ? Y->s_g : Y->s_u);
         fill_bias_block(out, 0);
         double p = Y->p[e * c->n_ff + i];

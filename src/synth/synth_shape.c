@@ -37,6 +37,7 @@ struct pinfer_synth_params pinfer_synth_default_params(void)
     p.hot_share = 0.8f;
     p.seed = 42;
     p.progress = false;
+    p.rank_structure = SYNTH_RANK_DEFAULT;
     return p;
 }
 
@@ -104,6 +105,7 @@ int synth_cfg_resolve(struct synth_cfg *c, const struct pinfer_synth_params *p)
     c->hot_frac = p->hot_frac;
     c->hot_share = p->hot_share;
     c->seed = p->seed;
+    c->rank = 0;
 
     int rc;
     if ((rc = check_range("n_embd", c->n_embd, 64, 65536)) || (rc = check_range("n_layer", c->n_layer, 1, 512)) ||
@@ -144,6 +146,13 @@ int synth_cfg_resolve(struct synth_cfg *c, const struct pinfer_synth_params *p)
             return pf_fail(PINFER_EINVAL, "--hot %g:%g: the hottest %g of the neurons carry at least %g of the "
                            "activations by definition", (double)c->hot_frac, (double)c->hot_share,
                            (double)c->hot_frac, (double)c->hot_frac);
+    }
+    if (p->rank_structure < 0 || p->rank_structure > SYNTH_RANK_MAX)
+        return pf_fail(PINFER_EINVAL, "rank structure %d must be 0 (isotropic) .. %d", p->rank_structure, SYNTH_RANK_MAX);
+    if (synth_act_relu_family(c->act) && p->rank_structure > 0) {
+        /* a subspace of half the free channels or more is no structure worth the name */
+        int cap = (c->n_embd - SYNTH_BIAS_CH) / 2;
+        c->rank = p->rank_structure < cap ? p->rank_structure : cap;
     }
     if (!isfinite(c->rope_base)) return pf_fail(PINFER_EINVAL, "bad rope base");
     return 0;

@@ -33,8 +33,11 @@ struct pf_kernels {
      * with q4_act into the internal q8x layout (tensor/q8x.h: the same Q8_0 numbers plus
      * precomputed sums) and calls these instead of dot/gemm[PF_TYPE_Q4_0]. Same results as
      * the dots up to float reassociation.
+     *   q4_act:    x (n floats) -> xa, q8x_row_size(n) bytes (any alignment; 64 is faster)
      *   q4_matvec: out[r] = dot(w + r*w_stride, xa, n) for r < nr (one token)
-     *   q4_gemm:   out[t*out_stride + r] = dot(w + r*w_stride, xa + t*xa_stride, n) */
+     *   q4_gemm:   out[t*out_stride + r] = dot(w + r*w_stride, xa + t*xa_stride, n)
+     * Matvec kernels (q4_matvec, gemm with nt == 1) may prefetch, never load, up to 8 rows past
+     * the last one: the rows that follow when a matrix is walked in chunks. */
     void (*q4_act)(const float *x, void *xa, int64_t n);
     void (*q4_matvec)(int64_t n, int nr, const void *w, size_t w_stride, const void *xa, float *out);
     void (*q4_gemm)(int64_t n, int nr, int nt, const void *w, size_t w_stride, const void *xa,

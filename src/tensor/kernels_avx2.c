@@ -414,7 +414,8 @@ static void q4_matvec(int64_t n, int nr, const void *w, size_t ws, const void *x
     const uint8_t *wb = w;
     int64_t nb = n / QK4_0;
     int r = 0;
-    const char *end = (const char *)wb + (size_t)nr * ws;
+    /* prefetching (never loading) runs 4 rows past the end: callers walk matrices in chunks */
+    const char *end = (const char *)wb + (size_t)(nr + 4) * ws;
     /* 4 rows: with 16 ymm registers, 8 would spill */
     for (; r + 4 <= nr; r += 4)
         q4_mv_rows(4, nb, wb + (size_t)r * ws, ws, xa, out + r, (const char *)wb + (size_t)(r + 4) * ws, end);

@@ -324,7 +324,7 @@ static void gemm_q8_0_mv(int64_t n, int nr, int nt, const void *w, size_t ws, co
 {
     if (nt != 1) { gemm_q8_0(n, nr, nt, w, ws, x, xs, out, os); return; }
     const uint8_t *wb = w;
-    const char *end = (const char *)wb + (size_t)nr * ws;
+    const char *end = (const char *)wb + (size_t)(nr + 8) * ws; /* prefetch only, as q4_matvec */
     int64_t nb = n / QK8_0;
     int r = 0;
     for (; r + 8 <= nr; r += 8)
@@ -537,7 +537,8 @@ static void q4_matvec(int64_t n, int nr, const void *w, size_t ws, const void *x
     const uint8_t *wb = w;
     int64_t nb = n / QK4_0;
     int r = 0;
-    const char *end = (const char *)wb + (size_t)nr * ws;
+    /* prefetching (never loading) runs 8 rows past the end: callers walk matrices in chunks */
+    const char *end = (const char *)wb + (size_t)(nr + 8) * ws;
     /* 8 rows share each activation load (measured best: 4 leaves load slots idle, 16 spills) */
     for (; r + 8 <= nr; r += 8)
         q4_mv_rows(8, nb, wb + (size_t)r * ws, ws, xa, out + r, (const char *)wb + (size_t)(r + 8) * ws, end);

@@ -144,7 +144,10 @@ static void from_f32_q8_0(const float *src, void *dst, int64_t n)
     for (int64_t i = 0; i < n / QK8_0; i++) {
         const float *x = src + i * QK8_0;
         float amax = 0.0f;
-        for (int j = 0; j < QK8_0; j++) amax = fmaxf(amax, fabsf(x[j]));
+        for (int j = 0; j < QK8_0; j++) {
+            const float v = fabsf(x[j]);
+            amax = amax > v ? amax : v; /* ggml's MAX(): a NaN propagates, as in llama.cpp */
+        }
         const float d = amax / 127.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         b[i].d = pf_fp32_to_fp16(d);

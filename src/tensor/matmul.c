@@ -1,25 +1,31 @@
 /* Threaded matrix products: converts the activations once into the weight type's dot format,
- * then hands each thread a contiguous range of output rows (each weight row is read by one
- * thread only, so decode streams the matrix once at full bandwidth).
+ * then gives each thread a contiguous range of output rows, walked in chunks that an idle
+ * thread may steal (each weight row is read by one thread only, so decode streams the matrix
+ * once at full bandwidth, and a descheduled thread does not stall the others for long).
  *
  * Decode calls this a few hundred times per token, so the common path takes no lock, allocates
- * nothing and runs one pool task. Q4_0 weights take the kernel table's fast path when it has one
- * (activations in the q8x layout, tensor/q8x.h). */
+ * nothing and runs one pool task (batches: one more to convert the activations in parallel).
+ * Q4_0 weights take the kernel table's fast path when it has one (activations in the q8x
+ * layout, tensor/q8x.h). */
 #include "tensor/matmul.h"
 
 #include "core/checked.h"
 #include "tensor/q8x.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
 /* Rows per work unit: a multiple of every kernel's row tile (4 for matvec, 16 for the Q4_0
  * gemm panels), so no thread gets a ragged tile except at the very end of the matrix. */
 #define ROW_GRAIN 16
-/* Generic batched products: row and token blocking around the gemm kernel, so a block of
- * weights is reused for many tokens while it sits in L2. */
-#define ROW_BLOCK 64
+/* Rows per claimed chunk (a multiple of ROW_GRAIN): small enough to balance threads when one
+ * is descheduled, large enough that the claims cost nothing (decode: ~7 us of work per chunk of
+ * a 4096-wide Q4_0 matrix). In batched products the chunk is also the row block that stays in
+ * L2 while TOK_BLOCK tokens use it. */
+#define CHUNK_ROWS 64
 #define TOK_BLOCK 64
+#define MAX_CURSORS 64
 /* Q4_0: from this many tokens on, the repacking gemm beats matvecs over L2-resident rows. */
 #define Q4_GEMM_MIN_TOK 4
 /* Below this many tokens the caller converts activations itself (a pool task costs more). */
@@ -48,6 +54,13 @@ size_t pf_matmul_scratch_size(int wtype, int64_t n_in, int n_tok)
     return total;
 }
 
+/* Next unclaimed row of a thread's range; one cache line each so the owner's claims do not
+ * bounce a line between cores. */
+struct mm_cursor {
+    _Alignas(64) _Atomic int64_t next;
+    int64_t end;
+};
+
 struct mm_task {
     const struct pf_kernels *k;
     float *y;
@@ -60,6 +73,7 @@ struct mm_task {
     int n_tok;
     char *xq;      /* converted activations */
     size_t xq_row; /* bytes per converted row */
+    struct mm_cursor *cur; /* one per thread, NULL above MAX_CURSORS threads */
 };
 
 static void convert_task(void *arg, int ith, int nth)
@@ -82,49 +96,48 @@ static void row_range(int64_t n_out, int ith, int nth, int64_t *r0, int64_t *r1)
     if (*r0 > *r1) *r0 = *r1;
 }
 
-static void fast_q4(const struct mm_task *t, int64_t r0, int64_t r1)
+/* Output rows [r0, r1) for every token. */
+static void run_rows(const struct mm_task *t, int64_t r0, int64_t r1)
 {
     const struct pf_kernels *k = t->k;
-    if (t->n_tok >= Q4_GEMM_MIN_TOK) {
-        k->q4_gemm(t->n_in, (int)(r1 - r0), t->n_tok, t->w + (size_t)r0 * t->w_row, t->w_row, t->xq,
-                   t->xq_row, t->y + r0, (size_t)t->n_out);
+    const char *w = t->w + (size_t)r0 * t->w_row;
+    int nr = (int)(r1 - r0);
+    if (t->fast) {
+        if (t->n_tok >= Q4_GEMM_MIN_TOK)
+            k->q4_gemm(t->n_in, nr, t->n_tok, w, t->w_row, t->xq, t->xq_row, t->y + r0, (size_t)t->n_out);
+        else /* a few tokens: the chunk's rows stay in L2 from one token to the next */
+            for (int i = 0; i < t->n_tok; i++)
+                k->q4_matvec(t->n_in, nr, w, t->w_row, t->xq + (size_t)i * t->xq_row,
+                             t->y + (size_t)i * t->n_out + r0);
         return;
     }
-    if (t->n_tok == 1) {
-        /* one call for the whole range: the kernel prefetches its next rows, and would start
-         * cold at every block boundary */
-        k->q4_matvec(t->n_in, (int)(r1 - r0), t->w + (size_t)r0 * t->w_row, t->w_row, t->xq, t->y + r0);
-        return;
-    }
-    /* a few tokens: one matvec per token over a block of rows small enough to stay in L2 */
-    for (int64_t rb = r0; rb < r1; rb += ROW_BLOCK) {
-        int nr = (int)(r1 - rb < ROW_BLOCK ? r1 - rb : ROW_BLOCK);
-        for (int i = 0; i < t->n_tok; i++)
-            k->q4_matvec(t->n_in, nr, t->w + (size_t)rb * t->w_row, t->w_row,
-                         t->xq + (size_t)i * t->xq_row, t->y + (size_t)i * t->n_out + rb);
+    pf_gemm_fn gemm = k->gemm[t->wtype];
+    for (int tb = 0; tb < t->n_tok; tb += TOK_BLOCK) {
+        int nt = t->n_tok - tb < TOK_BLOCK ? t->n_tok - tb : TOK_BLOCK;
+        gemm(t->n_in, nr, nt, w, t->w_row, t->xq + (size_t)tb * t->xq_row, t->xq_row,
+             t->y + (size_t)tb * t->n_out + r0, (size_t)t->n_out);
     }
 }
 
+/* Each thread owns a contiguous range and walks it in CHUNK_ROWS chunks through its cursor; a
+ * thread that is done takes chunks from the others' cursors. On a quiet machine every thread
+ * just streams its own range; on a shared one (other processes, or the hypervisor stealing
+ * the vCPU), a descheduled thread no longer holds everybody up for its whole range. */
 static void matmul_task(void *arg, int ith, int nth)
 {
     struct mm_task *t = arg;
-    int64_t r0, r1;
-    row_range(t->n_out, ith, nth, &r0, &r1);
-    if (r0 >= r1) return;
-    if (t->fast) { fast_q4(t, r0, r1); return; }
-    pf_gemm_fn gemm = t->k->gemm[t->wtype];
-    if (t->n_tok == 1) {
-        gemm(t->n_in, (int)(r1 - r0), 1, t->w + (size_t)r0 * t->w_row, t->w_row, t->xq, t->xq_row,
-             t->y + r0, (size_t)t->n_out);
+    if (!t->cur) { /* more threads than cursors: static ranges */
+        int64_t r0, r1;
+        row_range(t->n_out, ith, nth, &r0, &r1);
+        for (int64_t r = r0; r < r1; r += CHUNK_ROWS) run_rows(t, r, r + CHUNK_ROWS < r1 ? r + CHUNK_ROWS : r1);
         return;
     }
-    for (int64_t rb = r0; rb < r1; rb += ROW_BLOCK) {
-        int nr = (int)(r1 - rb < ROW_BLOCK ? r1 - rb : ROW_BLOCK);
-        for (int tb = 0; tb < t->n_tok; tb += TOK_BLOCK) {
-            int nt = t->n_tok - tb < TOK_BLOCK ? t->n_tok - tb : TOK_BLOCK;
-            gemm(t->n_in, nr, nt, t->w + (size_t)rb * t->w_row, t->w_row,
-                 t->xq + (size_t)tb * t->xq_row, t->xq_row, t->y + (size_t)tb * t->n_out + rb,
-                 (size_t)t->n_out);
+    for (int v = 0; v < nth; v++) {
+        struct mm_cursor *c = &t->cur[(ith + v) % nth];
+        for (;;) {
+            int64_t r0 = atomic_fetch_add_explicit(&c->next, CHUNK_ROWS, memory_order_relaxed);
+            if (r0 >= c->end) break;
+            run_rows(t, r0, r0 + CHUNK_ROWS < c->end ? r0 + CHUNK_ROWS : c->end);
         }
     }
 }
@@ -146,6 +159,17 @@ void pf_matmul_k(const struct pf_kernels *k, struct pf_pool *pool, float *y, con
         .x = x, .n_tok = n_tok, .xq_row = xq_row,
         .fast = wtype == PF_TYPE_Q4_0 && k->q4_matvec && k->q4_gemm && k->q4_act,
     };
+    int nth = pf_pool_size(pool);
+    struct mm_cursor cur[MAX_CURSORS];
+    if (nth <= MAX_CURSORS) {
+        for (int i = 0; i < nth; i++) {
+            int64_t r0, r1;
+            row_range(n_out, i, nth, &r0, &r1);
+            atomic_init(&cur[i].next, r0);
+            cur[i].end = r1;
+        }
+        t.cur = cur;
+    }
     if (wtype == PF_TYPE_F32) {
         t.xq = (char *)(uintptr_t)x; /* read only: F32 needs no conversion */
     } else {

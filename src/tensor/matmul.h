@@ -12,9 +12,13 @@
 #include "core/threadpool.h"
 #include "tensor/kernels.h"
 
-/* Bytes of scratch pf_matmul needs for this shape. */
+/* Bytes of scratch pf_matmul needs for this shape (any kernel table, any thread count), or
+ * SIZE_MAX if the type is unsupported or n_in is not a multiple of its block size. */
 size_t pf_matmul_scratch_size(int wtype, int64_t n_in, int n_tok);
 
+/* y = W x with the kernel table of this CPU. Allocates nothing; the caller's pool (NULL: run
+ * on the caller) does the work; scratch is only used during the call. Shapes must have been
+ * validated (an unusable shape returns with y untouched). */
 void pf_matmul(struct pf_pool *pool, float *y, const void *w, int wtype, int64_t n_in,
                int64_t n_out, const float *x, int n_tok, void *scratch);
 
