@@ -135,7 +135,7 @@ int cmd_bench(int argc, char **argv)
                        sfl.mode != PINFER_SPARSE_OFF ? " " : "", sfl.mode != PINFER_SPARSE_OFF ? pinfer_sparse_mode_name(sfl.mode) : "",
                        mean, sd, bytes / 1e6, gbs, 100.0 * gbs / roof_gbs(nt, roof), roof_gbs(nt, roof));
                 fflush(stdout);
-                sparse_flags_report(stdout, &sfl, ctx);
+                sparse_flags_report(stdout, &sfl, m, ctx);
             }
             fflush(stdout);
         }

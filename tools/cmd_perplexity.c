@@ -42,7 +42,7 @@ static int run_ppl(struct pinfer_model *m, const struct sparse_flags *f, const i
         else if (pinfer_ctx_calibrate(ctx, ids, n < n_ctx ? n : n_ctx)) rc = args_error(C, "calibrating: %s", pinfer_last_error());
     }
     if (!rc && pinfer_perplexity(ctx, ids, n, steps, r)) rc = args_error(C, "%s", pinfer_last_error());
-    if (!rc) sparse_flags_report(stdout, f, ctx);
+    if (!rc) sparse_flags_report(stdout, f, m, ctx);
     pinfer_ctx_free(ctx);
     return rc;
 }

@@ -147,7 +147,7 @@ int cmd_run(int argc, char **argv)
     fprintf(stderr, "\npinfer: load %.2f s | prompt %d tokens, %.2f tok/s | generated %d tokens, %.2f tok/s | peak memory %.1f MiB\n",
             t_load, n_ids, n_ids / (t_prompt > 0 ? t_prompt : 1e-9), n_gen,
             n_gen / (t_gen > 0 ? t_gen : 1e-9), (double)pinfer_peak_rss() / (1 << 20));
-    sparse_flags_report(stderr, &sfl, ctx);
+    sparse_flags_report(stderr, &sfl, model, ctx);
     rc = 0;
 out:
     pinfer_sampler_free(smp);

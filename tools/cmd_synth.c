@@ -25,7 +25,7 @@ static void usage(void)
            "                      activations, counted per token (0.3:0.8)\n"
            "  --seed N            (42) same seed and flags give the same file, byte for byte\n"
            "  --rank-structure K  ReLU family: gate rows live mostly in a K-dim subspace per layer,\n"
-           "                      so low-rank predictors work as on real models (64; 0 = isotropic)\n"
+           "                      so low-rank predictors work as on real models (48; 0 = isotropic)\n"
            "  --progress          progress bar on a terminal\n");
 }
 

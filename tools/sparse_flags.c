@@ -58,7 +58,7 @@ int sparse_flags_calibrate(const char *cmd, const struct sparse_flags *f, struct
     return rc;
 }
 
-void sparse_flags_report(FILE *fp, const struct sparse_flags *f, struct pinfer_ctx *ctx)
+void sparse_flags_report(FILE *fp, const struct sparse_flags *f, const struct pinfer_model *m, struct pinfer_ctx *ctx)
 {
     struct pinfer_sparse_stats s;
     if (f->mode == PINFER_SPARSE_OFF || pinfer_ctx_sparse_stats(ctx, -1, &s) || s.n_tokens == 0) return;
@@ -74,4 +74,19 @@ void sparse_flags_report(FILE *fp, const struct sparse_flags *f, struct pinfer_c
     if (s.precision >= 0 && f->mode == PINFER_SPARSE_PREDICTOR) fprintf(fp, ", precision %.4f", s.precision);
     if (f->mode == PINFER_SPARSE_THRESHOLD) fprintf(fp, ", mean cut %.4g", s.threshold);
     fputc('\n', fp);
+    if (!f->verify || f->mode == PINFER_SPARSE_ORACLE) return;
+    /* per-layer recall (and precision) of the neurons the mode chose */
+    struct pinfer_model_info info;
+    pinfer_model_get_info(m, &info);
+    double lo = 2;
+    int worst = -1;
+    fprintf(fp, "pinfer: per-layer recall%s:", f->mode == PINFER_SPARSE_PREDICTOR ? " / precision" : " (L1 mass)");
+    for (int l = 0; l < info.n_layer; l++) {
+        struct pinfer_sparse_stats sl;
+        if (pinfer_ctx_sparse_stats(ctx, l, &sl)) break;
+        if (f->mode == PINFER_SPARSE_PREDICTOR) fprintf(fp, " %d:%.4f/%.3f", l, sl.recall, sl.precision);
+        else fprintf(fp, " %d:%.4f", l, sl.recall);
+        if (sl.recall < lo) { lo = sl.recall; worst = l; }
+    }
+    fprintf(fp, "\npinfer: lowest recall %.4f (layer %d)\n", lo, worst);
 }

@@ -29,7 +29,8 @@ void sparse_flags_apply(const struct sparse_flags *f, struct pinfer_ctx_params *
 /* With --calib: reads and tokenizes the file and calibrates ctx. 0 or 1 (error printed). */
 int sparse_flags_calibrate(const char *cmd, const struct sparse_flags *f, struct pinfer_model *m,
                            struct pinfer_ctx *ctx);
-/* Prints one line of the context's sparse statistics to fp (nothing in mode off). */
-void sparse_flags_report(FILE *fp, const struct sparse_flags *f, struct pinfer_ctx *ctx);
+/* Prints the context's sparse statistics to fp (nothing in mode off): one line, and with
+ * --sparse-verify the recall of every layer. */
+void sparse_flags_report(FILE *fp, const struct sparse_flags *f, const struct pinfer_model *m, struct pinfer_ctx *ctx);
 
 #endif

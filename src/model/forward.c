@@ -76,6 +76,7 @@ int pinfer_ctx_new(struct pinfer_ctx **out, struct pinfer_model *m, const struct
     c->sparse = p.sparse;
     c->sparsity_target = p.sparsity_target;
     c->verify = p.sparse_verify;
+    c->ideal_every = pf_sparse_ideal_every();
     rc = pf_pool_new(&c->pool, p.n_threads);
     if (rc) { free(c); return rc; }
 

@@ -417,34 +417,74 @@ static int read_range(const char *path, uint64_t off, uint64_t len, uint8_t *dst
     return 0;
 }
 
+/* Tensor data offsets in a GGUF file are only 32-byte aligned, so in a straight copy of the data
+ * section every row of a tensor at 32 mod 64 straddles cache lines and each 64-byte SIMD load is
+ * split in two (about 10% of Q4_0 decode time on Zen 5). After the one big read, tensors are
+ * moved up to 64-byte boundaries; relocs maps a file offset to its tensor's shift. */
+struct reloc { uint64_t off, end, shift; };
+
+static int reloc_cmp(const void *a, const void *b)
+{
+    const struct reloc *x = a, *y = b;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Memory address of file offset x (inside some tensor). */
+static const uint8_t *reloc_addr(const uint8_t *base, const struct reloc *r, uint64_t n, uint64_t x)
+{
+    uint64_t lo = 0, hi = n;
+    while (hi - lo > 1) {
+        uint64_t mid = (lo + hi) / 2;
+        if (r[mid].off <= x) lo = mid; else hi = mid;
+    }
+    return base + x + (n && r[lo].off <= x ? r[lo].shift : 0);
+}
+
 static int load_weights(struct pinfer_model *m, const char *path, bool use_mmap)
 {
     const struct gguf_file *f = m->gguf;
-    uint64_t lo = UINT64_MAX, hi = 0;
-    for (uint64_t i = 0; i < f->n_tensors; i++) {
+    uint64_t lo = UINT64_MAX, hi = 0, n = f->n_tensors;
+    if (n == 0) return pf_fail(PINFER_EFORMAT, "model has no tensors");
+    struct reloc *rel = calloc(n, sizeof *rel);
+    if (!rel) return pf_fail(PINFER_ENOMEM, "out of memory");
+    for (uint64_t i = 0; i < n; i++) {
         const struct gguf_tensor *t = &f->tensors[i];
+        rel[i].off = t->file_offset;
+        rel[i].end = t->file_offset + t->nbytes;
         if (t->file_offset < lo) lo = t->file_offset;
-        if (t->file_offset + t->nbytes > hi) hi = t->file_offset + t->nbytes;
+        if (rel[i].end > hi) hi = rel[i].end;
     }
-    if (f->n_tensors == 0) return pf_fail(PINFER_EFORMAT, "model has no tensors");
+    qsort(rel, n, sizeof *rel, reloc_cmp);
     const uint8_t *base;
     if (use_mmap) {
         base = f->data;
     } else {
         uint64_t alo = lo / ARENA_ALIGN * ARENA_ALIGN, ahi;
-        if (ck_align_u64(hi, ARENA_ALIGN, &ahi)) return pf_fail(PINFER_EFORMAT, "tensor data end overflows");
-        size_t sz = (size_t)(ahi - alo);
+        if (ck_align_u64(hi, ARENA_ALIGN, &ahi)) { free(rel); return pf_fail(PINFER_EFORMAT, "tensor data end overflows"); }
+        size_t data_sz = (size_t)(ahi - alo), sz;
+        /* room for the 64-byte moves: at most 63 bytes per tensor */
+        if (ck_add(data_sz, (size_t)n * 64 + ARENA_ALIGN, &sz)) { free(rel); return pf_fail(PINFER_EFORMAT, "tensor data too large"); }
         void *p = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED) return pf_fail(PINFER_ENOMEM, "cannot allocate %.2f GiB for weights: %s", (double)sz / (1u << 30), strerror(errno));
+        if (p == MAP_FAILED) { free(rel); return pf_fail(PINFER_ENOMEM, "cannot allocate %.2f GiB for weights: %s", (double)sz / (1u << 30), strerror(errno)); }
         madvise(p, sz, MADV_HUGEPAGE);
         m->arena = p;
         m->arena_size = sz;
-        int rc = read_range(path, alo, sz, p);
-        if (rc) return rc;
+        int rc = read_range(path, alo, data_sz, p);
+        if (rc) { free(rel); return rc; }
         base = (const uint8_t *)p - alo;
+        /* shifts never decrease, so moving the last tensor first never overwrites unmoved data */
+        uint64_t shift = 0;
+        for (uint64_t i = 0; i < n; i++) {
+            uint64_t addr = (uint64_t)(uintptr_t)(base + rel[i].off) + shift;
+            shift += (64 - addr % 64) % 64;
+            rel[i].shift = shift;
+        }
+        for (uint64_t i = n; i-- > 0;)
+            if (rel[i].shift)
+                memmove((uint8_t *)(uintptr_t)(base + rel[i].off + rel[i].shift), base + rel[i].off, (size_t)(rel[i].end - rel[i].off));
     }
     /* rebase every weight pointer (stored as file offsets) onto memory */
-#define REBASE(w) (w).data = base + (uintptr_t)(w).data
+#define REBASE(w) (w).data = reloc_addr(base, rel, n, (uintptr_t)(w).data)
     REBASE(m->tok_embd);
     if (m->output.name != m->tok_embd.name) REBASE(m->output);
     else m->output = m->tok_embd;
@@ -464,10 +504,10 @@ static int load_weights(struct pinfer_model *m, const char *path, bool use_mmap)
     int n_norms = 1 + 2 * m->info.n_layer;
     size_t E = (size_t)m->info.n_embd;
     m->f32_norms = malloc(sizeof(float) * E * (size_t)n_norms);
-    if (!m->f32_norms) return pf_fail(PINFER_ENOMEM, "out of memory for norms");
+    if (!m->f32_norms) { free(rel); return pf_fail(PINFER_ENOMEM, "out of memory for norms"); }
     for (int i = 0; i < n_norms; i++) {
         const struct pf_weight *w = &m->norm_src[i];
-        const uint8_t *src = base + (uintptr_t)w->data;
+        const uint8_t *src = reloc_addr(base, rel, n, (uintptr_t)w->data);
         float *dst = m->f32_norms + (size_t)i * E;
         for (size_t j = 0; j < E; j++) {
             uint16_t hv;
@@ -482,6 +522,7 @@ static int load_weights(struct pinfer_model *m, const char *path, bool use_mmap)
     }
     free(m->norm_src);
     m->norm_src = NULL;
+    free(rel);
     return 0;
 }
 

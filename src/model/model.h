@@ -124,6 +124,7 @@ struct pinfer_ctx {
     float *thresh;       /* (n_layer) threshold-mode cuts */
     bool thresh_ready;
     bool calibrating;    /* run dense and record |act(gate)| whatever the mode */
+    int ideal_every;     /* benchmark aid PINFER_SPARSE_IDEAL (docs/sparse.md); 0 = off */
     uint32_t *hist;      /* (n_layer, PF_HIST_BINS) |act(gate)| histograms for calibration */
     struct pf_dec_thread *dec;            /* (n_threads) decode-step working memory (bundles) */
     struct pf_sparse_count *cnt;          /* (n_threads) */

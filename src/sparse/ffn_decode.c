@@ -37,7 +37,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int pf_pq_head_lines = 0; /* EXPERIMENT */
 struct pf_dec_thread *pf_dec_threads_new(int n, int cs)
 {
     struct pf_dec_thread *d = calloc((size_t)n, sizeof *d);
@@ -87,11 +86,13 @@ struct dec_task {
     const float *logit;   /* predictor mode */
     float cut;            /* predictor threshold or threshold-mode cut */
     int cluster_size, n_clusters;
+    int ideal_every;      /* benchmark aid (docs/sparse.md): candidates are every k-th slot */
     size_t pf_rows;       /* rows of a candidate slot to prefetch ahead: gate, or gate and up */
 };
 
 static inline bool is_candidate(const struct dec_task *t, int j)
 {
+    if (t->ideal_every) return j % t->ideal_every == 0;
     return t->mode != PINFER_SPARSE_PREDICTOR || t->logit[j] > t->cut;
 }
 
@@ -245,10 +246,12 @@ void pf_ffn_bundle_decode(struct pinfer_ctx *c, int l, float *out)
        sparsity about a third are), so prefetching every candidate's up row would waste more
        bandwidth than it saves; SiLU and dense steps read both */
     t.pf_rows = t.relu && t.mode != PINFER_SPARSE_OFF ? 1 : 2;
-    if (getenv("PINFER_PF_EXTRA")) pf_extra_lines = atoi(getenv("PINFER_PF_EXTRA")); /* EXPERIMENT */
-    if (getenv("PINFER_PF_HEAD")) pf_pq_head_lines = atoi(getenv("PINFER_PF_HEAD")); /* EXPERIMENT */
-    if (getenv("PINFER_PF_ROWS")) t.pf_rows = (size_t)atoi(getenv("PINFER_PF_ROWS")); /* EXPERIMENT */
-    if (t.mode == PINFER_SPARSE_PREDICTOR) {
+    if (t.mode == PINFER_SPARSE_PREDICTOR && c->ideal_every > 0) {
+        /* benchmark aid: a perfect predictor's bytes, every k-th slot read whole */
+        t.ideal_every = c->ideal_every;
+        t.mode = PINFER_SPARSE_OFF;
+        t.pf_rows = 2;
+    } else if (t.mode == PINFER_SPARSE_PREDICTOR) {
         /* relu(fc1 x) then fc2; scratch is free until x is converted below */
         pf_matmul(c->pool, c->pred_h, b->fc1.data, b->fc1.type, b->fc1.n_in, b->fc1.n_out, c->xb, 1, c->scratch);
         for (int64_t i = 0; i < b->fc1.n_out; i++) c->pred_h[i] = c->pred_h[i] > 0 ? c->pred_h[i] : 0;

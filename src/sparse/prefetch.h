@@ -30,10 +30,8 @@ static inline void pf_pq_reset(struct pf_pq *q)
     q->urgent.head = q->urgent.tail = q->ahead.head = q->ahead.tail = 0;
 }
 
-extern int pf_pq_head_lines; /* EXPERIMENT */
 static inline void pf_pq_list_push(struct pf_pq_list *l, const void *p, size_t bytes)
 {
-    if (pf_pq_head_lines > 0 && bytes > (size_t)pf_pq_head_lines * 64) bytes = (size_t)pf_pq_head_lines * 64;
     if (l->tail - l->head >= PF_PQ_CAP || bytes == 0) return;
     uintptr_t a = (uintptr_t)p & ~(uintptr_t)63, e = ((uintptr_t)p + bytes + 63) & ~(uintptr_t)63;
     l->p[l->tail % PF_PQ_CAP] = (const char *)a;

@@ -100,6 +100,9 @@ uint64_t pf_hist_total(const struct pinfer_ctx *c);
 
 /* ==== Context parameters (sparse_api.c) ==== */
 
+/* Benchmark aid: PINFER_SPARSE_IDEAL=F makes predictor mode read every round(1/F)-th slot
+ * whole instead of asking the predictor (docs/sparse.md); returns that k, 0 when unset. */
+int pf_sparse_ideal_every(void);
 /* Checks the sparse fields of p against the model (pinfer_ctx_new calls it first). */
 int pf_sparse_check_params(const struct pinfer_model *m, const struct pinfer_ctx_params *p);
 

@@ -5,6 +5,7 @@
 #include "core/error.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -20,6 +21,15 @@ int pinfer_sparse_mode_parse(const char *name, enum pinfer_sparse_mode *out)
 const char *pinfer_sparse_mode_name(enum pinfer_sparse_mode mode)
 {
     return (unsigned)mode < 4 ? mode_names[mode] : "?";
+}
+
+int pf_sparse_ideal_every(void)
+{
+    const char *e = getenv("PINFER_SPARSE_IDEAL");
+    double f = e ? atof(e) : 0;
+    if (!(f > 0 && f <= 1)) return 0;
+    int k = (int)(1.0 / f + 0.5);
+    return k < 1 ? 1 : k;
 }
 
 int pf_sparse_check_params(const struct pinfer_model *m, const struct pinfer_ctx_params *p)

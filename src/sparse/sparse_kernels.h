@@ -39,7 +39,6 @@ typedef void (*pf_down_panel_fn)(const void *rows, size_t rs, int np, int64_t e0
                                  const float *h, size_t hs, int nt, float *y, size_t ys,
                                  float *scratch);
 
-extern int pf_extra_lines; /* EXPERIMENT */
 struct pf_sparse_kernels {
     const char *name;
     pf_down_accum_fn down_accum[PF_TYPE_COUNT];

@@ -219,7 +219,6 @@ DOWN_PANEL(f32, F32, 128, dq_f32)
  * scales, 8 fp32 lanes per row summed at the end (lanes 4..7 scaled by 1/16). Rows come from a
  * list instead of a fixed stride, R at a time so R independent chains hide the fma latency. */
 
-int pf_extra_lines = 1; /* EXPERIMENT */
 INLINE __m256i q4_nibbles16(const uint8_t *qs)
 {
     __m256i q = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
@@ -242,7 +241,7 @@ INLINE void q4_gather_rows(int R, int64_t nb, const uint8_t *const *w, const voi
     const __m256 magic = _mm256_set1_ps(Q8X_MAGIC_F);
     const __m512i didx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
                                           0, 0, 0, 0, 0, 0, 0, 0, 63, 54, 45, 36, 27, 18, 9, 0);
-    const int lines = (R * 8 * 18) / 64 + pf_extra_lines; /* what an 8-block step consumes, and one more */
+    const int lines = (R * 8 * 18) / 64 + 1; /* what an 8-block step consumes, and one more */
     __m256 acc[4];
     UNROLL
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();

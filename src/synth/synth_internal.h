@@ -23,7 +23,7 @@
 /* Low-rank structure of ReLU-family gate rows (docs/synth.md, "Predictable activations"):
  * default and largest subspace dimension K, the share of a gate row's energy inside the
  * subspace, and for dReLU the correlation of a neuron's up coefficients with its gate ones. */
-#define SYNTH_RANK_DEFAULT 64
+#define SYNTH_RANK_DEFAULT 48
 #define SYNTH_RANK_MAX 256
 #define SYNTH_LR_SHARE 0.97
 #define SYNTH_LR_UP_RHO 0.8
