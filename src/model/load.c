@@ -587,6 +587,11 @@ const char *pinfer_model_desc(const struct pinfer_model *m, char *buf, size_t ca
              h->arch, (double)h->n_params / 1e9, pf_type_name(h->weight_type),
              (double)h->weight_bytes / (1u << 30), h->n_layer, h->n_embd, h->n_ff, acts[h->act],
              h->n_head, h->n_head_kv, h->n_vocab);
+    if (h->prepared) {
+        size_t n = strlen(buf);
+        snprintf(buf + n, cap > n ? cap - n : 0, ", prepared (clusters of %d, %s)", h->cluster_size,
+                 h->has_predictors ? "predictors" : "no predictors");
+    }
     return buf;
 }
 

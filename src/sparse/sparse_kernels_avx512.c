@@ -17,6 +17,7 @@
  * Prefill (down_panel): the panel of np rows x ne columns is dequantized once into scratch, then
  * 4 tokens x 64 columns of outputs live in 16 registers while the np rows stream by: per row, 4
  * loads and 4 broadcasts feed 16 fmas. */
+#include "sparse/sparse.h"
 #include "sparse/sparse_kernels.h"
 #include "tensor/q8x.h"
 
@@ -109,15 +110,17 @@ DOWN_ACCUM(f32, F32, 128, dq_f32)
 
 /* ==== Prefill: panels ==== */
 
-/* TT tokens x 64 columns (4 vectors each) of outputs against np dequantized rows. */
-INLINE void panel_tile(int TT, int np, const float *w, int ne, const float *h, size_t hs, float *y, size_t ys)
+/* TT tokens x 64 columns (4 vectors each) of outputs against the dequantized rows listed in
+ * ps[0..n) (the rows where some of the TT activations is not zero). */
+INLINE void panel_tile(int TT, const int *ps, int n, const float *w, int ne, const float *h, size_t hs, float *y, size_t ys)
 {
     __m512 acc[4][4];
     UNROLL
     for (int t = 0; t < TT; t++)
         UNROLL
         for (int v = 0; v < 4; v++) acc[t][v] = _mm512_loadu_ps(y + (size_t)t * ys + 16 * v);
-    for (int p = 0; p < np; p++) {
+    for (int i = 0; i < n; i++) {
+        const int p = ps[i];
         const float *wp = w + (size_t)p * ne;
         __m512 wv[4];
         UNROLL
@@ -136,14 +139,15 @@ INLINE void panel_tile(int TT, int np, const float *w, int ne, const float *h, s
 }
 
 /* The same for a last 32-column strip (2 vectors). */
-INLINE void panel_tile32(int TT, int np, const float *w, int ne, const float *h, size_t hs, float *y, size_t ys)
+INLINE void panel_tile32(int TT, const int *ps, int n, const float *w, int ne, const float *h, size_t hs, float *y, size_t ys)
 {
     __m512 acc[4][2];
     UNROLL
     for (int t = 0; t < TT; t++)
         UNROLL
         for (int v = 0; v < 2; v++) acc[t][v] = _mm512_loadu_ps(y + (size_t)t * ys + 16 * v);
-    for (int p = 0; p < np; p++) {
+    for (int i = 0; i < n; i++) {
+        const int p = ps[i];
         const float *wp = w + (size_t)p * ne;
         __m512 w0 = _mm512_loadu_ps(wp), w1 = _mm512_loadu_ps(wp + 16);
         UNROLL
@@ -159,27 +163,37 @@ INLINE void panel_tile32(int TT, int np, const float *w, int ne, const float *h,
         for (int v = 0; v < 2; v++) _mm512_storeu_ps(y + (size_t)t * ys + 16 * v, acc[t][v]);
 }
 
+/* Rows whose activations are zero for all tokens of a group are skipped: their terms are
+ * h * w = ±0, which change no sum (ReLU-family prompts are mostly zeros). */
 static void panel_run(int np, const float *w, int ne, const float *h, size_t hs, int nt, float *y, size_t ys)
 {
+    int ps[PF_PANEL_ROWS];
     for (int t = 0; t < nt; t += 4) {
         int tt = nt - t < 4 ? nt - t : 4;
         const float *ht = h + (size_t)t * hs;
         float *yt = y + (size_t)t * ys;
+        int n = 0;
+        for (int p = 0; p < np; p++) {
+            bool any = false;
+            for (int k = 0; k < tt; k++) any |= ht[(size_t)k * hs + (size_t)p] != 0;
+            ps[n] = p;
+            n += any;
+        }
         int c = 0;
         for (; c + 64 <= ne; c += 64) {
             switch (tt) {
-            case 4: panel_tile(4, np, w + c, ne, ht, hs, yt + c, ys); break;
-            case 3: panel_tile(3, np, w + c, ne, ht, hs, yt + c, ys); break;
-            case 2: panel_tile(2, np, w + c, ne, ht, hs, yt + c, ys); break;
-            default: panel_tile(1, np, w + c, ne, ht, hs, yt + c, ys); break;
+            case 4: panel_tile(4, ps, n, w + c, ne, ht, hs, yt + c, ys); break;
+            case 3: panel_tile(3, ps, n, w + c, ne, ht, hs, yt + c, ys); break;
+            case 2: panel_tile(2, ps, n, w + c, ne, ht, hs, yt + c, ys); break;
+            default: panel_tile(1, ps, n, w + c, ne, ht, hs, yt + c, ys); break;
             }
         }
         if (c < ne) { /* ne is a multiple of 32 */
             switch (tt) {
-            case 4: panel_tile32(4, np, w + c, ne, ht, hs, yt + c, ys); break;
-            case 3: panel_tile32(3, np, w + c, ne, ht, hs, yt + c, ys); break;
-            case 2: panel_tile32(2, np, w + c, ne, ht, hs, yt + c, ys); break;
-            default: panel_tile32(1, np, w + c, ne, ht, hs, yt + c, ys); break;
+            case 4: panel_tile32(4, ps, n, w + c, ne, ht, hs, yt + c, ys); break;
+            case 3: panel_tile32(3, ps, n, w + c, ne, ht, hs, yt + c, ys); break;
+            case 2: panel_tile32(2, ps, n, w + c, ne, ht, hs, yt + c, ys); break;
+            default: panel_tile32(1, ps, n, w + c, ne, ht, hs, yt + c, ys); break;
             }
         }
     }
