@@ -24,9 +24,10 @@ typedef void (*pf_down_accum_fn)(const void *const *rows, const float *h, int k,
  * (the gate or up rows of the neurons a sparse step computes). xa is the activation as the tensor
  * kernel table kt prepares it for the type: the q8x layout (tensor/q8x.h) when kt has the Q4_0
  * fast path (q4_act), else the type's vec_dot_type. Results equal kt's own product of each row
- * (q4_matvec or dot) up to float reassociation; the reference calls exactly those.
- * Variants compute several rows at once: one row alone is a chain of dependent fmas, which is
- * latency-bound. */
+ * (q4_matvec or dot) up to float reassociation; the reference calls exactly those. Each row's
+ * result must not depend on which other rows share the call (the oracle == off invariant).
+ * Variants compute several rows at once and split each row's sum over several accumulators: a
+ * row alone is otherwise a chain of dependent fmas, which is latency-bound. */
 typedef void (*pf_gather_dot_fn)(const struct pf_kernels *kt, const void *const *rows, int k, const void *xa,
                                  int64_t n, float *out, struct pf_pq *pq);
 

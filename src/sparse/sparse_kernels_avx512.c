@@ -227,11 +227,15 @@ DOWN_PANEL(f16, F16, 64, dq_f16)
 DOWN_PANEL(f32, F32, 128, dq_f32)
 
 /* ==== Decode: gathered Q4_0 rows against a q8x activation ====
- * The arithmetic of the tensor table's AVX-512 q4_matvec (kernels_avx512.c), per row: per block
- * an u8 x s8 dot of the raw nibbles with the activation quants started from the q8x correction
- * term (q8x.h), the magic-number float conversion, and an fma by the product of the two block
- * scales, 8 fp32 lanes per row summed at the end (lanes 4..7 scaled by 1/16). Rows come from a
- * list instead of a fixed stride, R at a time so R independent chains hide the fma latency. */
+ * Per block the arithmetic of the tensor table's AVX-512 q4_matvec (kernels_avx512.c): an u8 x
+ * s8 dot of the raw nibbles with the activation quants started from the q8x correction term
+ * (q8x.h), the magic-number float conversion, and an fma by the product of the two block scales,
+ * 8 fp32 lanes per row, lanes 4..7 scaled by 1/16 at the end. Rows come from a list instead of a
+ * fixed stride, R at a time, and each row sums its blocks into 4 accumulators (block j into
+ * accumulator j mod 4) added at the end: a sparse step often has only one or two rows to
+ * compute, and one chain of dependent fmas per row would leave the kernel latency-bound. The
+ * result of a row does not depend on R or on the other rows of the call (the oracle == off
+ * invariant relies on it), but differs from q4_matvec's by float reassociation. */
 
 INLINE __m256i q4_nibbles16(const uint8_t *qs)
 {
@@ -256,9 +260,11 @@ INLINE void q4_gather_rows(int R, int64_t nb, const uint8_t *const *w, const voi
     const __m512i didx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
                                           0, 0, 0, 0, 0, 0, 0, 0, 63, 54, 45, 36, 27, 18, 9, 0);
     const int lines = (R * 8 * 18) / 64 + 1; /* what an 8-block step consumes, and one more */
-    __m256 acc[4];
+    __m256 acc[4][4];
     UNROLL
-    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    for (int r = 0; r < R; r++)
+        UNROLL
+        for (int a = 0; a < 4; a++) acc[r][a] = _mm256_setzero_ps();
     int64_t j = 0;
     for (; j + 8 <= nb; j += 8) {
         float sc[4][8] __attribute__((aligned(32)));
@@ -279,7 +285,7 @@ INLINE void q4_gather_rows(int R, int64_t nb, const uint8_t *const *w, const voi
                 const uint8_t *b = w[r] + (size_t)(j + k) * 18;
                 __m256i s = _mm256_dpbusd_epi32(c, q4_nibbles16(b + 2), y);
                 __m256 f = _mm256_sub_ps(_mm256_castsi256_ps(s), magic);
-                acc[r] = _mm256_fmadd_ps(f, _mm256_broadcast_ss(&sc[r][k]), acc[r]);
+                acc[r][k & 3] = _mm256_fmadd_ps(f, _mm256_broadcast_ss(&sc[r][k]), acc[r][k & 3]);
             }
         }
     }
@@ -291,12 +297,15 @@ INLINE void q4_gather_rows(int R, int64_t nb, const uint8_t *const *w, const voi
             const uint8_t *b = w[r] + (size_t)j * 18;
             __m256i s = _mm256_dpbusd_epi32(c, q4_nibbles16(b + 2), y);
             __m256 f = _mm256_sub_ps(_mm256_castsi256_ps(s), magic);
-            acc[r] = _mm256_fmadd_ps(f, _mm256_set1_ps(_cvtsh_ss(load_u16(b)) * dx[j]), acc[r]);
+            acc[r][j & 3] = _mm256_fmadd_ps(f, _mm256_set1_ps(_cvtsh_ss(load_u16(b)) * dx[j]), acc[r][j & 3]);
         }
     }
     const __m256 unscale = _mm256_set_ps(0.0625f, 0.0625f, 0.0625f, 0.0625f, 1, 1, 1, 1);
     UNROLL
-    for (int r = 0; r < R; r++) out[r] = hsum256(_mm256_mul_ps(acc[r], unscale));
+    for (int r = 0; r < R; r++) {
+        __m256 t = _mm256_add_ps(_mm256_add_ps(acc[r][0], acc[r][1]), _mm256_add_ps(acc[r][2], acc[r][3]));
+        out[r] = hsum256(_mm256_mul_ps(t, unscale));
+    }
 }
 
 static void gather_dot_q4_0(const struct pf_kernels *kt, const void *const *rows, int k, const void *xa, int64_t n,
