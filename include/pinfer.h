@@ -218,6 +218,10 @@ const char *pinfer_type_name(int type);
 double pinfer_now(void);
 /* Peak resident set size of the process in bytes (0 if unknown). */
 uint64_t pinfer_peak_rss(void);
+/* Reads the model's resident weights once with the context's threads (a plain streaming read,
+ * no compute) and returns the GB/s achieved: the bandwidth the machine gives at this moment,
+ * to set decode speed against. 0 when the weights are not in one resident arena (--mmap). */
+double pinfer_ctx_read_gbs(struct pinfer_ctx *ctx);
 
 /* ==== Atomic output files ====
  * Text or binary output goes to a temp file beside `path` and replaces `path` only on commit,

@@ -6,7 +6,12 @@
  *
  * --sparse MODE runs the generated tokens with that sparse FFN; the bytes per token are then the
  * weight bytes the FFN really read (pinfer_ctx_sparse_stats), printed in the MB/tok column, and a
- * line after each tg row says what fraction of neurons, clusters and predictor bytes that was. */
+ * line after each tg row says what fraction of neurons, clusters and predictor bytes that was.
+ *
+ * After each tg repetition the model's weights are also read once, plainly, by the same threads
+ * (pinfer_ctx_read_gbs): the "read" column is the bandwidth the machine gave at that moment and
+ * "of read" the decode's GB/s as a fraction of it. This VM's bandwidth moves with its neighbours
+ * by up to a third, so the fraction is the figure that compares across runs. */
 #include "args.h"
 #include "cmds.h"
 #include "pinfer.h"
@@ -78,14 +83,14 @@ int cmd_bench(int argc, char **argv)
     pinfer_model_desc(m, desc, sizeof desc);
     const double tg_bytes = (double)info.decode_bytes;
     printf("model: %s\n\n", desc);
-    printf("| model | size | params | threads | test | t/s | MB/tok | GB/s | roof |\n");
-    printf("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |\n");
+    printf("| model | size | params | threads | test | t/s | MB/tok | GB/s | roof | read GB/s | of read |\n");
+    printf("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
 
     int rc = 0;
     int32_t *toks = malloc(sizeof *toks * (size_t)(n_prompt > 0 ? n_prompt : 1));
     if (!toks) { pinfer_model_free(m); return args_error(C, "out of memory"); }
     for (long i = 0; i < n_prompt; i++) toks[i] = (int32_t)((i * 7919 + 13) % info.n_vocab);
-    double *ts = calloc((size_t)reps, sizeof *ts);
+    double *ts = calloc((size_t)reps * 2, sizeof *ts), *rd = ts + reps;
     if (!ts) { free(toks); pinfer_model_free(m); return args_error(C, "out of memory"); }
 
     for (int ti = 0; ti < n_thr && rc == 0; ti++) {
@@ -117,23 +122,31 @@ int cmd_bench(int argc, char **argv)
                 }
                 double dt = pinfer_now() - t0;
                 if (r >= 0) ts[r] = (double)n / dt;
+                if (r >= 0 && test == 1) rd[r] = pinfer_ctx_read_gbs(ctx);
             }
             if (rc) break;
             double mean, sd;
             mean_sd(ts, (int)reps, &mean, &sd);
             if (test == 0)
-                printf("| %s | %.2f GiB | %.2f B | %d | pp%ld | %.2f ± %.2f | | | |\n", pinfer_type_name(info.weight_type),
+                printf("| %s | %.2f GiB | %.2f B | %d | pp%ld | %.2f ± %.2f | | | | | |\n", pinfer_type_name(info.weight_type),
                        (double)info.weight_bytes / (1u << 30), (double)info.n_params / 1e9, nt, n, mean, sd);
             else {
                 struct pinfer_sparse_stats st;
                 double bytes = tg_bytes;
                 if (sfl.mode != PINFER_SPARSE_OFF && pinfer_ctx_sparse_stats(ctx, -1, &st) == 0 && st.n_tokens > 0)
                     bytes = st.bytes;
-                double gbs = mean * bytes / 1e9;
-                printf("| %s | %.2f GiB | %.2f B | %d | tg%ld%s%s | %.2f ± %.2f | %.0f | %.1f | %.0f%% of %.0f |\n", pinfer_type_name(info.weight_type),
+                double gbs = mean * bytes / 1e9, rmean, rsd, frac = 0;
+                mean_sd(rd, (int)reps, &rmean, &rsd);
+                for (long r = 0; r < reps; r++) frac += rd[r] > 0 ? ts[r] * bytes / 1e9 / rd[r] / (double)reps : 0;
+                char rcol[64] = "", fcol[32] = "";
+                if (rmean > 0) {
+                    snprintf(rcol, sizeof rcol, "%.1f ± %.1f", rmean, rsd);
+                    snprintf(fcol, sizeof fcol, "%.0f%%", 100 * frac);
+                }
+                printf("| %s | %.2f GiB | %.2f B | %d | tg%ld%s%s | %.2f ± %.2f | %.0f | %.1f | %.0f%% of %.0f | %s | %s |\n", pinfer_type_name(info.weight_type),
                        (double)info.weight_bytes / (1u << 30), (double)info.n_params / 1e9, nt, n,
                        sfl.mode != PINFER_SPARSE_OFF ? " " : "", sfl.mode != PINFER_SPARSE_OFF ? pinfer_sparse_mode_name(sfl.mode) : "",
-                       mean, sd, bytes / 1e6, gbs, 100.0 * gbs / roof_gbs(nt, roof), roof_gbs(nt, roof));
+                       mean, sd, bytes / 1e6, gbs, 100.0 * gbs / roof_gbs(nt, roof), roof_gbs(nt, roof), rcol, fcol);
                 fflush(stdout);
                 sparse_flags_report(stdout, &sfl, m, ctx);
             }
