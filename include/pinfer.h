@@ -44,6 +44,9 @@ struct pinfer_model_params {
     bool use_mmap;  /* leave weights in the file mapping instead of copying them into
                        (huge-page backed) anonymous memory; default false */
     bool vocab_only; /* load metadata and tokenizer only (no tensors needed) */
+    uint64_t mem_budget; /* bytes; 0 = none. A hard limit on what the model and its context hold
+                            (docs/offload.md): needs a prepared model; the FFN bundles stay in
+                            the file and a neuron cache in the context serves them */
 };
 struct pinfer_model_params pinfer_model_default_params(void);
 
@@ -125,6 +128,10 @@ struct pinfer_ctx_params {
     float sparsity_target;          /* threshold mode: fraction of neurons to skip; default 0.5 */
     bool sparse_verify;  /* sparse modes: also evaluate the neurons they skip (results unused) to
                             measure recall and precision in pinfer_ctx_sparse_stats; slow */
+    /* Under a model memory budget (pinfer_model_params.mem_budget): */
+    enum pinfer_io_backend { PINFER_IO_AUTO = 0, PINFER_IO_URING = 1, PINFER_IO_PREAD = 2 } io_backend;
+    float cache_hot;     /* share of the FFN memory pinned as hot neurons, the rest an LRU
+                            cache; < 0 = default (0.5) */
 };
 struct pinfer_ctx_params pinfer_ctx_default_params(void);
 
@@ -150,6 +157,26 @@ const float *pinfer_ctx_logits(const struct pinfer_ctx *ctx, int i);
  * call, the cuts come from the batches decoded before the first single-token step (the prompt),
  * or from that step itself. PINFER_EINVAL in other modes. */
 int pinfer_ctx_calibrate(struct pinfer_ctx *ctx, const int32_t *tokens, int n);
+
+/* Under a memory budget: the plan and what the neuron cache did (decode steps and batches). */
+struct pinfer_cache_stats {
+    uint64_t budget, fixed_bytes, hot_bytes, cold_bytes; /* the plan */
+    int hot_slots;                 /* per layer, pinned */
+    int cold_entries;
+    const char *io_backend;        /* "uring" or "pread" */
+    uint64_t hits, misses;         /* single-token steps: slot look-ups */
+    uint64_t reads, bytes_read;    /* single-token steps: direct reads issued */
+    double io_wait_s;              /* single-token steps: time blocked on reads */
+    uint64_t evictions;
+    uint64_t rounds;               /* single-token steps: read rounds (one per layer unless the
+                                      staging area cannot hold a layer of misses) */
+    uint64_t prefill_reads, prefill_bytes;
+    double prefill_wait_s;
+};
+/* PINFER_EINVAL when the model has no budget. */
+int pinfer_ctx_cache_stats(const struct pinfer_ctx *ctx, struct pinfer_cache_stats *st);
+/* Forgets the counters (not the cache's contents). */
+void pinfer_ctx_cache_stats_reset(struct pinfer_ctx *ctx);
 
 /* What the FFN did on the single-token steps since the context was created or the counters
  * were reset, per token: of one layer, or averaged over all layers (layer = -1). */

@@ -16,6 +16,7 @@
 #include "cmds.h"
 #include "pinfer.h"
 #include "sparse_flags.h"
+#include "budget_flags.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -48,17 +49,20 @@ int cmd_bench(int argc, char **argv)
     bool use_mmap = false;
     struct sparse_flags sfl;
     sparse_flags_init(&sfl);
+    struct budget_flags bfl;
+    budget_flags_init(&bfl);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         v = i + 1 < argc ? argv[i + 1] : NULL;
         int sf = sparse_flags_parse(C, argc, argv, &i, &sfl);
+        if (sf == 0) sf = budget_flags_parse(C, argc, argv, &i, &bfl);
         if (sf < 0) return 2;
         if (sf > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: pinfer bench -m MODEL [-p 128] [-n 64] [-t 1,2] [-r 3] [--mmap] [--roof-gbs G]\n"
                    "  -p N   prompt tokens for the pp test (0 = skip)\n"
                    "  -n N   generated tokens for the tg test (0 = skip)\n"
-                   SPARSE_FLAGS_HELP);
+                   SPARSE_FLAGS_HELP BUDGET_FLAGS_HELP);
             return 0;
         }
         else if (!strcmp(a, "--mmap")) use_mmap = true;
@@ -76,6 +80,8 @@ int cmd_bench(int argc, char **argv)
     struct pinfer_model *m = NULL;
     struct pinfer_model_params mp = pinfer_model_default_params();
     mp.use_mmap = use_mmap;
+    struct pinfer_ctx_params cp0 = pinfer_ctx_default_params();
+    if (budget_flags_apply(C, &bfl, model_path, &mp, &cp0)) return 2;
     if (pinfer_model_load(&m, model_path, &mp)) return args_error(C, "%s", pinfer_last_error());
     struct pinfer_model_info info;
     pinfer_model_get_info(m, &info);
@@ -100,14 +106,17 @@ int cmd_bench(int argc, char **argv)
         cp.n_ctx = (int)(n_prompt + n_gen + 1);
         cp.n_batch = (int)(n_prompt > 0 ? n_prompt : 1);
         sparse_flags_apply(&sfl, &cp);
+        cp.io_backend = cp0.io_backend;
+        cp.cache_hot = cp0.cache_hot;
         if (pinfer_ctx_new(&ctx, m, &cp)) { rc = args_error(C, "%s", pinfer_last_error()); break; }
         if (sparse_flags_calibrate(C, &sfl, m, ctx)) { rc = 1; pinfer_ctx_free(ctx); break; }
         int nt = threads[ti] ? threads[ti] : pinfer_cpu_count();
+        double tg_time = 0;
         for (int test = 0; test < 2 && rc == 0; test++) {
             long n = test == 0 ? n_prompt : n_gen;
             if (n == 0) continue;
             for (long r = -1; r < reps; r++) { /* r = -1: warm-up */
-                if (r == 0) pinfer_ctx_sparse_stats_reset(ctx);
+                if (r == 0) { pinfer_ctx_sparse_stats_reset(ctx); pinfer_ctx_cache_stats_reset(ctx); tg_time = 0; }
                 pinfer_ctx_reset(ctx);
                 double t0 = pinfer_now();
                 if (test == 0) {
@@ -122,6 +131,7 @@ int cmd_bench(int argc, char **argv)
                 }
                 double dt = pinfer_now() - t0;
                 if (r >= 0) ts[r] = (double)n / dt;
+                if (r >= 0 && test == 1) tg_time += dt;
                 if (r >= 0 && test == 1) rd[r] = pinfer_ctx_read_gbs(ctx);
             }
             if (rc) break;
@@ -149,6 +159,7 @@ int cmd_bench(int argc, char **argv)
                        mean, sd, bytes / 1e6, gbs, 100.0 * gbs / roof_gbs(nt, roof), roof_gbs(nt, roof), rcol, fcol);
                 fflush(stdout);
                 sparse_flags_report(stdout, &sfl, m, ctx);
+                budget_flags_report(stdout, ctx, (uint64_t)(n * reps), tg_time);
             }
             fflush(stdout);
         }

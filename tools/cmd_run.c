@@ -4,6 +4,7 @@
 #include "cmds.h"
 #include "pinfer.h"
 #include "sparse_flags.h"
+#include "budget_flags.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +33,7 @@ static void help(void)
            "      --repeat-last-n N   (default 64; 0 = off, -1 = context)\n"
            "      --ignore-eos        keep generating after end-of-sequence\n"
            "      --mmap              run from the file mapping instead of copying weights to memory\n"
-           SPARSE_FLAGS_HELP);
+           SPARSE_FLAGS_HELP BUDGET_FLAGS_HELP);
 }
 
 int cmd_run(int argc, char **argv)
@@ -45,11 +46,14 @@ int cmd_run(int argc, char **argv)
     const char *v;
     struct sparse_flags sfl;
     sparse_flags_init(&sfl);
+    struct budget_flags bfl;
+    budget_flags_init(&bfl);
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         v = i + 1 < argc ? argv[i + 1] : NULL;
         int sf = sparse_flags_parse(C, argc, argv, &i, &sfl);
+        if (sf == 0) sf = budget_flags_parse(C, argc, argv, &i, &bfl);
         if (sf < 0) return 2;
         if (sf > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { help(); return 0; }
@@ -91,8 +95,9 @@ int cmd_run(int argc, char **argv)
     double t0 = pinfer_now();
     struct pinfer_model_params mp = pinfer_model_default_params();
     mp.use_mmap = use_mmap;
-    if (pinfer_model_load(&model, model_path, &mp)) { args_error(C, "%s", pinfer_last_error()); goto out; }
     struct pinfer_ctx_params cp = pinfer_ctx_default_params();
+    if (budget_flags_apply(C, &bfl, model_path, &mp, &cp)) { rc = 2; goto out; }
+    if (pinfer_model_load(&model, model_path, &mp)) { args_error(C, "%s", pinfer_last_error()); goto out; }
     cp.n_ctx = (int)n_ctx;
     cp.n_threads = (int)n_threads;
     cp.n_batch = (int)n_batch;
@@ -125,6 +130,8 @@ int cmd_run(int argc, char **argv)
     }
     for (int i = 0; i < n_ids; i++) pinfer_sampler_accept(smp, ids[i]);
     double t_prompt = pinfer_now() - t1;
+    struct pinfer_cache_stats cs0;
+    bool has_cache = pinfer_ctx_cache_stats(ctx, &cs0) == 0;
 
     int pos = n_ids, n_gen = 0;
     const int32_t eos = pinfer_token_eos(model);
@@ -148,6 +155,15 @@ int cmd_run(int argc, char **argv)
             t_load, n_ids, n_ids / (t_prompt > 0 ? t_prompt : 1e-9), n_gen,
             n_gen / (t_gen > 0 ? t_gen : 1e-9), (double)pinfer_peak_rss() / (1 << 20));
     sparse_flags_report(stderr, &sfl, model, ctx);
+    if (has_cache) {
+        struct pinfer_cache_stats cs1;
+        pinfer_ctx_cache_stats(ctx, &cs1);
+        if (cs1.prefill_bytes)
+            fprintf(stderr, "pinfer: prompt streamed %.1f MB of FFN from storage (%.2f GB/s, I/O wait %.0f%% of prompt time)\n",
+                    cs1.prefill_bytes / 1e6, t_prompt > 0 ? cs1.prefill_bytes / 1e9 / t_prompt : 0.0,
+                    t_prompt > 0 ? 100 * cs1.prefill_wait_s / t_prompt : 0.0);
+        budget_flags_report(stderr, ctx, (uint64_t)(n_gen > 1 ? n_gen - 1 : 0), t_gen);
+    }
     rc = 0;
 out:
     pinfer_sampler_free(smp);

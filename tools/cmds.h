@@ -11,5 +11,6 @@ int cmd_synth(int argc, char **argv);
 int cmd_profile(int argc, char **argv);
 int cmd_prepare(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
+int cmd_iobench(int argc, char **argv);
 
 #endif

@@ -17,6 +17,7 @@ static const struct {
     { "profile", cmd_profile, "measure FFN activation sparsity of a model" },
     { "prepare", cmd_prepare, "re-lay a model as neuron bundles with activation predictors" },
     { "perplexity", cmd_perplexity, "perplexity of a text, and its change under a sparse FFN mode" },
+    { "iobench", cmd_iobench, "direct-I/O read throughput of this machine's storage (the roof)" },
 };
 
 static void usage(FILE *fp)

@@ -15,6 +15,8 @@
  *
  * Fault injection (tests): the environment variable PINFER_IO_FAULT="eio@N" makes the N-th read
  * (counting from 1 per io object) fail with EIO; "short@N" makes it return half its bytes.
+ * Reads are counted in pf_io_read order; the variable is read by pf_io_open, which refuses a
+ * malformed value (PINFER_EINVAL).
  *
  * Not thread-safe: one thread queues, submits and reaps (the decode step's main thread). */
 #ifndef PF_IO_IO_H
@@ -37,7 +39,7 @@ struct pf_io_params {
 
 struct pf_io_stats {
     uint64_t reads;        /* completed reads */
-    uint64_t bytes;        /* bytes of completed reads */
+    uint64_t bytes;        /* bytes of completed reads (file bytes: zeros past its end not counted) */
     double wait_s;         /* seconds spent blocked in pf_io_reap with min > 0 */
 };
 
@@ -54,7 +56,9 @@ const char *pf_io_backend_name(const struct pf_io *io); /* "uring" or "pread" */
 uint64_t pf_io_file_size(const struct pf_io *io);       /* size at open time */
 
 /* Queues a read of len bytes at file offset off into dst; tag comes back from pf_io_reap.
- * off, len, dst: multiples of PF_IO_ALIGN; off + len <= file size at open (else PINFER_EINVAL).
+ * off, len, dst: multiples of PF_IO_ALIGN, len > 0; off + len <= the file size at open rounded up
+ * to PF_IO_ALIGN (else PINFER_EINVAL): the file's last, partial block reads as its bytes followed
+ * by zeros. The caller keeps dst alive and untouched until the tag is reaped or pf_io_close.
  * Reads may start before pf_io_submit (when the queue is full). */
 int pf_io_read(struct pf_io *io, uint64_t off, size_t len, void *dst, uint64_t tag);
 
@@ -62,7 +66,9 @@ int pf_io_read(struct pf_io *io, uint64_t off, size_t len, void *dst, uint64_t t
 int pf_io_submit(struct pf_io *io);
 
 /* Waits until at least min reads have completed (min 0: only what is already done), stores up
- * to max of their tags in tags, returns how many; a failed read returns PINFER_EIO. */
+ * to max of their tags in tags, returns how many; a failed read returns PINFER_EIO. Submits
+ * whatever is queued first. min is capped at max and at pf_io_pending, so it never waits for
+ * reads that were not asked for. */
 int pf_io_reap(struct pf_io *io, uint64_t *tags, int max, int min);
 
 /* Reads queued or in flight and not yet reaped. */

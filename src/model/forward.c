@@ -21,6 +21,7 @@
 #include "core/checked.h"
 #include "core/error.h"
 #include "sparse/sparse.h"
+#include "cache/cache.h"
 #include "tensor/matmul.h"
 
 #include <math.h>
@@ -31,7 +32,8 @@
 struct pinfer_ctx_params pinfer_ctx_default_params(void)
 {
     struct pinfer_ctx_params p = { .n_ctx = 0, .n_threads = 0, .n_batch = 512, .sparse = PINFER_SPARSE_OFF,
-                                   .sparsity_target = 0.5f, .sparse_verify = false };
+                                   .sparsity_target = 0.5f, .sparse_verify = false,
+                                   .io_backend = PINFER_IO_AUTO, .cache_hot = -1 };
     return p;
 }
 
@@ -48,6 +50,34 @@ static void *alloc_array(size_t n, size_t size, size_t *total)
     if (posix_memalign(&p, 64, bytes) != 0) return NULL;
     if (total) *total += bytes;
     return p;
+}
+
+/* Under a memory budget: the per-step lists of the offloaded FFN, then the segment plan for
+ * what is left of the budget once the model's resident weights and this context's buffers
+ * (total bytes so far) are counted, and the neuron cache. */
+static int offload_init(struct pinfer_ctx *c, const struct pinfer_ctx_params *p, size_t total)
+{
+    const struct pinfer_model *m = c->m;
+    const size_t F = (size_t)m->info.n_ff, ncl = F + 1;
+    if ((size_t)m->head_dim * (size_t)m->info.n_head < (size_t)m->info.n_embd)
+        return pf_fail(PINFER_EUNSUPPORTED, "a memory budget needs n_head x head_dim >= n_embd");
+    size_t bytes = F * 3 * sizeof(void *) + F * 2 * sizeof(int) + ncl * sizeof(int);
+    char *mem = malloc(bytes);
+    if (!mem) return pf_fail(PINFER_ENOMEM, "out of memory");
+    c->off_mem = mem;
+    c->off_slotp = (const uint8_t **)(void *)mem; mem += F * sizeof(void *);
+    c->off_was = (const uint8_t **)(void *)mem;   mem += F * sizeof(void *);
+    c->off_mptr = (const uint8_t **)(void *)mem;  mem += F * sizeof(void *);
+    c->off_cand = (int *)(void *)mem;              mem += F * sizeof(int);
+    c->off_miss = (int *)(void *)mem;              mem += F * sizeof(int);
+    c->off_cstart = (int *)(void *)mem;
+    total += bytes;
+    total += (size_t)c->n_threads * (256u << 10); /* thread stacks actually touched, roughly */
+    struct pf_cache_plan plan;
+    int rc = pf_cache_plan(m, total, p->cache_hot, &plan);
+    if (rc) return rc;
+    rc = pf_cache_new(&c->cache, m, &plan, (enum pf_io_backend)p->io_backend);
+    return rc;
 }
 
 int pinfer_ctx_new(struct pinfer_ctx **out, struct pinfer_model *m, const struct pinfer_ctx_params *params)
@@ -132,6 +162,7 @@ int pinfer_ctx_new(struct pinfer_ctx **out, struct pinfer_model *m, const struct
         (p.sparse == PINFER_SPARSE_THRESHOLD && !c->hist) || !c->cnt || !c->lstats || (m->bundles && !c->dec))
         goto nomem;
     for (int l = 0; l < h->n_layer; l++) c->thresh[l] = 0;
+    if (m->mem_budget && (rc = offload_init(c, &p, total))) { pinfer_ctx_free(c); return rc; }
     *out = c;
     return 0;
 nomem:
@@ -143,6 +174,8 @@ nomem:
 void pinfer_ctx_free(struct pinfer_ctx *c)
 {
     if (!c) return;
+    pf_cache_free(c->cache);
+    free(c->off_mem);
     pf_pool_free(c->pool);
     free(c->k_cache); free(c->v_cache); free(c->x); free(c->xb); free(c->q); free(c->k);
     free(c->v); free(c->hg); free(c->hu); free(c->rope); free(c->att); free(c->att16);
@@ -292,6 +325,8 @@ int pinfer_decode(struct pinfer_ctx *c, const int32_t *tokens, int n, int pos, b
     for (int t = 0; t < n; t++)
         if (tokens[t] < 0 || tokens[t] >= h->n_vocab)
             return pf_fail(PINFER_EINVAL, "token id %d is outside the vocabulary (0..%d)", tokens[t], h->n_vocab - 1);
+    if (c->io_error)
+        return pf_fail(c->io_error, "an earlier read of the model failed; this context cannot go on");
 
     for (int t = 0; t < n; t++)
         c->kern->dequant[m->tok_embd.type]((const uint8_t *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_size,
@@ -328,7 +363,13 @@ int pinfer_decode(struct pinfer_ctx *c, const int32_t *tokens, int n, int pos, b
         /* feed-forward */
         for (int t = 0; t < n; t++) rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, L->ffn_norm, E, h->norm_eps);
         pf_ffn(c, l, n); /* src/sparse/ffn.c: x += FFN(xb) */
+        if (c->io_error) break;
         if (c->layer_hook) c->layer_hook(c->layer_ud, l, c->x, n, E);
+    }
+
+    if (c->io_error) {
+        c->n_logits = 0;
+        return pf_fail_context(c->io_error, "reading the model's FFN from %s", m->path);
     }
 
     /* head: all rows, or only the last token's */

@@ -440,13 +440,43 @@ static const uint8_t *reloc_addr(const uint8_t *base, const struct reloc *r, uin
     return base + x + (n && r[lo].off <= x ? r[lo].shift : 0);
 }
 
-static int load_weights(struct pinfer_model *m, const char *path, bool use_mmap)
+static bool is_bundle_offset(const struct pinfer_model *m, uint64_t off)
+{
+    if (!m->bundles) return false;
+    for (int l = 0; l < m->info.n_layer; l++)
+        if ((uintptr_t)m->bundles[l].data == off) return true;
+    return false;
+}
+
+/* Reads the tensors [i, k) of rel (adjacent in the file) into the arena at p (file offset alo at
+ * p), widened to whole pages for O_DIRECT; the widening lands in the arena's own room of the
+ * neighbouring (offloaded) tensors. */
+static int read_run(const char *path, uint8_t *p, uint64_t alo, uint64_t ahi, const struct reloc *rel, uint64_t i, uint64_t k,
+                    size_t *resident)
+{
+    uint64_t a = rel[i].off / ARENA_ALIGN * ARENA_ALIGN, b = (rel[k - 1].end + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+    if (a < alo) a = alo;
+    if (b > ahi) b = ahi;
+    /* huge pages only where the whole 2 MiB lies inside the run (no bundle bytes made resident) */
+    uintptr_t h0 = ((uintptr_t)(p + (a - alo)) + (2u << 20) - 1) & ~(uintptr_t)((2u << 20) - 1);
+    uintptr_t h1 = (uintptr_t)(p + (b - alo)) & ~(uintptr_t)((2u << 20) - 1);
+    if (h1 > h0) madvise((void *)h0, h1 - h0, MADV_HUGEPAGE);
+    *resident += (size_t)(b - a);
+    return read_range(path, a, b - a, p + (a - alo));
+}
+
+/* Copies the tensor data into one anonymous arena (file offset x at arena + x - alo, then each
+ * tensor moved up to a 64-byte boundary). With offload_ffn the bundle tensors are neither read
+ * nor moved: their room in the arena stays untouched (so never resident) and the neuron cache
+ * (src/cache/) reads them from the file. */
+static int load_weights(struct pinfer_model *m, const char *path, bool use_mmap, bool offload_ffn)
 {
     const struct gguf_file *f = m->gguf;
     uint64_t lo = UINT64_MAX, hi = 0, n = f->n_tensors;
     if (n == 0) return pf_fail(PINFER_EFORMAT, "model has no tensors");
     struct reloc *rel = calloc(n, sizeof *rel);
-    if (!rel) return pf_fail(PINFER_ENOMEM, "out of memory");
+    bool *skip = calloc(n, sizeof *skip);
+    if (!rel || !skip) { free(rel); free(skip); return pf_fail(PINFER_ENOMEM, "out of memory"); }
     for (uint64_t i = 0; i < n; i++) {
         const struct gguf_tensor *t = &f->tensors[i];
         rel[i].off = t->file_offset;
@@ -455,22 +485,35 @@ static int load_weights(struct pinfer_model *m, const char *path, bool use_mmap)
         if (rel[i].end > hi) hi = rel[i].end;
     }
     qsort(rel, n, sizeof *rel, reloc_cmp);
+    for (uint64_t i = 0; i < n; i++) skip[i] = offload_ffn && is_bundle_offset(m, rel[i].off);
     const uint8_t *base;
     if (use_mmap) {
         base = f->data;
     } else {
         uint64_t alo = lo / ARENA_ALIGN * ARENA_ALIGN, ahi;
-        if (ck_align_u64(hi, ARENA_ALIGN, &ahi)) { free(rel); return pf_fail(PINFER_EFORMAT, "tensor data end overflows"); }
+        if (ck_align_u64(hi, ARENA_ALIGN, &ahi)) { free(rel); free(skip); return pf_fail(PINFER_EFORMAT, "tensor data end overflows"); }
         size_t data_sz = (size_t)(ahi - alo), sz;
         /* room for the 64-byte moves: at most 63 bytes per tensor */
-        if (ck_add(data_sz, (size_t)n * 64 + ARENA_ALIGN, &sz)) { free(rel); return pf_fail(PINFER_EFORMAT, "tensor data too large"); }
-        void *p = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED) { free(rel); return pf_fail(PINFER_ENOMEM, "cannot allocate %.2f GiB for weights: %s", (double)sz / (1u << 30), strerror(errno)); }
-        madvise(p, sz, MADV_HUGEPAGE);
+        if (ck_add(data_sz, (size_t)n * 64 + ARENA_ALIGN, &sz)) { free(rel); free(skip); return pf_fail(PINFER_EFORMAT, "tensor data too large"); }
+        void *p = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) { free(rel); free(skip); return pf_fail(PINFER_ENOMEM, "cannot allocate %.2f GiB for weights: %s", (double)sz / (1u << 30), strerror(errno)); }
         m->arena = p;
         m->arena_size = sz;
-        int rc = read_range(path, alo, data_sz, p);
-        if (rc) { free(rel); return rc; }
+        int rc = 0;
+        if (!offload_ffn) {
+            madvise(p, sz, MADV_HUGEPAGE);
+            m->resident_bytes = data_sz;
+            rc = read_range(path, alo, data_sz, p);
+        } else {
+            for (uint64_t i = 0; i < n && !rc;) {
+                if (skip[i]) { i++; continue; }
+                uint64_t k = i + 1;
+                while (k < n && !skip[k]) k++;
+                rc = read_run(path, p, alo, ahi, rel, i, k, &m->resident_bytes);
+                i = k;
+            }
+        }
+        if (rc) { free(rel); free(skip); return rc; }
         base = (const uint8_t *)p - alo;
         /* shifts never decrease, so moving the last tensor first never overwrites unmoved data */
         uint64_t shift = 0;
@@ -480,9 +523,10 @@ static int load_weights(struct pinfer_model *m, const char *path, bool use_mmap)
             rel[i].shift = shift;
         }
         for (uint64_t i = n; i-- > 0;)
-            if (rel[i].shift)
+            if (rel[i].shift && !skip[i])
                 memmove((uint8_t *)(uintptr_t)(base + rel[i].off + rel[i].shift), base + rel[i].off, (size_t)(rel[i].end - rel[i].off));
     }
+    free(skip);
     /* rebase every weight pointer (stored as file offsets) onto memory */
 #define REBASE(w) (w).data = reloc_addr(base, rel, n, (uintptr_t)(w).data)
     REBASE(m->tok_embd);
@@ -493,7 +537,9 @@ static int load_weights(struct pinfer_model *m, const char *path, bool use_mmap)
         REBASE(L->wq); REBASE(L->wk); REBASE(L->wv); REBASE(L->wo);
         if (L->ffn_b) {
             struct pf_bundles *B = L->ffn_b;
-            REBASE(*B);
+            B->file_off = (uintptr_t)B->data;
+            if (offload_ffn) B->data = NULL;
+            else REBASE(*B);
             if (B->fc1.name) { REBASE(B->fc1); REBASE(B->fc2); }
         } else {
             REBASE(L->ffn_gate); REBASE(L->ffn_up); REBASE(L->ffn_down);
@@ -551,7 +597,26 @@ int pinfer_model_load(struct pinfer_model **out, const char *path, const struct 
         rc = pf_fail(PINFER_EFORMAT, "token_embd.weight has %d rows but the vocabulary has %d tokens", m->info.n_vocab, pf_vocab_n(m->vocab));
         goto err;
     }
-    if ((rc = load_weights(m, path, p.use_mmap))) goto err;
+    if (p.mem_budget) {
+        if (!m->bundles) {
+            rc = pf_fail(PINFER_EINVAL, "a memory budget needs a prepared model (its FFN as neuron bundles): run pinfer prepare -m %s -o PREPARED.gguf first", path);
+            goto err;
+        }
+        if (p.use_mmap) { rc = pf_fail(PINFER_EINVAL, "a memory budget and --mmap exclude each other"); goto err; }
+        for (int l = 0; l < m->info.n_layer; l++)
+            if ((uintptr_t)m->bundles[l].data % 4096) {
+                rc = pf_fail(PINFER_EFORMAT, "blk.%d.ffn_bundle.weight is not 4096-aligned in the file (direct I/O needs it)", l);
+                goto err;
+            }
+        m->mem_budget = p.mem_budget;
+        if (!(m->path = strdup(path))) { rc = pf_fail(PINFER_ENOMEM, "out of memory"); goto err; }
+    }
+    if ((rc = load_weights(m, path, p.use_mmap, p.mem_budget > 0))) goto err;
+    if (p.mem_budget && m->resident_bytes > p.mem_budget) {
+        rc = pf_fail(PINFER_ENOMEM, "memory budget of %.1f MiB is too small: the weights that always stay in memory (attention, embeddings, output, predictors) alone take %.1f MiB",
+                     (double)p.mem_budget / (1 << 20), (double)m->resident_bytes / (1 << 20));
+        goto err;
+    }
     *out = m;
     return 0;
 err:
@@ -564,6 +629,7 @@ void pinfer_model_free(struct pinfer_model *m)
 {
     if (!m) return;
     if (m->arena) munmap(m->arena, m->arena_size);
+    free(m->path);
     free(m->f32_norms);
     free(m->norm_src);
     free(m->layers);

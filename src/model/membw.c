@@ -33,7 +33,9 @@ static void read_fn(void *arg, int ith, int nth)
 double pinfer_ctx_read_gbs(struct pinfer_ctx *ctx)
 {
     const struct pinfer_model *m = ctx->m;
-    if (!m->arena || m->arena_size < (1u << 20)) return 0;
+    /* under a budget the arena has untouched room for the offloaded FFN: reading it would
+       make it resident */
+    if (!m->arena || m->arena_size < (1u << 20) || m->mem_budget) return 0;
     struct read_task t = { .p = m->arena, .n = m->arena_size };
     double t0 = pf_now();
     pf_pool_run(ctx->pool, read_fn, &t);

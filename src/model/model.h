@@ -22,6 +22,7 @@ struct pf_weight {
 struct pf_bundles; /* sparse/sparse.h */
 struct pf_kernels; /* tensor/kernels.h */
 struct pf_dec_thread; /* sparse/sparse.h */
+struct pf_cache; /* cache/cache.h */
 
 struct pf_layer {
     const float *attn_norm;          /* (n_embd) */
@@ -45,7 +46,10 @@ struct pinfer_model {
     struct pf_weight output;         /* n_embd -> n_vocab (tok_embd when tied) */
     struct pf_layer *layers;         /* n_layer */
     void *arena;                     /* weights copied out of the file (NULL with use_mmap) */
-    size_t arena_size;
+    size_t arena_size;               /* virtual size (offloaded bundles' room is never touched) */
+    size_t resident_bytes;           /* bytes of the arena actually read (resident) */
+    uint64_t mem_budget;             /* bytes, 0 = none: FFN bundles offloaded (src/cache/) */
+    char *path;                      /* with a budget: the file, for direct reads */
     float *f32_norms;                /* all norm vectors as f32: output, then attn/ffn per layer */
     struct pf_weight *norm_src;      /* during loading only: where each norm lies in the file */
     struct pf_bundles *bundles;      /* prepared models: n_layer, pointed to by layers[l].ffn_b */
@@ -130,6 +134,13 @@ struct pinfer_ctx {
     struct pf_sparse_count *cnt;          /* (n_threads) */
     struct pf_sparse_layer_stats *lstats; /* (n_layer) */
     uint64_t n_sparse_tokens;
+
+    /* ---- under a memory budget (src/cache/, src/sparse/ffn_offload.c) ---- */
+    struct pf_cache *cache;
+    const uint8_t **off_slotp, **off_was, **off_mptr; /* (n_ff) each */
+    int *off_cand, *off_miss, *off_cstart;            /* (n_ff), (n_ff), (n_ff + 1) */
+    void *off_mem;
+    int io_error;        /* sticky: a read of the model failed */
 };
 
 /* Seconds since an arbitrary start (CLOCK_MONOTONIC). */

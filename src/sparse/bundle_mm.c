@@ -144,6 +144,7 @@ struct down_task {
     int n_tok;
     float *out;
     float *panel;
+    bool accumulate;
 };
 
 static void down_fn(void *arg, int ith, int nth)
@@ -159,7 +160,7 @@ static void down_fn(void *arg, int ith, int nth)
     float *panel = t->panel + (size_t)ith * PF_PANEL_FLOATS;
     pf_down_panel_fn fn = t->sk->down_panel[b->type];
     const char *down = (const char *)b->data + 2 * b->row_size;
-    for (int t0 = 0; t0 < t->n_tok; t0++)
+    for (int t0 = 0; t0 < t->n_tok && !t->accumulate; t0++)
         memset(t->out + (size_t)t0 * E + c0, 0, (size_t)(c1 - c0) * sizeof(float));
     for (int e0 = c0; e0 < c1; e0 += PF_PANEL_COLS) {
         int ne = c1 - e0 < PF_PANEL_COLS ? c1 - e0 : PF_PANEL_COLS;
@@ -172,8 +173,9 @@ static void down_fn(void *arg, int ith, int nth)
 }
 
 void pf_bundle_down(struct pf_pool *pool, const struct pf_bundles *b, const float *h, int n_tok,
-                    float *out, float *panel)
+                    float *out, float *panel, bool accumulate)
 {
-    struct down_task t = { .sk = pf_sparse_kernels(), .b = b, .h = h, .n_tok = n_tok, .out = out, .panel = panel };
+    struct down_task t = { .sk = pf_sparse_kernels(), .b = b, .h = h, .n_tok = n_tok, .out = out, .panel = panel,
+                           .accumulate = accumulate };
     pf_pool_run(pool, down_fn, &t);
 }

@@ -57,7 +57,7 @@ float pf_act_full(enum pinfer_act act, float g, float u)
     return act_silu(g) * u;
 }
 
-static void ffn_activate(float *g, const float *u, size_t n, enum pinfer_act act)
+void pf_ffn_activate(float *g, const float *u, size_t n, enum pinfer_act act)
 {
     switch (act) {
     case PINFER_ACT_SILU: for (size_t i = 0; i < n; i++) g[i] = act_silu(g[i]) * u[i]; break;
@@ -130,7 +130,7 @@ static void ffn_original(struct pinfer_ctx *c, int l, int n, bool record, bool s
     mm(c, c->hu, &L->ffn_up, c->xb, n);
     if (record) pf_hist_add(c, l, c->hg, (size_t)n * F);
     if (sparse_step) mask_original(c, l);
-    ffn_activate(c->hg, c->hu, (size_t)n * F, h->act);
+    pf_ffn_activate(c->hg, c->hu, (size_t)n * F, h->act);
     call_hooks(c, l, c->hg, NULL, NULL, n);
     mm(c, c->xb, &L->ffn_down, c->hg, n);
     for (size_t i = 0; i < (size_t)n * E; i++) c->x[i] += c->xb[i];
@@ -143,9 +143,14 @@ static void ffn_bundles(struct pinfer_ctx *c, int l, int n, bool record, bool on
     const struct pf_bundles *b = c->m->layers[l].ffn_b;
     const struct pinfer_model_info *h = &c->m->info;
     const int E = h->n_embd, F = h->n_ff;
+    if (c->cache && !one) {
+        pf_ffn_offload_batch(c, l, n, record); /* hooks are not called under a budget */
+        return;
+    }
     if (one) {
         /* c->q is free during the FFN (the attention output is already in x) */
-        pf_ffn_bundle_decode(c, l, c->q);
+        if (c->cache) pf_ffn_offload_decode(c, l, c->q);
+        else pf_ffn_bundle_decode(c, l, c->q);
         if (record) pf_hist_add(c, l, c->hu, (size_t)F); /* the decode step left the gates in hu */
         call_hooks(c, l, c->hg, b->perm, c->hu, 1);
         for (int i = 0; i < E; i++) c->x[i] += c->q[i];
@@ -153,9 +158,9 @@ static void ffn_bundles(struct pinfer_ctx *c, int l, int n, bool record, bool on
     }
     pf_bundle_gate_up(c->pool, c->kern, b, c->xb, n, c->hg, c->hu, c->scratch);
     if (record) pf_hist_add(c, l, c->hg, (size_t)n * F);
-    ffn_activate(c->hg, c->hu, (size_t)n * F, h->act);
+    pf_ffn_activate(c->hg, c->hu, (size_t)n * F, h->act);
     call_hooks(c, l, c->hg, b->perm, c->hu, n);
-    pf_bundle_down(c->pool, b, c->hg, n, c->xb, c->panel);
+    pf_bundle_down(c->pool, b, c->hg, n, c->xb, c->panel, false);
     for (size_t i = 0; i < (size_t)n * E; i++) c->x[i] += c->xb[i];
 }
 

@@ -26,7 +26,7 @@
  * The kernels keep a steady stream of prefetches going (prefetch.h): the next cluster's
  * candidate rows, and before them the down rows of the cluster just decided. No allocation per
  * token: per-thread lists (pf_dec_thread) and partial outputs live in the context. */
-#include "sparse/sparse.h"
+#include "sparse/decode.h"
 
 #include "core/checked.h"
 #include "sparse/sparse_kernels.h"
@@ -72,34 +72,6 @@ void pf_dec_threads_free(struct pf_dec_thread *d, int n)
     if (!d) return;
     for (int i = 0; i < n; i++) free(d[i].mem);
     free(d);
-}
-
-struct dec_task {
-    struct pinfer_ctx *c;
-    const struct pf_bundles *b;
-    const struct pf_sparse_kernels *sk;
-    const struct pf_kernels *kt;
-    enum pinfer_sparse_mode mode;
-    enum pinfer_act act;
-    bool relu, verify, want_gates;
-    const void *xa;
-    const float *logit;   /* predictor mode */
-    float cut;            /* predictor threshold or threshold-mode cut */
-    int cluster_size, n_clusters;
-    int ideal_every;      /* benchmark aid (docs/sparse.md): candidates are every k-th slot */
-    size_t pf_rows;       /* rows of a candidate slot to prefetch ahead: gate, or gate and up */
-};
-
-static inline bool is_candidate(const struct dec_task *t, int j)
-{
-    if (t->ideal_every) return j % t->ideal_every == 0;
-    return t->mode != PINFER_SPARSE_PREDICTOR || t->logit[j] > t->cut;
-}
-
-static inline int cluster_end(const struct dec_task *t, int cl)
-{
-    int e = (cl + 1) * t->cluster_size;
-    return e < t->b->n_ff ? e : t->b->n_ff;
 }
 
 /* Queues the candidate rows of cluster cl for prefetching. */
@@ -228,7 +200,7 @@ static void dec_fn(void *arg, int ith, int nth)
     c->cnt[ith] = k;
 }
 
-void pf_ffn_bundle_decode(struct pinfer_ctx *c, int l, float *out)
+void pf_dec_setup(struct pinfer_ctx *c, int l, struct dec_task *tp)
 {
     const struct pf_bundles *b = c->m->layers[l].ffn_b;
     const struct pinfer_model_info *h = &c->m->info;
@@ -269,11 +241,23 @@ void pf_ffn_bundle_decode(struct pinfer_ctx *c, int l, float *out)
         else k->from_f32[pf_type_get(b->type)->vec_dot_type](c->xb, xa, E);
         t.xa = xa;
     }
-    pf_pool_run(c->pool, dec_fn, &t);
-    const int nth = c->n_threads;
+    *tp = t;
+}
+
+void pf_dec_reduce(struct pinfer_ctx *c, float *out)
+{
+    const int E = c->m->info.n_embd, nth = c->n_threads;
     memcpy(out, c->ypart, (size_t)E * sizeof *out);
     for (int i = 1; i < nth; i++) {
         const float *p = c->ypart + (size_t)i * (size_t)E;
         for (int e = 0; e < E; e++) out[e] += p[e];
     }
+}
+
+void pf_ffn_bundle_decode(struct pinfer_ctx *c, int l, float *out)
+{
+    struct dec_task t;
+    pf_dec_setup(c, l, &t);
+    pf_pool_run(c->pool, dec_fn, &t);
+    pf_dec_reduce(c, out);
 }

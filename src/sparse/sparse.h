@@ -18,7 +18,9 @@
 /* One layer's FFN in bundle layout. */
 struct pf_bundles {
     const void *data;      /* n_ff slots, each 3 rows of n_embd elements of `type`:
-                              gate row, up row, down column (transposed) */
+                              gate row, up row, down column (transposed); NULL when
+                              offloaded (a memory budget: src/cache/ serves the slots) */
+    uint64_t file_off;     /* absolute offset of the bundle tensor in the file */
     int type;
     int n_embd, n_ff;
     size_t row_size;       /* bytes of one row (n_embd elements) */
@@ -62,13 +64,25 @@ void pf_ffn(struct pinfer_ctx *c, int layer, int n_tok);
 /* Single-token step on bundles (ffn_decode.c): out[0..n_embd) = FFN(c->xb). */
 void pf_ffn_bundle_decode(struct pinfer_ctx *c, int layer, float *out);
 
+/* The same under a memory budget (ffn_offload.c), slots served by c->cache: the single-token
+ * step (same bits as pf_ffn_bundle_decode) and a batch (same bits as the in-memory batch),
+ * whose output is added to c->x. I/O errors are left in c->io_error. */
+void pf_ffn_offload_decode(struct pinfer_ctx *c, int layer, float *out);
+void pf_ffn_offload_batch(struct pinfer_ctx *c, int layer, int n_tok, bool record);
+
+/* g[i] = act(g[i], u[i]) for n neurons (in place). */
+void pf_ffn_activate(float *g, const float *u, size_t n, enum pinfer_act act);
+
 /* Batched dense FFN on bundles (bundle_mm.c). gate/up: hg, hu (n_tok x n_ff, slot order) =
  * x (n_tok x n_embd) times the gate/up rows; scratch as pf_matmul's. down: out (n_tok x n_embd)
- * = h (n_tok x n_ff, slot order) times the down columns; panel: n_threads x PF_PANEL_FLOATS. */
+ * = h (n_tok x n_ff, slot order) times the down columns (added to out when accumulate), each
+ * output summed over the slots in order, PF_PANEL_ROWS at a time: a layer run as consecutive
+ * views of multiples of PF_PANEL_ROWS slots gives the same bits as one call; panel: n_threads x
+ * PF_PANEL_FLOATS. */
 void pf_bundle_gate_up(struct pf_pool *pool, const struct pf_kernels *k, const struct pf_bundles *b,
                        const float *x, int n_tok, float *hg, float *hu, void *scratch);
 void pf_bundle_down(struct pf_pool *pool, const struct pf_bundles *b, const float *h, int n_tok,
-                    float *out, float *panel);
+                    float *out, float *panel, bool accumulate);
 /* Bytes of scratch pf_bundle_gate_up needs (the activations in the dot format). */
 size_t pf_bundle_scratch_size(const struct pf_bundles *b, int n_tok);
 

@@ -1,0 +1,306 @@
+/* The neuron cache: segment plan, hot slots, cold LRU, reads of missing slots (cache.h). */
+#include "cache/cache.h"
+
+#include "core/checked.h"
+#include "core/error.h"
+#include "sparse/sparse.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define PAGE PF_IO_ALIGN
+#define STAGE_MAX (16u << 20)
+
+static uint64_t round_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+
+size_t pf_cache_slot_span(size_t slot_size)
+{
+    /* a slot starting anywhere in a page covers at most this many whole pages */
+    return (size_t)round_up(slot_size, PAGE) + PAGE;
+}
+
+/* Staging bytes: a whole layer's FFN if small, else up to 16 MiB (a round of reads);
+ * PINFER_STAGE_BYTES overrides (tests force several rounds per layer with it). Never less than
+ * one cluster's pages (a decode round) and two chunks of PF_PANEL_ROWS slots (the halves of
+ * the prefill double buffer). */
+static uint64_t stage_bytes(const struct pinfer_model *m)
+{
+    const struct pf_bundles *b = &m->bundles[0];
+    const uint64_t S = b->slot_size;
+    const int cs = m->info.cluster_size > 0 ? m->info.cluster_size : 16;
+    uint64_t layer = round_up((uint64_t)b->n_ff * S, PAGE) + PAGE, s = layer < STAGE_MAX ? layer : STAGE_MAX;
+    const char *e = getenv("PINFER_STAGE_BYTES");
+    if (e && *e) s = strtoull(e, NULL, 10);
+    uint64_t min = round_up((uint64_t)cs * S, PAGE) + 2 * PAGE, pre = 2 * (round_up(PF_PANEL_ROWS * S, PAGE) + 2 * PAGE);
+    if (min < pre) min = pre;
+    if (s < min) s = min;
+    return round_up(s, PAGE);
+}
+
+static uint64_t meta_bytes(const struct pinfer_model *m, uint64_t n_cold)
+{
+    const uint64_t L = (uint64_t)m->info.n_layer, F = (uint64_t)m->info.n_ff;
+    return L * F * sizeof(int32_t) + n_cold * 3 * sizeof(int32_t) + L * (sizeof(int) + sizeof(void *)) + sizeof(struct pf_cache);
+}
+
+int pf_cache_plan(const struct pinfer_model *m, uint64_t ctx_bytes, float hot_frac, struct pf_cache_plan *p)
+{
+    memset(p, 0, sizeof *p);
+    const struct pf_bundles *b = &m->bundles[0];
+    const uint64_t L = (uint64_t)m->info.n_layer, F = (uint64_t)m->info.n_ff;
+    const uint64_t stride = round_up(b->slot_size, 64);
+    p->budget = m->mem_budget;
+    p->weights = m->resident_bytes;
+    p->ctx = ctx_bytes;
+    p->stage = stage_bytes(m);
+    p->meta = meta_bytes(m, 0);
+    const uint64_t fixed = p->weights + p->ctx + p->stage + p->meta;
+    if (fixed > p->budget)
+        return pf_fail(PINFER_ENOMEM,
+                       "memory budget of %.1f MiB is too small: the fixed segment needs %.1f MiB (weights kept in memory "
+                       "%.1f, context %.1f, I/O staging %.1f, cache tables %.1f); the smallest workable budget is %.0f MiB",
+                       (double)p->budget / (1 << 20), (double)fixed / (1 << 20), (double)p->weights / (1 << 20),
+                       (double)p->ctx / (1 << 20), (double)p->stage / (1 << 20), (double)p->meta / (1 << 20),
+                       (double)((fixed + (1 << 20) - 1) >> 20));
+    uint64_t avail = p->budget - fixed;
+    if (hot_frac < 0) hot_frac = 0.5f;
+    if (hot_frac > 1) hot_frac = 1;
+    /* hot: a page-rounded block per layer */
+    uint64_t n_hot = (uint64_t)((double)avail * hot_frac) / L / b->slot_size;
+    if (n_hot > F) n_hot = F;
+    while (n_hot > 0 && L * round_up(n_hot * b->slot_size, PAGE) > avail) n_hot--;
+    if (n_hot < F) n_hot = n_hot / PF_PANEL_ROWS * PF_PANEL_ROWS; /* whole prefill chunks */
+    p->n_hot = (int)n_hot;
+    p->hot = n_hot ? L * round_up(n_hot * b->slot_size, PAGE) : 0;
+    avail -= p->hot;
+    /* cold: entries plus their LRU links */
+    uint64_t n_cold = avail / (stride + 3 * sizeof(int32_t));
+    if (n_cold > L * (F - n_hot)) n_cold = L * (F - n_hot);
+    if (n_cold > INT32_MAX / 2) n_cold = INT32_MAX / 2;
+    p->n_cold = (int)n_cold;
+    p->cold = n_cold * stride;
+    p->meta = meta_bytes(m, n_cold);
+    return 0;
+}
+
+static void *map_anon(size_t n)
+{
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* Reads the hot slots of every layer, in 4 MiB pieces so several are in flight. */
+static int read_hot(struct pf_cache *c)
+{
+    const size_t piece = 4u << 20;
+    const uint64_t fsz = pf_io_file_size(c->io);
+    for (int l = 0; l < c->n_layer; l++) {
+        uint64_t len = round_up((uint64_t)c->n_hot[l] * c->slot_size, PAGE);
+        for (uint64_t o = 0; o < len; o += piece) {
+            uint64_t n = len - o < piece ? len - o : piece;
+            if (c->b[l].file_off + o + n > round_up(fsz, PAGE))
+                return pf_fail(PINFER_EFORMAT, "layer %d's bundles run past the end of the file", l);
+            int rc = pf_io_read(c->io, c->b[l].file_off + o, (size_t)n, c->hot[l] + o, 0);
+            if (rc) return rc;
+            if (pf_io_pending(c->io) >= 16 && (rc = pf_cache_wait(c)) < 0) return rc;
+        }
+    }
+    int rc = pf_cache_wait(c);
+    c->io_wait_s = 0; /* creation is not decode time */
+    c->reads = c->bytes_read = 0;
+    return rc < 0 ? rc : 0;
+}
+
+int pf_cache_new(struct pf_cache **out, const struct pinfer_model *m, const struct pf_cache_plan *p, enum pf_io_backend backend)
+{
+    *out = NULL;
+    struct pf_cache *c = calloc(1, sizeof *c);
+    if (!c) return pf_fail(PINFER_ENOMEM, "out of memory");
+    const int L = m->info.n_layer, F = m->info.n_ff;
+    c->n_layer = L;
+    c->n_ff = F;
+    c->b = m->bundles;
+    c->slot_size = m->bundles[0].slot_size;
+    c->stride = (size_t)round_up(c->slot_size, 64);
+    c->budget = p->budget;
+    c->fixed_bytes = p->weights + p->ctx + p->stage + p->meta;
+    c->meta_bytes = p->meta;
+    c->head = c->tail = -1;
+    struct pf_io_params iop = pf_io_default_params();
+    iop.backend = backend;
+    int rc = pf_io_open(&c->io, m->path, &iop);
+    if (rc) { free(c); return rc; }
+    c->n_hot = calloc((size_t)L, sizeof *c->n_hot);
+    c->hot = calloc((size_t)L, sizeof *c->hot);
+    c->entry_of = malloc((size_t)L * (size_t)F * sizeof *c->entry_of);
+    c->stage_cap = (size_t)p->stage;
+    c->stage = pf_io_alloc(c->stage_cap);
+    if (!c->n_hot || !c->hot || !c->entry_of || !c->stage) goto nomem;
+    memset(c->entry_of, 0xff, (size_t)L * (size_t)F * sizeof *c->entry_of);
+    if (p->n_hot > 0) {
+        const size_t per = (size_t)round_up((uint64_t)p->n_hot * c->slot_size, PAGE);
+        c->hot_bytes = per * (size_t)L;
+        if (!(c->hot_mem = pf_io_alloc(c->hot_bytes))) goto nomem;
+        for (int l = 0; l < L; l++) {
+            c->n_hot[l] = p->n_hot;
+            c->hot[l] = (uint8_t *)c->hot_mem + per * (size_t)l;
+        }
+    }
+    if (p->n_cold > 0) {
+        c->n_cold = p->n_cold;
+        c->cold_bytes = (size_t)p->n_cold * c->stride;
+        c->cold = map_anon(c->cold_bytes);
+        c->key = malloc((size_t)p->n_cold * sizeof *c->key);
+        c->prev = malloc((size_t)p->n_cold * sizeof *c->prev);
+        c->next = malloc((size_t)p->n_cold * sizeof *c->next);
+        if (!c->cold || !c->key || !c->prev || !c->next) goto nomem;
+        for (int e = 0; e < c->n_cold; e++) {
+            c->key[e] = -1;
+            c->prev[e] = e - 1;
+            c->next[e] = e + 1 < c->n_cold ? e + 1 : -1;
+        }
+        c->head = 0;
+        c->tail = c->n_cold - 1;
+    }
+    if ((rc = read_hot(c))) { pf_cache_free(c); return pf_fail_context(rc, "reading the hot neurons"); }
+    *out = c;
+    return 0;
+nomem:
+    pf_cache_free(c);
+    return pf_fail(PINFER_ENOMEM, "out of memory for the neuron cache");
+}
+
+void pf_cache_free(struct pf_cache *c)
+{
+    if (!c) return;
+    if (c->io) pf_io_close(c->io);
+    if (c->hot_mem) pf_io_free(c->hot_mem, c->hot_bytes);
+    if (c->stage) pf_io_free(c->stage, c->stage_cap);
+    if (c->cold) munmap(c->cold, c->cold_bytes);
+    free(c->n_hot); free(c->hot); free(c->entry_of); free(c->key); free(c->prev); free(c->next);
+    free(c);
+}
+
+/* ==== cold LRU ==== */
+
+static void lru_unlink(struct pf_cache *c, int e)
+{
+    if (c->prev[e] >= 0) c->next[c->prev[e]] = c->next[e]; else c->head = c->next[e];
+    if (c->next[e] >= 0) c->prev[c->next[e]] = c->prev[e]; else c->tail = c->prev[e];
+}
+
+static void lru_push_head(struct pf_cache *c, int e)
+{
+    c->prev[e] = -1;
+    c->next[e] = c->head;
+    if (c->head >= 0) c->prev[c->head] = e; else c->tail = e;
+    c->head = e;
+}
+
+const uint8_t *pf_cache_lookup(struct pf_cache *c, int l, int j)
+{
+    if (j < c->n_hot[l]) { c->hits_hot++; return c->hot[l] + (size_t)j * c->slot_size; }
+    int e = c->entry_of[(size_t)l * (size_t)c->n_ff + (size_t)j];
+    if (e < 0) return NULL;
+    c->hits_cold++;
+    if (c->head != e) { lru_unlink(c, e); lru_push_head(c, e); }
+    return c->cold + (size_t)e * c->stride;
+}
+
+void pf_cache_insert(struct pf_cache *c, int l, int j, const uint8_t *src)
+{
+    if (c->n_cold == 0 || j < c->n_hot[l]) return;
+    const int32_t k = (int32_t)((size_t)l * (size_t)c->n_ff + (size_t)j);
+    if (c->entry_of[k] >= 0) return;
+    int e = c->tail;
+    if (c->key[e] >= 0) { c->entry_of[c->key[e]] = -1; c->evictions++; }
+    memcpy(c->cold + (size_t)e * c->stride, src, c->slot_size);
+    c->key[e] = k;
+    c->entry_of[k] = e;
+    lru_unlink(c, e);
+    lru_push_head(c, e);
+}
+
+/* ==== reads ==== */
+
+int pf_cache_fetch(struct pf_cache *c, int l, const int *js, int n, const uint8_t **ptr)
+{
+    const uint64_t base = c->b[l].file_off, S = c->slot_size;
+    size_t pos = 0;
+    int i = 0;
+    while (i < n) {
+        /* one run: slots whose page ranges touch or overlap */
+        const uint64_t a = (base + (uint64_t)js[i] * S) / PAGE * PAGE;
+        uint64_t e = round_up(base + (uint64_t)(js[i] + 1) * S, PAGE);
+        int k = i + 1;
+        while (k < n) {
+            uint64_t a2 = (base + (uint64_t)js[k] * S) / PAGE * PAGE, e2 = round_up(base + (uint64_t)(js[k] + 1) * S, PAGE);
+            if (a2 > e || pos + (e2 - a) > c->stage_cap) break;
+            e = e2;
+            k++;
+        }
+        if (pos + (e - a) > c->stage_cap) {
+            if (i == 0) return pf_fail(PINFER_ENOMEM, "I/O staging area of %zu bytes cannot hold one slot", c->stage_cap);
+            break;
+        }
+        int rc = pf_io_read(c->io, a, (size_t)(e - a), c->stage + pos, 0);
+        if (rc) return rc;
+        for (int q = i; q < k; q++) ptr[q] = c->stage + pos + (base + (uint64_t)js[q] * S - a);
+        c->reads++;
+        c->bytes_read += e - a;
+        pos += (size_t)(e - a);
+        i = k;
+    }
+    c->misses += (uint64_t)i;
+    int rc = pf_io_submit(c->io);
+    return rc ? rc : i;
+}
+
+int pf_cache_wait(struct pf_cache *c)
+{
+    uint64_t tags[64];
+    while (pf_io_pending(c->io) > 0) {
+        double t0 = pf_now();
+        int rc = pf_io_reap(c->io, tags, 64, 1);
+        c->io_wait_s += pf_now() - t0;
+        if (rc < 0) return rc;
+    }
+    return 0;
+}
+
+/* ==== public statistics ==== */
+
+int pinfer_ctx_cache_stats(const struct pinfer_ctx *ctx, struct pinfer_cache_stats *st)
+{
+    const struct pf_cache *c = ctx->cache;
+    memset(st, 0, sizeof *st);
+    if (!c) return pf_fail(PINFER_EINVAL, "the model was loaded without a memory budget");
+    st->budget = c->budget;
+    st->fixed_bytes = c->fixed_bytes;
+    st->hot_bytes = c->hot_bytes;
+    st->cold_bytes = c->cold_bytes;
+    st->hot_slots = c->n_layer ? c->n_hot[0] : 0;
+    st->cold_entries = c->n_cold;
+    st->io_backend = pf_io_backend_name(c->io);
+    st->hits = c->hits_hot + c->hits_cold;
+    st->misses = c->misses;
+    st->reads = c->reads;
+    st->bytes_read = c->bytes_read;
+    st->io_wait_s = c->io_wait_s;
+    st->evictions = c->evictions;
+    st->rounds = c->rounds;
+    st->prefill_reads = c->prefill_reads;
+    st->prefill_bytes = c->prefill_bytes;
+    st->prefill_wait_s = c->prefill_wait_s;
+    return 0;
+}
+
+void pinfer_ctx_cache_stats_reset(struct pinfer_ctx *ctx)
+{
+    struct pf_cache *c = ctx->cache;
+    if (!c) return;
+    c->hits_hot = c->hits_cold = c->misses = c->reads = c->bytes_read = c->evictions = c->rounds = 0;
+    c->prefill_reads = c->prefill_bytes = 0;
+    c->io_wait_s = c->prefill_wait_s = 0;
+}

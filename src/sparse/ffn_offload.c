@@ -1,0 +1,281 @@
+/* The FFN on bundles under a memory budget: slots come from the neuron cache (src/cache/),
+ * missing ones are read from the file with direct I/O while resident ones are computed.
+ *
+ * Single-token step, per layer:
+ *   1. setup as in memory (predictor, x in the dot format: pf_dec_setup);
+ *   2. the candidates are split into rounds of whole clusters such that each round's missing
+ *      slots fit in the staging area (usually one round per layer);
+ *   3. per round: look the candidates up (hits), queue the reads of the misses (runs of adjacent
+ *      slots, page-aligned, coalesced) and submit them; the threads compute the gate and up dots
+ *      of the resident candidates while the reads are in flight (phase A); then wait, and the
+ *      threads compute the missing candidates' gates and ups and add every down row of the
+ *      round (phase B); the slots read enter the cold cache;
+ *   4. out = y_0 + y_1 + ...
+ *
+ * Same numbers as in memory, bit for bit: each neuron's gate and up dots are computed by the
+ * same gather_dot kernel (whose result per row does not depend on the other rows of a call),
+ * the activation by the same rule, and the down rows are added by the same down_accum kernel,
+ * cluster cl by thread cl mod n_threads, clusters in increasing order, slots in order within a
+ * cluster: exactly the partial sums ffn_decode.c forms. Only the time at which a neuron's
+ * gate is computed differs, which no sum sees.
+ *
+ * Batches (prefill): each layer's slots are streamed in chunks through the two halves of the
+ * staging area (the read of chunk k+1 in flight while chunk k is computed), the hot slots
+ * straight from the hot segment; each chunk runs the dense bundle kernels (bundle_mm.c) and its
+ * output is added to the residual. */
+#include "sparse/decode.h"
+
+#include "cache/cache.h"
+#include "core/error.h"
+
+#include <math.h>
+#include <string.h>
+
+struct off_task {
+    const struct dec_task *t;
+    const uint8_t **slotp;   /* (n_ff) resident address of each candidate, NULL until read */
+    const int *cand_start;   /* (n_clusters + 1) index of each cluster's first candidate */
+    const int *cand;         /* candidate slots in order */
+    int c0, c1;              /* the round: clusters [c0, c1) */
+    bool phase_b;            /* false: resident candidates' gates/ups; true: missing ones, downs */
+};
+
+/* Gates and ups of the candidates of cluster cl that are resident (want_missing false) or that
+ * were missing (want_missing true; their slotp is set now); h into c->hg. */
+static void gate_up(const struct off_task *o, struct pf_dec_thread *w, int cl, const uint8_t *const *was, bool want_missing,
+                    struct pf_sparse_count *k)
+{
+    const struct dec_task *t = o->t;
+    const struct pf_bundles *b = t->b;
+    const size_t rs = b->row_size;
+    const bool off = t->mode == PINFER_SPARSE_OFF;
+    struct pf_dec_cluster *q = &w->st[0];
+    pf_gather_dot_fn gather = t->sk->gather_dot[b->type];
+    q->ng = q->nu = 0;
+    for (int i = o->cand_start[cl]; i < o->cand_start[cl + 1]; i++) {
+        int j = o->cand[i];
+        if ((was[j] == NULL) != want_missing) continue;
+        q->idx[q->ng] = j;
+        w->rows[q->ng++] = o->slotp[j];
+    }
+    if (!q->ng) return;
+    gather(t->kt, w->rows, q->ng, t->xa, b->n_embd, q->g, NULL);
+    for (int i = 0; i < q->ng; i++) {
+        float g = q->g[i];
+        bool pass = off || !t->relu || g > 0;
+        if (!off && t->mode == PINFER_SPARSE_THRESHOLD && !(fabsf(pf_act_gate(t->act, g)) >= t->cut)) pass = false;
+        if (t->want_gates) t->c->hu[q->idx[i]] = g;
+        if (!pass) { t->c->hg[q->idx[i]] = 0; continue; }
+        q->up[q->nu] = i;
+        w->rows[q->nu++] = o->slotp[q->idx[i]] + rs;
+    }
+    if (q->nu) gather(t->kt, w->rows, q->nu, t->xa, b->n_embd, q->u, NULL);
+    for (int ui = 0; ui < q->nu; ui++) {
+        int i = q->up[ui];
+        t->c->hg[q->idx[i]] = pf_act_full(t->act, q->g[i], q->u[ui]);
+    }
+    k->gate += (uint32_t)q->ng;
+    k->up += (uint32_t)q->nu;
+    if (t->mode == PINFER_SPARSE_PREDICTOR) k->predicted += (uint32_t)q->ng;
+}
+
+struct off_run {
+    struct off_task o;
+    const uint8_t **was;     /* slotp before the reads (NULL = missing) */
+};
+
+static void off_fn(void *arg, int ith, int nth)
+{
+    const struct off_run *r = arg;
+    const struct off_task *o = &r->o;
+    const struct dec_task *t = o->t;
+    struct pinfer_ctx *c = t->c;
+    const struct pf_bundles *b = t->b;
+    const int E = b->n_embd;
+    struct pf_dec_thread *w = &c->dec[ith];
+    struct pf_sparse_count *k = &c->cnt[ith];
+    int first = o->c0 + ((ith - o->c0 % nth) + nth) % nth; /* first cluster >= c0 with cl % nth == ith */
+    for (int cl = first; cl < o->c1; cl += nth) {
+        gate_up(o, w, cl, r->was, o->phase_b, k);
+        if (!o->phase_b) continue;
+        /* downs of the whole cluster, slots in order */
+        struct pf_dec_cluster *q = &w->st[1];
+        q->nd = 0;
+        uint32_t active = 0;
+        for (int i = o->cand_start[cl]; i < o->cand_start[cl + 1]; i++) {
+            int j = o->cand[i];
+            float h = c->hg[j];
+            if (h != 0) active++;
+            if (h != 0 || t->mode == PINFER_SPARSE_OFF) {
+                q->drow[q->nd] = o->slotp[j] + 2 * b->row_size;
+                q->dh[q->nd++] = h;
+            }
+        }
+        if (q->nd) t->sk->down_accum[b->type](q->drow, q->dh, q->nd, c->ypart + (size_t)ith * (size_t)E, E, NULL);
+        k->down += (uint32_t)q->nd;
+        k->active += active;
+        if (o->cand_start[cl + 1] > o->cand_start[cl]) k->clusters++;
+    }
+}
+
+void pf_ffn_offload_decode(struct pinfer_ctx *c, int l, float *out)
+{
+    struct dec_task t;
+    pf_dec_setup(c, l, &t);
+    t.verify = false; /* the skipped neurons' rows are not in memory */
+    struct pf_cache *cache = c->cache;
+    const struct pf_bundles *b = t.b;
+    const int E = b->n_embd;
+    int *cand = c->off_cand, *cand_start = c->off_cstart, n_cand = 0;
+    const uint8_t **slotp = c->off_slotp, **was = c->off_was;
+    for (int cl = 0; cl < t.n_clusters; cl++) {
+        cand_start[cl] = n_cand;
+        for (int j = cl * t.cluster_size, e = cluster_end(&t, cl); j < e; j++) {
+            if (is_candidate(&t, j)) cand[n_cand++] = j;
+            else c->hg[j] = 0;
+        }
+    }
+    cand_start[t.n_clusters] = n_cand;
+    memset(c->ypart, 0, (size_t)c->n_threads * (size_t)E * sizeof *c->ypart);
+    int *miss = c->off_miss;
+    struct off_run r = { .o = { .t = &t, .slotp = slotp, .cand_start = cand_start, .cand = cand }, .was = was };
+    const uint64_t base = b->file_off, S = b->slot_size, P = PF_IO_ALIGN;
+    for (int c0 = 0; c0 < t.n_clusters;) {
+        /* the round: clusters from c0 while their misses fit in the staging area, counted as
+           pf_cache_fetch will place them (runs of touching pages share them) */
+        int n_miss = 0, c1 = c0;
+        uint64_t need = 0, last_end = 0;
+        while (c1 < t.n_clusters) {
+            const int m0 = n_miss;
+            const uint64_t need0 = need, last0 = last_end, hh = cache->hits_hot, hc = cache->hits_cold;
+            for (int i = cand_start[c1]; i < cand_start[c1 + 1]; i++) {
+                int j = cand[i];
+                slotp[j] = was[j] = pf_cache_lookup(cache, l, j);
+                if (slotp[j]) continue;
+                miss[n_miss++] = j;
+                uint64_t a = (base + (uint64_t)j * S) / P * P, e = (base + (uint64_t)(j + 1) * S + P - 1) / P * P;
+                if (n_miss > 1 && a <= last_end) { if (e > last_end) need += e - last_end; }
+                else need += e - a;
+                if (e > last_end) last_end = e;
+            }
+            if (need > cache->stage_cap && c1 > c0) {
+                /* does not fit: this cluster starts the next round, where it is looked up again */
+                n_miss = m0;
+                need = need0;
+                last_end = last0;
+                cache->hits_hot = hh;
+                cache->hits_cold = hc;
+                break;
+            }
+            c1++;
+        }
+        cache->rounds++;
+        const uint8_t **mptr = c->off_mptr;
+        int got = n_miss ? pf_cache_fetch(cache, l, miss, n_miss, mptr) : 0;
+        if (got < 0) { c->io_error = got; return; }
+        if (got < n_miss) { c->io_error = pf_fail(PINFER_ENOMEM, "I/O staging area too small for one cluster of slots"); return; }
+        r.o.c0 = c0;
+        r.o.c1 = c1;
+        r.o.phase_b = false;
+        pf_pool_run(c->pool, off_fn, &r); /* resident gates/ups while the reads fly */
+        int rc = pf_cache_wait(cache);
+        if (rc < 0) { c->io_error = rc; return; }
+        for (int i = 0; i < got; i++) slotp[miss[i]] = mptr[i];
+        r.o.phase_b = true;
+        pf_pool_run(c->pool, off_fn, &r);
+        for (int i = 0; i < got; i++) pf_cache_insert(cache, l, miss[i], mptr[i]);
+        c0 = c1;
+    }
+    pf_dec_reduce(c, out);
+}
+
+/* ==== Batches: the layer streamed in chunks ==== */
+
+/* One chunk of slots [j0, j0 + n) whose bytes are at p: gate/up, activation, down added into
+ * c->q (n_tok x n_embd). */
+static void run_chunk(struct pinfer_ctx *c, int l, const struct pf_bundles *b, const uint8_t *p, int j0, int n, int n_tok,
+                      bool record)
+{
+    struct pf_bundles v = *b;
+    v.data = p;
+    v.n_ff = n;
+    pf_bundle_gate_up(c->pool, c->kern, &v, c->xb, n_tok, c->hg, c->hu, c->scratch);
+    if (record) pf_hist_add(c, l, c->hg, (size_t)n_tok * (size_t)n);
+    pf_ffn_activate(c->hg, c->hu, (size_t)n_tok * (size_t)n, c->m->info.act);
+    pf_bundle_down(c->pool, &v, c->hg, n_tok, c->q, c->panel, j0 > 0);
+}
+
+/* Queues the read of slots [j0, j1) of layer l into half h of the staging area; returns where
+ * slot j0 will be. Pieces of at most 1 MiB, tagged h. */
+static const uint8_t *read_chunk(struct pf_cache *cache, int l, int j0, int j1, int h, size_t half, int *pending)
+{
+    const uint64_t base = cache->b[l].file_off, S = cache->slot_size;
+    const uint64_t a = (base + (uint64_t)j0 * S) / PF_IO_ALIGN * PF_IO_ALIGN;
+    const uint64_t e = (base + (uint64_t)j1 * S + PF_IO_ALIGN - 1) / PF_IO_ALIGN * PF_IO_ALIGN;
+    uint8_t *dst = cache->stage + (size_t)h * half;
+    for (uint64_t o = a; o < e; o += 1u << 20) {
+        size_t len = (size_t)(e - o < (1u << 20) ? e - o : (1u << 20));
+        if (pf_io_read(cache->io, o, len, dst + (o - a), (uint64_t)h)) return NULL;
+        pending[h]++;
+        cache->prefill_reads++;
+        cache->prefill_bytes += len;
+    }
+    if (pf_io_submit(cache->io)) return NULL;
+    return dst + (base + (uint64_t)j0 * S - a);
+}
+
+/* Waits until half h's reads are all in. */
+static int wait_half(struct pf_cache *cache, int h, int *pending)
+{
+    uint64_t tags[16];
+    while (pending[h] > 0) {
+        double t0 = pf_now();
+        int n = pf_io_reap(cache->io, tags, 16, 1);
+        cache->prefill_wait_s += pf_now() - t0;
+        if (n < 0) return n;
+        for (int i = 0; i < n; i++) pending[tags[i] & 1]--;
+    }
+    return 0;
+}
+
+void pf_ffn_offload_batch(struct pinfer_ctx *c, int l, int n_tok, bool record)
+{
+    const struct pf_bundles *b = c->m->layers[l].ffn_b;
+    struct pf_cache *cache = c->cache;
+    const int F = b->n_ff, E = b->n_embd;
+    const size_t S = b->slot_size, half = cache->stage_cap / 2 / PF_IO_ALIGN * PF_IO_ALIGN;
+    /* chunks: multiples of PF_PANEL_ROWS slots (the down sums then match one whole-layer call) */
+    int ch = (int)((half - 2 * PF_IO_ALIGN) / S) / PF_PANEL_ROWS * PF_PANEL_ROWS;
+    if (ch < PF_PANEL_ROWS) ch = PF_PANEL_ROWS; /* the plan gives the staging area room for it */
+    /* the hot slots first, straight from memory, in whole chunks */
+    const int n_hot = cache->n_hot[l] / PF_PANEL_ROWS * PF_PANEL_ROWS;
+    for (int j0 = 0; j0 < n_hot; j0 += ch) {
+        int n = n_hot - j0 < ch ? n_hot - j0 : ch;
+        run_chunk(c, l, b, cache->hot[l] + (size_t)j0 * S, j0, n, n_tok, record);
+    }
+    /* the rest through the two halves of the staging area */
+    int pending[2] = { 0, 0 };
+    const uint8_t *cur = NULL, *next;
+    if (n_hot < F) {
+        int j1 = n_hot + ch < F ? n_hot + ch : F;
+        if (!(cur = read_chunk(cache, l, n_hot, j1, 0, half, pending))) goto io_fail;
+    }
+    for (int j0 = n_hot, k = 0; j0 < F; j0 += ch, k++) {
+        int j1 = j0 + ch < F ? j0 + ch : F;
+        next = NULL;
+        if (j1 < F) {
+            int j2 = j1 + ch < F ? j1 + ch : F;
+            if (!(next = read_chunk(cache, l, j1, j2, (k + 1) & 1, half, pending))) goto io_fail;
+        }
+        int rc = wait_half(cache, k & 1, pending);
+        if (rc < 0) { c->io_error = rc; goto drain; }
+        run_chunk(c, l, b, cur, j0, j1 - j0, n_tok, record);
+        cur = next;
+    }
+    for (size_t i = 0; i < (size_t)n_tok * (size_t)E; i++) c->x[i] += c->q[i];
+    return;
+io_fail:
+    c->io_error = PINFER_EIO;
+drain:
+    pf_cache_wait(cache);
+}

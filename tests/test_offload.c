@@ -1,0 +1,254 @@
+/* Models larger than memory (docs/offload.md): a prepared tiny dReLU model run under memory
+ * budgets that force cold-cache evictions on every token, through both I/O backends, against
+ * the same model run in memory:
+ *  - the logits of a batched prompt and of 256 greedy single-token steps are bit-identical
+ *    (predictor and oracle modes), also when the staging area forces several read rounds per
+ *    layer (PINFER_STAGE_BYTES);
+ *  - the plan refuses a budget below the fixed segment and names the smallest workable budget,
+ *    which then works; an unprepared model or --mmap with a budget are refused;
+ *  - a read error (fault injection) and a model file truncated while running give PINFER_EIO
+ *    with a message, on this and every later step, never a crash or silent tokens;
+ *  - the counters are consistent: misses and evictions happen, bytes read are whole pages. */
+#include "testutil.h"
+
+#include "pinfer.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define N_STEPS 256
+#define N_CTX 300
+
+static char raw_path[512], prep_path[512];
+
+static int make_model(void)
+{
+    snprintf(raw_path, sizeof raw_path, "%s/raw.gguf", tu_tmpdir());
+    snprintf(prep_path, sizeof prep_path, "%s/prep.gguf", tu_tmpdir());
+    struct pinfer_synth_params sp = pinfer_synth_default_params();
+    sp.act = PINFER_ACT_DRELU;
+    sp.type = 2; /* q4_0 */
+    sp.seed = 5;
+    if (pinfer_synth(raw_path, &sp)) { fprintf(stderr, "synth: %s\n", pinfer_last_error()); return -1; }
+    struct pinfer_prepare_params pp = pinfer_prepare_default_params();
+    pp.n_tokens = 240;
+    pp.train_steps = 100;
+    pp.n_threads = 2;
+    if (pinfer_prepare(raw_path, prep_path, &pp, NULL)) { fprintf(stderr, "prepare: %s\n", pinfer_last_error()); return -1; }
+    return 0;
+}
+
+static int argmax(const float *x, int n)
+{
+    int a = 0;
+    for (int i = 1; i < n; i++) if (x[i] > x[a]) a = i;
+    return a;
+}
+
+struct run {
+    float *lg;          /* (N_STEPS + 1) x n_vocab: the prompt's last logits, then each step's */
+    int32_t tk[N_STEPS];
+    struct pinfer_cache_stats cs;
+    int steps_done;
+    int err;
+    char msg[512];
+};
+
+/* Loads the prepared model with budget (0 = in memory), runs a 6-token prompt as one batch and
+ * N_STEPS greedy steps (or until the first error). */
+static int run_model(const char *path, uint64_t budget, enum pinfer_io_backend io, float hot, enum pinfer_sparse_mode mode,
+                     int n_steps, struct run *r)
+{
+    struct pinfer_model *m = NULL;
+    struct pinfer_ctx *c = NULL;
+    struct pinfer_model_params mp = pinfer_model_default_params();
+    mp.mem_budget = budget;
+    memset(r->tk, 0, sizeof r->tk);
+    r->steps_done = 0;
+    r->err = 0;
+    r->msg[0] = 0;
+    if ((r->err = pinfer_model_load(&m, path, &mp))) { snprintf(r->msg, sizeof r->msg, "%s", pinfer_last_error()); return r->err; }
+    struct pinfer_ctx_params cp = pinfer_ctx_default_params();
+    cp.n_ctx = N_CTX;
+    cp.n_batch = 8;
+    cp.n_threads = 2;
+    cp.sparse = mode;
+    cp.io_backend = io;
+    cp.cache_hot = hot;
+    if ((r->err = pinfer_ctx_new(&c, m, &cp))) {
+        snprintf(r->msg, sizeof r->msg, "%s", pinfer_last_error());
+        pinfer_model_free(m);
+        return r->err;
+    }
+    const int nv = pinfer_n_vocab(m);
+    int32_t prompt[6] = { pinfer_token_bos(m) >= 0 ? pinfer_token_bos(m) : 1, 5, 9, 13, 40, 77 };
+    if ((r->err = pinfer_decode(c, prompt, 6, 0, false))) goto done;
+    memcpy(r->lg, pinfer_ctx_logits(c, -1), sizeof(float) * (size_t)nv);
+    pinfer_ctx_cache_stats_reset(c);
+    int32_t tok = argmax(r->lg, nv);
+    for (int i = 0; i < n_steps; i++) {
+        r->tk[i] = tok;
+        if ((r->err = pinfer_decode(c, &tok, 1, 6 + i, false))) goto done;
+        const float *l = pinfer_ctx_logits(c, -1);
+        memcpy(r->lg + (size_t)(i + 1) * nv, l, sizeof(float) * (size_t)nv);
+        tok = argmax(l, nv);
+        r->steps_done++;
+    }
+done:
+    if (r->err) snprintf(r->msg, sizeof r->msg, "%s", pinfer_last_error());
+    pinfer_ctx_cache_stats(c, &r->cs);
+    pinfer_ctx_free(c);
+    pinfer_model_free(m);
+    return r->err;
+}
+
+static int n_vocab_of(const char *path)
+{
+    struct pinfer_model *m = NULL;
+    struct pinfer_model_params mp = pinfer_model_default_params();
+    mp.vocab_only = true;
+    if (pinfer_model_load(&m, path, &mp)) return -1;
+    int n = pinfer_n_vocab(m);
+    pinfer_model_free(m);
+    return n;
+}
+
+/* Bit-for-bit comparison of two runs' logits over steps+1 rows. */
+static int diff_rows(const struct run *a, const struct run *b, int nv, int steps)
+{
+    int bad = 0;
+    for (int i = 0; i <= steps; i++)
+        if (memcmp(a->lg + (size_t)i * nv, b->lg + (size_t)i * nv, sizeof(float) * (size_t)nv)) bad++;
+    return bad;
+}
+
+int main(void)
+{
+    if (make_model()) { CHECK(0); TEST_DONE(); }
+    const int nv = n_vocab_of(prep_path);
+    CHECK(nv > 0);
+    struct run mem, off;
+    mem.lg = malloc(sizeof(float) * (size_t)nv * (N_STEPS + 1));
+    off.lg = malloc(sizeof(float) * (size_t)nv * (N_STEPS + 1));
+    if (!mem.lg || !off.lg) { CHECK(0); TEST_DONE(); }
+
+    /* the fixed segment, from a budget that holds everything */
+    struct run big = { .lg = off.lg };
+    CHECKF(run_model(prep_path, 1ull << 30, PINFER_IO_AUTO, -1, PINFER_SPARSE_PREDICTOR, 4, &big) == 0, "%s", big.msg);
+    const uint64_t fixed = big.cs.fixed_bytes;
+    CHECK(fixed > 0 && big.cs.misses == 0 && big.cs.hits > 0);
+    printf("fixed segment %.2f MiB; everything resident: %llu look-ups, %llu misses\n", fixed / 1048576.0,
+           (unsigned long long)big.cs.hits, (unsigned long long)big.cs.misses);
+
+    /* in memory, the reference */
+    for (int mode = 0; mode < 2; mode++) {
+        enum pinfer_sparse_mode sm = mode == 0 ? PINFER_SPARSE_PREDICTOR : PINFER_SPARSE_ORACLE;
+        const int steps = mode == 0 ? N_STEPS : 64;
+        CHECKF(run_model(prep_path, 0, PINFER_IO_AUTO, -1, sm, steps, &mem) == 0, "%s", mem.msg);
+        /* a small cold cache and no hot slots: evictions on every token; then some hot slots */
+        const struct { enum pinfer_io_backend io; float hot; uint64_t extra; const char *stage; } cfg[] = {
+            { PINFER_IO_URING, 0, 64 << 10, NULL },
+            { PINFER_IO_PREAD, 0, 64 << 10, NULL },
+            { PINFER_IO_AUTO, 0.5f, 256 << 10, NULL },
+            { PINFER_IO_PREAD, 0, 64 << 10, "16384" }, /* several read rounds per layer */
+        };
+        for (size_t k = 0; k < sizeof cfg / sizeof cfg[0]; k++) {
+            if (cfg[k].stage) setenv("PINFER_STAGE_BYTES", cfg[k].stage, 1);
+            int rc = run_model(prep_path, fixed + cfg[k].extra, cfg[k].io, cfg[k].hot, sm, steps, &off);
+            unsetenv("PINFER_STAGE_BYTES");
+            if (rc == PINFER_EUNSUPPORTED && cfg[k].io == PINFER_IO_URING) {
+                printf("io_uring unavailable here (%s): uring configuration skipped\n", off.msg);
+                continue;
+            }
+            CHECKF(rc == 0, "config %zu: %s", k, off.msg);
+            if (rc) continue;
+            int bad = diff_rows(&mem, &off, nv, steps);
+            CHECKF(bad == 0, "%s config %zu: %d of %d logit rows differ from the in-memory run", pinfer_sparse_mode_name(sm), k, bad,
+                   steps + 1);
+            CHECKF(!memcmp(mem.tk, off.tk, sizeof mem.tk), "tokens differ");
+            CHECKF(off.cs.evictions >= (uint64_t)steps, "config %zu: %llu evictions in %d steps", k,
+                   (unsigned long long)off.cs.evictions, steps);
+            CHECKF(off.cs.misses > 0 && off.cs.reads > 0 && off.cs.bytes_read % 4096 == 0, "counters");
+            CHECKF(off.cs.prefill_bytes == 0, "prefill counters were reset"); /* reset after the prompt */
+            if (cfg[k].stage) CHECKF(off.cs.rounds > (uint64_t)steps * 4, "config %zu: %llu read rounds in %d steps of 4 layers", k,
+                                     (unsigned long long)off.cs.rounds, steps);
+            printf("%s, io %s, hot %.1f, budget fixed+%llu KiB%s: %d steps bit-identical to in memory; hit rate %.1f%%, "
+                   "%.1f KB read/token, %llu evictions, %llu rounds\n",
+                   pinfer_sparse_mode_name(sm), off.cs.io_backend, cfg[k].hot, (unsigned long long)(cfg[k].extra >> 10),
+                   cfg[k].stage ? ", 16 KiB staging" : "", steps,
+                   100.0 * (double)off.cs.hits / (double)(off.cs.hits + off.cs.misses), off.cs.bytes_read / 1e3 / steps,
+                   (unsigned long long)off.cs.evictions, (unsigned long long)off.cs.rounds);
+        }
+    }
+
+    /* budgets that cannot work */
+    {
+        struct run r = { .lg = off.lg };
+        int rc = run_model(prep_path, fixed / 2, PINFER_IO_AUTO, -1, PINFER_SPARSE_PREDICTOR, 1, &r);
+        CHECKF(rc == PINFER_ENOMEM && strstr(r.msg, "smallest workable budget"), "rc %d: %s", rc, r.msg);
+        printf("budget %.2f MiB refused: %s\n", fixed / 2 / 1048576.0, r.msg);
+        const char *s = strstr(r.msg, "smallest workable budget is ");
+        double mib = s ? atof(s + strlen("smallest workable budget is ")) : 0;
+        CHECK(mib * 1048576.0 >= (double)fixed - 1048576.0);
+        rc = run_model(prep_path, (uint64_t)(mib * 1048576.0), PINFER_IO_AUTO, -1, PINFER_SPARSE_PREDICTOR, 4, &r);
+        CHECKF(rc == 0, "the budget the message named (%.0f MiB) does not work: %s", mib, r.msg);
+        rc = run_model(raw_path, 1ull << 30, PINFER_IO_AUTO, -1, PINFER_SPARSE_OFF, 1, &r);
+        CHECKF(rc == PINFER_EINVAL && strstr(r.msg, "prepare"), "unprepared model: rc %d: %s", rc, r.msg);
+    }
+
+    /* a read error in the middle of decoding */
+    {
+        struct run r = { .lg = off.lg };
+        setenv("PINFER_IO_FAULT", "eio@40", 1);
+        int rc = run_model(prep_path, fixed + (64 << 10), PINFER_IO_PREAD, 0, PINFER_SPARSE_PREDICTOR, 32, &r);
+        unsetenv("PINFER_IO_FAULT");
+        CHECKF(rc == PINFER_EIO && r.steps_done < 32, "injected EIO: rc %d after %d steps: %s", rc, r.steps_done, r.msg);
+        printf("injected read error: rc %d after %d steps: %s\n", rc, r.steps_done, r.msg);
+        setenv("PINFER_IO_FAULT", "short@40", 1);
+        rc = run_model(prep_path, fixed + (64 << 10), PINFER_IO_AUTO, 0, PINFER_SPARSE_PREDICTOR, 32, &r);
+        unsetenv("PINFER_IO_FAULT");
+        CHECKF(rc == PINFER_EIO && r.steps_done < 32, "injected short read: rc %d after %d steps: %s", rc, r.steps_done, r.msg);
+    }
+
+    /* the file truncated while running: load, then cut the file, then decode */
+    {
+        char cut[600];
+        snprintf(cut, sizeof cut, "%s/cut.gguf", tu_tmpdir());
+        size_t len;
+        char *bytes = tu_read_file(prep_path, &len);
+        FILE *f = bytes ? fopen(cut, "wb") : NULL;
+        CHECK(f && fwrite(bytes, 1, len, f) == len);
+        if (f) fclose(f);
+        free(bytes);
+        struct pinfer_model *m = NULL;
+        struct pinfer_ctx *c = NULL;
+        struct pinfer_model_params mp = pinfer_model_default_params();
+        mp.mem_budget = fixed + (64 << 10);
+        CHECK(pinfer_model_load(&m, cut, &mp) == 0);
+        struct pinfer_ctx_params cp = pinfer_ctx_default_params();
+        cp.n_ctx = N_CTX;
+        cp.n_batch = 8;
+        cp.n_threads = 2;
+        cp.cache_hot = 0;
+        cp.sparse = PINFER_SPARSE_ORACLE; /* reads every slot it lacks */
+        CHECK(m && pinfer_ctx_new(&c, m, &cp) == 0);
+        if (c) {
+            CHECK(truncate(cut, (off_t)(len / 3)) == 0);
+            int32_t t = 1;
+            int rc = 0, i;
+            for (i = 0; i < 8 && rc == 0; i++) rc = pinfer_decode(c, &t, 1, i, false);
+            CHECKF(rc == PINFER_EIO, "decode after truncation: rc %d", rc);
+            printf("file truncated while running: rc %d at step %d: %s\n", rc, i, pinfer_last_error());
+            CHECK(pinfer_decode(c, &t, 1, i, false) == PINFER_EIO); /* sticky */
+        }
+        pinfer_ctx_free(c);
+        pinfer_model_free(m);
+    }
+    free(mem.lg);
+    free(off.lg);
+    TEST_DONE();
+}
