@@ -56,9 +56,9 @@ fuzz:
 	  EXTRA_CFLAGS="-fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libpinfer.a
 	@mkdir -p build-fuzz/fuzz
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Isrc -fsanitize=fuzzer,address,undefined \
-	  fuzz/fuzz_gguf.c build-fuzz/libpinfer.a -lm -pthread -o build-fuzz/fuzz/fuzz_gguf
+	  fuzz/fuzz_gguf.c build-fuzz/libpinfer.a -lm -luring -pthread -o build-fuzz/fuzz/fuzz_gguf
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Isrc -fsanitize=fuzzer,address,undefined \
-	  fuzz/fuzz_tokenizer.c build-fuzz/libpinfer.a -lm -pthread -o build-fuzz/fuzz/fuzz_tokenizer
+	  fuzz/fuzz_tokenizer.c build-fuzz/libpinfer.a -lm -luring -pthread -o build-fuzz/fuzz/fuzz_tokenizer
 	@echo "run: build-fuzz/fuzz/fuzz_gguf -max_total_time=600 build-fuzz/corpus fuzz/corpus"
 
 clean:

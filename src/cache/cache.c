@@ -257,6 +257,17 @@ int pf_cache_fetch(struct pf_cache *c, int l, const int *js, int n, const uint8_
     return rc ? rc : i;
 }
 
+int pf_cache_read_bytes(struct pf_cache *c, uint64_t off, size_t len, const uint8_t **out)
+{
+    const uint64_t a = off / PAGE * PAGE, e = round_up(off + len, PAGE);
+    if (e - a > c->stage_cap) return pf_fail(PINFER_ENOMEM, "read of %zu bytes exceeds the staging area", len);
+    int rc = pf_io_read(c->io, a, (size_t)(e - a), c->stage, 0);
+    if (rc || (rc = pf_io_submit(c->io)) || (rc = pf_cache_wait(c)) < 0) return rc;
+    c->other_bytes += e - a;
+    *out = c->stage + (off - a);
+    return 0;
+}
+
 int pf_cache_wait(struct pf_cache *c)
 {
     uint64_t tags[64];

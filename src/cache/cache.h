@@ -51,6 +51,7 @@ struct pf_cache {
     double io_wait_s;
     uint64_t prefill_reads, prefill_bytes; /* batches stream the layer instead */
     double prefill_wait_s;
+    uint64_t other_bytes;       /* on-demand reads (embedding rows) */
 };
 
 struct pf_cache_plan {
@@ -92,6 +93,11 @@ void pf_cache_insert(struct pf_cache *c, int l, int j, const uint8_t *src);
  * submits the reads. pf_cache_wait reaps them all (I/O wait time is counted). */
 int pf_cache_fetch(struct pf_cache *c, int l, const int *js, int n, const uint8_t **ptr);
 int pf_cache_wait(struct pf_cache *c);
+
+/* Reads len bytes at file offset off (any alignment, len <= staging area - 2 pages) into the
+ * staging area and waits; *out points at them until the next read. For small on-demand reads
+ * (token embedding rows). */
+int pf_cache_read_bytes(struct pf_cache *c, uint64_t off, size_t len, const uint8_t **out);
 
 /* Pages a slot's read covers at most (for sizing the staging area). */
 size_t pf_cache_slot_span(size_t slot_size);

@@ -328,9 +328,18 @@ int pinfer_decode(struct pinfer_ctx *c, const int32_t *tokens, int n, int pos, b
     if (c->io_error)
         return pf_fail(c->io_error, "an earlier read of the model failed; this context cannot go on");
 
-    for (int t = 0; t < n; t++)
-        c->kern->dequant[m->tok_embd.type]((const uint8_t *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_size,
-                                           c->x + (size_t)t * E, E);
+    for (int t = 0; t < n; t++) {
+        const uint8_t *row;
+        if (m->tok_embd.data) {
+            row = (const uint8_t *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_size;
+        } else {
+            /* under a budget: the row from the file */
+            int rc = pf_cache_read_bytes(c->cache, m->embd_file_off + (uint64_t)tokens[t] * m->tok_embd.row_size,
+                                         m->tok_embd.row_size, &row);
+            if (rc) { c->io_error = rc; return pf_fail_context(rc, "reading a token embedding from %s", m->path); }
+        }
+        c->kern->dequant[m->tok_embd.type](row, c->x + (size_t)t * E, E);
+    }
     rope_table(c->rope, pos, n, h->n_rot, h->rope_freq_base);
     /* threshold mode, first single-token step: cut from what the prompt showed, or, with
      * nothing seen yet, run this step dense and calibrate on it */

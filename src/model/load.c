@@ -485,7 +485,11 @@ static int load_weights(struct pinfer_model *m, const char *path, bool use_mmap,
         if (rel[i].end > hi) hi = rel[i].end;
     }
     qsort(rel, n, sizeof *rel, reloc_cmp);
-    for (uint64_t i = 0; i < n; i++) skip[i] = offload_ffn && is_bundle_offset(m, rel[i].off);
+    /* under a budget the token embeddings stay in the file too (a step needs one row per token,
+       read on demand), unless the output head shares them */
+    const bool embd_off = offload_ffn && m->output.name != m->tok_embd.name;
+    for (uint64_t i = 0; i < n; i++)
+        skip[i] = offload_ffn && (is_bundle_offset(m, rel[i].off) || (embd_off && rel[i].off == (uintptr_t)m->tok_embd.data));
     const uint8_t *base;
     if (use_mmap) {
         base = f->data;
@@ -529,7 +533,9 @@ static int load_weights(struct pinfer_model *m, const char *path, bool use_mmap,
     free(skip);
     /* rebase every weight pointer (stored as file offsets) onto memory */
 #define REBASE(w) (w).data = reloc_addr(base, rel, n, (uintptr_t)(w).data)
-    REBASE(m->tok_embd);
+    m->embd_file_off = (uintptr_t)m->tok_embd.data;
+    if (embd_off) m->tok_embd.data = NULL; /* rows read on demand (pinfer_decode) */
+    else REBASE(m->tok_embd);
     if (m->output.name != m->tok_embd.name) REBASE(m->output);
     else m->output = m->tok_embd;
     for (int l = 0; l < m->info.n_layer; l++) {
