@@ -1,22 +1,40 @@
 #!/bin/sh
-# The demo: installs what it needs, builds pinfer, synthesises a TinyLlama-1.1B-shaped Q4_0
-# model (random weights, so the text is gibberish; nothing is downloaded), generates from it and
-# benchmarks it against this machine's memory-bandwidth roof; then, if the real stories260K model
-# is beside the repository (../shared), tells a story with it.
+# The demo: installs what it needs, builds pinfer, and with models it synthesises itself (random
+# weights, so the text is gibberish; nothing is downloaded):
+#   1. a TinyLlama-1.1B-shaped Q4_0 model: generate, then benchmark against the bandwidth roof;
+#   2. one sparse (dReLU, 90% of FFN neurons zero per token) model three ways side by side:
+#      dense in memory, sparse in memory (predictor), and sparse under a memory budget of half
+#      the file (the FFN streamed from storage by direct I/O through the neuron cache);
+#   3. if the real stories260K model is beside the repository (../shared), a story from it.
 set -e
 cd "$(dirname "$0")/.."
 sh scripts/deps.sh
 make -j"$(nproc 2>/dev/null || echo 2)" build/pinfer
 mkdir -p build/demo
+P=./build/pinfer
 M=build/demo/tinyllama-q4_0.gguf
 echo "== pinfer synth: a TinyLlama-1.1B-shaped model, Q4_0 =="
-./build/pinfer synth -o $M --dim 2048 --layers 22 --heads 32 --kv-heads 4 --ffn 5632 \
+$P synth -o $M --dim 2048 --layers 22 --heads 32 --kv-heads 4 --ffn 5632 \
     --vocab 32000 --ctx 2048 --type q4_0 --seed 1
 echo "== pinfer run =="
-./build/pinfer run -m $M -p "Once upon a time" -n 48 -s 1
+$P run -m $M -p "Once upon a time" -n 48 -s 1
 echo "== pinfer bench =="
-./build/pinfer bench -m $M -p 64 -n 32 -r 2
+$P bench -m $M -p 64 -n 32 -r 2
+
+S=build/demo/sparse-drelu.gguf
+SP=build/demo/sparse-drelu-prepared.gguf
+echo "== a sparse model: synth (dReLU, 90% sparsity, hot 0.3:0.8), then prepare (predictors, bundles) =="
+$P synth -o $S --dim 2048 --layers 16 --heads 16 --kv-heads 4 --ffn 8192 --vocab 32000 \
+    --type q4_0 --act drelu --sparsity 0.9 --hot 0.3:0.8 --seed 1
+[ -f $SP ] || $P prepare -m $S -o $SP --tokens 256 --steps 150
+echo "== the same model three ways (2 threads, 64 generated tokens) =="
+echo "-- 1. dense, in memory"
+$P bench -m $SP -p 0 -n 64 -r 2 -t 2 --sparse off
+echo "-- 2. sparse (predictor), in memory"
+$P bench -m $SP -p 0 -n 64 -r 2 -t 2 --sparse predictor
+echo "-- 3. sparse (predictor), memory budget = 50% of the file, FFN read from storage"
+$P bench -m $SP -p 0 -n 64 -r 2 -t 2 --sparse predictor --mem-budget 50%
 if [ -f ../shared/models/stories260K/stories260K.gguf ]; then
     echo "== a real (tiny) model: stories260K, greedy =="
-    ./build/pinfer run -m ../shared/models/stories260K/stories260K.gguf -p "Once upon a time" -n 100 --temp 0
+    $P run -m ../shared/models/stories260K/stories260K.gguf -p "Once upon a time" -n 100 --temp 0
 fi

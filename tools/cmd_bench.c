@@ -165,6 +165,7 @@ int cmd_bench(int argc, char **argv)
         }
         pinfer_ctx_free(ctx);
     }
+    if (rc == 0) printf("\npeak memory (RSS) %.1f MiB\n", (double)pinfer_peak_rss() / (1 << 20));
     free(ts);
     free(toks);
     pinfer_model_free(m);
