@@ -172,6 +172,10 @@ struct pinfer_cache_stats {
                                       staging area cannot hold a layer of misses) */
     uint64_t prefill_reads, prefill_bytes;
     double prefill_wait_s;
+    /* predictor mode: after each layer the next layer's predictor runs on the current hidden
+       state and its likely missing slots are read during the next attention */
+    uint64_t prefetch_reads, prefetch_bytes, prefetch_slots;
+    uint64_t prefetch_used;        /* prefetched slots that the step then needed */
 };
 /* PINFER_EINVAL when the model has no budget. */
 int pinfer_ctx_cache_stats(const struct pinfer_ctx *ctx, struct pinfer_cache_stats *st);

@@ -180,7 +180,8 @@ int main(void)
                    "%.1f KB read/token, %llu evictions, %llu rounds\n",
                    pinfer_sparse_mode_name(sm), off.cs.io_backend, cfg[k].hot, (unsigned long long)(cfg[k].extra >> 10),
                    cfg[k].stage ? ", 16 KiB staging" : "", steps,
-                   100.0 * (double)off.cs.hits / (double)(off.cs.hits + off.cs.misses), off.cs.bytes_read / 1e3 / steps,
+                   100.0 * (double)off.cs.hits / (double)(off.cs.hits + off.cs.misses + off.cs.prefetch_used),
+                   (off.cs.bytes_read + off.cs.prefetch_bytes) / 1e3 / steps,
                    (unsigned long long)off.cs.evictions, (unsigned long long)off.cs.rounds);
         }
     }

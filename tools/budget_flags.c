@@ -89,10 +89,13 @@ void budget_flags_report(FILE *fp, struct pinfer_ctx *ctx, uint64_t n_tok, doubl
             s.budget / MiB, s.fixed_bytes / MiB, s.hot_bytes / MiB, s.hot_slots, s.cold_bytes / MiB, s.cold_entries,
             s.io_backend);
     if (n_tok == 0) return;
-    uint64_t look = s.hits + s.misses;
-    fprintf(fp, "pinfer: cache hit rate %.1f%% | read %.2f MB/token in %.0f reads/token | I/O wait %.1f%% of decode | "
-                "storage %.2f GB/s while decoding\n",
-            look ? 100.0 * (double)s.hits / (double)look : 0.0, (double)s.bytes_read / 1e6 / (double)n_tok,
-            (double)s.reads / (double)n_tok, decode_s > 0 ? 100 * s.io_wait_s / decode_s : 0.0,
-            decode_s > 0 ? (double)s.bytes_read / 1e9 / decode_s : 0.0);
+    const uint64_t need = s.hits + s.misses + s.prefetch_used, bytes = s.bytes_read + s.prefetch_bytes;
+    fprintf(fp, "pinfer: cache hit rate %.1f%% of the slots steps needed, read ahead %.1f%%, read on demand %.1f%% | "
+                "%.2f MB/token from storage in %.0f reads/token (read ahead: %.2f MB, %.0f%% of it used) | "
+                "I/O wait %.1f%% of decode | storage %.2f GB/s while decoding\n",
+            need ? 100.0 * (double)s.hits / (double)need : 0.0, need ? 100.0 * (double)s.prefetch_used / (double)need : 0.0,
+            need ? 100.0 * (double)s.misses / (double)need : 0.0, (double)bytes / 1e6 / (double)n_tok,
+            (double)(s.reads + s.prefetch_reads) / (double)n_tok, (double)s.prefetch_bytes / 1e6 / (double)n_tok,
+            s.prefetch_slots ? 100.0 * (double)s.prefetch_used / (double)s.prefetch_slots : 0.0,
+            decode_s > 0 ? 100 * s.io_wait_s / decode_s : 0.0, decode_s > 0 ? (double)bytes / 1e9 / decode_s : 0.0);
 }

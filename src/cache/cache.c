@@ -44,7 +44,7 @@ static uint64_t meta_bytes(const struct pinfer_model *m, uint64_t n_cold)
     return L * F * sizeof(int32_t) + n_cold * 3 * sizeof(int32_t) + L * (sizeof(int) + sizeof(void *)) + sizeof(struct pf_cache);
 }
 
-int pf_cache_plan(const struct pinfer_model *m, uint64_t ctx_bytes, float hot_frac, struct pf_cache_plan *p)
+int pf_cache_plan(const struct pinfer_model *m, uint64_t ctx_bytes, float hot_frac, bool prefetch, struct pf_cache_plan *p)
 {
     memset(p, 0, sizeof *p);
     const struct pf_bundles *b = &m->bundles[0];
@@ -53,7 +53,8 @@ int pf_cache_plan(const struct pinfer_model *m, uint64_t ctx_bytes, float hot_fr
     p->budget = m->mem_budget;
     p->weights = m->resident_bytes;
     p->ctx = ctx_bytes;
-    p->stage = stage_bytes(m);
+    p->stage = stage_bytes(m) * (prefetch ? 2 : 1); /* the second half: next layer's prefetch */
+    p->prefetch = prefetch;
     p->meta = meta_bytes(m, 0);
     const uint64_t fixed = p->weights + p->ctx + p->stage + p->meta;
     if (fixed > p->budget)
@@ -134,8 +135,16 @@ int pf_cache_new(struct pf_cache **out, const struct pinfer_model *m, const stru
     c->n_hot = calloc((size_t)L, sizeof *c->n_hot);
     c->hot = calloc((size_t)L, sizeof *c->hot);
     c->entry_of = malloc((size_t)L * (size_t)F * sizeof *c->entry_of);
-    c->stage_cap = (size_t)p->stage;
-    c->stage = pf_io_alloc(c->stage_cap);
+    c->stage_cap = (size_t)(p->prefetch ? p->stage / 2 : p->stage);
+    c->stage = pf_io_alloc((size_t)p->stage);
+    c->stage_alloc = (size_t)p->stage;
+    if (c->stage && p->prefetch) {
+        c->pre = c->stage + c->stage_cap;
+        c->pre_ptr = calloc((size_t)F, sizeof *c->pre_ptr);
+        c->pre_list = malloc((size_t)F * sizeof *c->pre_list);
+        if (!c->pre_ptr || !c->pre_list) goto nomem;
+    }
+    c->pre_layer = -1;
     if (!c->n_hot || !c->hot || !c->entry_of || !c->stage) goto nomem;
     memset(c->entry_of, 0xff, (size_t)L * (size_t)F * sizeof *c->entry_of);
     if (p->n_hot > 0) {
@@ -176,7 +185,8 @@ void pf_cache_free(struct pf_cache *c)
     if (!c) return;
     if (c->io) pf_io_close(c->io);
     if (c->hot_mem) pf_io_free(c->hot_mem, c->hot_bytes);
-    if (c->stage) pf_io_free(c->stage, c->stage_cap);
+    if (c->stage) pf_io_free(c->stage, c->stage_alloc);
+    free(c->pre_ptr); free(c->pre_list);
     if (c->cold) munmap(c->cold, c->cold_bytes);
     free(c->n_hot); free(c->hot); free(c->entry_of); free(c->key); free(c->prev); free(c->next);
     free(c);
@@ -224,7 +234,9 @@ void pf_cache_insert(struct pf_cache *c, int l, int j, const uint8_t *src)
 
 /* ==== reads ==== */
 
-int pf_cache_fetch(struct pf_cache *c, int l, const int *js, int n, const uint8_t **ptr)
+/* Reads of the slots js[0..n) of layer l into area (cap bytes): as many as fit (a prefix). */
+static int fetch_into(struct pf_cache *c, int l, const int *js, int n, const uint8_t **ptr, uint8_t *area, size_t cap,
+                      uint64_t *n_reads, uint64_t *n_bytes)
 {
     const uint64_t base = c->b[l].file_off, S = c->slot_size;
     size_t pos = 0;
@@ -236,25 +248,42 @@ int pf_cache_fetch(struct pf_cache *c, int l, const int *js, int n, const uint8_
         int k = i + 1;
         while (k < n) {
             uint64_t a2 = (base + (uint64_t)js[k] * S) / PAGE * PAGE, e2 = round_up(base + (uint64_t)(js[k] + 1) * S, PAGE);
-            if (a2 > e || pos + (e2 - a) > c->stage_cap) break;
+            if (a2 > e || pos + (e2 - a) > cap) break;
             e = e2;
             k++;
         }
-        if (pos + (e - a) > c->stage_cap) {
-            if (i == 0) return pf_fail(PINFER_ENOMEM, "I/O staging area of %zu bytes cannot hold one slot", c->stage_cap);
+        if (pos + (e - a) > cap) {
+            if (i == 0) return pf_fail(PINFER_ENOMEM, "I/O staging area of %zu bytes cannot hold one slot", cap);
             break;
         }
-        int rc = pf_io_read(c->io, a, (size_t)(e - a), c->stage + pos, 0);
+        int rc = pf_io_read(c->io, a, (size_t)(e - a), area + pos, 0);
         if (rc) return rc;
-        for (int q = i; q < k; q++) ptr[q] = c->stage + pos + (base + (uint64_t)js[q] * S - a);
-        c->reads++;
-        c->bytes_read += e - a;
+        for (int q = i; q < k; q++) ptr[q] = area + pos + (base + (uint64_t)js[q] * S - a);
+        ++*n_reads;
+        *n_bytes += e - a;
         pos += (size_t)(e - a);
         i = k;
     }
-    c->misses += (uint64_t)i;
     int rc = pf_io_submit(c->io);
     return rc ? rc : i;
+}
+
+int pf_cache_fetch(struct pf_cache *c, int l, const int *js, int n, const uint8_t **ptr)
+{
+    int got = fetch_into(c, l, js, n, ptr, c->stage, c->stage_cap, &c->reads, &c->bytes_read);
+    if (got > 0) c->misses += (uint64_t)got;
+    return got;
+}
+
+int pf_cache_prefetch(struct pf_cache *c, int l, const int *js, int n, const uint8_t **ptr)
+{
+    if (!c->pre) return 0;
+    return fetch_into(c, l, js, n, ptr, c->pre, c->stage_cap, &c->pre_reads, &c->pre_bytes);
+}
+
+bool pf_cache_resident(const struct pf_cache *c, int l, int j)
+{
+    return j < c->n_hot[l] || c->entry_of[(size_t)l * (size_t)c->n_ff + (size_t)j] >= 0;
 }
 
 int pf_cache_read_bytes(struct pf_cache *c, uint64_t off, size_t len, const uint8_t **out)
@@ -301,6 +330,10 @@ int pinfer_ctx_cache_stats(const struct pinfer_ctx *ctx, struct pinfer_cache_sta
     st->io_wait_s = c->io_wait_s;
     st->evictions = c->evictions;
     st->rounds = c->rounds;
+    st->prefetch_reads = c->pre_reads;
+    st->prefetch_bytes = c->pre_bytes;
+    st->prefetch_slots = c->pre_slots;
+    st->prefetch_used = c->pre_used;
     st->prefill_reads = c->prefill_reads;
     st->prefill_bytes = c->prefill_bytes;
     st->prefill_wait_s = c->prefill_wait_s;
@@ -313,5 +346,6 @@ void pinfer_ctx_cache_stats_reset(struct pinfer_ctx *ctx)
     if (!c) return;
     c->hits_hot = c->hits_cold = c->misses = c->reads = c->bytes_read = c->evictions = c->rounds = 0;
     c->prefill_reads = c->prefill_bytes = 0;
+    c->pre_reads = c->pre_bytes = c->pre_slots = c->pre_used = 0;
     c->io_wait_s = c->prefill_wait_s = 0;
 }

@@ -39,9 +39,14 @@ struct pf_cache {
     int32_t head, tail;
     size_t cold_bytes;
 
-    /* staging area for the reads of one step */
-    uint8_t *stage;
-    size_t stage_cap;
+    /* staging area for the reads of one step, and (predictor mode) a second one for the
+       next layer's prefetch */
+    uint8_t *stage, *pre;
+    size_t stage_cap, stage_alloc;
+    int pre_layer;              /* layer whose slots are prefetched, -1 if none */
+    const uint8_t **pre_ptr;    /* (n_ff) where a prefetched slot of pre_layer is, else NULL */
+    int *pre_list, n_pre;       /* the prefetched slots */
+    uint64_t pre_reads, pre_bytes, pre_slots, pre_used;
 
     /* what the plan decided (for the reports) */
     uint64_t budget, fixed_bytes, meta_bytes;
@@ -59,7 +64,8 @@ struct pf_cache_plan {
     uint64_t weights;   /* the model's resident weights */
     uint64_t ctx;       /* the context's buffers */
     uint64_t meta;      /* cache tables */
-    uint64_t stage;     /* staging area */
+    uint64_t stage;     /* staging area (twice the size with prefetch) */
+    bool prefetch;      /* predictor mode: prefetch the next layer's slots */
     uint64_t hot, cold; /* the rest, split */
     int n_hot;          /* slots pinned per layer */
     int n_cold;         /* cold entries */
@@ -69,7 +75,7 @@ struct pf_cache_plan {
  * buffer bytes; hot_frac of what is left for the FFN goes to pinned hot slots (< 0: default).
  * PINFER_ENOMEM with the smallest workable budget in the message if the fixed segment does
  * not fit. */
-int pf_cache_plan(const struct pinfer_model *m, uint64_t ctx_bytes, float hot_frac, struct pf_cache_plan *plan);
+int pf_cache_plan(const struct pinfer_model *m, uint64_t ctx_bytes, float hot_frac, bool prefetch, struct pf_cache_plan *plan);
 
 /* Creates the cache for plan: opens the file for direct reads with backend, reads the hot
  * slots. */
@@ -93,6 +99,10 @@ void pf_cache_insert(struct pf_cache *c, int l, int j, const uint8_t *src);
  * submits the reads. pf_cache_wait reaps them all (I/O wait time is counted). */
 int pf_cache_fetch(struct pf_cache *c, int l, const int *js, int n, const uint8_t **ptr);
 int pf_cache_wait(struct pf_cache *c);
+/* The same into the prefetch area (counted apart; not misses). 0 without a prefetch area. */
+int pf_cache_prefetch(struct pf_cache *c, int l, const int *js, int n, const uint8_t **ptr);
+/* Whether slot j of layer l is resident (no LRU update, no counting). */
+bool pf_cache_resident(const struct pf_cache *c, int l, int j);
 
 /* Reads len bytes at file offset off (any alignment, len <= staging area - 2 pages) into the
  * staging area and waits; *out points at them until the next read. For small on-demand reads

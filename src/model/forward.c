@@ -74,7 +74,9 @@ static int offload_init(struct pinfer_ctx *c, const struct pinfer_ctx_params *p,
     total += bytes;
     total += (size_t)c->n_threads * (256u << 10); /* thread stacks actually touched, roughly */
     struct pf_cache_plan plan;
-    int rc = pf_cache_plan(m, total, p->cache_hot, &plan);
+    const char *np = getenv("PINFER_NO_PREFETCH");
+    const bool prefetch = p->sparse == PINFER_SPARSE_PREDICTOR && m->info.has_predictors && !(np && *np && strcmp(np, "0"));
+    int rc = pf_cache_plan(m, total, p->cache_hot, prefetch, &plan);
     if (rc) return rc;
     rc = pf_cache_new(&c->cache, m, &plan, (enum pf_io_backend)p->io_backend);
     return rc;
@@ -200,7 +202,7 @@ const float *pinfer_ctx_logits(const struct pinfer_ctx *c, int i)
 
 /* ==== Small operations ==== */
 
-static void rmsnorm(float *out, const float *x, const float *w, int n, float eps)
+void pf_rmsnorm(float *out, const float *x, const float *w, int n, float eps)
 {
     double ss = 0;
     for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
@@ -353,7 +355,7 @@ int pinfer_decode(struct pinfer_ctx *c, const int32_t *tokens, int n, int pos, b
     for (int l = 0; l < h->n_layer; l++) {
         const struct pf_layer *L = &m->layers[l];
         /* attention */
-        for (int t = 0; t < n; t++) rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, L->attn_norm, E, h->norm_eps);
+        for (int t = 0; t < n; t++) pf_rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, L->attn_norm, E, h->norm_eps);
         mm(c, c->q, &L->wq, c->xb, n);
         mm(c, c->k, &L->wk, c->xb, n);
         mm(c, c->v, &L->wv, c->xb, n);
@@ -370,9 +372,10 @@ int pinfer_decode(struct pinfer_ctx *c, const int32_t *tokens, int n, int pos, b
         for (size_t i = 0; i < (size_t)n * E; i++) c->x[i] += c->q[i];
 
         /* feed-forward */
-        for (int t = 0; t < n; t++) rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, L->ffn_norm, E, h->norm_eps);
+        for (int t = 0; t < n; t++) pf_rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, L->ffn_norm, E, h->norm_eps);
         pf_ffn(c, l, n); /* src/sparse/ffn.c: x += FFN(xb) */
         if (c->io_error) break;
+        if (c->cache && n == 1 && l + 1 < h->n_layer) pf_offload_prefetch(c, l + 1);
         if (c->layer_hook) c->layer_hook(c->layer_ud, l, c->x, n, E);
     }
 
@@ -384,7 +387,7 @@ int pinfer_decode(struct pinfer_ctx *c, const int32_t *tokens, int n, int pos, b
     /* head: all rows, or only the last token's */
     int first = all_logits ? 0 : n - 1, rows = n - first;
     for (int t = first; t < n; t++)
-        rmsnorm(c->xb + (size_t)(t - first) * E, c->x + (size_t)t * E, m->output_norm, E, h->norm_eps);
+        pf_rmsnorm(c->xb + (size_t)(t - first) * E, c->x + (size_t)t * E, m->output_norm, E, h->norm_eps);
     mm(c, c->logits, &m->output, c->xb, rows);
     if (self_calib) {
         c->calibrating = false;

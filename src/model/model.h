@@ -145,6 +145,9 @@ struct pinfer_ctx {
     int io_error;        /* sticky: a read of the model failed */
 };
 
+/* out = x / rms(x) * w (n elements). */
+void pf_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
+
 /* Seconds since an arbitrary start (CLOCK_MONOTONIC). */
 double pf_now(void);
 /* Peak resident set size of this process in bytes (VmHWM), 0 if unknown. */

@@ -27,6 +27,7 @@
 
 #include "cache/cache.h"
 #include "core/error.h"
+#include "tensor/matmul.h"
 
 #include <math.h>
 #include <string.h>
@@ -140,6 +141,7 @@ void pf_ffn_offload_decode(struct pinfer_ctx *c, int l, float *out)
     int *miss = c->off_miss;
     struct off_run r = { .o = { .t = &t, .slotp = slotp, .cand_start = cand_start, .cand = cand }, .was = was };
     const uint64_t base = b->file_off, S = b->slot_size, P = PF_IO_ALIGN;
+    const bool pre = cache->pre_layer == l;
     for (int c0 = 0; c0 < t.n_clusters;) {
         /* the round: clusters from c0 while their misses fit in the staging area, counted as
            pf_cache_fetch will place them (runs of touching pages share them) */
@@ -152,6 +154,7 @@ void pf_ffn_offload_decode(struct pinfer_ctx *c, int l, float *out)
                 int j = cand[i];
                 slotp[j] = was[j] = pf_cache_lookup(cache, l, j);
                 if (slotp[j]) continue;
+                if (pre && cache->pre_ptr[j]) continue; /* read ahead, in flight or landed */
                 miss[n_miss++] = j;
                 uint64_t a = (base + (uint64_t)j * S) / P * P, e = (base + (uint64_t)(j + 1) * S + P - 1) / P * P;
                 if (n_miss > 1 && a <= last_end) { if (e > last_end) need += e - last_end; }
@@ -178,15 +181,61 @@ void pf_ffn_offload_decode(struct pinfer_ctx *c, int l, float *out)
         r.o.c1 = c1;
         r.o.phase_b = false;
         pf_pool_run(c->pool, off_fn, &r); /* resident gates/ups while the reads fly */
-        int rc = pf_cache_wait(cache);
+        int rc = pf_cache_wait(cache); /* this round's reads and any prefetch still in flight */
         if (rc < 0) { c->io_error = rc; return; }
         for (int i = 0; i < got; i++) slotp[miss[i]] = mptr[i];
+        if (pre)
+            for (int i = cand_start[c0]; i < cand_start[c1]; i++) {
+                int j = cand[i];
+                if (!was[j] && cache->pre_ptr[j] && !slotp[j]) { slotp[j] = cache->pre_ptr[j]; cache->pre_used++; }
+            }
         r.o.phase_b = true;
         pf_pool_run(c->pool, off_fn, &r);
         for (int i = 0; i < got; i++) pf_cache_insert(cache, l, miss[i], mptr[i]);
+        if (pre)
+            for (int i = cand_start[c0]; i < cand_start[c1]; i++) {
+                int j = cand[i];
+                if (!was[j] && slotp[j] == cache->pre_ptr[j]) pf_cache_insert(cache, l, j, slotp[j]);
+            }
         c0 = c1;
     }
+    if (cache->pre_layer >= 0) {
+        /* a prefetch for another layer (a batch came between) or this one: forget it; the reads
+           are done (waited above, or now) */
+        if (pf_cache_wait(cache) < 0) c->io_error = PINFER_EIO;
+        for (int i = 0; i < cache->n_pre; i++) cache->pre_ptr[cache->pre_list[i]] = NULL;
+        cache->n_pre = 0;
+        cache->pre_layer = -1;
+    }
     pf_dec_reduce(c, out);
+}
+
+/* ==== Reading the next layer ahead ==== */
+
+void pf_offload_prefetch(struct pinfer_ctx *c, int l)
+{
+    struct pf_cache *cache = c->cache;
+    if (!cache->pre || c->sparse != PINFER_SPARSE_PREDICTOR || c->calibrating || c->ideal_every > 0 || cache->pre_layer >= 0)
+        return;
+    const struct pinfer_model *m = c->m;
+    const struct pf_bundles *b = m->layers[l].ffn_b;
+    if (!b->fc1.data) return;
+    /* the layer's FFN input will be rmsnorm(x + attention(x)); the attention is small next to
+       x, so rmsnorm(x) predicts most of the same neurons */
+    pf_rmsnorm(c->xb, c->x, m->layers[l].ffn_norm, b->n_embd, m->info.norm_eps);
+    pf_matmul(c->pool, c->pred_h, b->fc1.data, b->fc1.type, b->fc1.n_in, b->fc1.n_out, c->xb, 1, c->scratch);
+    for (int64_t i = 0; i < b->fc1.n_out; i++) c->pred_h[i] = c->pred_h[i] > 0 ? c->pred_h[i] : 0;
+    pf_matmul(c->pool, c->pred_logit, b->fc2.data, b->fc2.type, b->fc2.n_in, b->fc2.n_out, c->pred_h, 1, c->scratch);
+    int n = 0;
+    for (int j = 0; j < b->n_ff; j++)
+        if (c->pred_logit[j] > b->pred_threshold && !pf_cache_resident(cache, l, j)) cache->pre_list[n++] = j;
+    const uint8_t **ptr = c->off_mptr;
+    int got = pf_cache_prefetch(cache, l, cache->pre_list, n, ptr);
+    if (got < 0) { c->io_error = got; return; }
+    for (int i = 0; i < got; i++) cache->pre_ptr[cache->pre_list[i]] = ptr[i];
+    cache->n_pre = got;
+    cache->pre_slots += (uint64_t)got;
+    cache->pre_layer = l;
 }
 
 /* ==== Batches: the layer streamed in chunks ==== */

@@ -69,6 +69,10 @@ void pf_ffn_bundle_decode(struct pinfer_ctx *c, int layer, float *out);
  * whose output is added to c->x. I/O errors are left in c->io_error. */
 void pf_ffn_offload_decode(struct pinfer_ctx *c, int layer, float *out);
 void pf_ffn_offload_batch(struct pinfer_ctx *c, int layer, int n_tok, bool record);
+/* Under a budget, predictor mode, between layers of a single-token step: runs layer's predictor
+ * on rmsnorm(c->x) (its input before the attention still to come) and queues reads of the
+ * likely slots that are not resident into the prefetch area. Uses c->xb. */
+void pf_offload_prefetch(struct pinfer_ctx *c, int layer);
 
 /* g[i] = act(g[i], u[i]) for n neurons (in place). */
 void pf_ffn_activate(float *g, const float *u, size_t n, enum pinfer_act act);
