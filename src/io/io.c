@@ -23,7 +23,7 @@
 
 struct pf_io_params pf_io_default_params(void)
 {
-    return (struct pf_io_params){ .backend = PF_IO_AUTO, .queue_depth = 64, .n_threads = 4, .direct = true };
+    return (struct pf_io_params){ .backend = PF_IO_AUTO, .queue_depth = 64, .n_threads = 16, .direct = true };
 }
 
 /* ==== Failures ==== */

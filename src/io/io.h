@@ -33,7 +33,7 @@ enum pf_io_backend { PF_IO_AUTO = 0, PF_IO_URING, PF_IO_PREAD };
 struct pf_io_params {
     enum pf_io_backend backend;
     int queue_depth;   /* reads in flight at most (default 64); more are queued internally */
-    int n_threads;     /* pread backend: worker threads (default 4) */
+    int n_threads;     /* pread backend: worker threads (default 16: a 2-core machine still needs reads in flight) */
     bool direct;       /* O_DIRECT (default true); false only for file systems without it */
 };
 

@@ -254,10 +254,20 @@ void pf_dec_reduce(struct pinfer_ctx *c, float *out)
     }
 }
 
+/* PERFTMP */
+#include <stdio.h>
+static double tm_setup, tm_run, tm_red, tm_first, tm_last; static long tm_n;
+static void tm_print(void) { fprintf(stderr, "PERFTMP calls %ld setup %.3f run %.3f reduce %.3f wall %.3f s\n", tm_n, tm_setup, tm_run, tm_red, tm_last - tm_first); }
 void pf_ffn_bundle_decode(struct pinfer_ctx *c, int l, float *out)
 {
     struct dec_task t;
+    double t0 = pf_now();
+    if (!tm_n++) { tm_first = t0; atexit(tm_print); }
     pf_dec_setup(c, l, &t);
+    double t1 = pf_now();
     pf_pool_run(c->pool, dec_fn, &t);
+    double t2 = pf_now();
     pf_dec_reduce(c, out);
+    double t3 = pf_now();
+    tm_setup += t1 - t0; tm_run += t2 - t1; tm_red += t3 - t2; tm_last = t3;
 }

@@ -103,10 +103,104 @@ INLINE void dq_f32(const uint8_t *p, __m512 *w0, __m512 *w1)
         }                                                                                          \
     }
 
-DOWN_ACCUM(q4_0, Q4_0, 18, dq_q4_0)
 DOWN_ACCUM(q8_0, Q8_0, 34, dq_q8_0)
 DOWN_ACCUM(f16, F16, 64, dq_f16)
 DOWN_ACCUM(f32, F32, 128, dq_f32)
+
+/* Q4_0 gets its own decode kernel: the generic one spends a word broadcast and an f16
+ * conversion per block on the scale, both on the shuffle pipes the two table lookups need.
+ * Here the scales of a strip of DA_COLS blocks are converted 8 at a time per row (one
+ * word permute and one conversion per 8 blocks) into sc[][], and each block's table is one
+ * broadcast load and one multiply. A tile is 4 blocks (128 outputs, 8 registers) over the
+ * strip's rows; rows are taken DA_ROWS at a time, in order, so every output element still sees
+ * its terms in row order, one fma each. */
+#define DA_ROWS 16
+#define DA_COLS 32 /* blocks per strip (a multiple of 8) */
+
+/* 8 block scales of the Q4_0 blocks at p (144 bytes) as floats; reads 128 bytes from p */
+INLINE __m256 q4_scales8(const uint8_t *p)
+{
+    const __m512i didx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                          0, 0, 0, 0, 0, 0, 0, 0, 63, 54, 45, 36, 27, 18, 9, 0);
+    __m512i hh = _mm512_permutex2var_epi16(_mm512_loadu_si512(p), didx, _mm512_loadu_si512(p + 64));
+    return _mm256_cvtph_ps(_mm512_castsi512_si128(hh));
+}
+
+/* w0 (elements 0..15) and w1 (16..31) of the block at p, whose scale is *d */
+INLINE void dq_q4_0_s(const uint8_t *p, const float *d, __m512 *w0, __m512 *w1)
+{
+    const __m512 iota8 = _mm512_set_ps(7, 6, 5, 4, 3, 2, 1, 0, -1, -2, -3, -4, -5, -6, -7, -8);
+    __m512 tab = _mm512_mul_ps(iota8, _mm512_set1_ps(*d));
+    __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + 2)));
+    *w0 = _mm512_permutexvar_ps(q, tab);
+    *w1 = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), tab);
+}
+
+/* y[32*b0 .. 32*b1) += rows' terms, nb0 = b1 - b0 <= DA_COLS blocks, k <= DA_ROWS rows */
+static void q4_down_strip(const uint8_t *const *rows, const float *h, int k, float *y, int64_t b0, int64_t b1,
+                          int lines, struct pf_pq *pq)
+{
+    float sc[DA_ROWS][DA_COLS] __attribute__((aligned(64)));
+    for (int i = 0; i < k; i++) {
+        const uint8_t *p = rows[i] + (size_t)b0 * 18;
+        int64_t j = 0;
+        for (; b0 + j + 8 <= b1; j += 8) _mm256_store_ps(&sc[i][j], q4_scales8(p + (size_t)j * 18));
+        for (; b0 + j < b1; j++) sc[i][j] = _cvtsh_ss(load_u16(p + (size_t)j * 18));
+    }
+    int64_t b = b0;
+    for (; b + 4 <= b1; b += 4) {
+        float *yp = y + b * 32;
+        const int jj = (int)(b - b0);
+        pf_pq_issue(pq, lines);
+        __m512 a0 = _mm512_loadu_ps(yp), a1 = _mm512_loadu_ps(yp + 16), a2 = _mm512_loadu_ps(yp + 32);
+        __m512 a3 = _mm512_loadu_ps(yp + 48), a4 = _mm512_loadu_ps(yp + 64), a5 = _mm512_loadu_ps(yp + 80);
+        __m512 a6 = _mm512_loadu_ps(yp + 96), a7 = _mm512_loadu_ps(yp + 112);
+        for (int i = 0; i < k; i++) {
+            const uint8_t *p = rows[i] + (size_t)b * 18;
+            const float *d = &sc[i][jj];
+            __m512 hv = _mm512_set1_ps(h[i]), w0, w1;
+            dq_q4_0_s(p, d, &w0, &w1);
+            a0 = _mm512_fmadd_ps(hv, w0, a0);
+            a1 = _mm512_fmadd_ps(hv, w1, a1);
+            dq_q4_0_s(p + 18, d + 1, &w0, &w1);
+            a2 = _mm512_fmadd_ps(hv, w0, a2);
+            a3 = _mm512_fmadd_ps(hv, w1, a3);
+            dq_q4_0_s(p + 36, d + 2, &w0, &w1);
+            a4 = _mm512_fmadd_ps(hv, w0, a4);
+            a5 = _mm512_fmadd_ps(hv, w1, a5);
+            dq_q4_0_s(p + 54, d + 3, &w0, &w1);
+            a6 = _mm512_fmadd_ps(hv, w0, a6);
+            a7 = _mm512_fmadd_ps(hv, w1, a7);
+        }
+        _mm512_storeu_ps(yp, a0); _mm512_storeu_ps(yp + 16, a1); _mm512_storeu_ps(yp + 32, a2);
+        _mm512_storeu_ps(yp + 48, a3); _mm512_storeu_ps(yp + 64, a4); _mm512_storeu_ps(yp + 80, a5);
+        _mm512_storeu_ps(yp + 96, a6); _mm512_storeu_ps(yp + 112, a7);
+    }
+    for (; b < b1; b++) {
+        float *yp = y + b * 32;
+        __m512 a0 = _mm512_loadu_ps(yp), a1 = _mm512_loadu_ps(yp + 16);
+        for (int i = 0; i < k; i++) {
+            __m512 hv = _mm512_set1_ps(h[i]), w0, w1;
+            dq_q4_0_s(rows[i] + (size_t)b * 18, &sc[i][b - b0], &w0, &w1);
+            a0 = _mm512_fmadd_ps(hv, w0, a0);
+            a1 = _mm512_fmadd_ps(hv, w1, a1);
+        }
+        _mm512_storeu_ps(yp, a0); _mm512_storeu_ps(yp + 16, a1);
+    }
+}
+
+static void down_accum_q4_0(const void *const *rows, const float *h, int k, float *y, int64_t n, struct pf_pq *pq)
+{
+    if (n % 32) { pf_sparse_kernels_ref.down_accum[PF_TYPE_Q4_0](rows, h, k, y, n, pq); return; }
+    const int64_t nb = n / 32;
+    const uint8_t *const *r = (const uint8_t *const *)rows;
+    for (int i0 = 0; i0 < k; i0 += DA_ROWS) {
+        const int kk = k - i0 < DA_ROWS ? k - i0 : DA_ROWS;
+        const int lines = (kk * 4 * 18 + 63) / 64 + 1; /* what a tile consumes, and one more */
+        for (int64_t b0 = 0; b0 < nb; b0 += DA_COLS)
+            q4_down_strip(r + i0, h + i0, kk, y, b0, b0 + DA_COLS < nb ? b0 + DA_COLS : nb, lines, pq);
+    }
+}
 
 /* ==== Prefill: panels ==== */
 
