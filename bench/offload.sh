@@ -51,7 +51,7 @@ for pct in 25 50 75; do
     B=$((SIZE * pct / 100))
     echo "== budget $pct% = $((B / MiB)) MiB, cgroup limit budget + 128 MiB =="
     drop
-    capped $((B + 128 * MiB)) "$P" bench -m "$M" -p 16 -n 32 -r 1 -t "$T" --sparse predictor --mem-budget "$B"
+    capped $((B + 128 * MiB)) "$P" bench -m "$M" -p 16 -n 8 -r 1 -t "$T" --sparse predictor --mem-budget "$B"
 done
 [ "$FFN" -gt 0 ] || exit 0
 B=$((SIZE - FFN / 2))

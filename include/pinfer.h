@@ -131,7 +131,7 @@ struct pinfer_ctx_params {
     /* Under a model memory budget (pinfer_model_params.mem_budget): */
     enum pinfer_io_backend { PINFER_IO_AUTO = 0, PINFER_IO_URING = 1, PINFER_IO_PREAD = 2 } io_backend;
     float cache_hot;     /* share of the FFN memory pinned as hot neurons, the rest an LRU
-                            cache; < 0 = default (0.5) */
+                            cache; < 0 = default (0.9) */
 };
 struct pinfer_ctx_params pinfer_ctx_default_params(void);
 

@@ -138,7 +138,9 @@ int main(void)
 
     /* the fixed segment, from a budget that holds everything */
     struct run big = { .lg = off.lg };
+    setenv("PINFER_PREFETCH", "1", 1); /* the larger fixed segment (a second staging area) */
     CHECKF(run_model(prep_path, 1ull << 30, PINFER_IO_AUTO, -1, PINFER_SPARSE_PREDICTOR, 4, &big) == 0, "%s", big.msg);
+    unsetenv("PINFER_PREFETCH");
     const uint64_t fixed = big.cs.fixed_bytes;
     CHECK(fixed > 0 && big.cs.misses == 0 && big.cs.hits > 0);
     printf("fixed segment %.2f MiB; everything resident: %llu look-ups, %llu misses\n", fixed / 1048576.0,
@@ -158,8 +160,10 @@ int main(void)
         };
         for (size_t k = 0; k < sizeof cfg / sizeof cfg[0]; k++) {
             if (cfg[k].stage) setenv("PINFER_STAGE_BYTES", cfg[k].stage, 1);
+            if (k % 2 == 0) setenv("PINFER_PREFETCH", "1", 1); /* read-ahead of the next layer */
             int rc = run_model(prep_path, fixed + cfg[k].extra, cfg[k].io, cfg[k].hot, sm, steps, &off);
             unsetenv("PINFER_STAGE_BYTES");
+            unsetenv("PINFER_PREFETCH");
             if (rc == PINFER_EUNSUPPORTED && cfg[k].io == PINFER_IO_URING) {
                 printf("io_uring unavailable here (%s): uring configuration skipped\n", off.msg);
                 continue;
@@ -176,10 +180,12 @@ int main(void)
             CHECKF(off.cs.prefill_bytes == 0, "prefill counters were reset"); /* reset after the prompt */
             if (cfg[k].stage) CHECKF(off.cs.rounds > (uint64_t)steps * 4, "config %zu: %llu read rounds in %d steps of 4 layers", k,
                                      (unsigned long long)off.cs.rounds, steps);
-            printf("%s, io %s, hot %.1f, budget fixed+%llu KiB%s: %d steps bit-identical to in memory; hit rate %.1f%%, "
+            if (k % 2 == 0 && sm == PINFER_SPARSE_PREDICTOR)
+                CHECKF(off.cs.prefetch_slots > 0 && off.cs.prefetch_used > 0, "config %zu: read-ahead unused", k);
+            printf("%s, io %s, hot %.1f, budget fixed+%llu KiB%s%s: %d steps bit-identical to in memory; hit rate %.1f%%, "
                    "%.1f KB read/token, %llu evictions, %llu rounds\n",
                    pinfer_sparse_mode_name(sm), off.cs.io_backend, cfg[k].hot, (unsigned long long)(cfg[k].extra >> 10),
-                   cfg[k].stage ? ", 16 KiB staging" : "", steps,
+                   cfg[k].stage ? ", 16 KiB staging" : "", k % 2 == 0 ? ", read-ahead" : "", steps,
                    100.0 * (double)off.cs.hits / (double)(off.cs.hits + off.cs.misses + off.cs.prefetch_used),
                    (off.cs.bytes_read + off.cs.prefetch_bytes) / 1e3 / steps,
                    (unsigned long long)off.cs.evictions, (unsigned long long)off.cs.rounds);

@@ -3,7 +3,7 @@
  *                       suffix (powers of 1024; "MiB"/"GiB" spellings too), or P% of the model
  *                       file's size. Needs a prepared model.
  *   --io BACKEND        direct reads through auto (default), uring or pread
- *   --cache-hot F       share of the FFN memory pinned for the hottest neurons (default 0.5)
+ *   --cache-hot F       share of the FFN memory pinned for the hottest neurons (default 0.9)
  * and the report of what the neuron cache did. */
 #ifndef PF_TOOLS_BUDGET_FLAGS_H
 #define PF_TOOLS_BUDGET_FLAGS_H
@@ -22,7 +22,7 @@ struct budget_flags {
     "      --mem-budget SIZE   hard memory limit: bytes, K/M/G suffix, or P%% of the model file;\n" \
     "                          the FFN stays in the file and a neuron cache serves it (prepared models)\n" \
     "      --io BACKEND        direct reads under a budget: auto, uring, pread (default auto)\n" \
-    "      --cache-hot F       under a budget: share of FFN memory pinned for hot neurons (0.5)\n"
+    "      --cache-hot F       under a budget: share of FFN memory pinned for hot neurons (0.9)\n"
 
 void budget_flags_init(struct budget_flags *f);
 /* As sparse_flags_parse: 1 consumed, 0 not ours, -1 usage error printed. */

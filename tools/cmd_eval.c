@@ -7,6 +7,7 @@
 #include "cmds.h"
 #include "pinfer.h"
 #include "sparse_flags.h"
+#include "budget_flags.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,15 +51,18 @@ int cmd_eval(int argc, char **argv)
     bool batch = false;
     struct sparse_flags sfl;
     sparse_flags_init(&sfl);
+    struct budget_flags bfl;
+    budget_flags_init(&bfl);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         v = i + 1 < argc ? argv[i + 1] : NULL;
         int sf = sparse_flags_parse(C, argc, argv, &i, &sfl);
+        if (sf == 0) sf = budget_flags_parse(C, argc, argv, &i, &bfl);
         if (sf < 0) return 2;
         if (sf > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: pinfer eval -m MODEL --ids \"1 403 ...\" --logits OUT.txt [--batch] [-t N] [-c N] [--sparse MODE]\n"
-                   SPARSE_FLAGS_HELP);
+                   SPARSE_FLAGS_HELP BUDGET_FLAGS_HELP);
             return 0;
         }
         else if (!strcmp(a, "--batch")) batch = true;
@@ -78,11 +82,13 @@ int cmd_eval(int argc, char **argv)
     struct pinfer_model *m = NULL;
     struct pinfer_ctx *ctx = NULL;
     struct pinfer_outfile *of = NULL;
-    if (pinfer_model_load(&m, model_path, NULL)) { args_error(C, "%s", pinfer_last_error()); goto out; }
+    struct pinfer_model_params mp = pinfer_model_default_params();
+    struct pinfer_ctx_params cp = pinfer_ctx_default_params();
+    if (budget_flags_apply(C, &bfl, model_path, &mp, &cp)) { rc = 2; goto out; }
+    if (pinfer_model_load(&m, model_path, &mp)) { args_error(C, "%s", pinfer_last_error()); goto out; }
     int nv = pinfer_n_vocab(m);
     int n = parse_ids(ids_s, &ids, nv);
     if (n < 0) { rc = 2; goto out; }
-    struct pinfer_ctx_params cp = pinfer_ctx_default_params();
     cp.n_threads = (int)n_threads;
     cp.n_ctx = (int)n_ctx;
     if (cp.n_ctx == 0) {

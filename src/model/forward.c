@@ -74,8 +74,10 @@ static int offload_init(struct pinfer_ctx *c, const struct pinfer_ctx_params *p,
     total += bytes;
     total += (size_t)c->n_threads * (256u << 10); /* thread stacks actually touched, roughly */
     struct pf_cache_plan plan;
-    const char *np = getenv("PINFER_NO_PREFETCH");
-    const bool prefetch = p->sparse == PINFER_SPARSE_PREDICTOR && m->info.has_predictors && !(np && *np && strcmp(np, "0"));
+    /* reading the next layer ahead is opt-in: on the Mistral-7B shape it cost more than it hid
+       (bench/RESULTS.md: the step's own reads queue behind it; the attention it overlaps is short) */
+    const char *pe = getenv("PINFER_PREFETCH");
+    const bool prefetch = p->sparse == PINFER_SPARSE_PREDICTOR && m->info.has_predictors && pe && *pe && strcmp(pe, "0");
     int rc = pf_cache_plan(m, total, p->cache_hot, prefetch, &plan);
     if (rc) return rc;
     rc = pf_cache_new(&c->cache, m, &plan, (enum pf_io_backend)p->io_backend);
