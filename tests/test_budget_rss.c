@@ -19,6 +19,19 @@
 
 #define MiB (1024.0 * 1024.0)
 
+/* AddressSanitizer's shadow memory and quarantine inflate RSS several-fold: the bounds are
+ * checked in the plain build only (the runs themselves still run and must succeed). */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
+#endif
+
 static char raw_path[512], prep_path[512];
 
 static int make_model(void)
@@ -123,14 +136,15 @@ int main(void)
     bool capped = false;
     uint64_t rss_mem = child_run(0, 0, &status, &capped);
     CHECKF(rss_mem > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "in-memory run failed (status %d)", status);
-    CHECKF(rss_mem > size, "in memory the peak RSS (%.1f MiB) should exceed the file (%.1f MiB)", rss_mem / MiB, size / MiB);
+    if (UNDER_ASAN) printf("built with AddressSanitizer: RSS bounds not checked, runs only\n");
+    CHECKF(UNDER_ASAN || rss_mem > size, "in memory the peak RSS (%.1f MiB) should exceed the file (%.1f MiB)", rss_mem / MiB, size / MiB);
     printf("file %.1f MiB; in memory: peak RSS %.1f MiB\n", size / MiB, rss_mem / MiB);
     int n_capped = 0;
     for (int pct = 25; pct <= 75; pct += 25) {
         const uint64_t budget = size * (uint64_t)pct / 100, limit = budget + (128u << 20);
         uint64_t rss = child_run(budget, 0, &status, &capped);
         CHECKF(rss > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "budget %d%%: run failed (status %d)", pct, status);
-        CHECKF(rss <= budget + (64u << 20), "budget %d%% = %.1f MiB: peak RSS %.1f MiB exceeds budget + 64 MiB", pct, budget / MiB,
+        CHECKF(UNDER_ASAN || rss <= budget + (64u << 20), "budget %d%% = %.1f MiB: peak RSS %.1f MiB exceeds budget + 64 MiB", pct, budget / MiB,
                rss / MiB);
         printf("budget %d%% = %.1f MiB: peak RSS %.1f MiB (bound %.1f)\n", pct, budget / MiB, rss / MiB, (budget + (64u << 20)) / MiB);
         rss = child_run(budget, limit, &status, &capped);
