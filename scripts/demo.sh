@@ -24,7 +24,7 @@ $P bench -m $M -p 64 -n 32 -r 2
 S=build/demo/sparse-drelu.gguf
 SP=build/demo/sparse-drelu-prepared.gguf
 echo "== a sparse model: synth (dReLU, 90% sparsity, hot 0.3:0.8), then prepare (predictors, bundles) =="
-$P synth -o $S --dim 2048 --layers 16 --heads 16 --kv-heads 4 --ffn 8192 --vocab 32000 \
+$P synth -o $S --dim 2048 --layers 8 --heads 16 --kv-heads 4 --ffn 8192 --vocab 32000 \
     --type q4_0 --act drelu --sparsity 0.9 --hot 0.3:0.8 --seed 1
 [ -f $SP ] || $P prepare -m $S -o $SP --tokens 256 --steps 150
 echo "== the same model three ways (2 threads, 64 generated tokens) =="
