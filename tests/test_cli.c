@@ -3,6 +3,8 @@
  * against the reference files. Runs the binary named by $PINFER_BIN (tests/run.sh sets it). */
 #include "testutil.h"
 
+#include <sys/stat.h>
+
 #include <math.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -60,6 +62,30 @@ int main(void)
 
     /* usage errors */
     expect_error("", "usage");
+
+    /* outputs are renamed over their destination: a non-regular destination is refused, not
+       replaced (a fifo and a directory stand in for /dev/null) */
+    {
+        char fifo[4200];
+        snprintf(fifo, sizeof fifo, "%s/a.fifo", tmp);
+        CHECK(mkfifo(fifo, 0644) == 0);
+        snprintf(args, sizeof args, "synth -o %s", fifo);
+        expect_error(args, "not a regular file");
+        struct stat st;
+        CHECK(lstat(fifo, &st) == 0 && S_ISFIFO(st.st_mode));
+        snprintf(args, sizeof args, "synth -o %s", tmp);
+        expect_error(args, "not a regular file");
+        snprintf(args, sizeof args, "eval -m %s --ids \"1 2\" --logits %s", model, fifo);
+        expect_error(args, "not a regular file");
+    }
+
+    /* memory-budget flags */
+    snprintf(args, sizeof args, "run -m %s -p hi -n 2 --mem-budget lots", model);
+    expect_error(args, "not a size");
+    snprintf(args, sizeof args, "run -m %s -p hi -n 2 --mem-budget 1G", model);
+    expect_error(args, "prepared model");
+    snprintf(args, sizeof args, "bench -m %s --io floppy", model);
+    expect_error(args, "uring");
     expect_error("frobnicate", "unknown command");
     snprintf(args, sizeof args, "run -m %s --no-such-flag", model);
     expect_error(args, "unknown flag");

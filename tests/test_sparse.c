@@ -227,7 +227,7 @@ static void test_kernels(void)
             int type = types[ti];
             bool flt = pf_type_get(type)->blck == 1;
             const int64_t ns[] = { 32, 64, 96, 4096 + 96, 17, 45 };
-            const int ks[] = { 1, 3, 7, 64 };
+            const int ks[] = { 1, 3, 7, 17, 64 };
             for (size_t a = 0; a < sizeof ns / sizeof *ns; a++) {
                 if (ns[a] % 32 && !flt) continue;
                 for (size_t b = 0; b < sizeof ks / sizeof *ks; b++) test_down_accum(sk, type, ns[a], ks[b], &st);

@@ -14,4 +14,9 @@ int pf_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3))
 /* Prefixes the current message with "prefix: " (for adding context on the way up). Returns code. */
 int pf_fail_context(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Outputs are written atomically (temp file + rename over the destination). Returns 0 if path
+ * may be replaced that way (absent, or a regular file), else PINFER_EINVAL naming it (a device
+ * such as /dev/null, a directory, a fifo: renaming over it would destroy it). */
+int pf_check_output_path(const char *path);
+
 #endif

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct pinfer_outfile {
@@ -14,9 +15,20 @@ struct pinfer_outfile {
     char *path, *tmp;
 };
 
+int pf_check_output_path(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0 || S_ISREG(st.st_mode)) return 0;
+    if (S_ISLNK(st.st_mode) && stat(path, &st) == 0 && S_ISREG(st.st_mode)) return 0;
+    return pf_fail(PINFER_EINVAL, "%s exists and is not a regular file: outputs are written to a temp file and renamed "
+                   "over the destination, which would replace it (give a file path)", path);
+}
+
 int pinfer_outfile_open(struct pinfer_outfile **out, const char *path)
 {
     *out = NULL;
+    int rc = pf_check_output_path(path);
+    if (rc) return rc;
     struct pinfer_outfile *f = calloc(1, sizeof *f);
     size_t n = strlen(path) + 32;
     if (!f || !(f->path = strdup(path)) || !(f->tmp = malloc(n))) {

@@ -519,6 +519,7 @@ int gguf_writer_begin(struct gguf_writer *w, const char *path)
     if (!w || !path || !*path) return pf_fail(PINFER_EINVAL, "gguf writer: no output path");
     int rc = check_declaring(w, "gguf_writer_begin");
     if (rc) return rc;
+    if ((rc = pf_check_output_path(path))) return wfail(w, rc, "%s", pinfer_last_error());
     size_t len = strlen(path) + 32;
     w->path = strdup(path);
     char *tmp = malloc(len);

@@ -58,19 +58,17 @@ static void *alloc_array(size_t n, size_t size, size_t *total)
 static int offload_init(struct pinfer_ctx *c, const struct pinfer_ctx_params *p, size_t total)
 {
     const struct pinfer_model *m = c->m;
-    const size_t F = (size_t)m->info.n_ff, ncl = F + 1;
+    const size_t F = (size_t)m->info.n_ff;
     if ((size_t)m->head_dim * (size_t)m->info.n_head < (size_t)m->info.n_embd)
         return pf_fail(PINFER_EUNSUPPORTED, "a memory budget needs n_head x head_dim >= n_embd");
-    size_t bytes = F * 3 * sizeof(void *) + F * 2 * sizeof(int) + ncl * sizeof(int);
+    size_t bytes = F * 3 * sizeof(void *) + F * sizeof(int);
     char *mem = malloc(bytes);
     if (!mem) return pf_fail(PINFER_ENOMEM, "out of memory");
     c->off_mem = mem;
     c->off_slotp = (const uint8_t **)(void *)mem; mem += F * sizeof(void *);
     c->off_was = (const uint8_t **)(void *)mem;   mem += F * sizeof(void *);
     c->off_mptr = (const uint8_t **)(void *)mem;  mem += F * sizeof(void *);
-    c->off_cand = (int *)(void *)mem;              mem += F * sizeof(int);
-    c->off_miss = (int *)(void *)mem;              mem += F * sizeof(int);
-    c->off_cstart = (int *)(void *)mem;
+    c->off_miss = (int *)(void *)mem;
     total += bytes;
     total += (size_t)c->n_threads * (256u << 10); /* thread stacks actually touched, roughly */
     struct pf_cache_plan plan;
@@ -151,14 +149,14 @@ int pinfer_ctx_new(struct pinfer_ctx **out, struct pinfer_model *m, const struct
 #undef NEED
     c->scratch = sc == SIZE_MAX ? NULL : alloc_array(sc ? sc : 64, 1, &total);
     /* sparse FFN state */
-    c->ypart = alloc_array(T, E * 4, &total);
+    c->ypart = alloc_array((size_t)pf_dec_parts(p.n_threads), E * 4, &total);
     c->panel = m->bundles ? alloc_array(T, PF_PANEL_FLOATS * sizeof(float), &total) : NULL;
     c->pred_h = alloc_array(rank, 4, &total);
     c->pred_logit = alloc_array(F, 4, &total);
     c->thresh = alloc_array((size_t)h->n_layer, 4, &total);
     c->hist = p.sparse == PINFER_SPARSE_THRESHOLD ? calloc((size_t)h->n_layer * PF_HIST_BINS, sizeof *c->hist) : NULL;
     c->cnt = alloc_array(T, sizeof *c->cnt, &total);
-    c->dec = m->bundles ? pf_dec_threads_new(p.n_threads, h->cluster_size) : NULL;
+    c->dec = m->bundles ? pf_dec_new(p.n_threads, h->n_ff) : NULL;
     c->lstats = calloc((size_t)h->n_layer, sizeof *c->lstats);
     if (!c->k_cache || !c->v_cache || !c->x || !c->xb || !c->q || !c->k || !c->v || !c->hg ||
         !c->hu || !c->rope || !c->att || !c->att16 || !c->logits || !c->scratch || !c->ypart ||
@@ -186,7 +184,7 @@ void pinfer_ctx_free(struct pinfer_ctx *c)
     free(c->logits); free(c->scratch);
     free(c->ypart); free(c->panel); free(c->pred_h); free(c->pred_logit); free(c->thresh);
     free(c->hist); free(c->cnt); free(c->lstats);
-    pf_dec_threads_free(c->dec, c->n_threads);
+    pf_dec_free(c->dec);
     free(c);
 }
 

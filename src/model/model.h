@@ -21,7 +21,7 @@ struct pf_weight {
 
 struct pf_bundles; /* sparse/sparse.h */
 struct pf_kernels; /* tensor/kernels.h */
-struct pf_dec_thread; /* sparse/sparse.h */
+struct pf_dec; /* sparse/sparse.h */
 struct pf_cache; /* cache/cache.h */
 
 struct pf_layer {
@@ -123,7 +123,7 @@ struct pinfer_ctx {
     enum pinfer_sparse_mode sparse;
     float sparsity_target;
     bool verify;
-    float *ypart;        /* (n_threads, n_embd) per-thread partial FFN outputs */
+    float *ypart;        /* (pf_dec_parts(n_threads), n_embd) partial FFN outputs of a decode step */
     float *panel;        /* (n_threads, PF_PANEL_FLOATS) prefill down-projection panels */
     float *pred_h;       /* (max predictor rank) */
     float *pred_logit;   /* (n_ff) */
@@ -132,7 +132,7 @@ struct pinfer_ctx {
     bool calibrating;    /* run dense and record |act(gate)| whatever the mode */
     int ideal_every;     /* benchmark aid PINFER_SPARSE_IDEAL (docs/sparse.md); 0 = off */
     uint32_t *hist;      /* (n_layer, PF_HIST_BINS) |act(gate)| histograms for calibration */
-    struct pf_dec_thread *dec;            /* (n_threads) decode-step working memory (bundles) */
+    struct pf_dec *dec;                   /* decode-step working memory (bundles) */
     struct pf_sparse_count *cnt;          /* (n_threads) */
     struct pf_sparse_layer_stats *lstats; /* (n_layer) */
     uint64_t n_sparse_tokens;
@@ -140,7 +140,7 @@ struct pinfer_ctx {
     /* ---- under a memory budget (src/cache/, src/sparse/ffn_offload.c) ---- */
     struct pf_cache *cache;
     const uint8_t **off_slotp, **off_was, **off_mptr; /* (n_ff) each */
-    int *off_cand, *off_miss, *off_cstart;            /* (n_ff), (n_ff), (n_ff + 1) */
+    int *off_miss;                                    /* (n_ff) */
     void *off_mem;
     int io_error;        /* sticky: a read of the model failed */
 };

@@ -3,7 +3,7 @@
  *
  * Single-token step, per layer:
  *   1. setup as in memory (predictor, x in the dot format: pf_dec_setup);
- *   2. the candidates are split into rounds of whole clusters such that each round's missing
+ *   2. the candidates (listed by setup) are split into rounds of whole clusters such that each round's missing
  *      slots fit in the staging area (usually one round per layer);
  *   3. per round: look the candidates up (hits), queue the reads of the misses (runs of adjacent
  *      slots, page-aligned, coalesced) and submit them; the threads compute the gate and up dots
@@ -13,11 +13,12 @@
  *   4. out = y_0 + y_1 + ...
  *
  * Same numbers as in memory, bit for bit: each neuron's gate and up dots are computed by the
- * same gather_dot kernel (whose result per row does not depend on the other rows of a call),
- * the activation by the same rule, and the down rows are added by the same down_accum kernel,
- * cluster cl by thread cl mod n_threads, clusters in increasing order, slots in order within a
- * cluster: exactly the partial sums ffn_decode.c forms. Only the time at which a neuron's
- * gate is computed differs, which no sum sees.
+ * same functions (pf_dec_gates/pf_dec_ups; gather_dot's result per row does not depend on the
+ * other rows of a call), and the down rows are added by the same down_accum kernel into the
+ * same partial sums: the candidate list cut into the same parts, each part's rows added in slot
+ * order into its own sum (down_accum adds its rows in order, one fma per term, so how the rows
+ * are grouped into calls does not matter), then y_0 + y_1 + ... Only the time at which a
+ * neuron is computed, and by which thread, differs, which no sum sees.
  *
  * Batches (prefill): each layer's slots are streamed in chunks through the two halves of the
  * staging area (the read of chunk k+1 in flight while chunk k is computed), the hot slots
@@ -35,87 +36,73 @@
 struct off_task {
     const struct dec_task *t;
     const uint8_t **slotp;   /* (n_ff) resident address of each candidate, NULL until read */
-    const int *cand_start;   /* (n_clusters + 1) index of each cluster's first candidate */
-    const int *cand;         /* candidate slots in order */
-    int c0, c1;              /* the round: clusters [c0, c1) */
+    const uint8_t **was;     /* slotp before the reads (NULL = missing) */
+    int r0, r1;              /* the round: candidates [r0, r1) (whole clusters) */
     bool phase_b;            /* false: resident candidates' gates/ups; true: missing ones, downs */
 };
 
-/* Gates and ups of the candidates of cluster cl that are resident (want_missing false) or that
- * were missing (want_missing true; their slotp is set now); h into c->hg. */
-static void gate_up(const struct off_task *o, struct pf_dec_thread *w, int cl, const uint8_t *const *was, bool want_missing,
+/* Gates and ups of the candidates in [i0, i1) that are resident (want_missing false) or that
+ * were missing (want_missing true; their slotp is set now), PF_DEC_BATCH at a time. */
+static void gate_up(const struct off_task *o, struct pf_dec_thread *w, int i0, int i1, bool want_missing,
                     struct pf_sparse_count *k)
 {
     const struct dec_task *t = o->t;
-    const struct pf_bundles *b = t->b;
-    const size_t rs = b->row_size;
-    const bool off = t->mode == PINFER_SPARSE_OFF;
-    struct pf_dec_cluster *q = &w->st[0];
-    pf_gather_dot_fn gather = t->sk->gather_dot[b->type];
-    q->ng = q->nu = 0;
-    for (int i = o->cand_start[cl]; i < o->cand_start[cl + 1]; i++) {
-        int j = o->cand[i];
-        if ((was[j] == NULL) != want_missing) continue;
+    struct pf_dec_batch *q = &w->st[0];
+    q->ng = 0;
+    for (int i = i0; i < i1; i++) {
+        int j = t->cand[i];
+        if ((o->was[j] == NULL) != want_missing) continue;
         q->idx[q->ng] = j;
-        w->rows[q->ng++] = o->slotp[j];
+        q->slot[q->ng++] = o->slotp[j];
+        if (q->ng == PF_DEC_BATCH) {
+            pf_dec_gates(t, w, q, NULL);
+            pf_dec_ups(t, w, q, false, NULL, k);
+            q->ng = 0;
+        }
     }
-    if (!q->ng) return;
-    gather(t->kt, w->rows, q->ng, t->xa, b->n_embd, q->g, NULL);
-    for (int i = 0; i < q->ng; i++) {
-        float g = q->g[i];
-        bool pass = off || !t->relu || g > 0;
-        if (!off && t->mode == PINFER_SPARSE_THRESHOLD && !(fabsf(pf_act_gate(t->act, g)) >= t->cut)) pass = false;
-        if (t->want_gates) t->c->hu[q->idx[i]] = g;
-        if (!pass) { t->c->hg[q->idx[i]] = 0; continue; }
-        q->up[q->nu] = i;
-        w->rows[q->nu++] = o->slotp[q->idx[i]] + rs;
+    if (q->ng) {
+        pf_dec_gates(t, w, q, NULL);
+        pf_dec_ups(t, w, q, false, NULL, k);
     }
-    if (q->nu) gather(t->kt, w->rows, q->nu, t->xa, b->n_embd, q->u, NULL);
-    for (int ui = 0; ui < q->nu; ui++) {
-        int i = q->up[ui];
-        t->c->hg[q->idx[i]] = pf_act_full(t->act, q->g[i], q->u[ui]);
-    }
-    k->gate += (uint32_t)q->ng;
-    k->up += (uint32_t)q->nu;
-    if (t->mode == PINFER_SPARSE_PREDICTOR) k->predicted += (uint32_t)q->ng;
 }
 
-struct off_run {
-    struct off_task o;
-    const uint8_t **was;     /* slotp before the reads (NULL = missing) */
-};
-
+/* Part p's candidates in this round go to thread p mod n_threads; the downs of a part are added
+ * in candidate order, round after round, into the part's partial output: the same sums as in
+ * memory (decode.h), whichever thread forms them. */
 static void off_fn(void *arg, int ith, int nth)
 {
-    const struct off_run *r = arg;
-    const struct off_task *o = &r->o;
+    const struct off_task *o = arg;
     const struct dec_task *t = o->t;
     struct pinfer_ctx *c = t->c;
     const struct pf_bundles *b = t->b;
     const int E = b->n_embd;
-    struct pf_dec_thread *w = &c->dec[ith];
+    struct pf_dec_thread *w = &c->dec->th[ith];
     struct pf_sparse_count *k = &c->cnt[ith];
-    int first = o->c0 + ((ith - o->c0 % nth) + nth) % nth; /* first cluster >= c0 with cl % nth == ith */
-    for (int cl = first; cl < o->c1; cl += nth) {
-        gate_up(o, w, cl, r->was, o->phase_b, k);
+    pf_down_accum_fn accum = t->sk->down_accum[b->type];
+    for (int p = ith; p < t->n_parts; p += nth) {
+        int i0, i1;
+        part_range(t, p, &i0, &i1);
+        if (i0 < o->r0) i0 = o->r0;
+        if (i1 > o->r1) i1 = o->r1;
+        if (i0 >= i1) continue;
+        gate_up(o, w, i0, i1, o->phase_b, k);
         if (!o->phase_b) continue;
-        /* downs of the whole cluster, slots in order */
-        struct pf_dec_cluster *q = &w->st[1];
+        struct pf_dec_batch *q = &w->st[1];
+        float *y = c->ypart + (size_t)p * (size_t)E;
         q->nd = 0;
-        uint32_t active = 0;
-        for (int i = o->cand_start[cl]; i < o->cand_start[cl + 1]; i++) {
-            int j = o->cand[i];
+        for (int i = i0; i < i1; i++) {
+            int j = t->cand[i];
             float h = c->hg[j];
-            if (h != 0) active++;
+            k->active += h != 0;
+            k->clusters += new_cluster(t, i);
             if (h != 0 || t->mode == PINFER_SPARSE_OFF) {
                 q->drow[q->nd] = o->slotp[j] + 2 * b->row_size;
                 q->dh[q->nd++] = h;
+                k->down++;
             }
+            if (q->nd == PF_DEC_BATCH) { accum(q->drow, q->dh, q->nd, y, E, NULL); q->nd = 0; }
         }
-        if (q->nd) t->sk->down_accum[b->type](q->drow, q->dh, q->nd, c->ypart + (size_t)ith * (size_t)E, E, NULL);
-        k->down += (uint32_t)q->nd;
-        k->active += active;
-        if (o->cand_start[cl + 1] > o->cand_start[cl]) k->clusters++;
+        if (q->nd) accum(q->drow, q->dh, q->nd, y, E, NULL);
     }
 }
 
@@ -126,42 +113,35 @@ void pf_ffn_offload_decode(struct pinfer_ctx *c, int l, float *out)
     t.verify = false; /* the skipped neurons' rows are not in memory */
     struct pf_cache *cache = c->cache;
     const struct pf_bundles *b = t.b;
-    const int E = b->n_embd;
-    int *cand = c->off_cand, *cand_start = c->off_cstart, n_cand = 0;
+    const int E = b->n_embd, cs = t.cluster_size;
     const uint8_t **slotp = c->off_slotp, **was = c->off_was;
-    for (int cl = 0; cl < t.n_clusters; cl++) {
-        cand_start[cl] = n_cand;
-        for (int j = cl * t.cluster_size, e = cluster_end(&t, cl); j < e; j++) {
-            if (is_candidate(&t, j)) cand[n_cand++] = j;
-            else c->hg[j] = 0;
-        }
-    }
-    cand_start[t.n_clusters] = n_cand;
-    memset(c->ypart, 0, (size_t)c->n_threads * (size_t)E * sizeof *c->ypart);
+    memset(c->ypart, 0, (size_t)t.n_parts * (size_t)E * sizeof *c->ypart);
     int *miss = c->off_miss;
-    struct off_run r = { .o = { .t = &t, .slotp = slotp, .cand_start = cand_start, .cand = cand }, .was = was };
+    struct off_task o = { .t = &t, .slotp = slotp, .was = was };
     const uint64_t base = b->file_off, S = b->slot_size, P = PF_IO_ALIGN;
     const bool pre = cache->pre_layer == l;
-    for (int c0 = 0; c0 < t.n_clusters;) {
-        /* the round: clusters from c0 while their misses fit in the staging area, counted as
-           pf_cache_fetch will place them (runs of touching pages share them) */
-        int n_miss = 0, c1 = c0;
+    for (int i0 = 0; i0 < t.n_cand;) {
+        /* the round: the candidates of whole clusters from i0's on, while their misses fit in
+           the staging area, counted as pf_cache_fetch will place them (runs of touching pages
+           share them) */
+        int n_miss = 0, i1 = i0;
         uint64_t need = 0, last_end = 0;
-        while (c1 < t.n_clusters) {
-            const int m0 = n_miss;
+        while (i1 < t.n_cand) {
+            const int cl = t.cand[i1] / cs, m0 = n_miss;
             const uint64_t need0 = need, last0 = last_end, hh = cache->hits_hot, hc = cache->hits_cold;
-            for (int i = cand_start[c1]; i < cand_start[c1 + 1]; i++) {
-                int j = cand[i];
+            int e = i1;
+            for (; e < t.n_cand && t.cand[e] / cs == cl; e++) {
+                int j = t.cand[e];
                 slotp[j] = was[j] = pf_cache_lookup(cache, l, j);
                 if (slotp[j]) continue;
                 if (pre && cache->pre_ptr[j]) continue; /* read ahead, in flight or landed */
                 miss[n_miss++] = j;
-                uint64_t a = (base + (uint64_t)j * S) / P * P, e = (base + (uint64_t)(j + 1) * S + P - 1) / P * P;
-                if (n_miss > 1 && a <= last_end) { if (e > last_end) need += e - last_end; }
-                else need += e - a;
-                if (e > last_end) last_end = e;
+                uint64_t a = (base + (uint64_t)j * S) / P * P, z = (base + (uint64_t)(j + 1) * S + P - 1) / P * P;
+                if (n_miss > 1 && a <= last_end) { if (z > last_end) need += z - last_end; }
+                else need += z - a;
+                if (z > last_end) last_end = z;
             }
-            if (need > cache->stage_cap && c1 > c0) {
+            if (need > cache->stage_cap && i1 > i0) {
                 /* does not fit: this cluster starts the next round, where it is looked up again */
                 n_miss = m0;
                 need = need0;
@@ -170,34 +150,34 @@ void pf_ffn_offload_decode(struct pinfer_ctx *c, int l, float *out)
                 cache->hits_cold = hc;
                 break;
             }
-            c1++;
+            i1 = e;
         }
         cache->rounds++;
         const uint8_t **mptr = c->off_mptr;
         int got = n_miss ? pf_cache_fetch(cache, l, miss, n_miss, mptr) : 0;
         if (got < 0) { c->io_error = got; return; }
         if (got < n_miss) { c->io_error = pf_fail(PINFER_ENOMEM, "I/O staging area too small for one cluster of slots"); return; }
-        r.o.c0 = c0;
-        r.o.c1 = c1;
-        r.o.phase_b = false;
-        pf_pool_run(c->pool, off_fn, &r); /* resident gates/ups while the reads fly */
+        o.r0 = i0;
+        o.r1 = i1;
+        o.phase_b = false;
+        pf_pool_run(c->pool, off_fn, &o); /* resident gates/ups while the reads fly */
         int rc = pf_cache_wait(cache); /* this round's reads and any prefetch still in flight */
         if (rc < 0) { c->io_error = rc; return; }
         for (int i = 0; i < got; i++) slotp[miss[i]] = mptr[i];
         if (pre)
-            for (int i = cand_start[c0]; i < cand_start[c1]; i++) {
-                int j = cand[i];
+            for (int i = i0; i < i1; i++) {
+                int j = t.cand[i];
                 if (!was[j] && cache->pre_ptr[j] && !slotp[j]) { slotp[j] = cache->pre_ptr[j]; cache->pre_used++; }
             }
-        r.o.phase_b = true;
-        pf_pool_run(c->pool, off_fn, &r);
+        o.phase_b = true;
+        pf_pool_run(c->pool, off_fn, &o);
         for (int i = 0; i < got; i++) pf_cache_insert(cache, l, miss[i], mptr[i]);
         if (pre)
-            for (int i = cand_start[c0]; i < cand_start[c1]; i++) {
-                int j = cand[i];
+            for (int i = i0; i < i1; i++) {
+                int j = t.cand[i];
                 if (!was[j] && slotp[j] == cache->pre_ptr[j]) pf_cache_insert(cache, l, j, slotp[j]);
             }
-        c0 = c1;
+        i0 = i1;
     }
     if (cache->pre_layer >= 0) {
         /* a prefetch for another layer (a batch came between) or this one: forget it; the reads
@@ -207,10 +187,8 @@ void pf_ffn_offload_decode(struct pinfer_ctx *c, int l, float *out)
         cache->n_pre = 0;
         cache->pre_layer = -1;
     }
-    pf_dec_reduce(c, out);
+    pf_dec_reduce(c, &t, out);
 }
-
-/* ==== Reading the next layer ahead ==== */
 
 void pf_offload_prefetch(struct pinfer_ctx *c, int l)
 {

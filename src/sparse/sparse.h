@@ -32,14 +32,18 @@ struct pf_bundles {
     float pred_threshold;
 };
 
-/* Per-thread working memory of the decode step (ffn_decode.c). A cluster passes through three
- * stages on consecutive steps (gates; ups; downs), so three clusters are in flight, each with
- * lists of cluster_size entries. */
+/* Working memory of the decode step (ffn_decode.c, ffn_offload.c). The layer's candidate slots
+ * are listed in order and cut into pf_dec_parts(n_threads) parts of about equal counts; part p
+ * adds its down rows into partial output p (c->ypart). A thread takes the next part when it
+ * needs one, and runs a part's candidates PF_DEC_BATCH at a time through three stages on
+ * consecutive steps (gates; ups; downs), so three batches are in flight. */
 #define PF_DEC_STAGES 3
-struct pf_dec_cluster {
-    int cl;                   /* cluster index, -1 when the entry is unused */
+#define PF_DEC_BATCH 16
+struct pf_dec_batch {
+    int part;                 /* the part whose partial output the downs go to */
     int ng, nu, nd;           /* candidates, up rows computed, down rows to add */
     int *idx;                 /* slot of each candidate */
+    const uint8_t **slot;     /* where each candidate's slot is */
     int *up;                  /* candidate positions whose up row is computed */
     float *g, *u;             /* gate and up results (u in the order of up[]) */
     const void **drow;        /* down rows and activations to add */
@@ -48,12 +52,21 @@ struct pf_dec_cluster {
 struct pf_dec_thread {
     struct pf_pq pq;          /* prefetch queue */
     const void **rows;        /* row list handed to gather_dot */
-    struct pf_dec_cluster st[PF_DEC_STAGES];
+    struct pf_dec_batch st[PF_DEC_STAGES];
     void *mem;                /* the one allocation behind the lists */
 };
-/* Allocates / frees n per-thread areas for clusters of cs slots. */
-struct pf_dec_thread *pf_dec_threads_new(int n, int cs);
-void pf_dec_threads_free(struct pf_dec_thread *d, int n);
+struct pf_dec {
+    int n_threads;
+    int *cand;                /* (n_ff) the step's candidate slots, ascending */
+    struct pf_dec_thread *th; /* (n_threads) */
+};
+/* Allocates / frees the decode memory of n threads for layers of n_ff neurons (NULL: no memory). */
+struct pf_dec *pf_dec_new(int n_threads, int n_ff);
+void pf_dec_free(struct pf_dec *d);
+/* Partial outputs of a decode step (rows of c->ypart): 1 for one thread (every down row is then
+ * added into one sum in slot order, as a batch does), else 4 per thread, so a thread that was
+ * descheduled leaves parts to the others. */
+int pf_dec_parts(int n_threads);
 
 /* ==== FFN step (called by the forward pass) ====
  * Input: c->xb (n_tok rows of n_embd, after ffn_norm). Output: the FFN result is ADDED to the
