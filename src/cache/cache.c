@@ -14,12 +14,6 @@
 
 static uint64_t round_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
-size_t pf_cache_slot_span(size_t slot_size)
-{
-    /* a slot starting anywhere in a page covers at most this many whole pages */
-    return (size_t)round_up(slot_size, PAGE) + PAGE;
-}
-
 /* Staging bytes: a whole layer's FFN if small, else up to 16 MiB (a round of reads);
  * PINFER_STAGE_BYTES overrides (tests force several rounds per layer with it). Never less than
  * one cluster's pages (a decode round) and two chunks of PF_PANEL_ROWS slots (the halves of
@@ -243,11 +237,12 @@ static int fetch_into(struct pf_cache *c, int l, const int *js, int n, const uin
     int i = 0;
     while (i < n) {
         /* one run: slots whose page ranges touch or overlap */
-        const uint64_t a = (base + (uint64_t)js[i] * S) / PAGE * PAGE;
-        uint64_t e = round_up(base + (uint64_t)(js[i] + 1) * S, PAGE);
+        uint64_t a, e;
+        pf_cache_pages(c, l, js[i], js[i] + 1, &a, &e);
         int k = i + 1;
         while (k < n) {
-            uint64_t a2 = (base + (uint64_t)js[k] * S) / PAGE * PAGE, e2 = round_up(base + (uint64_t)(js[k] + 1) * S, PAGE);
+            uint64_t a2, e2;
+            pf_cache_pages(c, l, js[k], js[k] + 1, &a2, &e2);
             if (a2 > e || pos + (e2 - a) > cap) break;
             e = e2;
             k++;
@@ -292,7 +287,6 @@ int pf_cache_read_bytes(struct pf_cache *c, uint64_t off, size_t len, const uint
     if (e - a > c->stage_cap) return pf_fail(PINFER_ENOMEM, "read of %zu bytes exceeds the staging area", len);
     int rc = pf_io_read(c->io, a, (size_t)(e - a), c->stage, 0);
     if (rc || (rc = pf_io_submit(c->io)) || (rc = pf_cache_wait(c)) < 0) return rc;
-    c->other_bytes += e - a;
     *out = c->stage + (off - a);
     return 0;
 }

@@ -17,6 +17,7 @@
 
 #include "io/io.h"
 #include "model/model.h"
+#include "sparse/sparse.h"
 
 struct pf_cache {
     int n_layer, n_ff;
@@ -56,7 +57,6 @@ struct pf_cache {
     double io_wait_s;
     uint64_t prefill_reads, prefill_bytes; /* batches stream the layer instead */
     double prefill_wait_s;
-    uint64_t other_bytes;       /* on-demand reads (embedding rows) */
 };
 
 struct pf_cache_plan {
@@ -109,7 +109,12 @@ bool pf_cache_resident(const struct pf_cache *c, int l, int j);
  * (token embedding rows). */
 int pf_cache_read_bytes(struct pf_cache *c, uint64_t off, size_t len, const uint8_t **out);
 
-/* Pages a slot's read covers at most (for sizing the staging area). */
-size_t pf_cache_slot_span(size_t slot_size);
+/* The file pages [*a, *e) that cover slots [j0, j1) of layer l (a direct read of them). */
+static inline void pf_cache_pages(const struct pf_cache *c, int l, int j0, int j1, uint64_t *a, uint64_t *e)
+{
+    const uint64_t base = c->b[l].file_off, S = c->slot_size;
+    *a = (base + (uint64_t)j0 * S) / PF_IO_ALIGN * PF_IO_ALIGN;
+    *e = (base + (uint64_t)j1 * S + PF_IO_ALIGN - 1) / PF_IO_ALIGN * PF_IO_ALIGN;
+}
 
 #endif

@@ -118,7 +118,6 @@ void pf_ffn_offload_decode(struct pinfer_ctx *c, int l, float *out)
     memset(c->ypart, 0, (size_t)t.n_parts * (size_t)E * sizeof *c->ypart);
     int *miss = c->off_miss;
     struct off_task o = { .t = &t, .slotp = slotp, .was = was };
-    const uint64_t base = b->file_off, S = b->slot_size, P = PF_IO_ALIGN;
     const bool pre = cache->pre_layer == l;
     for (int i0 = 0; i0 < t.n_cand;) {
         /* the round: the candidates of whole clusters from i0's on, while their misses fit in
@@ -136,7 +135,8 @@ void pf_ffn_offload_decode(struct pinfer_ctx *c, int l, float *out)
                 if (slotp[j]) continue;
                 if (pre && cache->pre_ptr[j]) continue; /* read ahead, in flight or landed */
                 miss[n_miss++] = j;
-                uint64_t a = (base + (uint64_t)j * S) / P * P, z = (base + (uint64_t)(j + 1) * S + P - 1) / P * P;
+                uint64_t a, z;
+                pf_cache_pages(cache, l, j, j + 1, &a, &z);
                 if (n_miss > 1 && a <= last_end) { if (z > last_end) need += z - last_end; }
                 else need += z - a;
                 if (z > last_end) last_end = z;
@@ -237,8 +237,8 @@ static void run_chunk(struct pinfer_ctx *c, int l, const struct pf_bundles *b, c
 static const uint8_t *read_chunk(struct pf_cache *cache, int l, int j0, int j1, int h, size_t half, int *pending)
 {
     const uint64_t base = cache->b[l].file_off, S = cache->slot_size;
-    const uint64_t a = (base + (uint64_t)j0 * S) / PF_IO_ALIGN * PF_IO_ALIGN;
-    const uint64_t e = (base + (uint64_t)j1 * S + PF_IO_ALIGN - 1) / PF_IO_ALIGN * PF_IO_ALIGN;
+    uint64_t a, e;
+    pf_cache_pages(cache, l, j0, j1, &a, &e);
     uint8_t *dst = cache->stage + (size_t)h * half;
     for (uint64_t o = a; o < e; o += 1u << 20) {
         size_t len = (size_t)(e - o < (1u << 20) ? e - o : (1u << 20));
