@@ -48,12 +48,7 @@ static int make_model(void)
     sp.n_head_kv = 8;
     sp.n_ff = 24576;
     sp.n_vocab = 512;
-    if (pinfer_synth(raw_path, &sp)) { fprintf(stderr, "synth: %s\n", pinfer_last_error()); return -1; }
-    struct pinfer_prepare_params pp = pinfer_prepare_default_params();
-    pp.n_tokens = 96;
-    pp.train_steps = 10;
-    pp.n_threads = 2;
-    if (pinfer_prepare(raw_path, prep_path, &pp, NULL)) { fprintf(stderr, "prepare: %s\n", pinfer_last_error()); return -1; }
+    if (tu_make_prepared(raw_path, prep_path, &sp, 96, 10)) return -1;
     unlink(raw_path);
     return 0;
 }

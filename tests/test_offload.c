@@ -33,13 +33,7 @@ static int make_model(void)
     sp.act = PINFER_ACT_DRELU;
     sp.type = 2; /* q4_0 */
     sp.seed = 5;
-    if (pinfer_synth(raw_path, &sp)) { fprintf(stderr, "synth: %s\n", pinfer_last_error()); return -1; }
-    struct pinfer_prepare_params pp = pinfer_prepare_default_params();
-    pp.n_tokens = 240;
-    pp.train_steps = 100;
-    pp.n_threads = 2;
-    if (pinfer_prepare(raw_path, prep_path, &pp, NULL)) { fprintf(stderr, "prepare: %s\n", pinfer_last_error()); return -1; }
-    return 0;
+    return tu_make_prepared(raw_path, prep_path, &sp, 240, 100);
 }
 
 static int argmax(const float *x, int n)

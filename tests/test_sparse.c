@@ -265,13 +265,7 @@ static int make_models(const char *raw, const char *prep, enum pinfer_act act)
     sp.act = act;
     sp.type = PF_TYPE_Q4_0;
     sp.seed = 11;
-    if (pinfer_synth(raw, &sp)) { fprintf(stderr, "synth: %s\n", pinfer_last_error()); return -1; }
-    struct pinfer_prepare_params pp = pinfer_prepare_default_params();
-    pp.n_tokens = 240;
-    pp.train_steps = 120;
-    pp.n_threads = 2;
-    if (pinfer_prepare(raw, prep, &pp, NULL)) { fprintf(stderr, "prepare: %s\n", pinfer_last_error()); return -1; }
-    return 0;
+    return tu_make_prepared(raw, prep, &sp, 240, 120);
 }
 
 static int argmax(const float *x, int n)

@@ -1,6 +1,8 @@
 /* Helpers shared by the test programs. */
 #include "testutil.h"
 
+#include "pinfer.h"
+
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -77,4 +79,15 @@ unsigned long long tu_rand(unsigned long long *s)
 float tu_randf(unsigned long long *s)
 {
     return (float)((tu_rand(s) >> 40) / (double)(1ULL << 24)) * 2.0f - 1.0f;
+}
+
+int tu_make_prepared(const char *raw, const char *prep, const struct pinfer_synth_params *sp, int n_tokens, int steps)
+{
+    if (pinfer_synth(raw, sp)) { fprintf(stderr, "synth: %s\n", pinfer_last_error()); return -1; }
+    struct pinfer_prepare_params pp = pinfer_prepare_default_params();
+    pp.n_tokens = n_tokens;
+    pp.train_steps = steps;
+    pp.n_threads = 2;
+    if (pinfer_prepare(raw, prep, &pp, NULL)) { fprintf(stderr, "prepare: %s\n", pinfer_last_error()); return -1; }
+    return 0;
 }

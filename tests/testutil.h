@@ -29,4 +29,9 @@ const char *tu_tmpdir(void);
 unsigned long long tu_rand(unsigned long long *state);
 float tu_randf(unsigned long long *state); /* uniform in [-1, 1) */
 
+/* Writes a synthetic model (sp) to raw and its prepared form to prep (n_tokens calibration
+ * tokens, steps Adam steps, 2 threads); 0, or -1 after printing why. */
+struct pinfer_synth_params;
+int tu_make_prepared(const char *raw, const char *prep, const struct pinfer_synth_params *sp, int n_tokens, int steps);
+
 #endif
