@@ -203,6 +203,23 @@ struct pinfer_sparse_stats {
 int pinfer_ctx_sparse_stats(const struct pinfer_ctx *ctx, int layer, struct pinfer_sparse_stats *out);
 void pinfer_ctx_sparse_stats_reset(struct pinfer_ctx *ctx);
 
+/* Where the single-token steps since the context was created or the counters were reset spent
+ * their time (seconds per token), and the weight bytes the timed matrix products read per token,
+ * so each phase's bandwidth can be set against the machine's. */
+struct pinfer_time_stats {
+    uint64_t n_tokens;
+    double total;        /* the whole step, embedding to logits */
+    double attn_mm;      /* q, k, v and output projections */
+    double attn;         /* scores, softmax and values over the KV cache */
+    double predictor;    /* predictor mode: the predictors */
+    double ffn;          /* the rest of the FFN (under a budget: with the time blocked on reads) */
+    double head;         /* output projection to logits */
+    double other;        /* norms, rope, embedding, residual adds */
+    double attn_mm_bytes, head_bytes;
+};
+int pinfer_ctx_time_stats(const struct pinfer_ctx *ctx, struct pinfer_time_stats *out);
+void pinfer_ctx_time_stats_reset(struct pinfer_ctx *ctx);
+
 /* Perplexity of tokens[0..n) (tokenized with BOS), as llama.cpp's perplexity tool computes it:
  * the tokens are cut into chunks of the context's n_ctx (a partial last chunk is dropped); each
  * chunk starts from an empty cache with its first token replaced by BOS, and the second half of

@@ -379,6 +379,33 @@ static void hook_order(struct pinfer_model *raw, struct pinfer_model *prep, cons
     free(b.act);
 }
 
+/* The time breakdown of c's single-token steps (N_GREEDY after a batched prompt): every step
+ * counted, every phase taken, the phases adding up to the whole, the matrices' bytes those of
+ * the model's tensors. */
+static void check_time_stats(struct pinfer_ctx *c, struct pinfer_model *m, const char *name)
+{
+    struct pinfer_time_stats ts;
+    CHECK(pinfer_ctx_time_stats(c, &ts) == 0);
+    CHECKF(ts.n_tokens == N_GREEDY, "%s: %llu timed steps, expected %d", name, (unsigned long long)ts.n_tokens, N_GREEDY);
+    const double parts[] = { ts.attn_mm, ts.attn, ts.predictor, ts.ffn, ts.head };
+    double sum = ts.other;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        CHECKF(parts[i] > 0, "%s: phase %zu took no time", name, i);
+        sum += parts[i];
+    }
+    CHECKF(ts.other >= 0 && fabs(sum - ts.total) <= 1e-9 * N_GREEDY, "%s: phases sum to %g s of %g", name, sum, ts.total);
+    struct pinfer_model_info info;
+    pinfer_model_get_info(m, &info);
+    /* llama: q and o are n_embd x n_embd, k and v n_embd x kv_dim; all the file's type here */
+    const double E = info.n_embd, KV = E * info.n_head_kv / info.n_head;
+    size_t rs = 0;
+    CHECK(pf_row_size(info.weight_type, (int64_t)E, &rs));
+    const double want = (double)info.n_layer * (2 * E + 2 * KV) * (double)rs;
+    CHECKF(ts.attn_mm_bytes == want, "%s: attention matrices %.0f bytes, expected %.0f", name, ts.attn_mm_bytes, want);
+    pinfer_ctx_time_stats_reset(c);
+    CHECK(pinfer_ctx_time_stats(c, &ts) == 0 && ts.n_tokens == 0 && ts.total == 0);
+}
+
 static void test_model(enum pinfer_act act, const char *name)
 {
     char rawn[64], prepn[64];
@@ -469,6 +496,7 @@ static void test_model(enum pinfer_act act, const char *name)
             CHECKF(sl.recall >= 0.9, "%s layer %d: predictor recall %.4f", name, l, sl.recall);
         }
         CHECKF(sr.pred_frac > 0 && sr.pred_frac < 1, "%s: predicted fraction %.3f", name, sr.pred_frac);
+        if (c) check_time_stats(c, prep, name);
         pinfer_ctx_free(c);
     }
 

@@ -40,6 +40,22 @@ static void mean_sd(const double *x, int n, double *mean, double *sd)
     *sd = n > 1 ? sqrt(ss / (n - 1)) : 0;
 }
 
+/* One line under a tg row: where a token's time went, with each phase's bandwidth (the FFN's
+ * bytes are what the step read, less the other phases' weights). */
+static void print_phases(const struct pinfer_ctx *ctx, double bytes, double pred_bytes)
+{
+    struct pinfer_time_stats ts;
+    if (pinfer_ctx_time_stats(ctx, &ts) || ts.n_tokens == 0) return;
+    const double ffn_bytes = bytes - ts.attn_mm_bytes - ts.head_bytes - pred_bytes;
+#define GBS(b, t) ((t) > 0 ? (b) / (t) / 1e9 : 0)
+    printf("  per token %.2f ms: attention matrices %.2f (%.1f GB/s), attention %.2f", 1e3 * ts.total, 1e3 * ts.attn_mm,
+           GBS(ts.attn_mm_bytes, ts.attn_mm), 1e3 * ts.attn);
+    if (pred_bytes > 0) printf(", predictors %.2f (%.1f GB/s)", 1e3 * ts.predictor, GBS(pred_bytes, ts.predictor));
+    printf(", FFN %.2f (%.1f GB/s), head %.2f (%.1f GB/s), other %.2f\n", 1e3 * ts.ffn, GBS(ffn_bytes, ts.ffn), 1e3 * ts.head,
+           GBS(ts.head_bytes, ts.head), 1e3 * ts.other);
+#undef GBS
+}
+
 int cmd_bench(int argc, char **argv)
 {
     const char *model_path = NULL, *v;
@@ -116,7 +132,7 @@ int cmd_bench(int argc, char **argv)
             long n = test == 0 ? n_prompt : n_gen;
             if (n == 0) continue;
             for (long r = -1; r < reps; r++) { /* r = -1: warm-up */
-                if (r == 0) { pinfer_ctx_sparse_stats_reset(ctx); pinfer_ctx_cache_stats_reset(ctx); tg_time = 0; }
+                if (r == 0) { pinfer_ctx_sparse_stats_reset(ctx); pinfer_ctx_cache_stats_reset(ctx); pinfer_ctx_time_stats_reset(ctx); tg_time = 0; }
                 pinfer_ctx_reset(ctx);
                 double t0 = pinfer_now();
                 if (test == 0) {
@@ -142,9 +158,11 @@ int cmd_bench(int argc, char **argv)
                        (double)info.weight_bytes / (1u << 30), (double)info.n_params / 1e9, nt, n, mean, sd);
             else {
                 struct pinfer_sparse_stats st;
-                double bytes = tg_bytes;
-                if (sfl.mode != PINFER_SPARSE_OFF && pinfer_ctx_sparse_stats(ctx, -1, &st) == 0 && st.n_tokens > 0)
+                double bytes = tg_bytes, pred_bytes = 0;
+                if (sfl.mode != PINFER_SPARSE_OFF && pinfer_ctx_sparse_stats(ctx, -1, &st) == 0 && st.n_tokens > 0) {
                     bytes = st.bytes;
+                    pred_bytes = st.pred_bytes;
+                }
                 double gbs = mean * bytes / 1e9, rmean, rsd, frac = 0;
                 mean_sd(rd, (int)reps, &rmean, &rsd);
                 for (long r = 0; r < reps; r++) frac += rd[r] > 0 ? ts[r] * bytes / 1e9 / rd[r] / (double)reps : 0;
@@ -158,6 +176,7 @@ int cmd_bench(int argc, char **argv)
                        sfl.mode != PINFER_SPARSE_OFF ? " " : "", sfl.mode != PINFER_SPARSE_OFF ? pinfer_sparse_mode_name(sfl.mode) : "",
                        mean, sd, bytes / 1e6, gbs, 100.0 * gbs / roof_gbs(nt, roof), roof_gbs(nt, roof), rcol, fcol);
                 fflush(stdout);
+                print_phases(ctx, bytes, pred_bytes);
                 sparse_flags_report(stdout, &sfl, m, ctx);
                 budget_flags_report(stdout, ctx, (uint64_t)(n * reps), tg_time);
             }

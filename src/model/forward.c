@@ -352,13 +352,20 @@ int pinfer_decode(struct pinfer_ctx *c, const int32_t *tokens, int n, int pos, b
     }
     if (n == 1) c->n_sparse_tokens++;
 
+    /* single-token steps: time per phase (a clock read costs ~20 ns, a layer ~1 ms) */
+    const bool timed = n == 1;
+    double t_step = timed ? pf_now() : 0, t_mark = t_step;
+#define PHASE(p_) do { if (timed) { double t_ = pf_now(); c->ph[p_] += t_ - t_mark; t_mark = t_; } } while (0)
+#define SKIP() do { if (timed) t_mark = pf_now(); } while (0)
     for (int l = 0; l < h->n_layer; l++) {
         const struct pf_layer *L = &m->layers[l];
         /* attention */
         for (int t = 0; t < n; t++) pf_rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, L->attn_norm, E, h->norm_eps);
+        SKIP();
         mm(c, c->q, &L->wq, c->xb, n);
         mm(c, c->k, &L->wk, c->xb, n);
         mm(c, c->v, &L->wv, c->xb, n);
+        PHASE(PF_PH_ATTN_MM);
         for (int t = 0; t < n; t++) {
             const float *tab = c->rope + (size_t)t * h->n_rot;
             rope_apply(c->q + (size_t)t * Q, h->n_head, D, h->n_rot, tab);
@@ -368,12 +375,16 @@ int pinfer_decode(struct pinfer_ctx *c, const int32_t *tokens, int n, int pos, b
         struct attn_task at = { c, l, n, pos };
         if (c->attn_hook) pf_pool_run(NULL, attn_task_fn, &at); /* hooks see one thread */
         else pf_pool_run(c->pool, attn_task_fn, &at);
+        PHASE(PF_PH_ATTN);
         mm(c, c->q, &L->wo, c->xb, n); /* q is free again; q_dim == n_embd for llama */
+        PHASE(PF_PH_ATTN_MM);
         for (size_t i = 0; i < (size_t)n * E; i++) c->x[i] += c->q[i];
 
         /* feed-forward */
         for (int t = 0; t < n; t++) pf_rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, L->ffn_norm, E, h->norm_eps);
-        pf_ffn(c, l, n); /* src/sparse/ffn.c: x += FFN(xb) */
+        SKIP();
+        pf_ffn(c, l, n); /* src/sparse/ffn.c: x += FFN(xb); the predictor's share is timed there */
+        PHASE(PF_PH_FFN);
         if (c->io_error) break;
         if (c->cache && n == 1 && l + 1 < h->n_layer) pf_offload_prefetch(c, l + 1);
         if (c->layer_hook) c->layer_hook(c->layer_ud, l, c->x, n, E);
@@ -388,7 +399,15 @@ int pinfer_decode(struct pinfer_ctx *c, const int32_t *tokens, int n, int pos, b
     int first = all_logits ? 0 : n - 1, rows = n - first;
     for (int t = first; t < n; t++)
         pf_rmsnorm(c->xb + (size_t)(t - first) * E, c->x + (size_t)t * E, m->output_norm, E, h->norm_eps);
+    SKIP();
     mm(c, c->logits, &m->output, c->xb, rows);
+    PHASE(PF_PH_HEAD);
+#undef PHASE
+#undef SKIP
+    if (timed) {
+        c->ph_total += t_mark - t_step;
+        c->ph_tokens++;
+    }
     if (self_calib) {
         c->calibrating = false;
         pf_thresh_finish(c);

@@ -11,6 +11,9 @@
 #include "tokenizer/vocab.h"
 
 /* A 2-D weight: n_out rows of n_in elements of `type`, row_size bytes per row. */
+/* Phases of a single-token step, timed for pinfer_ctx_time_stats. */
+enum { PF_PH_ATTN_MM, PF_PH_ATTN, PF_PH_PRED, PF_PH_FFN, PF_PH_HEAD, PF_PH_N };
+
 struct pf_weight {
     const void *data;
     int type;
@@ -143,6 +146,11 @@ struct pinfer_ctx {
     int *off_miss;                                    /* (n_ff) */
     void *off_mem;
     int io_error;        /* sticky: a read of the model failed */
+
+    /* ---- where single-token steps spend their time (pinfer_ctx_time_stats) ---- */
+    double ph[PF_PH_N];  /* seconds per phase, summed over the steps */
+    double ph_total;
+    uint64_t ph_tokens;
 };
 
 /* out = x / rms(x) * w (n elements). */

@@ -287,9 +287,11 @@ void pf_dec_setup(struct pinfer_ctx *c, int l, struct dec_task *tp)
         t.pf_rows = 2;
     } else if (t.mode == PINFER_SPARSE_PREDICTOR) {
         /* relu(fc1 x) then fc2; scratch is free until x is converted below */
+        const double t0 = pf_now();
         pf_matmul(c->pool, c->pred_h, b->fc1.data, b->fc1.type, b->fc1.n_in, b->fc1.n_out, c->xb, 1, c->scratch);
         for (int64_t i = 0; i < b->fc1.n_out; i++) c->pred_h[i] = c->pred_h[i] > 0 ? c->pred_h[i] : 0;
         pf_matmul(c->pool, c->pred_logit, b->fc2.data, b->fc2.type, b->fc2.n_in, b->fc2.n_out, c->pred_h, 1, c->scratch);
+        c->ph[PF_PH_PRED] += pf_now() - t0; /* part of the FFN phase, reported apart */
         t.logit = c->pred_logit;
         t.cut = b->pred_threshold;
     } else if (t.mode == PINFER_SPARSE_THRESHOLD) {

@@ -1,0 +1,38 @@
+/* Where single-token steps spend their time: pinfer_decode adds each phase's seconds into
+ * c->ph (forward.c; the predictor's share in ffn_decode.c), this reports them per token with
+ * the bytes the timed matrix products read, so a phase's bandwidth can be set against the
+ * machine's roof (pinfer bench prints it). */
+#include "model/model.h"
+
+#include <string.h>
+
+static double weight_bytes(const struct pf_weight *w) { return (double)w->row_size * (double)w->n_out; }
+
+int pinfer_ctx_time_stats(const struct pinfer_ctx *c, struct pinfer_time_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    const struct pinfer_model *m = c->m;
+    for (int l = 0; l < m->info.n_layer; l++) {
+        const struct pf_layer *L = &m->layers[l];
+        out->attn_mm_bytes += weight_bytes(&L->wq) + weight_bytes(&L->wk) + weight_bytes(&L->wv) + weight_bytes(&L->wo);
+    }
+    out->head_bytes = weight_bytes(&m->output);
+    out->n_tokens = c->ph_tokens;
+    if (!c->ph_tokens) return 0;
+    const double T = (double)c->ph_tokens;
+    out->total = c->ph_total / T;
+    out->attn_mm = c->ph[PF_PH_ATTN_MM] / T;
+    out->attn = c->ph[PF_PH_ATTN] / T;
+    out->predictor = c->ph[PF_PH_PRED] / T;
+    out->ffn = (c->ph[PF_PH_FFN] - c->ph[PF_PH_PRED]) / T;
+    out->head = c->ph[PF_PH_HEAD] / T;
+    out->other = out->total - out->attn_mm - out->attn - out->predictor - out->ffn - out->head;
+    return 0;
+}
+
+void pinfer_ctx_time_stats_reset(struct pinfer_ctx *c)
+{
+    memset(c->ph, 0, sizeof c->ph);
+    c->ph_total = 0;
+    c->ph_tokens = 0;
+}
