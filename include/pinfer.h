@@ -270,6 +270,10 @@ uint64_t pinfer_peak_rss(void);
  * no compute) and returns the GB/s achieved: the bandwidth the machine gives at this moment,
  * to set decode speed against. 0 when the weights are not in one resident arena (--mmap). */
 double pinfer_ctx_read_gbs(struct pinfer_ctx *ctx);
+/* The same threads reading FFN-row-sized pieces (one row position in 6, at random, ascending,
+ * prefetched a few rows ahead): the bandwidth a sparse FFN step's scattered rows can get, which
+ * on a machine whose cores keep few misses in flight is well below the streaming figure. */
+double pinfer_ctx_scatter_gbs(struct pinfer_ctx *ctx);
 
 /* ==== Atomic output files ====
  * Text or binary output goes to a temp file beside `path` and replaces `path` only on commit,

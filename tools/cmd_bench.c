@@ -11,7 +11,11 @@
  * After each tg repetition the model's weights are also read once, plainly, by the same threads
  * (pinfer_ctx_read_gbs): the "read" column is the bandwidth the machine gave at that moment and
  * "of read" the decode's GB/s as a fraction of it. This VM's bandwidth moves with its neighbours
- * by up to a third, so the fraction is the figure that compares across runs. */
+ * by up to a third, so the fraction is the figure that compares across runs.
+ *
+ * Under each tg row a line says where a token's time went (pinfer_ctx_time_stats), each weight
+ * phase with its GB/s. In sparse modes the FFN's rate is also set against a read of scattered
+ * FFN-sized rows by the same threads (pinfer_ctx_scatter_gbs), the roof of that access pattern. */
 #include "args.h"
 #include "cmds.h"
 #include "pinfer.h"
@@ -42,7 +46,7 @@ static void mean_sd(const double *x, int n, double *mean, double *sd)
 
 /* One line under a tg row: where a token's time went, with each phase's bandwidth (the FFN's
  * bytes are what the step read, less the other phases' weights). */
-static void print_phases(const struct pinfer_ctx *ctx, double bytes, double pred_bytes)
+static void print_phases(const struct pinfer_ctx *ctx, double bytes, double pred_bytes, double scatter_gbs)
 {
     struct pinfer_time_stats ts;
     if (pinfer_ctx_time_stats(ctx, &ts) || ts.n_tokens == 0) return;
@@ -51,8 +55,9 @@ static void print_phases(const struct pinfer_ctx *ctx, double bytes, double pred
     printf("  per token %.2f ms: attention matrices %.2f (%.1f GB/s), attention %.2f", 1e3 * ts.total, 1e3 * ts.attn_mm,
            GBS(ts.attn_mm_bytes, ts.attn_mm), 1e3 * ts.attn);
     if (pred_bytes > 0) printf(", predictors %.2f (%.1f GB/s)", 1e3 * ts.predictor, GBS(pred_bytes, ts.predictor));
-    printf(", FFN %.2f (%.1f GB/s), head %.2f (%.1f GB/s), other %.2f\n", 1e3 * ts.ffn, GBS(ffn_bytes, ts.ffn), 1e3 * ts.head,
-           GBS(ts.head_bytes, ts.head), 1e3 * ts.other);
+    printf(", FFN %.2f (%.1f GB/s", 1e3 * ts.ffn, GBS(ffn_bytes, ts.ffn));
+    if (scatter_gbs > 0) printf(", %.0f%% of scattered rows at %.1f", 100 * GBS(ffn_bytes, ts.ffn) / scatter_gbs, scatter_gbs);
+    printf("), head %.2f (%.1f GB/s), other %.2f\n", 1e3 * ts.head, GBS(ts.head_bytes, ts.head), 1e3 * ts.other);
 #undef GBS
 }
 
@@ -112,7 +117,7 @@ int cmd_bench(int argc, char **argv)
     int32_t *toks = malloc(sizeof *toks * (size_t)(n_prompt > 0 ? n_prompt : 1));
     if (!toks) { pinfer_model_free(m); return args_error(C, "out of memory"); }
     for (long i = 0; i < n_prompt; i++) toks[i] = (int32_t)((i * 7919 + 13) % info.n_vocab);
-    double *ts = calloc((size_t)reps * 2, sizeof *ts), *rd = ts + reps;
+    double *ts = calloc((size_t)reps * 3, sizeof *ts), *rd = ts + reps, *sg = rd + reps;
     if (!ts) { free(toks); pinfer_model_free(m); return args_error(C, "out of memory"); }
 
     for (int ti = 0; ti < n_thr && rc == 0; ti++) {
@@ -149,6 +154,7 @@ int cmd_bench(int argc, char **argv)
                 if (r >= 0) ts[r] = (double)n / dt;
                 if (r >= 0 && test == 1) tg_time += dt;
                 if (r >= 0 && test == 1) rd[r] = pinfer_ctx_read_gbs(ctx);
+                if (r >= 0 && test == 1 && sfl.mode != PINFER_SPARSE_OFF) sg[r] = pinfer_ctx_scatter_gbs(ctx);
             }
             if (rc) break;
             double mean, sd;
@@ -176,7 +182,9 @@ int cmd_bench(int argc, char **argv)
                        sfl.mode != PINFER_SPARSE_OFF ? " " : "", sfl.mode != PINFER_SPARSE_OFF ? pinfer_sparse_mode_name(sfl.mode) : "",
                        mean, sd, bytes / 1e6, gbs, 100.0 * gbs / roof_gbs(nt, roof), roof_gbs(nt, roof), rcol, fcol);
                 fflush(stdout);
-                print_phases(ctx, bytes, pred_bytes);
+                double smean = 0, ssd;
+                if (sfl.mode != PINFER_SPARSE_OFF) mean_sd(sg, (int)reps, &smean, &ssd);
+                print_phases(ctx, bytes, pred_bytes, smean);
                 sparse_flags_report(stdout, &sfl, m, ctx);
                 budget_flags_report(stdout, ctx, (uint64_t)(n * reps), tg_time);
             }
