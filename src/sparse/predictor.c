@@ -80,21 +80,72 @@ struct trainer {
     void *scratch;
 };
 
-static void transpose(float *dst, const float *src, int rows, int cols)
+/* The element-wise parts of a training step, cut across the pool's threads (each element is
+ * computed the same way whatever the cut, so the file stays the same for any thread count). */
+struct ew_task {
+    enum { EW_TRANSPOSE, EW_ADAM, EW_BCE } kind;
+    float *dst;          /* transpose: dst (cols x rows) = src (rows x cols) */
+    const float *src;
+    int rows, cols;
+    float *w, *m, *v;    /* adam: w -= step(m, v <- g) over n elements */
+    const float *g;
+    size_t n;
+    float lr, c1, c2;
+    struct trainer *T;   /* bce: z rows of the minibatch idx[0..B) become dL/dz */
+    const int *idx;
+    int B;
+};
+
+static void ew_fn(void *arg, int ith, int nth)
 {
-    for (int i = 0; i < rows; i++)
-        for (int j = 0; j < cols; j++) dst[(size_t)j * rows + i] = src[(size_t)i * cols + j];
+    const struct ew_task *t = arg;
+    long lo, hi;
+    switch (t->kind) {
+    case EW_TRANSPOSE:
+        pf_split(t->cols, ith, nth, &lo, &hi); /* a share of dst's rows */
+        for (int i = 0; i < t->rows; i++)
+            for (long j = lo; j < hi; j++) t->dst[(size_t)j * (size_t)t->rows + (size_t)i] = t->src[(size_t)i * (size_t)t->cols + (size_t)j];
+        break;
+    case EW_ADAM: {
+        const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+        pf_split((long)t->n, ith, nth, &lo, &hi);
+        for (long i = lo; i < hi; i++) {
+            t->m[i] = b1 * t->m[i] + (1 - b1) * t->g[i];
+            t->v[i] = b2 * t->v[i] + (1 - b2) * t->g[i] * t->g[i];
+            t->w[i] -= t->lr * (t->m[i] / t->c1) / (sqrtf(t->v[i] / t->c2) + eps);
+        }
+        break;
+    }
+    case EW_BCE: {
+        /* weighted BCE, mean over the batch */
+        const struct trainer *T = t->T;
+        const int F = T->F;
+        const float inv_b = 1.0f / (float)t->B;
+        pf_split(t->B, ith, nth, &lo, &hi);
+        for (long b = lo; b < hi; b++) {
+            int tk = T->tok[t->idx[b]];
+            float *zr = T->z + (size_t)b * (size_t)F;
+            for (int i = 0; i < F; i++) {
+                float p = 1.0f / (1.0f + expf(-zr[i]));
+                zr[i] = pf_pred_bit(T->d, tk, i) ? T->pos_w * (p - 1.0f) * inv_b : p * inv_b;
+            }
+        }
+        break;
+    }
+    }
 }
 
-static void adam(float *w, float *m, float *v, const float *g, size_t n, float lr, int step)
+static void transpose(struct trainer *T, float *dst, const float *src, int rows, int cols)
 {
-    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
-    float c1 = 1.0f - powf(b1, (float)step), c2 = 1.0f - powf(b2, (float)step);
-    for (size_t i = 0; i < n; i++) {
-        m[i] = b1 * m[i] + (1 - b1) * g[i];
-        v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
-        w[i] -= lr * (m[i] / c1) / (sqrtf(v[i] / c2) + eps);
-    }
+    struct ew_task t = { .kind = EW_TRANSPOSE, .dst = dst, .src = src, .rows = rows, .cols = cols };
+    pf_pool_run(T->pool, ew_fn, &t);
+}
+
+static void adam(struct trainer *T, float *w, float *m, float *v, const float *g, size_t n, float lr, int step)
+{
+    struct ew_task t = { .kind = EW_ADAM, .w = w, .m = m, .v = v, .g = g, .n = n, .lr = lr,
+                         .c1 = 1.0f - powf(0.9f, (float)step), .c2 = 1.0f - powf(0.999f, (float)step) };
+    pf_pool_run(T->pool, ew_fn, &t);
 }
 
 /* One Adam step on the minibatch of training rows idx[0..B). */
@@ -105,33 +156,26 @@ static void train_step(struct trainer *T, const int *idx, int B, int step, float
     pf_matmul(T->pool, T->a, T->w1, PF_TYPE_F32, E, r, T->xb, B, T->scratch);
     for (size_t e = 0; e < (size_t)B * r; e++) T->h[e] = T->a[e] > 0 ? T->a[e] : 0;
     pf_matmul(T->pool, T->z, T->w2, PF_TYPE_F32, r, F, T->h, B, T->scratch);
-    /* z becomes dL/dz: weighted BCE, mean over the batch */
-    const float inv_b = 1.0f / (float)B;
-    for (int b = 0; b < B; b++) {
-        int t = T->tok[idx[b]];
-        float *zr = T->z + (size_t)b * F;
-        for (int i = 0; i < F; i++) {
-            float p = 1.0f / (1.0f + expf(-zr[i]));
-            zr[i] = pf_pred_bit(T->d, t, i) ? T->pos_w * (p - 1.0f) * inv_b : p * inv_b;
-        }
-    }
-    transpose(T->gt, T->z, B, F);
-    transpose(T->ht, T->h, B, r);
+    /* z becomes dL/dz */
+    struct ew_task bce = { .kind = EW_BCE, .T = T, .idx = idx, .B = B };
+    pf_pool_run(T->pool, ew_fn, &bce);
+    transpose(T, T->gt, T->z, B, F);
+    transpose(T, T->ht, T->h, B, r);
     /* g2[i][k] = sum_b G[b][i] h[b][k] */
     pf_matmul(T->pool, T->g2, T->ht, PF_TYPE_F32, B, r, T->gt, F, T->scratch);
     if (train1) {
-        transpose(T->w2t, T->w2, F, r);
+        transpose(T, T->w2t, T->w2, F, r);
         /* dh[b][k] = sum_i G[b][i] w2[i][k] */
         pf_matmul(T->pool, T->dh, T->w2t, PF_TYPE_F32, F, r, T->z, B, T->scratch);
         for (size_t e = 0; e < (size_t)B * r; e++)
             if (T->a[e] <= 0) T->dh[e] = 0;
-        transpose(T->dat, T->dh, B, r);
-        transpose(T->xbt, T->xb, B, E);
+        transpose(T, T->dat, T->dh, B, r);
+        transpose(T, T->xbt, T->xb, B, E);
         /* g1[k][j] = sum_b da[b][k] xb[b][j] */
         pf_matmul(T->pool, T->g1, T->xbt, PF_TYPE_F32, B, E, T->dat, r, T->scratch);
-        adam(T->w1, T->m1, T->v1, T->g1, (size_t)r * E, lr1, step);
+        adam(T, T->w1, T->m1, T->v1, T->g1, (size_t)r * E, lr1, step);
     }
-    adam(T->w2, T->m2, T->v2, T->g2, (size_t)F * r, lr2, step);
+    adam(T, T->w2, T->m2, T->v2, T->g2, (size_t)F * r, lr2, step);
 }
 
 static void trainer_free(struct trainer *T)
