@@ -214,7 +214,7 @@ struct pinfer_time_stats {
     double predictor;    /* predictor mode: the predictors */
     double ffn;          /* the rest of the FFN (under a budget: with the time blocked on reads) */
     double head;         /* output projection to logits */
-    double other;        /* norms, rope, embedding, residual adds */
+    double other;        /* norms, rope, embedding, residual adds (under a budget: issuing read-ahead) */
     double attn_mm_bytes, head_bytes;
 };
 int pinfer_ctx_time_stats(const struct pinfer_ctx *ctx, struct pinfer_time_stats *out);
