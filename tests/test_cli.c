@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <math.h>
+#include <stdarg.h>
 #include <string.h>
 #include <sys/wait.h>
 
@@ -33,11 +34,16 @@ static int run(const char *args, char *out, size_t out_cap, char *err, size_t er
     return rc;
 }
 
-/* Expects failure with a clear message: exit 1 or 2 (not a signal, not 124 = timeout), and a
- * stderr that starts with "pinfer" and contains `needle`. */
-static void expect_error(const char *args, const char *needle)
+/* Expects the command line fmt, ... to fail with a clear message: exit 1 or 2 (not a signal,
+ * not 124 = timeout), and a stderr that starts with "pinfer" and contains `needle`. */
+static void expect_error(const char *needle, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void expect_error(const char *needle, const char *fmt, ...)
 {
-    char err[4096];
+    char args[8192], err[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
     int rc = run(args, NULL, 0, err, sizeof err);
     CHECKF(rc == 1 || rc == 2, "'%s' exited %d", args, rc);
     char *first_nl = strchr(err, '\n');
@@ -61,7 +67,7 @@ int main(void)
     char args[8192], out[1 << 16];
 
     /* usage errors */
-    expect_error("", "usage");
+    expect_error("usage", "%s", "");
 
     /* outputs are renamed over their destination: a non-regular destination is refused, not
        replaced (a fifo and a directory stand in for /dev/null) */
@@ -69,58 +75,42 @@ int main(void)
         char fifo[4200];
         snprintf(fifo, sizeof fifo, "%s/a.fifo", tmp);
         CHECK(mkfifo(fifo, 0644) == 0);
-        snprintf(args, sizeof args, "synth -o %s", fifo);
-        expect_error(args, "not a regular file");
+        expect_error("not a regular file", "synth -o %s", fifo);
         struct stat st;
         CHECK(lstat(fifo, &st) == 0 && S_ISFIFO(st.st_mode));
-        snprintf(args, sizeof args, "synth -o %s", tmp);
-        expect_error(args, "not a regular file");
-        snprintf(args, sizeof args, "eval -m %s --ids \"1 2\" --logits %s", model, fifo);
-        expect_error(args, "not a regular file");
+        expect_error("not a regular file", "synth -o %s", tmp);
+        expect_error("not a regular file", "eval -m %s --ids \"1 2\" --logits %s", model, fifo);
     }
 
     /* memory-budget flags */
-    snprintf(args, sizeof args, "run -m %s -p hi -n 2 --mem-budget lots", model);
-    expect_error(args, "not a size");
-    snprintf(args, sizeof args, "run -m %s -p hi -n 2 --mem-budget 1G", model);
-    expect_error(args, "prepared model");
-    snprintf(args, sizeof args, "bench -m %s --io floppy", model);
-    expect_error(args, "uring");
-    expect_error("frobnicate", "unknown command");
-    snprintf(args, sizeof args, "run -m %s --no-such-flag", model);
-    expect_error(args, "unknown flag");
-    snprintf(args, sizeof args, "run -m %s -t abc", model);
-    expect_error(args, "-t expects an integer");
-    snprintf(args, sizeof args, "run -m %s -n", model);
-    expect_error(args, "needs a value");
-    snprintf(args, sizeof args, "run -m %s --temp -1", model);
-    expect_error(args, "--temp expects a number");
-    expect_error("run -p hi", "no model given");
+    expect_error("not a size", "run -m %s -p hi -n 2 --mem-budget lots", model);
+    expect_error("prepared model", "run -m %s -p hi -n 2 --mem-budget 1G", model);
+    expect_error("uring", "bench -m %s --io floppy", model);
+    expect_error("unknown command", "frobnicate");
+    expect_error("unknown flag", "run -m %s --no-such-flag", model);
+    expect_error("-t expects an integer", "run -m %s -t abc", model);
+    expect_error("needs a value", "run -m %s -n", model);
+    expect_error("--temp expects a number", "run -m %s --temp -1", model);
+    expect_error("no model given", "run -p hi");
 
     /* files */
-    expect_error("run -m /nonexistent/model.gguf -p hi", "/nonexistent/model.gguf");
-    snprintf(args, sizeof args, "run -m %s -p hi", tmp); /* a directory */
-    expect_error(args, "");
+    expect_error("/nonexistent/model.gguf", "run -m /nonexistent/model.gguf -p hi");
+    expect_error("", "run -m %s -p hi", tmp); /* a directory */
     char trunc[1100];
     snprintf(trunc, sizeof trunc, "%s/truncated.gguf", tmp);
     snprintf(args, sizeof args, "head -c 300000 %s > %s", model, trunc);
     CHECK(system(args) == 0);
-    snprintf(args, sizeof args, "run -m %s -p hi", trunc);
-    expect_error(args, "truncated.gguf");
+    expect_error("truncated.gguf", "run -m %s -p hi", trunc);
     snprintf(trunc, sizeof trunc, "%s/garbage.gguf", tmp);
     snprintf(args, sizeof args, "head -c 4096 /dev/urandom > %s", trunc);
     CHECK(system(args) == 0);
-    snprintf(args, sizeof args, "run -m %s -p hi", trunc);
-    expect_error(args, "magic");
+    expect_error("magic", "run -m %s -p hi", trunc);
 
     /* a prompt longer than the context */
-    snprintf(args, sizeof args, "run -m %s -c 8 -p 'Once upon a time there was a little girl named Lily who loved to play'", model);
-    expect_error(args, "context");
+    expect_error("context", "run -m %s -c 8 -p 'Once upon a time there was a little girl named Lily who loved to play'", model);
     /* eval: ids out of range, output into a missing directory (nothing written) */
-    snprintf(args, sizeof args, "eval -m %s --ids '1 9999' --logits %s/x.txt", model, tmp);
-    expect_error(args, "9999");
-    snprintf(args, sizeof args, "eval -m %s --ids '1 2' --logits /nonexistent/dir/x.txt", model);
-    expect_error(args, "/nonexistent/dir/x.txt");
+    expect_error("9999", "eval -m %s --ids '1 9999' --logits %s/x.txt", model, tmp);
+    expect_error("/nonexistent/dir/x.txt", "eval -m %s --ids '1 2' --logits /nonexistent/dir/x.txt", model);
 
     /* happy paths against the reference */
     snprintf(args, sizeof args, "tokenize -m %s -p 'Once upon a time'", model);
