@@ -53,7 +53,7 @@ double pinfer_ctx_read_gbs(struct pinfer_ctx *ctx)
  * with every line of the row `ahead` rows on prefetched into L2 as the step's kernels do. */
 struct scatter_task {
     const unsigned char *p;
-    size_t n, row;
+    size_t row;
     const uint32_t *idx; /* chosen rows, ascending */
     size_t n_idx;
     long long sink[64];
@@ -99,7 +99,7 @@ double pinfer_ctx_scatter_gbs(struct pinfer_ctx *ctx)
         x ^= x << 13; x ^= x >> 7; x ^= x << 17;
         idx[n++] = (uint32_t)(r + x % (uint64_t)every);
     }
-    struct scatter_task t = { .p = m->arena, .n = m->arena_size, .row = row_bytes, .idx = idx, .n_idx = n };
+    struct scatter_task t = { .p = m->arena, .row = row_bytes, .idx = idx, .n_idx = n };
     double t0 = pf_now();
     pf_pool_run(ctx->pool, scatter_fn, &t);
     double dt = pf_now() - t0;

@@ -10,10 +10,10 @@
 #include "gguf/gguf.h"
 #include "tokenizer/vocab.h"
 
-/* A 2-D weight: n_out rows of n_in elements of `type`, row_size bytes per row. */
 /* Phases of a single-token step, timed for pinfer_ctx_time_stats. */
 enum { PF_PH_ATTN_MM, PF_PH_ATTN, PF_PH_PRED, PF_PH_FFN, PF_PH_HEAD, PF_PH_N };
 
+/* A 2-D weight: n_out rows of n_in elements of `type`, row_size bytes per row. */
 struct pf_weight {
     const void *data;
     int type;
@@ -21,6 +21,9 @@ struct pf_weight {
     size_t row_size;
     const char *name; /* tensor name in the file */
 };
+
+/* Bytes of all of w's rows (what a product with it reads). */
+static inline double pf_weight_bytes(const struct pf_weight *w) { return (double)w->row_size * (double)w->n_out; }
 
 struct pf_bundles; /* sparse/sparse.h */
 struct pf_kernels; /* tensor/kernels.h */

@@ -6,17 +6,15 @@
 
 #include <string.h>
 
-static double weight_bytes(const struct pf_weight *w) { return (double)w->row_size * (double)w->n_out; }
-
 int pinfer_ctx_time_stats(const struct pinfer_ctx *c, struct pinfer_time_stats *out)
 {
     memset(out, 0, sizeof *out);
     const struct pinfer_model *m = c->m;
     for (int l = 0; l < m->info.n_layer; l++) {
         const struct pf_layer *L = &m->layers[l];
-        out->attn_mm_bytes += weight_bytes(&L->wq) + weight_bytes(&L->wk) + weight_bytes(&L->wv) + weight_bytes(&L->wo);
+        out->attn_mm_bytes += pf_weight_bytes(&L->wq) + pf_weight_bytes(&L->wk) + pf_weight_bytes(&L->wv) + pf_weight_bytes(&L->wo);
     }
-    out->head_bytes = weight_bytes(&m->output);
+    out->head_bytes = pf_weight_bytes(&m->output);
     out->n_tokens = c->ph_tokens;
     if (!c->ph_tokens) return 0;
     const double T = (double)c->ph_tokens;

@@ -87,14 +87,14 @@ static void neuron_bytes(const struct pinfer_model *m, int l, double *g, double 
     }
     *g = (double)L->ffn_gate.row_size;
     *u = (double)L->ffn_up.row_size;
-    *d = (double)L->ffn_down.row_size * (double)L->ffn_down.n_out / (double)m->info.n_ff;
+    *d = pf_weight_bytes(&L->ffn_down) / (double)m->info.n_ff;
 }
 
 static double layer_pred_bytes(const struct pinfer_model *m, int l)
 {
     const struct pf_bundles *b = m->layers[l].ffn_b;
     if (!b || !b->fc1.name) return 0;
-    return (double)b->fc1.row_size * (double)b->fc1.n_out + (double)b->fc2.row_size * (double)b->fc2.n_out;
+    return pf_weight_bytes(&b->fc1) + pf_weight_bytes(&b->fc2);
 }
 
 int pinfer_ctx_sparse_stats(const struct pinfer_ctx *c, int layer, struct pinfer_sparse_stats *out)
