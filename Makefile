@@ -1,5 +1,9 @@
-# pinfer build. One static library (src/*/), one CLI (tools/), one program per test (tests/test_*.c).
+# pinfer build. Two static libraries, one CLI (tools/), one program per test (tests/test_*.c):
+#   libpinfer.a          the runtime: src/ folders of the runtime layers (docs/architecture.md)
+#   libpinfer_offline.a  the offline tools (synth, profile, prepare); the runtime never links it
 #   make                 build build/pinfer
+#   make check-layers    fail when a file includes a header from a higher layer, or the runtime
+#                        library references an offline symbol (scripts/check-layers.sh)
 #   make test            build and run every test (prints "N passed, N failed, N skipped")
 #   make SAN=1 test      same under ASan+UBSan, in build-san/
 #   make fuzz            libFuzzer target for the GGUF reader (clang), in build-fuzz/
@@ -19,13 +23,20 @@ endif
 AVX2_FLAGS   := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16
 
-LIB_SRC  := $(sort $(wildcard src/*/*.c))
+# The layers, lowest first (docs/architecture.md); scripts/check-layers.sh reads these lines.
+LAYERS_RUNTIME := core tensor:io gguf tokenizer:sample model cache ffn runtime
+LAYERS_OFFLINE := synth:profile:prepare
+OFFLINE_DIRS := $(subst :, ,$(LAYERS_OFFLINE))
+OFF_SRC  := $(sort $(foreach d,$(OFFLINE_DIRS),$(wildcard src/$(d)/*.c)))
+LIB_SRC  := $(filter-out $(OFF_SRC),$(sort $(wildcard src/*/*.c)))
 TOOL_SRC := $(sort $(wildcard tools/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+OFF_OBJ  := $(OFF_SRC:%.c=$(BUILD)/%.o)
 TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 LIB      := $(BUILD)/libpinfer.a
+OFFLIB   := $(BUILD)/libpinfer_offline.a
 
 all: $(BUILD)/pinfer
 
@@ -40,16 +51,23 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/pinfer: $(TOOL_OBJ) $(LIB)
+$(OFFLIB): $(OFF_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/pinfer: $(TOOL_OBJ) $(OFFLIB) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/tests/testutil.o $(LIB)
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/tests/testutil.o $(OFFLIB) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/testutil.o: tests/testutil.c
 
-test: $(BUILD)/pinfer $(TESTS)
+test: check-layers $(BUILD)/pinfer $(TESTS)
 	@BUILD=$(BUILD) tests/run.sh $(TESTS)
+
+check-layers: $(LIB) $(OFFLIB)
+	@sh scripts/check-layers.sh "$(LAYERS_RUNTIME)" "$(LAYERS_OFFLINE)" $(LIB) $(OFFLIB)
 
 fuzz:
 	$(MAKE) BUILD=build-fuzz CC=clang SAN=0 OPT="-O1" \
@@ -64,6 +82,6 @@ fuzz:
 clean:
 	rm -rf build build-san build-fuzz
 
-.PHONY: all test fuzz clean
+.PHONY: all test check-layers fuzz clean
 .SECONDARY:
--include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TESTS:=.d)
+-include $(LIB_OBJ:.o=.d) $(OFF_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TESTS:=.d)

@@ -132,6 +132,16 @@ struct pinfer_ctx_params {
     enum pinfer_io_backend { PINFER_IO_AUTO = 0, PINFER_IO_URING = 1, PINFER_IO_PREAD = 2 } io_backend;
     float cache_hot;     /* share of the FFN memory pinned as hot neurons, the rest an LRU
                             cache; < 0 = default (0.9) */
+    bool prefetch;       /* predictor mode: after each layer, run the next layer's predictor on
+                            the current hidden state and read its likely missing slots during
+                            the next attention (a second staging area); default false: on the
+                            Mistral-7B shape it cost more than it hid (bench/RESULTS.md) */
+    uint64_t stage_bytes; /* bytes of the staging area for one step's reads; 0 = a layer's FFN
+                            if small, else 16 MiB; raised to one cluster's pages at least */
+    /* Benchmark aid (docs/sparse.md), no use in production: predictor mode reads every
+     * round(1 / sparse_ideal)-th slot whole instead of asking the predictor, the bytes of a
+     * perfect predictor at that density. 0 = off; must be in [0, 1]. */
+    float sparse_ideal;
 };
 struct pinfer_ctx_params pinfer_ctx_default_params(void);
 

@@ -3,7 +3,7 @@
  * the same model run in memory:
  *  - the logits of a batched prompt and of 256 greedy single-token steps are bit-identical
  *    (predictor and oracle modes), also when the staging area forces several read rounds per
- *    layer (PINFER_STAGE_BYTES);
+ *    layer (pinfer_ctx_params.stage_bytes);
  *  - the plan refuses a budget below the fixed segment and names the smallest workable budget,
  *    which then works; an unprepared model or --mmap with a budget are refused;
  *  - a read error (fault injection) and a model file truncated while running give PINFER_EIO
@@ -54,6 +54,10 @@ struct run {
 
 /* Loads the prepared model with budget (0 = in memory), runs a 6-token prompt as one batch and
  * N_STEPS greedy steps (or until the first error). */
+/* What the next run_model asks of the cache beyond its arguments (pinfer_ctx_params). */
+static bool g_prefetch;
+static uint64_t g_stage_bytes;
+
 static int run_model(const char *path, uint64_t budget, enum pinfer_io_backend io, float hot, enum pinfer_sparse_mode mode,
                      int n_steps, struct run *r)
 {
@@ -73,6 +77,8 @@ static int run_model(const char *path, uint64_t budget, enum pinfer_io_backend i
     cp.sparse = mode;
     cp.io_backend = io;
     cp.cache_hot = hot;
+    cp.prefetch = g_prefetch;
+    cp.stage_bytes = g_stage_bytes;
     if ((r->err = pinfer_ctx_new(&c, m, &cp))) {
         snprintf(r->msg, sizeof r->msg, "%s", pinfer_last_error());
         pinfer_model_free(m);
@@ -132,9 +138,9 @@ int main(void)
 
     /* the fixed segment, from a budget that holds everything */
     struct run big = { .lg = off.lg };
-    setenv("PINFER_PREFETCH", "1", 1); /* the larger fixed segment (a second staging area) */
+    g_prefetch = true; /* the larger fixed segment (a second staging area) */
     CHECKF(run_model(prep_path, 1ull << 30, PINFER_IO_AUTO, -1, PINFER_SPARSE_PREDICTOR, 4, &big) == 0, "%s", big.msg);
-    unsetenv("PINFER_PREFETCH");
+    g_prefetch = false;
     const uint64_t fixed = big.cs.fixed_bytes;
     CHECK(fixed > 0 && big.cs.misses == 0 && big.cs.hits > 0);
     printf("fixed segment %.2f MiB; everything resident: %llu look-ups, %llu misses\n", fixed / 1048576.0,
@@ -146,18 +152,18 @@ int main(void)
         const int steps = mode == 0 ? N_STEPS : 64;
         CHECKF(run_model(prep_path, 0, PINFER_IO_AUTO, -1, sm, steps, &mem) == 0, "%s", mem.msg);
         /* a small cold cache and no hot slots: evictions on every token; then some hot slots */
-        const struct { enum pinfer_io_backend io; float hot; uint64_t extra; const char *stage; } cfg[] = {
-            { PINFER_IO_URING, 0, 64 << 10, NULL },
-            { PINFER_IO_PREAD, 0, 64 << 10, NULL },
-            { PINFER_IO_AUTO, 0.5f, 256 << 10, NULL },
-            { PINFER_IO_PREAD, 0, 64 << 10, "16384" }, /* several read rounds per layer */
+        const struct { enum pinfer_io_backend io; float hot; uint64_t extra; uint64_t stage; } cfg[] = {
+            { PINFER_IO_URING, 0, 64 << 10, 0 },
+            { PINFER_IO_PREAD, 0, 64 << 10, 0 },
+            { PINFER_IO_AUTO, 0.5f, 256 << 10, 0 },
+            { PINFER_IO_PREAD, 0, 64 << 10, 16384 }, /* several read rounds per layer */
         };
         for (size_t k = 0; k < sizeof cfg / sizeof cfg[0]; k++) {
-            if (cfg[k].stage) setenv("PINFER_STAGE_BYTES", cfg[k].stage, 1);
-            if (k % 2 == 0) setenv("PINFER_PREFETCH", "1", 1); /* read-ahead of the next layer */
+            g_stage_bytes = cfg[k].stage;
+            g_prefetch = k % 2 == 0; /* read-ahead of the next layer */
             int rc = run_model(prep_path, fixed + cfg[k].extra, cfg[k].io, cfg[k].hot, sm, steps, &off);
-            unsetenv("PINFER_STAGE_BYTES");
-            unsetenv("PINFER_PREFETCH");
+            g_stage_bytes = 0;
+            g_prefetch = false;
             if (rc == PINFER_EUNSUPPORTED && cfg[k].io == PINFER_IO_URING) {
                 printf("io_uring unavailable here (%s): uring configuration skipped\n", off.msg);
                 continue;

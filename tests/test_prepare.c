@@ -15,7 +15,7 @@
 #include "testutil.h"
 
 #include "gguf/gguf.h"
-#include "model/model.h"
+#include "runtime/ctx.h"
 #include "pinfer.h"
 #include "tensor/kernels.h"
 #include "tensor/types.h"

@@ -17,8 +17,9 @@
 
 #include "model/model.h"
 #include "pinfer.h"
-#include "sparse/sparse.h"
-#include "sparse/sparse_kernels.h"
+#include "runtime/ctx.h"
+#include "tensor/ops.h"
+#include "tensor/bundle_kernels.h"
 #include "tensor/kernels.h"
 #include "tensor/matmul.h"
 

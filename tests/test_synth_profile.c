@@ -16,9 +16,9 @@
  * for sparsity and 6 for the hot fraction, on 384 tokens. */
 #include "testutil.h"
 
-#include "model/model.h"
+#include "runtime/ctx.h"
 #include "pinfer.h"
-#include "sparse/stats.h"
+#include "profile/act_stats.h"
 #include "tensor/types.h"
 
 #include <math.h>

@@ -13,7 +13,7 @@
 #include "gguf/gguf.h"
 #include "pinfer.h"
 #include "synth/synth_internal.h"
-#include "synth/synth_rng.h"
+#include "core/rng.h"
 #include "tensor/types.h"
 
 #include <math.h>

@@ -2,8 +2,8 @@
 #include "cache/cache.h"
 
 #include "core/checked.h"
+#include "core/clock.h"
 #include "core/error.h"
-#include "sparse/sparse.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -12,21 +12,78 @@
 #define PAGE PF_IO_ALIGN
 #define STAGE_MAX (16u << 20)
 
+struct pf_cache {
+    int n_layer, n_ff;
+    size_t slot_size, stride;   /* bytes of a slot; of a cold entry (slot rounded up to 64) */
+    const struct pf_bundles *b; /* the model's bundles (n_layer) */
+    struct pf_io *io;
+
+    /* hot segment */
+    int *n_hot;                 /* per layer */
+    uint8_t **hot;              /* per layer: slot j < n_hot[l] at hot[l] + j * slot_size */
+    void *hot_mem;
+    size_t hot_bytes;
+
+    /* cold segment: LRU, most recent at head */
+    int n_cold;
+    uint8_t *cold;              /* n_cold entries of stride bytes */
+    int32_t *entry_of;          /* (n_layer * n_ff): cold entry holding slot, or -1 */
+    int32_t *key;               /* entry -> layer * n_ff + slot, or -1 when free */
+    int32_t *prev, *next;
+    int32_t head, tail;
+    size_t cold_bytes;
+
+    /* staging area for the reads of one step, and (predictor mode) a second one for the
+       next layer's read-ahead */
+    uint8_t *stage, *pre;
+    size_t stage_cap, stage_alloc;
+    int chunk_slots;            /* batches stream in multiples of this many slots */
+
+    /* the read round in progress (pf_cache_round_*) */
+    int r_layer, r_i0, r_i1, r_miss, r_got;
+    const int *r_cand;
+    const uint8_t **r_slotp;
+    int *miss;                  /* (n_ff) slots the round reads */
+    const uint8_t **mptr;       /* (n_ff) where they land in the staging area */
+
+    /* read-ahead */
+    int pre_layer;              /* layer whose slots are read ahead, -1 if none */
+    const uint8_t **pre_ptr;    /* (n_ff) where a read-ahead slot of pre_layer is, else NULL */
+    int *pre_list, n_pre;       /* the slots read ahead */
+    uint64_t pre_reads, pre_bytes, pre_slots, pre_used;
+
+    /* what the plan decided (for the reports) */
+    uint64_t budget, fixed_bytes, meta_bytes;
+
+    /* counters (single-token steps and batches alike) */
+    uint64_t hits_hot, hits_cold, misses, reads, bytes_read, evictions, rounds;
+    double io_wait_s;
+    uint64_t prefill_reads, prefill_bytes; /* batches stream the layer instead */
+    double prefill_wait_s;
+};
+
+/* The file pages [*a, *e) that cover slots [j0, j1) of layer l (a direct read of them). */
+static void cache_pages(const struct pf_cache *c, int l, int j0, int j1, uint64_t *a, uint64_t *e)
+{
+    const uint64_t base = c->b[l].file_off, S = c->slot_size;
+    *a = (base + (uint64_t)j0 * S) / PF_IO_ALIGN * PF_IO_ALIGN;
+    *e = (base + (uint64_t)j1 * S + PF_IO_ALIGN - 1) / PF_IO_ALIGN * PF_IO_ALIGN;
+}
+
 static uint64_t round_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
-/* Staging bytes: a whole layer's FFN if small, else up to 16 MiB (a round of reads);
- * PINFER_STAGE_BYTES overrides (tests force several rounds per layer with it). Never less than
- * one cluster's pages (a decode round) and two chunks of PF_PANEL_ROWS slots (the halves of
+/* Staging bytes: a whole layer's FFN if small, else up to 16 MiB (a round of reads); the
+ * configuration may set it (tests force several rounds per layer with it). Never less than
+ * one cluster's pages (a decode round) and two chunks of chunk_slots slots (the halves of
  * the prefill double buffer). */
-static uint64_t stage_bytes(const struct pinfer_model *m)
+static uint64_t stage_bytes(const struct pinfer_model *m, const struct pf_cache_config *cfg)
 {
     const struct pf_bundles *b = &m->bundles[0];
     const uint64_t S = b->slot_size;
     const int cs = m->info.cluster_size > 0 ? m->info.cluster_size : 16;
     uint64_t layer = round_up((uint64_t)b->n_ff * S, PAGE) + PAGE, s = layer < STAGE_MAX ? layer : STAGE_MAX;
-    const char *e = getenv("PINFER_STAGE_BYTES");
-    if (e && *e) s = strtoull(e, NULL, 10);
-    uint64_t min = round_up((uint64_t)cs * S, PAGE) + 2 * PAGE, pre = 2 * (round_up(PF_PANEL_ROWS * S, PAGE) + 2 * PAGE);
+    if (cfg->stage_bytes) s = cfg->stage_bytes;
+    uint64_t min = round_up((uint64_t)cs * S, PAGE) + 2 * PAGE, pre = 2 * (round_up((uint64_t)cfg->chunk_slots * S, PAGE) + 2 * PAGE);
     if (min < pre) min = pre;
     if (s < min) s = min;
     return round_up(s, PAGE);
@@ -35,11 +92,14 @@ static uint64_t stage_bytes(const struct pinfer_model *m)
 static uint64_t meta_bytes(const struct pinfer_model *m, uint64_t n_cold)
 {
     const uint64_t L = (uint64_t)m->info.n_layer, F = (uint64_t)m->info.n_ff;
-    return L * F * sizeof(int32_t) + n_cold * 3 * sizeof(int32_t) + L * (sizeof(int) + sizeof(void *)) + sizeof(struct pf_cache);
+    return L * F * sizeof(int32_t) + n_cold * 3 * sizeof(int32_t) + L * (sizeof(int) + sizeof(void *)) +
+           F * (sizeof(int) + sizeof(void *)) + sizeof(struct pf_cache);
 }
 
-int pf_cache_plan(const struct pinfer_model *m, uint64_t ctx_bytes, float hot_frac, bool prefetch, struct pf_cache_plan *p)
+int pf_cache_plan(const struct pinfer_model *m, uint64_t ctx_bytes, const struct pf_cache_config *cfg, struct pf_cache_plan *p)
 {
+    const bool prefetch = cfg->prefetch;
+    float hot_frac = cfg->hot_frac;
     memset(p, 0, sizeof *p);
     const struct pf_bundles *b = &m->bundles[0];
     const uint64_t L = (uint64_t)m->info.n_layer, F = (uint64_t)m->info.n_ff;
@@ -47,7 +107,7 @@ int pf_cache_plan(const struct pinfer_model *m, uint64_t ctx_bytes, float hot_fr
     p->budget = m->mem_budget;
     p->weights = m->resident_bytes;
     p->ctx = ctx_bytes;
-    p->stage = stage_bytes(m) * (prefetch ? 2 : 1); /* the second half: next layer's prefetch */
+    p->stage = stage_bytes(m, cfg) * (prefetch ? 2 : 1); /* the second half: next layer's prefetch */
     p->prefetch = prefetch;
     p->meta = meta_bytes(m, 0);
     const uint64_t fixed = p->weights + p->ctx + p->stage + p->meta;
@@ -65,7 +125,7 @@ int pf_cache_plan(const struct pinfer_model *m, uint64_t ctx_bytes, float hot_fr
     uint64_t n_hot = (uint64_t)((double)avail * hot_frac) / L / b->slot_size;
     if (n_hot > F) n_hot = F;
     while (n_hot > 0 && L * round_up(n_hot * b->slot_size, PAGE) > avail) n_hot--;
-    if (n_hot < F) n_hot = n_hot / PF_PANEL_ROWS * PF_PANEL_ROWS; /* whole prefill chunks */
+    if (n_hot < F) n_hot = n_hot / (uint64_t)cfg->chunk_slots * (uint64_t)cfg->chunk_slots; /* whole prefill chunks */
     p->n_hot = (int)n_hot;
     p->hot = n_hot ? L * round_up(n_hot * b->slot_size, PAGE) : 0;
     avail -= p->hot;
@@ -85,6 +145,8 @@ static void *map_anon(size_t n)
     return p == MAP_FAILED ? NULL : p;
 }
 
+static int cache_wait(struct pf_cache *c);
+
 /* Reads the hot slots of every layer, in 4 MiB pieces so several are in flight. */
 static int read_hot(struct pf_cache *c)
 {
@@ -98,16 +160,17 @@ static int read_hot(struct pf_cache *c)
                 return pf_fail(PINFER_EFORMAT, "layer %d's bundles run past the end of the file", l);
             int rc = pf_io_read(c->io, c->b[l].file_off + o, (size_t)n, c->hot[l] + o, 0);
             if (rc) return rc;
-            if (pf_io_pending(c->io) >= 16 && (rc = pf_cache_wait(c)) < 0) return rc;
+            if (pf_io_pending(c->io) >= 16 && (rc = cache_wait(c)) < 0) return rc;
         }
     }
-    int rc = pf_cache_wait(c);
+    int rc = cache_wait(c);
     c->io_wait_s = 0; /* creation is not decode time */
     c->reads = c->bytes_read = 0;
     return rc < 0 ? rc : 0;
 }
 
-int pf_cache_new(struct pf_cache **out, const struct pinfer_model *m, const struct pf_cache_plan *p, enum pf_io_backend backend)
+int pf_cache_new(struct pf_cache **out, const struct pinfer_model *m, const struct pf_cache_plan *p,
+                 const struct pf_cache_config *cfg)
 {
     *out = NULL;
     struct pf_cache *c = calloc(1, sizeof *c);
@@ -123,7 +186,8 @@ int pf_cache_new(struct pf_cache **out, const struct pinfer_model *m, const stru
     c->meta_bytes = p->meta;
     c->head = c->tail = -1;
     struct pf_io_params iop = pf_io_default_params();
-    iop.backend = backend;
+    iop.backend = cfg->backend;
+    c->chunk_slots = cfg->chunk_slots;
     int rc = pf_io_open(&c->io, m->path, &iop);
     if (rc) { free(c); return rc; }
     c->n_hot = calloc((size_t)L, sizeof *c->n_hot);
@@ -139,7 +203,9 @@ int pf_cache_new(struct pf_cache **out, const struct pinfer_model *m, const stru
         if (!c->pre_ptr || !c->pre_list) goto nomem;
     }
     c->pre_layer = -1;
-    if (!c->n_hot || !c->hot || !c->entry_of || !c->stage) goto nomem;
+    c->miss = malloc((size_t)F * sizeof *c->miss);
+    c->mptr = malloc((size_t)F * sizeof *c->mptr);
+    if (!c->n_hot || !c->hot || !c->entry_of || !c->stage || !c->miss || !c->mptr) goto nomem;
     memset(c->entry_of, 0xff, (size_t)L * (size_t)F * sizeof *c->entry_of);
     if (p->n_hot > 0) {
         const size_t per = (size_t)round_up((uint64_t)p->n_hot * c->slot_size, PAGE);
@@ -180,7 +246,7 @@ void pf_cache_free(struct pf_cache *c)
     if (c->io) pf_io_close(c->io);
     if (c->hot_mem) pf_io_free(c->hot_mem, c->hot_bytes);
     if (c->stage) pf_io_free(c->stage, c->stage_alloc);
-    free(c->pre_ptr); free(c->pre_list);
+    free(c->pre_ptr); free(c->pre_list); free(c->miss); free(c->mptr);
     if (c->cold) munmap(c->cold, c->cold_bytes);
     free(c->n_hot); free(c->hot); free(c->entry_of); free(c->key); free(c->prev); free(c->next);
     free(c);
@@ -238,11 +304,11 @@ static int fetch_into(struct pf_cache *c, int l, const int *js, int n, const uin
     while (i < n) {
         /* one run: slots whose page ranges touch or overlap */
         uint64_t a, e;
-        pf_cache_pages(c, l, js[i], js[i] + 1, &a, &e);
+        cache_pages(c, l, js[i], js[i] + 1, &a, &e);
         int k = i + 1;
         while (k < n) {
             uint64_t a2, e2;
-            pf_cache_pages(c, l, js[k], js[k] + 1, &a2, &e2);
+            cache_pages(c, l, js[k], js[k] + 1, &a2, &e2);
             if (a2 > e || pos + (e2 - a) > cap) break;
             e = e2;
             k++;
@@ -263,17 +329,16 @@ static int fetch_into(struct pf_cache *c, int l, const int *js, int n, const uin
     return rc ? rc : i;
 }
 
-int pf_cache_fetch(struct pf_cache *c, int l, const int *js, int n, const uint8_t **ptr)
+static int cache_wait(struct pf_cache *c)
 {
-    int got = fetch_into(c, l, js, n, ptr, c->stage, c->stage_cap, &c->reads, &c->bytes_read);
-    if (got > 0) c->misses += (uint64_t)got;
-    return got;
-}
-
-int pf_cache_prefetch(struct pf_cache *c, int l, const int *js, int n, const uint8_t **ptr)
-{
-    if (!c->pre) return 0;
-    return fetch_into(c, l, js, n, ptr, c->pre, c->stage_cap, &c->pre_reads, &c->pre_bytes);
+    uint64_t tags[64];
+    while (pf_io_pending(c->io) > 0) {
+        double t0 = pf_now();
+        int rc = pf_io_reap(c->io, tags, 64, 1);
+        c->io_wait_s += pf_now() - t0;
+        if (rc < 0) return rc;
+    }
+    return 0;
 }
 
 bool pf_cache_resident(const struct pf_cache *c, int l, int j)
@@ -286,30 +351,214 @@ int pf_cache_read_bytes(struct pf_cache *c, uint64_t off, size_t len, const uint
     const uint64_t a = off / PAGE * PAGE, e = round_up(off + len, PAGE);
     if (e - a > c->stage_cap) return pf_fail(PINFER_ENOMEM, "read of %zu bytes exceeds the staging area", len);
     int rc = pf_io_read(c->io, a, (size_t)(e - a), c->stage, 0);
-    if (rc || (rc = pf_io_submit(c->io)) || (rc = pf_cache_wait(c)) < 0) return rc;
+    if (rc || (rc = pf_io_submit(c->io)) || (rc = cache_wait(c)) < 0) return rc;
     *out = c->stage + (off - a);
     return 0;
 }
 
-int pf_cache_wait(struct pf_cache *c)
+/* ==== read rounds ==== */
+
+int pf_cache_round_begin(struct pf_cache *c, int l, const int *cand, int i0, int n, int cs, const uint8_t **slotp)
 {
-    uint64_t tags[64];
-    while (pf_io_pending(c->io) > 0) {
+    const bool pre = c->pre_layer == l;
+    int n_miss = 0, i1 = i0;
+    uint64_t need = 0, last_end = 0;
+    /* the candidates of whole clusters from i0's on, while their misses fit in the staging
+       area, counted as fetch_into will place them (runs of touching pages share them) */
+    while (i1 < n) {
+        const int cl = cand[i1] / cs, m0 = n_miss;
+        const uint64_t need0 = need, last0 = last_end, hh = c->hits_hot, hc = c->hits_cold;
+        int e = i1;
+        for (; e < n && cand[e] / cs == cl; e++) {
+            int j = cand[e];
+            slotp[j] = pf_cache_lookup(c, l, j);
+            if (slotp[j]) continue;
+            if (pre && c->pre_ptr[j]) continue; /* read ahead, in flight or landed */
+            c->miss[n_miss++] = j;
+            uint64_t a, z;
+            cache_pages(c, l, j, j + 1, &a, &z);
+            if (n_miss > 1 && a <= last_end) { if (z > last_end) need += z - last_end; }
+            else need += z - a;
+            if (z > last_end) last_end = z;
+        }
+        if (need > c->stage_cap && i1 > i0) {
+            /* does not fit: this cluster starts the next round, where it is looked up again
+               (so its look-ups are not counted twice) */
+            n_miss = m0;
+            need = need0;
+            last_end = last0;
+            c->hits_hot = hh;
+            c->hits_cold = hc;
+            break;
+        }
+        i1 = e;
+    }
+    c->rounds++;
+    c->r_layer = l;
+    c->r_i0 = i0;
+    c->r_i1 = i1;
+    c->r_cand = cand;
+    c->r_slotp = slotp;
+    c->r_miss = n_miss;
+    c->r_got = 0;
+    if (!n_miss) return i1;
+    int got = fetch_into(c, l, c->miss, n_miss, c->mptr, c->stage, c->stage_cap, &c->reads, &c->bytes_read);
+    if (got < 0) return got;
+    c->misses += (uint64_t)got;
+    c->r_got = got;
+    if (got < n_miss) {
+        cache_wait(c);
+        return pf_fail(PINFER_ENOMEM, "I/O staging area too small for one cluster of slots");
+    }
+    return i1;
+}
+
+int pf_cache_round_wait(struct pf_cache *c)
+{
+    int rc = cache_wait(c); /* this round's reads and any read-ahead still in flight */
+    if (rc < 0) return rc;
+    const uint8_t **slotp = c->r_slotp;
+    for (int i = 0; i < c->r_got; i++) slotp[c->miss[i]] = c->mptr[i];
+    if (c->pre_layer == c->r_layer)
+        for (int i = c->r_i0; i < c->r_i1; i++) {
+            int j = c->r_cand[i];
+            if (!slotp[j] && c->pre_ptr[j]) { slotp[j] = c->pre_ptr[j]; c->pre_used++; }
+        }
+    return 0;
+}
+
+void pf_cache_round_end(struct pf_cache *c)
+{
+    const int l = c->r_layer;
+    for (int i = 0; i < c->r_got; i++) pf_cache_insert(c, l, c->miss[i], c->mptr[i]);
+    if (c->pre_layer == l)
+        for (int i = c->r_i0; i < c->r_i1; i++) {
+            int j = c->r_cand[i];
+            if (c->pre_ptr[j] && c->r_slotp[j] == c->pre_ptr[j]) pf_cache_insert(c, l, j, c->pre_ptr[j]);
+        }
+    c->r_got = 0;
+}
+
+int pf_cache_unit_end(struct pf_cache *c)
+{
+    if (c->pre_layer < 0) return 0;
+    /* a read-ahead for another layer (a batch came between) or this one: forget it; the reads
+       are done (waited in the rounds, or now) */
+    int rc = cache_wait(c) < 0 ? PINFER_EIO : 0;
+    for (int i = 0; i < c->n_pre; i++) c->pre_ptr[c->pre_list[i]] = NULL;
+    c->n_pre = 0;
+    c->pre_layer = -1;
+    return rc;
+}
+
+/* ==== read-ahead ==== */
+
+bool pf_cache_read_ahead_ready(const struct pf_cache *c) { return c->pre && c->pre_layer < 0; }
+
+int pf_cache_read_ahead(struct pf_cache *c, int l, const int *js, int n)
+{
+    if (!pf_cache_read_ahead_ready(c)) return 0;
+    const uint8_t **ptr = c->mptr;
+    int got = fetch_into(c, l, js, n, ptr, c->pre, c->stage_cap, &c->pre_reads, &c->pre_bytes);
+    if (got < 0) return got;
+    for (int i = 0; i < got; i++) {
+        c->pre_list[i] = js[i];
+        c->pre_ptr[js[i]] = ptr[i];
+    }
+    c->n_pre = got;
+    c->pre_slots += (uint64_t)got;
+    c->pre_layer = l;
+    return got;
+}
+
+/* ==== streaming a layer for a batch ==== */
+
+/* Queues the read of slots [j0, j1) of layer l into half h of the staging area; returns where
+ * slot j0 will be. Pieces of at most 1 MiB, tagged h. */
+static const uint8_t *read_chunk(struct pf_cache *c, int l, int j0, int j1, int h, int *pending)
+{
+    const size_t half = c->stage_cap / 2 / PAGE * PAGE;
+    const uint64_t base = c->b[l].file_off, S = c->slot_size;
+    uint64_t a, e;
+    cache_pages(c, l, j0, j1, &a, &e);
+    uint8_t *dst = c->stage + (size_t)h * half;
+    for (uint64_t o = a; o < e; o += 1u << 20) {
+        size_t len = (size_t)(e - o < (1u << 20) ? e - o : (1u << 20));
+        if (pf_io_read(c->io, o, len, dst + (o - a), (uint64_t)h)) return NULL;
+        pending[h]++;
+        c->prefill_reads++;
+        c->prefill_bytes += len;
+    }
+    if (pf_io_submit(c->io)) return NULL;
+    return dst + (base + (uint64_t)j0 * S - a);
+}
+
+/* Waits until half h's reads are all in. */
+static int wait_half(struct pf_cache *c, int h, int *pending)
+{
+    uint64_t tags[16];
+    while (pending[h] > 0) {
         double t0 = pf_now();
-        int rc = pf_io_reap(c->io, tags, 64, 1);
-        c->io_wait_s += pf_now() - t0;
-        if (rc < 0) return rc;
+        int n = pf_io_reap(c->io, tags, 16, 1);
+        c->prefill_wait_s += pf_now() - t0;
+        if (n < 0) return n;
+        for (int i = 0; i < n; i++) pending[tags[i] & 1]--;
     }
     return 0;
 }
 
-/* ==== public statistics ==== */
-
-int pinfer_ctx_cache_stats(const struct pinfer_ctx *ctx, struct pinfer_cache_stats *st)
+void pf_cache_stream_begin(struct pf_cache *c, int l, struct pf_cache_stream *s)
 {
-    const struct pf_cache *c = ctx->cache;
+    const size_t half = c->stage_cap / 2 / PAGE * PAGE;
+    const int cs = c->chunk_slots;
+    memset(s, 0, sizeof *s);
+    s->l = l;
+    s->chunk = (int)((half - 2 * PAGE) / c->slot_size) / cs * cs;
+    if (s->chunk < cs) s->chunk = cs; /* the plan gives the staging area room for it */
+    s->n_hot = c->n_hot[l] / cs * cs;
+}
+
+int pf_cache_stream_next(struct pf_cache *c, struct pf_cache_stream *s, const uint8_t **p, int *j0, int *n)
+{
+    const int F = c->n_ff, ch = s->chunk, l = s->l;
+    if (s->j < s->n_hot) {
+        /* the hot slots first, straight from memory, in whole chunks */
+        *j0 = s->j;
+        *n = s->n_hot - s->j < ch ? s->n_hot - s->j : ch;
+        *p = c->hot[l] + (size_t)s->j * c->slot_size;
+        s->j += *n;
+        return 1;
+    }
+    if (s->j >= F) return 0;
+    if (s->j == s->n_hot && s->k == 0 && !s->cur) {
+        int j1 = s->j + ch < F ? s->j + ch : F;
+        if (!(s->cur = read_chunk(c, l, s->j, j1, 0, s->pending))) goto io_fail;
+    }
+    int j1 = s->j + ch < F ? s->j + ch : F;
+    const uint8_t *next = NULL;
+    if (j1 < F) {
+        int j2 = j1 + ch < F ? j1 + ch : F;
+        if (!(next = read_chunk(c, l, j1, j2, (s->k + 1) & 1, s->pending))) goto io_fail;
+    }
+    int rc = wait_half(c, s->k & 1, s->pending);
+    if (rc < 0) { cache_wait(c); return rc; }
+    *p = s->cur;
+    *j0 = s->j;
+    *n = j1 - s->j;
+    s->cur = next;
+    s->j = j1;
+    s->k++;
+    return 1;
+io_fail:
+    cache_wait(c);
+    return PINFER_EIO;
+}
+
+/* ==== statistics ==== */
+
+void pf_cache_get_stats(const struct pf_cache *c, struct pinfer_cache_stats *st)
+{
     memset(st, 0, sizeof *st);
-    if (!c) return pf_fail(PINFER_EINVAL, "the model was loaded without a memory budget");
     st->budget = c->budget;
     st->fixed_bytes = c->fixed_bytes;
     st->hot_bytes = c->hot_bytes;
@@ -331,13 +580,10 @@ int pinfer_ctx_cache_stats(const struct pinfer_ctx *ctx, struct pinfer_cache_sta
     st->prefill_reads = c->prefill_reads;
     st->prefill_bytes = c->prefill_bytes;
     st->prefill_wait_s = c->prefill_wait_s;
-    return 0;
 }
 
-void pinfer_ctx_cache_stats_reset(struct pinfer_ctx *ctx)
+void pf_cache_stats_reset(struct pf_cache *c)
 {
-    struct pf_cache *c = ctx->cache;
-    if (!c) return;
     c->hits_hot = c->hits_cold = c->misses = c->reads = c->bytes_read = c->evictions = c->rounds = 0;
     c->prefill_reads = c->prefill_bytes = 0;
     c->pre_reads = c->pre_bytes = c->pre_slots = c->pre_used = 0;

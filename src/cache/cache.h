@@ -11,110 +11,119 @@
  *          step that read them.
  *
  * Reads are direct (src/io/): a run of adjacent missing slots becomes one read of the 4 KiB
- * pages that cover it, into the staging area; runs whose pages touch are coalesced. */
+ * pages that cover it, into the staging area; runs whose pages touch are coalesced.
+ *
+ * The cache is opaque: the FFN (src/ffn/offload.c) reaches it through the functions below.
+ * Slots are keyed by (unit, slot): a unit is a layer's FFN today; a Mixture-of-Experts model
+ * makes each (layer, expert) a unit of its own, unit = layer * n_expert + expert. */
 #ifndef PF_CACHE_CACHE_H
 #define PF_CACHE_CACHE_H
 
+#include "pinfer.h"
 #include "io/io.h"
 #include "model/model.h"
-#include "sparse/sparse.h"
 
-struct pf_cache {
-    int n_layer, n_ff;
-    size_t slot_size, stride;   /* bytes of a slot; of a cold entry (slot rounded up to 64) */
-    const struct pf_bundles *b; /* the model's bundles (n_layer) */
-    struct pf_io *io;
+#include <stdbool.h>
+#include <stdint.h>
 
-    /* hot segment */
-    int *n_hot;                 /* per layer */
-    uint8_t **hot;              /* per layer: slot j < n_hot[l] at hot[l] + j * slot_size */
-    void *hot_mem;
-    size_t hot_bytes;
+struct pf_cache;
 
-    /* cold segment: LRU, most recent at head */
-    int n_cold;
-    uint8_t *cold;              /* n_cold entries of stride bytes */
-    int32_t *entry_of;          /* (n_layer * n_ff): cold entry holding slot, or -1 */
-    int32_t *key;               /* entry -> layer * n_ff + slot, or -1 when free */
-    int32_t *prev, *next;
-    int32_t head, tail;
-    size_t cold_bytes;
-
-    /* staging area for the reads of one step, and (predictor mode) a second one for the
-       next layer's prefetch */
-    uint8_t *stage, *pre;
-    size_t stage_cap, stage_alloc;
-    int pre_layer;              /* layer whose slots are prefetched, -1 if none */
-    const uint8_t **pre_ptr;    /* (n_ff) where a prefetched slot of pre_layer is, else NULL */
-    int *pre_list, n_pre;       /* the prefetched slots */
-    uint64_t pre_reads, pre_bytes, pre_slots, pre_used;
-
-    /* what the plan decided (for the reports) */
-    uint64_t budget, fixed_bytes, meta_bytes;
-
-    /* counters (single-token steps and batches alike) */
-    uint64_t hits_hot, hits_cold, misses, reads, bytes_read, evictions, rounds;
-    double io_wait_s;
-    uint64_t prefill_reads, prefill_bytes; /* batches stream the layer instead */
-    double prefill_wait_s;
+/* What the context asks of the cache. */
+struct pf_cache_config {
+    float hot_frac;         /* share of what is left for the FFN pinned as hot slots; < 0: 0.9 */
+    bool prefetch;          /* a second staging area for reading the next layer ahead */
+    uint64_t stage_bytes;   /* staging area; 0 = a layer's FFN if small, else 16 MiB */
+    int chunk_slots;        /* batches stream a layer in multiples of this many slots (the
+                               FFN's panel height); the hot segment is rounded to it */
+    enum pf_io_backend backend;
 };
 
+/* The segments for a budget. */
 struct pf_cache_plan {
     uint64_t budget;
     uint64_t weights;   /* the model's resident weights */
     uint64_t ctx;       /* the context's buffers */
     uint64_t meta;      /* cache tables */
     uint64_t stage;     /* staging area (twice the size with prefetch) */
-    bool prefetch;      /* predictor mode: prefetch the next layer's slots */
+    bool prefetch;      /* prefetch the next layer's slots */
     uint64_t hot, cold; /* the rest, split */
     int n_hot;          /* slots pinned per layer */
     int n_cold;         /* cold entries */
 };
 
-/* Plans the segments for budget bytes, given the model's resident weights and the context's
- * buffer bytes; hot_frac of what is left for the FFN goes to pinned hot slots (< 0: default).
- * PINFER_ENOMEM with the smallest workable budget in the message if the fixed segment does
- * not fit. */
-int pf_cache_plan(const struct pinfer_model *m, uint64_t ctx_bytes, float hot_frac, bool prefetch, struct pf_cache_plan *plan);
+/* Plans the segments for the model's budget, given its resident weights and the context's
+ * buffer bytes. PINFER_ENOMEM with the smallest workable budget in the message if the fixed
+ * segment does not fit. */
+int pf_cache_plan(const struct pinfer_model *m, uint64_t ctx_bytes, const struct pf_cache_config *cfg,
+                  struct pf_cache_plan *plan);
 
-/* Creates the cache for plan: opens the file for direct reads with backend, reads the hot
- * slots. */
+/* Creates the cache for plan: opens the file for direct reads, reads the hot slots. On success
+ * *out is owned by the caller (pf_cache_free). */
 int pf_cache_new(struct pf_cache **out, const struct pinfer_model *m, const struct pf_cache_plan *plan,
-                 enum pf_io_backend backend);
+                 const struct pf_cache_config *cfg);
 void pf_cache_free(struct pf_cache *c);
 
-/* Where slot j of layer l is resident (hot or cold; a cold hit moves the entry to the head of
+/* ==== Look-up ==== */
+
+/* Where slot j of unit l is resident (hot or cold; a cold hit moves the entry to the head of
  * the LRU and counts), or NULL. */
 const uint8_t *pf_cache_lookup(struct pf_cache *c, int l, int j);
-
+/* Whether slot j of unit l is resident (no LRU update, no counting). */
+bool pf_cache_resident(const struct pf_cache *c, int l, int j);
 /* Copies a slot just read (src) into a cold entry, evicting the least recently used entry
  * when full. No-op without cold entries or if the slot is already resident. */
 void pf_cache_insert(struct pf_cache *c, int l, int j, const uint8_t *src);
 
-/* ==== Reads of missing slots (one batch per call, into the staging area) ====
- * pf_cache_fetch queues reads of the slots js[0..n) (ascending) of layer l: every slot's pages,
- * adjacent runs coalesced, placed in the staging area from offset 0; ptr[i] receives the
- * address slot js[i] will have there. Returns how many of the slots fit (a prefix; at least 1
- * when n > 0, unless the staging area is smaller than one slot's pages: PINFER_ENOMEM), and
- * submits the reads. pf_cache_wait reaps them all (I/O wait time is counted). */
-int pf_cache_fetch(struct pf_cache *c, int l, const int *js, int n, const uint8_t **ptr);
-int pf_cache_wait(struct pf_cache *c);
-/* The same into the prefetch area (counted apart; not misses). 0 without a prefetch area. */
-int pf_cache_prefetch(struct pf_cache *c, int l, const int *js, int n, const uint8_t **ptr);
-/* Whether slot j of layer l is resident (no LRU update, no counting). */
-bool pf_cache_resident(const struct pf_cache *c, int l, int j);
+/* ==== Read rounds of a single-token step ====
+ * A step's candidate slots cand[0..n) (ascending) of unit l go through rounds:
+ *   i1 = pf_cache_round_begin(...)  looks up cand[i0..] in whole clusters while the misses fit
+ *                                   the staging area; slotp[cand[i]] = the resident address, or
+ *                                   NULL for a slot not resident (read now, or being read
+ *                                   ahead); submits the reads; returns the round's end i1
+ *   pf_cache_round_wait(c)           waits for the reads (and any read-ahead in flight); then
+ *                                   every slotp[cand[i]] of the round is set
+ *   pf_cache_round_end(c)            the slots read (or adopted from the read-ahead) enter the
+ *                                   cold segment; their staging copies are then free again
+ * and at the end of the unit's step pf_cache_unit_end drops what was read ahead for it.
+ * cand and slotp (indexed by slot) belong to the caller and must stay valid for the round. */
+int pf_cache_round_begin(struct pf_cache *c, int l, const int *cand, int i0, int n, int cluster,
+                         const uint8_t **slotp);
+int pf_cache_round_wait(struct pf_cache *c);
+void pf_cache_round_end(struct pf_cache *c);
+int pf_cache_unit_end(struct pf_cache *c);
+
+/* ==== Read-ahead (predictor mode, between layers) ==== */
+
+/* Whether a read-ahead can start now (there is a read-ahead area and it is free). */
+bool pf_cache_read_ahead_ready(const struct pf_cache *c);
+/* Reads slots js[0..n) (ascending, not resident) of unit l into the read-ahead area, as many
+ * as fit; a round of unit l adopts them. Returns how many, or a negative code. */
+int pf_cache_read_ahead(struct pf_cache *c, int l, const int *js, int n);
+
+/* ==== Streaming a unit for a batch ====
+ * The hot slots straight from memory, the rest through the two halves of the staging area:
+ * the read of chunk k+1 is in flight while chunk k is computed. Chunks are multiples of the
+ * configured chunk_slots, so their sums equal one whole-unit call's. */
+struct pf_cache_stream {
+    int l, j, n_hot, chunk, k;
+    int pending[2];
+    const uint8_t *cur;
+};
+void pf_cache_stream_begin(struct pf_cache *c, int l, struct pf_cache_stream *s);
+/* The next chunk: slots [*j0, *j0 + *n) at *p. 1 while there is one, 0 at the end, or a
+ * negative code (reads still in flight are drained first). */
+int pf_cache_stream_next(struct pf_cache *c, struct pf_cache_stream *s, const uint8_t **p, int *j0, int *n);
+
+/* ==== Other reads ==== */
 
 /* Reads len bytes at file offset off (any alignment, len <= staging area - 2 pages) into the
  * staging area and waits; *out points at them until the next read. For small on-demand reads
  * (token embedding rows). */
 int pf_cache_read_bytes(struct pf_cache *c, uint64_t off, size_t len, const uint8_t **out);
 
-/* The file pages [*a, *e) that cover slots [j0, j1) of layer l (a direct read of them). */
-static inline void pf_cache_pages(const struct pf_cache *c, int l, int j0, int j1, uint64_t *a, uint64_t *e)
-{
-    const uint64_t base = c->b[l].file_off, S = c->slot_size;
-    *a = (base + (uint64_t)j0 * S) / PF_IO_ALIGN * PF_IO_ALIGN;
-    *e = (base + (uint64_t)j1 * S + PF_IO_ALIGN - 1) / PF_IO_ALIGN * PF_IO_ALIGN;
-}
+/* ==== Statistics ==== */
+
+void pf_cache_get_stats(const struct pf_cache *c, struct pinfer_cache_stats *st);
+void pf_cache_stats_reset(struct pf_cache *c);
 
 #endif

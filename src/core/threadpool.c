@@ -3,6 +3,7 @@
  * for done == nth-1. Sleeping workers are woken through a condition variable only when they
  * announced they were going to sleep, so the common (spinning) path takes no lock. */
 #include "core/threadpool.h"
+#include "pinfer.h"
 
 #include "core/error.h"
 
@@ -138,3 +139,5 @@ int pf_cpu_count(void)
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : (int)n;
 }
+
+int pinfer_cpu_count(void) { return pf_cpu_count(); }

@@ -16,9 +16,10 @@
  * Prepared models (key pinfer.prepared, docs/sparse-format.md) carry each layer's FFN as one
  * bundle tensor instead of ffn_gate/up/down, the neuron permutation and frequencies as metadata
  * arrays, and optional predictor tensors (fc1, fc2) with their threshold; they land in the same
- * arena as every other weight (struct pf_bundles, src/sparse/sparse.h). */
+ * arena as every other weight (struct pf_bundles, model.h). */
 #include "model/model.h"
-#include "sparse/sparse.h"
+
+#include "core/clock.h"
 
 #include "core/checked.h"
 #include "core/error.h"
@@ -44,25 +45,6 @@ struct pinfer_model_params pinfer_model_default_params(void)
 {
     struct pinfer_model_params p = { .use_mmap = false, .vocab_only = false };
     return p;
-}
-
-double pf_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-uint64_t pf_peak_rss(void)
-{
-    FILE *fp = fopen("/proc/self/status", "r");
-    if (!fp) return 0;
-    char line[256];
-    uint64_t kb = 0;
-    while (fgets(line, sizeof line, fp))
-        if (sscanf(line, "VmHWM: %" SCNu64, &kb) == 1) break;
-    fclose(fp);
-    return kb * 1024;
 }
 
 /* ==== Hyper-parameters ==== */
@@ -681,7 +663,3 @@ int32_t pinfer_token_bos(const struct pinfer_model *m) { return pf_vocab_bos(m->
 int32_t pinfer_token_eos(const struct pinfer_model *m) { return pf_vocab_eos(m->vocab); }
 int pinfer_n_vocab(const struct pinfer_model *m) { return pf_vocab_n(m->vocab); }
 
-double pinfer_now(void) { return pf_now(); }
-uint64_t pinfer_peak_rss(void) { return pf_peak_rss(); }
-int pinfer_cpu_count(void) { return pf_cpu_count(); }
-const char *pinfer_type_name(int type) { return pf_type_name(type); }

@@ -10,7 +10,7 @@
 #include "synth/synth_internal.h"
 
 #include "core/error.h"
-#include "synth/synth_rng.h"
+#include "core/rng.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -6,7 +6,7 @@
  * row = one residual channel, token_embd row = one token). */
 #include "synth/synth_internal.h"
 
-#include "synth/synth_rng.h"
+#include "core/rng.h"
 
 #include <math.h>
 #include <string.h>

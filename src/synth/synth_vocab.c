@@ -9,7 +9,7 @@
 #include "synth/synth_internal.h"
 
 #include "core/error.h"
-#include "synth/synth_rng.h"
+#include "core/rng.h"
 
 #include <stdbool.h>
 #include <stdio.h>

@@ -1,6 +1,7 @@
 /* Type table (ggml ids and block sizes) and the scalar fp16 / bf16 conversions every kernel
  * variant must agree with bit for bit. */
 #include "tensor/types.h"
+#include "pinfer.h"
 
 #include "core/checked.h"
 
@@ -98,3 +99,5 @@ uint16_t pf_fp32_to_bf16(float f)
     if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 64);
     return (uint16_t)((u + (0x7fff + ((u >> 16) & 1))) >> 16);
 }
+
+const char *pinfer_type_name(int type) { return pf_type_name(type); }

@@ -1,0 +1,145 @@
+/* Inside the FFN object (ffn.h): its state and what its files share.
+ *
+ *   ffn.c         the object, the dispatch between layouts, the dense (original layout) FFN
+ *   decode.c      single-token steps on bundles: predictor, per-neuron gate/up dots, down
+ *                 accumulation into per-part partial outputs (decode.h: what offload.c shares)
+ *   offload.c     the same under a memory budget, and batches streamed from the file
+ *   bundle_mm.c   batches on bundles: gate/up with a 3-row stride, down as a transposed product
+ *   threshold.c   |act(gate)| histograms and the threshold-mode cuts
+ *   stats.c       mode names, parameter checks, the per-token statistics */
+#ifndef PF_FFN_FFN_INTERNAL_H
+#define PF_FFN_FFN_INTERNAL_H
+
+#include "ffn/ffn.h"
+#include "tensor/bundle_kernels.h"
+#include "tensor/prefetch.h"
+
+/* Per-thread counters of one layer and token (padded against false sharing). */
+struct pf_sparse_count {
+    uint32_t gate, up, down, clusters, predicted, active;
+    uint32_t true_active, hit;       /* verify: dense non-zero; of those, computed */
+    double mass_all, mass_kept;      /* verify in threshold mode: L1 of the activation */
+    char pad[24];
+};
+
+/* Cumulative counters of one layer over single-token steps. */
+struct pf_sparse_layer_stats {
+    uint64_t gate, up, down, clusters, predicted, active, true_active, hit;
+    double mass_all, mass_kept;
+};
+
+struct pf_ffn {
+    const struct pinfer_model *m;
+    struct pf_pool *pool;            /* borrowed from the context */
+    const struct pf_kernels *kern;   /* borrowed */
+    int n_threads, n_batch;
+    enum pinfer_sparse_mode sparse;
+    float sparsity_target;
+    bool verify, prefetch;
+    int ideal_every;
+
+    /* during a step: the caller's input rows (n_tok x n_embd) and residual */
+    float *xb, *x;
+
+    float *hg, *hu;      /* (n_batch, n_ff) gate / up (hg holds the activation) */
+    float *y;            /* (n_batch under a budget, else 1; n_embd) output before the residual */
+    void *scratch;       /* activations in a dot format (the largest any FFN product needs) */
+    float *ypart;        /* (pf_dec_parts(n_threads), n_embd) partial outputs of a decode step */
+    float *panel;        /* (n_threads, PF_PANEL_FLOATS) prefill down-projection panels */
+    float *pred_h;       /* (max predictor rank) */
+    float *pred_logit;   /* (n_ff) */
+    float *thresh;       /* (n_layer) threshold-mode cuts */
+    bool thresh_ready;
+    bool calibrating;    /* run dense and record |act(gate)| whatever the mode */
+    bool self_calib;     /* this single-token step calibrates (batch_begin/end) */
+    uint32_t *hist;      /* (n_layer, PF_HIST_BINS) |act(gate)| histograms for calibration */
+    struct pf_dec *dec;                   /* decode-step working memory (bundles) */
+    struct pf_sparse_count *cnt;          /* (n_threads) */
+    struct pf_sparse_layer_stats *lstats; /* (n_layer) */
+    uint64_t n_sparse_tokens;
+    double t_pred;                        /* seconds in predictors, single-token steps */
+
+    pf_ffn_hook hook; void *hook_ud;
+    pf_ffn_io_hook io_hook; void *io_hook_ud;
+
+    /* under a memory budget (offload.c) */
+    struct pf_cache *cache;
+    const uint8_t **off_slotp, **off_was; /* (n_ff) each: where each candidate's slot is; before the reads */
+    int *off_list;                        /* (n_ff) slots to read ahead */
+    void *off_mem;
+};
+
+/* ==== Decode working memory (decode.c) ====
+ * The layer's candidate slots are listed in order and cut into pf_dec_parts(n_threads) parts of
+ * about equal counts; part p adds its down rows into partial output p (f->ypart). A thread takes
+ * the next part when it needs one, and runs a part's candidates PF_DEC_BATCH at a time through
+ * three stages on consecutive steps (gates; ups; downs), so three batches are in flight. */
+#define PF_DEC_STAGES 3
+#define PF_DEC_BATCH 16
+struct pf_dec_batch {
+    int part;                 /* the part whose partial output the downs go to */
+    int ng, nu, nd;           /* candidates, up rows computed, down rows to add */
+    int *idx;                 /* slot of each candidate */
+    const uint8_t **slot;     /* where each candidate's slot is */
+    int *up;                  /* candidate positions whose up row is computed */
+    float *g, *u;             /* gate and up results (u in the order of up[]) */
+    const void **drow;        /* down rows and activations to add */
+    float *dh;
+};
+struct pf_dec_thread {
+    struct pf_pq pq;          /* prefetch queue */
+    const void **rows;        /* row list handed to gather_dot */
+    struct pf_dec_batch st[PF_DEC_STAGES];
+    void *mem;                /* the one allocation behind the lists */
+};
+struct pf_dec {
+    int n_threads;
+    int *cand;                /* (n_ff) the step's candidate slots, ascending */
+    struct pf_dec_thread *th; /* (n_threads) */
+};
+/* Allocates / frees the decode memory of n threads for layers of n_ff neurons (NULL: no memory). */
+struct pf_dec *pf_dec_new(int n_threads, int n_ff);
+void pf_dec_free(struct pf_dec *d);
+/* Partial outputs of a decode step (rows of f->ypart): 1 for one thread (every down row is then
+ * added into one sum in slot order, as a batch does), else 4 per thread, so a thread that was
+ * descheduled leaves parts to the others. */
+int pf_dec_parts(int n_threads);
+
+/* ==== The variants ==== */
+
+/* Single-token step on bundles in memory (decode.c): out[0..n_embd) = FFN(f->xb). */
+void pf_ffn_bundle_decode(struct pf_ffn *f, int layer, float *out);
+/* The same under a memory budget (offload.c), slots served by f->cache: the single-token step
+ * (same bits as pf_ffn_bundle_decode) and a batch (same bits as the in-memory batch), whose
+ * output is added to f->x. 0 or a negative code (a read failed). */
+int pf_ffn_offload_decode(struct pf_ffn *f, int layer, float *out);
+int pf_ffn_offload_batch(struct pf_ffn *f, int layer, int n_tok, bool record);
+/* Read-ahead of layer's likely slots (offload.c; pf_ffn_prefetch decides when). */
+int pf_ffn_offload_prefetch(struct pf_ffn *f, int layer, const float *xn);
+
+/* Batched dense FFN on bundles (bundle_mm.c). gate/up: hg, hu (n_tok x n_ff, slot order) =
+ * x (n_tok x n_embd) times the gate/up rows; scratch as pf_matmul's. down: out (n_tok x n_embd)
+ * = h (n_tok x n_ff, slot order) times the down columns (added to out when accumulate), each
+ * output summed over the slots in order, PF_PANEL_ROWS at a time: a layer run as consecutive
+ * views of multiples of PF_PANEL_ROWS slots gives the same bits as one call; panel: n_threads x
+ * PF_PANEL_FLOATS. */
+void pf_bundle_gate_up(struct pf_pool *pool, const struct pf_kernels *k, const struct pf_bundles *b,
+                       const float *x, int n_tok, float *hg, float *hu, void *scratch);
+void pf_bundle_down(struct pf_pool *pool, const struct pf_bundles *b, const float *h, int n_tok,
+                    float *out, float *panel, bool accumulate);
+/* Bytes of scratch pf_bundle_gate_up needs (the activations in the dot format). */
+size_t pf_bundle_scratch_size(const struct pf_bundles *b, int n_tok);
+
+/* ==== Threshold mode (threshold.c) ==== */
+
+/* Histogram bins of |act(gate)|: 1/64-octave bins over [2^-40, 2^24), plus bin 0 for exact
+ * zeros and values below the range, and the last bin for values above it. */
+#define PF_HIST_BINS 4098
+/* Adds n values |act(g_i)| of layer l to the histogram. */
+void pf_hist_add(struct pf_ffn *f, int layer, const float *g, size_t n);
+/* Sets f->thresh from the histograms for f->sparsity_target; marks them ready. */
+void pf_thresh_finish(struct pf_ffn *f);
+/* Values recorded so far (all layers). */
+uint64_t pf_hist_total(const struct pf_ffn *f);
+
+#endif

@@ -1,0 +1,185 @@
+/* The FFN on bundles under a memory budget: slots come from the neuron cache (src/cache/),
+ * missing ones are read from the file with direct I/O while resident ones are computed.
+ *
+ * Single-token step, per layer:
+ *   1. setup as in memory (predictor, x in the dot format: pf_dec_setup);
+ *   2. the candidates (listed by setup) are split into rounds of whole clusters such that each round's missing
+ *      slots fit in the staging area (usually one round per layer);
+ *   3. per round (pf_cache_round_*): look the candidates up (hits), queue the reads of the misses
+ *      (runs of adjacent slots, page-aligned, coalesced) and submit them; the threads compute the gate and up dots
+ *      of the resident candidates while the reads are in flight (phase A); then wait, and the
+ *      threads compute the missing candidates' gates and ups and add every down row of the
+ *      round (phase B); the slots read enter the cold cache;
+ *   4. out = y_0 + y_1 + ...
+ *
+ * Same numbers as in memory, bit for bit: each neuron's gate and up dots are computed by the
+ * same functions (pf_dec_gates/pf_dec_ups; gather_dot's result per row does not depend on the
+ * other rows of a call), and the down rows are added by the same down_accum kernel into the
+ * same partial sums: the candidate list cut into the same parts, each part's rows added in slot
+ * order into its own sum (down_accum adds its rows in order, one fma per term, so how the rows
+ * are grouped into calls does not matter), then y_0 + y_1 + ... Only the time at which a
+ * neuron is computed, and by which thread, differs, which no sum sees.
+ *
+ * Batches (prefill): each layer's slots are streamed in chunks through the two halves of the
+ * staging area (the read of chunk k+1 in flight while chunk k is computed), the hot slots
+ * straight from the hot segment; each chunk runs the dense bundle kernels (bundle_mm.c) and its
+ * output is added to the residual. */
+#include "ffn/decode.h"
+
+#include "cache/cache.h"
+#include "core/error.h"
+#include "tensor/matmul.h"
+#include "tensor/ops.h"
+
+#include <math.h>
+#include <string.h>
+
+struct off_task {
+    const struct dec_task *t;
+    const uint8_t **slotp;   /* (n_ff) resident address of each candidate, NULL until read */
+    const uint8_t **was;     /* slotp before the reads (NULL = missing) */
+    int r0, r1;              /* the round: candidates [r0, r1) (whole clusters) */
+    bool phase_b;            /* false: resident candidates' gates/ups; true: missing ones, downs */
+};
+
+/* Gates and ups of the candidates in [i0, i1) that are resident (want_missing false) or that
+ * were missing (want_missing true; their slotp is set now), PF_DEC_BATCH at a time. */
+static void gate_up(const struct off_task *o, struct pf_dec_thread *w, int i0, int i1, bool want_missing,
+                    struct pf_sparse_count *k)
+{
+    const struct dec_task *t = o->t;
+    struct pf_dec_batch *q = &w->st[0];
+    q->ng = 0;
+    for (int i = i0; i < i1; i++) {
+        int j = t->cand[i];
+        if ((o->was[j] == NULL) != want_missing) continue;
+        q->idx[q->ng] = j;
+        q->slot[q->ng++] = o->slotp[j];
+        if (q->ng == PF_DEC_BATCH) {
+            pf_dec_gates(t, w, q, NULL);
+            pf_dec_ups(t, w, q, false, NULL, k);
+            q->ng = 0;
+        }
+    }
+    if (q->ng) {
+        pf_dec_gates(t, w, q, NULL);
+        pf_dec_ups(t, w, q, false, NULL, k);
+    }
+}
+
+/* Part p's candidates in this round go to thread p mod n_threads; the downs of a part are added
+ * in candidate order, round after round, into the part's partial output: the same sums as in
+ * memory (decode.h), whichever thread forms them. */
+static void off_fn(void *arg, int ith, int nth)
+{
+    const struct off_task *o = arg;
+    const struct dec_task *t = o->t;
+    struct pf_ffn *f = t->f;
+    const struct pf_bundles *b = t->b;
+    const int E = b->n_embd;
+    struct pf_dec_thread *w = &f->dec->th[ith];
+    struct pf_sparse_count *k = &f->cnt[ith];
+    pf_down_accum_fn accum = t->sk->down_accum[b->type];
+    for (int p = ith; p < t->n_parts; p += nth) {
+        int i0, i1;
+        part_range(t, p, &i0, &i1);
+        if (i0 < o->r0) i0 = o->r0;
+        if (i1 > o->r1) i1 = o->r1;
+        if (i0 >= i1) continue;
+        gate_up(o, w, i0, i1, o->phase_b, k);
+        if (!o->phase_b) continue;
+        struct pf_dec_batch *q = &w->st[1];
+        float *y = f->ypart + (size_t)p * (size_t)E;
+        q->nd = 0;
+        for (int i = i0; i < i1; i++) {
+            int j = t->cand[i];
+            float h = f->hg[j];
+            k->active += h != 0;
+            k->clusters += new_cluster(t, i);
+            if (h != 0 || t->mode == PINFER_SPARSE_OFF) {
+                q->drow[q->nd] = o->slotp[j] + 2 * b->row_size;
+                q->dh[q->nd++] = h;
+                k->down++;
+            }
+            if (q->nd == PF_DEC_BATCH) { accum(q->drow, q->dh, q->nd, y, E, NULL); q->nd = 0; }
+        }
+        if (q->nd) accum(q->drow, q->dh, q->nd, y, E, NULL);
+    }
+}
+
+int pf_ffn_offload_decode(struct pf_ffn *f, int l, float *out)
+{
+    struct dec_task t;
+    pf_dec_setup(f, l, &t);
+    t.verify = false; /* the skipped neurons' rows are not in memory */
+    struct pf_cache *cache = f->cache;
+    const int E = t.b->n_embd;
+    const uint8_t **slotp = f->off_slotp, **was = f->off_was;
+    memset(f->ypart, 0, (size_t)t.n_parts * (size_t)E * sizeof *f->ypart);
+    struct off_task o = { .t = &t, .slotp = slotp, .was = was };
+    int rc = 0;
+    for (int i0 = 0; i0 < t.n_cand;) {
+        int i1 = pf_cache_round_begin(cache, l, t.cand, i0, t.n_cand, t.cluster_size, slotp);
+        if (i1 < 0) { rc = i1; break; }
+        for (int i = i0; i < i1; i++) was[t.cand[i]] = slotp[t.cand[i]];
+        o.r0 = i0;
+        o.r1 = i1;
+        o.phase_b = false;
+        pf_pool_run(f->pool, off_fn, &o); /* resident gates/ups while the reads fly */
+        if ((rc = pf_cache_round_wait(cache)) < 0) break;
+        o.phase_b = true;
+        pf_pool_run(f->pool, off_fn, &o);
+        pf_cache_round_end(cache);
+        i0 = i1;
+    }
+    int rc2 = pf_cache_unit_end(cache);
+    if (rc) return rc;
+    if (rc2) return rc2;
+    pf_dec_reduce(f, &t, out);
+    return 0;
+}
+
+int pf_ffn_offload_prefetch(struct pf_ffn *f, int l, const float *xn)
+{
+    struct pf_cache *cache = f->cache;
+    const struct pf_bundles *b = f->m->layers[l].ffn_b;
+    if (!pf_cache_read_ahead_ready(cache) || !b->fc1.data) return 0;
+    pf_matmul(f->pool, f->pred_h, b->fc1.data, b->fc1.type, b->fc1.n_in, b->fc1.n_out, xn, 1, f->scratch);
+    for (int64_t i = 0; i < b->fc1.n_out; i++) f->pred_h[i] = f->pred_h[i] > 0 ? f->pred_h[i] : 0;
+    pf_matmul(f->pool, f->pred_logit, b->fc2.data, b->fc2.type, b->fc2.n_in, b->fc2.n_out, f->pred_h, 1, f->scratch);
+    int n = 0;
+    for (int j = 0; j < b->n_ff; j++)
+        if (f->pred_logit[j] > b->pred_threshold && !pf_cache_resident(cache, l, j)) f->off_list[n++] = j;
+    int got = pf_cache_read_ahead(cache, l, f->off_list, n);
+    return got < 0 ? got : 0;
+}
+
+/* ==== Batches: the layer streamed in chunks ==== */
+
+/* One chunk of slots [j0, j0 + n) whose bytes are at p: gate/up, activation, down added into
+ * f->y (n_tok x n_embd). */
+static void run_chunk(struct pf_ffn *f, int l, const struct pf_bundles *b, const uint8_t *p, int j0, int n, int n_tok,
+                      bool record)
+{
+    struct pf_bundles v = *b;
+    v.data = p;
+    v.n_ff = n;
+    pf_bundle_gate_up(f->pool, f->kern, &v, f->xb, n_tok, f->hg, f->hu, f->scratch);
+    if (record) pf_hist_add(f, l, f->hg, (size_t)n_tok * (size_t)n);
+    pf_act_apply(f->hg, f->hu, (size_t)n_tok * (size_t)n, f->m->info.act);
+    pf_bundle_down(f->pool, &v, f->hg, n_tok, f->y, f->panel, j0 > 0);
+}
+
+int pf_ffn_offload_batch(struct pf_ffn *f, int l, int n_tok, bool record)
+{
+    const struct pf_bundles *b = f->m->layers[l].ffn_b;
+    const int E = b->n_embd;
+    struct pf_cache_stream s;
+    pf_cache_stream_begin(f->cache, l, &s);
+    const uint8_t *p;
+    int j0, n, rc;
+    while ((rc = pf_cache_stream_next(f->cache, &s, &p, &j0, &n)) > 0) run_chunk(f, l, b, p, j0, n, n_tok, record);
+    if (rc < 0) return rc;
+    for (size_t i = 0; i < (size_t)n_tok * (size_t)E; i++) f->x[i] += f->y[i];
+    return 0;
+}

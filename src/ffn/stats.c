@@ -1,0 +1,121 @@
+/* The public side of the sparse FFN: mode names, parameter checks and the per-token statistics
+ * (bytes read, fractions of neurons and clusters touched, recall). */
+#include "ffn/ffn_internal.h"
+
+#include "core/error.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const char *const mode_names[] = { "off", "oracle", "predictor", "threshold" };
+
+int pinfer_sparse_mode_parse(const char *name, enum pinfer_sparse_mode *out)
+{
+    for (int i = 0; i < 4; i++)
+        if (name && strcasecmp(name, mode_names[i]) == 0) { *out = (enum pinfer_sparse_mode)i; return 0; }
+    return pf_fail(PINFER_EINVAL, "unknown sparse mode '%s' (expected off, oracle, predictor or threshold)", name ? name : "(null)");
+}
+
+const char *pinfer_sparse_mode_name(enum pinfer_sparse_mode mode)
+{
+    return (unsigned)mode < 4 ? mode_names[mode] : "?";
+}
+
+int pf_ffn_check_params(const struct pinfer_model *m, const struct pinfer_ctx_params *p)
+{
+    if ((unsigned)p->sparse > PINFER_SPARSE_THRESHOLD)
+        return pf_fail(PINFER_EINVAL, "unknown sparse mode %d (expected off, oracle, predictor or threshold)", (int)p->sparse);
+    if (!(p->sparsity_target >= 0 && p->sparsity_target < 1))
+        return pf_fail(PINFER_EINVAL, "sparsity target %g must be at least 0 and below 1", (double)p->sparsity_target);
+    if (p->sparse == PINFER_SPARSE_PREDICTOR && !m->info.has_predictors)
+        return pf_fail(PINFER_EUNSUPPORTED, "predictor mode needs a prepared model with a predictor in every layer%s",
+                       m->info.prepared ? "; this one has none (SiLU models: use --sparse threshold)"
+                                        : " (make one with pinfer prepare)");
+    return 0;
+}
+
+/* ==== Statistics ==== */
+
+void pf_ffn_sparse_stats_reset(struct pf_ffn *f)
+{
+    memset(f->lstats, 0, sizeof *f->lstats * (size_t)f->m->info.n_layer);
+    f->n_sparse_tokens = 0;
+}
+
+/* Bytes of the gate row, up row and down column of one neuron of layer l. */
+static void neuron_bytes(const struct pinfer_model *m, int l, double *g, double *u, double *d)
+{
+    const struct pf_layer *L = &m->layers[l];
+    if (L->ffn_b) {
+        *g = *u = *d = (double)L->ffn_b->row_size;
+        return;
+    }
+    *g = (double)L->ffn_gate.row_size;
+    *u = (double)L->ffn_up.row_size;
+    *d = pf_weight_bytes(&L->ffn_down) / (double)m->info.n_ff;
+}
+
+static double layer_pred_bytes(const struct pinfer_model *m, int l)
+{
+    const struct pf_bundles *b = m->layers[l].ffn_b;
+    if (!b || !b->fc1.name) return 0;
+    return pf_weight_bytes(&b->fc1) + pf_weight_bytes(&b->fc2);
+}
+
+int pf_ffn_sparse_stats(const struct pf_ffn *f, int layer, struct pinfer_sparse_stats *out)
+{
+    const struct pinfer_model *m = f->m;
+    const int L = m->info.n_layer, F = m->info.n_ff;
+    if (layer < -1 || layer >= L) return pf_fail(PINFER_EINVAL, "layer %d is out of range -1..%d", layer, L - 1);
+    memset(out, 0, sizeof *out);
+    const int l0 = layer < 0 ? 0 : layer, l1 = layer < 0 ? L : layer + 1;
+    const double T = (double)f->n_sparse_tokens;
+    const enum pinfer_sparse_mode mode = f->sparse;
+    const bool prepared = m->bundles != NULL, pred = mode == PINFER_SPARSE_PREDICTOR;
+    struct pf_sparse_layer_stats s;
+    memset(&s, 0, sizeof s);
+    double bytes = 0, pbytes = 0, ffn_full = 0, thr = 0, n_clusters = 0;
+    for (int l = 0; l < L; l++) {
+        double g, u, d;
+        neuron_bytes(m, l, &g, &u, &d);
+        ffn_full += (g + u + d) * F;
+        if (l < l0 || l >= l1) continue;
+        const struct pf_sparse_layer_stats *k = &f->lstats[l];
+        s.gate += k->gate; s.up += k->up; s.down += k->down; s.clusters += k->clusters;
+        s.predicted += k->predicted; s.active += k->active; s.true_active += k->true_active;
+        s.hit += k->hit; s.mass_all += k->mass_all; s.mass_kept += k->mass_kept;
+        if (T > 0) bytes += ((double)k->gate * g + (double)k->up * u + (double)k->down * d) / T;
+        if (pred) pbytes += layer_pred_bytes(m, l);
+        thr += f->thresh[l];
+        if (prepared) n_clusters += (F + m->info.cluster_size - 1) / m->info.cluster_size;
+    }
+    const double nl = (double)(l1 - l0), N = T * (double)F * nl;
+    out->n_tokens = f->n_sparse_tokens;
+    out->threshold = mode == PINFER_SPARSE_THRESHOLD ? thr / nl : 0;
+    out->true_frac = out->recall = out->precision = out->pred_frac = out->cluster_frac = -1;
+    bytes += pbytes;
+    if (layer < 0) bytes += (double)m->info.decode_bytes - ffn_full; /* attention, norms, head */
+    out->bytes = bytes;
+    out->pred_bytes = pbytes;
+    if (N == 0) return 0;
+    out->gate_frac = (double)s.gate / N;
+    out->up_frac = (double)s.up / N;
+    out->down_frac = (double)s.down / N;
+    out->active_frac = (double)s.active / N;
+    if (prepared) out->cluster_frac = (double)s.clusters / (T * n_clusters);
+    if (pred) out->pred_frac = (double)s.predicted / N;
+    if (mode == PINFER_SPARSE_OFF || mode == PINFER_SPARSE_ORACLE) {
+        out->true_frac = out->active_frac;
+        out->recall = out->precision = 1;
+    } else if (f->verify || !prepared) {
+        out->true_frac = (double)s.true_active / N;
+        if (mode == PINFER_SPARSE_THRESHOLD)
+            out->recall = s.mass_all > 0 ? s.mass_kept / s.mass_all : 1;
+        else
+            out->recall = s.true_active ? (double)s.hit / (double)s.true_active : 1;
+        if (pred) out->precision = s.predicted ? (double)s.hit / (double)s.predicted : 1;
+    }
+    return 0;
+}

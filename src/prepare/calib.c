@@ -1,0 +1,222 @@
+/* Calibration for pinfer prepare: runs the model over text or over its own samples and, through
+ * the forward pass's FFN input/output hook, records per layer and neuron how often it is on and
+ * its mean |activation|, and (for predictors) every token's FFN input and true active set.
+ *
+ * Tokens: text is tokenized with BOS first and decoded in batches of 64; without text the model
+ * samples from BOS one token at a time with the sampler pinfer profile uses (temperature 1, no
+ * truncation, repetition penalty 1.1 over 64 tokens, seeded), so a model cannot sit in a loop.
+ * "On": act != 0 for the ReLU family, which is exactly the set the sparse FFN must compute. SiLU
+ * and GeLU activations are never exactly zero, so there a neuron counts as on when its |act| is
+ * above the token's median |act| over the layer: the neurons a 50% threshold would keep. */
+#include "prepare/prepare_internal.h"
+
+#include "core/checked.h"
+#include "core/error.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* k-th smallest of v[0..n) (v is reordered). Deterministic middle pivot. */
+static float select_kth(float *v, int n, int k)
+{
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        float piv = v[lo + (hi - lo) / 2];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < piv) i++;
+            while (v[j] > piv) j--;
+            if (i <= j) { float t = v[i]; v[i] = v[j]; v[j] = t; i++; j--; }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return v[k];
+    }
+    return v[k];
+}
+
+static void io_hook(void *ud, int layer, const float *in, int n_embd, const float *act, int n_ff, int n_tok)
+{
+    struct pf_calib *c = ud;
+    if (layer < 0 || layer >= c->n_layer || n_embd != c->n_embd || n_ff != c->n_ff || c->cur + n_tok > c->n_tok) {
+        c->bad_layer = layer;
+        return;
+    }
+    struct pf_calib_layer *L = &c->layers[layer];
+    for (int t = 0; t < n_tok; t++) {
+        const int T = c->cur + t;
+        const float *a = act + (size_t)t * n_ff;
+        uint8_t *mrow = c->gather ? L->mask + (size_t)T * c->mask_stride : NULL;
+        if (c->gather) memcpy(L->x + (size_t)T * n_embd, in + (size_t)t * n_embd, (size_t)n_embd * sizeof *in);
+        if (c->relu_family) {
+            for (int i = 0; i < n_ff; i++) {
+                if (a[i] == 0) continue;
+                L->count[i]++;
+                L->abs_sum[i] += fabsf(a[i]);
+                if (mrow) mrow[i >> 3] |= (uint8_t)(1u << (i & 7));
+            }
+        } else {
+            for (int i = 0; i < n_ff; i++) c->tmp[i] = fabsf(a[i]);
+            float med = select_kth(c->tmp, n_ff, n_ff / 2);
+            for (int i = 0; i < n_ff; i++) {
+                float v = fabsf(a[i]);
+                L->abs_sum[i] += v;
+                if (v > med) L->count[i]++;
+            }
+        }
+    }
+}
+
+static int make_text_tokens(const struct pinfer_model *m, const struct pinfer_prepare_params *p, int32_t **out, int *n)
+{
+    int k = pinfer_tokenize(m, p->text, p->text_len, true, NULL, 0);
+    if (k < 0) return k;
+    int32_t *t = malloc(sizeof *t * ((size_t)k + 1));
+    if (!t) return pf_fail(PINFER_ENOMEM, "out of memory for %d tokens", k);
+    k = pinfer_tokenize(m, p->text, p->text_len, true, t, k + 1);
+    if (k < 0) { free(t); return k; }
+    if (p->n_tokens > 0 && k > p->n_tokens) k = p->n_tokens;
+    *out = t;
+    *n = k;
+    return 0;
+}
+
+static int alloc_layers(struct pf_calib *c)
+{
+    size_t xs, ms;
+    if (ck_mul((size_t)c->n_tok, (size_t)c->n_embd, &xs) || ck_mul(xs, sizeof(float), &xs) ||
+        ck_mul((size_t)c->n_tok, c->mask_stride, &ms))
+        return pf_fail(PINFER_ENOMEM, "calibration data size overflows");
+    if (!(c->layers = calloc((size_t)c->n_layer, sizeof *c->layers)))
+        return pf_fail(PINFER_ENOMEM, "out of memory");
+    for (int l = 0; l < c->n_layer; l++) {
+        struct pf_calib_layer *L = &c->layers[l];
+        L->count = calloc((size_t)c->n_ff, sizeof *L->count);
+        L->abs_sum = calloc((size_t)c->n_ff, sizeof *L->abs_sum);
+        if (!L->count || !L->abs_sum) return pf_fail(PINFER_ENOMEM, "out of memory");
+        if (c->gather) {
+            L->x = malloc(xs);
+            L->mask = calloc(1, ms);
+            if (!L->x || !L->mask)
+                return pf_fail(PINFER_ENOMEM, "out of memory for calibration data: %d tokens need %.1f MiB per layer, %d layers",
+                               c->n_tok, (double)(xs + ms) / (1 << 20), c->n_layer);
+        }
+    }
+    return 0;
+}
+
+int pf_calib_run(struct pf_calib **out, struct pinfer_model *m, const struct pinfer_prepare_params *p,
+                 bool gather, struct pf_progress *pg)
+{
+    struct pinfer_model_info info;
+    pinfer_model_get_info(m, &info);
+    *out = NULL;
+    int32_t *toks = NULL;
+    int n = 0, rc;
+    struct pinfer_ctx *ctx = NULL;
+    struct pinfer_sampler *smp = NULL;
+    struct pf_calib *c = calloc(1, sizeof *c);
+    if (!c) return pf_fail(PINFER_ENOMEM, "out of memory");
+    if (p->text) {
+        if ((rc = make_text_tokens(m, p, &toks, &n))) goto out;
+    } else {
+        n = p->n_tokens;
+    }
+    if (n < PF_MIN_CALIB_TOKENS) {
+        rc = pf_fail(PINFER_EINVAL, "calibration has %d tokens; prepare needs at least %d (%s)", n, PF_MIN_CALIB_TOKENS,
+                     p->text ? "use a longer text" : "raise --tokens");
+        goto out;
+    }
+    c->n_layer = info.n_layer;
+    c->n_embd = info.n_embd;
+    c->n_ff = info.n_ff;
+    c->n_tok = n;
+    c->mask_stride = ((size_t)info.n_ff + 7) / 8;
+    c->relu_family = info.act == PINFER_ACT_RELU || info.act == PINFER_ACT_REGLU || info.act == PINFER_ACT_DRELU;
+    c->gather = gather;
+    c->source = p->text ? "text" : "sample";
+    c->bad_layer = -1;
+    c->heldout = malloc((size_t)n);
+    c->tmp = malloc((size_t)info.n_ff * sizeof *c->tmp);
+    if (!c->heldout || !c->tmp) { rc = pf_fail(PINFER_ENOMEM, "out of memory"); goto out; }
+    for (int t = 0; t < n; t++) c->heldout[t] = pf_prepare_heldout(t);
+    if ((rc = alloc_layers(c))) goto out;
+
+    struct pinfer_ctx_params cp = pinfer_ctx_default_params();
+    cp.n_ctx = n;
+    cp.n_threads = p->n_threads;
+    cp.n_batch = toks ? (n < 64 ? n : 64) : 1;
+    if ((rc = pinfer_ctx_new(&ctx, m, &cp))) goto out;
+    pf_ctx_set_ffn_io_hook(ctx, io_hook, c);
+    if (toks) {
+        for (int i = 0; i < n; i += cp.n_batch) {
+            int k = n - i < cp.n_batch ? n - i : cp.n_batch;
+            c->cur = i;
+            if ((rc = pinfer_decode(ctx, toks + i, k, i, false))) goto out;
+            pf_progress_update(pg, (double)(i + k) / n);
+        }
+    } else {
+        struct pinfer_sampler_params sp = pinfer_sampler_default_params();
+        sp.temp = 1.0f; sp.top_k = 0; sp.top_p = 1.0f; sp.min_p = 0.0f;
+        sp.repeat_penalty = 1.1f; sp.repeat_last_n = 64; sp.seed = p->seed;
+        if ((rc = pinfer_sampler_new(&smp, info.n_vocab, &sp))) goto out;
+        int32_t tok = pinfer_token_bos(m);
+        if (tok < 0) tok = 0;
+        for (int i = 0; i < n; i++) {
+            pinfer_sampler_accept(smp, tok);
+            c->cur = i;
+            if ((rc = pinfer_decode(ctx, &tok, 1, i, false))) goto out;
+            tok = pinfer_sampler_sample(smp, pinfer_ctx_logits(ctx, -1));
+            if ((i & 7) == 7 || i + 1 == n) pf_progress_update(pg, (double)(i + 1) / n);
+        }
+    }
+    if (c->bad_layer >= 0) {
+        rc = pf_fail(PINFER_EUNSUPPORTED, "layer %d reported an FFN of another shape than the model's", c->bad_layer);
+        goto out;
+    }
+    free(c->tmp);
+    c->tmp = NULL;
+    *out = c;
+    c = NULL;
+out:
+    pf_calib_free(c);
+    pinfer_sampler_free(smp);
+    pinfer_ctx_free(ctx);
+    free(toks);
+    return rc;
+}
+
+struct pf_pred_data pf_calib_data(const struct pf_calib *c, int layer)
+{
+    struct pf_pred_data d = {
+        .n_embd = c->n_embd, .n_ff = c->n_ff, .n_tok = c->n_tok,
+        .x = c->layers[layer].x, .mask = c->layers[layer].mask, .mask_stride = c->mask_stride,
+        .heldout = c->heldout,
+    };
+    return d;
+}
+
+void pf_calib_release_layer(struct pf_calib *c, int layer)
+{
+    struct pf_calib_layer *L = &c->layers[layer];
+    free(L->x);
+    free(L->mask);
+    L->x = NULL;
+    L->mask = NULL;
+}
+
+void pf_calib_free(struct pf_calib *c)
+{
+    if (!c) return;
+    if (c->layers)
+        for (int l = 0; l < c->n_layer; l++) {
+            pf_calib_release_layer(c, l);
+            free(c->layers[l].count);
+            free(c->layers[l].abs_sum);
+        }
+    free(c->layers);
+    free(c->heldout);
+    free(c->tmp);
+    free(c);
+}

@@ -1,0 +1,432 @@
+/* pinfer prepare: turns a dense GGUF model into a prepared one (docs/sparse-format.md).
+ *
+ *   1. checks the request before any expensive work (output directory, input != output);
+ *   2. loads the model and profiles it over calibration tokens (prepare_calib.c);
+ *   3. per layer: orders neurons hottest first; for the ReLU family trains a predictor
+ *      (predictor.c), choosing its rank unless one was given, or imports PowerInfer's;
+ *   4. writes the file (prepare_write.c).
+ *
+ * Rank choice (--rank auto), per layer: candidates 32, 64, 128, 256, ... up to a cap; each is
+ * trained and given the threshold that reaches the recall target on held-out tokens, and its
+ * cost per decode token is estimated as predictor bytes + predicted fraction x bundle bytes.
+ * The cheapest wins; the search stops at the first rank that costs more than the best so far
+ * (a larger predictor that does not cut enough FFN reads is not worth its own reads). The cap
+ * keeps predictor bytes within 10% of what a decode token touches in that layer at the measured
+ * activity (its share of attention, norms and head, its predictor, its active bundles): the
+ * issue's budget for a 7B dReLU model at 90% sparsity. */
+#include "prepare/prepare_internal.h"
+
+#include "core/error.h"
+#include "core/threadpool.h"
+#include "gguf/gguf.h"
+#include "prepare/lowrank.h"
+#include "tensor/types.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PRED_BUDGET 0.10     /* predictor share of the bytes a token touches */
+#define MIN_CLUSTER 16
+
+struct pinfer_prepare_params pinfer_prepare_default_params(void)
+{
+    struct pinfer_prepare_params p;
+    memset(&p, 0, sizeof p);
+    p.n_tokens = 512;
+    p.seed = 1;
+    p.recall_target = 0.99f;
+    return p;
+}
+
+void pinfer_prepare_result_free(struct pinfer_prepare_result *r)
+{
+    if (!r) return;
+    free(r->layers);
+    free(r);
+}
+
+/* ==== Progress bar ==== */
+
+static void progress_draw(const struct pf_progress *pg, int pm)
+{
+    char bar[41];
+    int fill = pm * 40 / 1000;
+    for (int i = 0; i < 40; i++) bar[i] = i < fill ? '#' : '.';
+    bar[40] = 0;
+    fprintf(stderr, "\rpinfer prepare: %-11s [%s] %5.1f%%", pg->phase, bar, pm / 10.0);
+    fflush(stderr);
+}
+
+void pf_progress_start(struct pf_progress *pg, bool on, const char *phase)
+{
+    pg->on = on;
+    pg->phase = phase;
+    pg->shown = -1;
+    pf_progress_update(pg, 0);
+}
+
+void pf_progress_update(struct pf_progress *pg, double frac)
+{
+    if (!pg || !pg->on) return;
+    int pm = (int)(frac * 1000 + 0.5);
+    if (pm < 0) pm = 0;
+    if (pm > 1000) pm = 1000;
+    if (pm == pg->shown) return;
+    pg->shown = pm;
+    progress_draw(pg, pm);
+}
+
+void pf_progress_end(struct pf_progress *pg)
+{
+    if (!pg->on) return;
+    progress_draw(pg, 1000);
+    fputc('\n', stderr);
+}
+
+/* ==== Checks ==== */
+
+static int check_paths(const char *in, const char *out)
+{
+    char *dup = strdup(out);
+    if (!dup) return pf_fail(PINFER_ENOMEM, "out of memory");
+    const char *dir = dirname(dup);
+    struct stat st;
+    int rc = 0;
+    if (stat(dir, &st) != 0)
+        rc = pf_fail(PINFER_EIO, "cannot write %s: directory %s: %s", out, dir, strerror(errno));
+    else if (!S_ISDIR(st.st_mode))
+        rc = pf_fail(PINFER_EIO, "cannot write %s: %s is not a directory", out, dir);
+    else if (access(dir, W_OK) != 0)
+        rc = pf_fail(PINFER_EIO, "cannot write %s: directory %s is not writable", out, dir);
+    free(dup);
+    if (rc) return rc;
+    struct stat si, so;
+    if (stat(in, &si) == 0 && stat(out, &so) == 0 && si.st_dev == so.st_dev && si.st_ino == so.st_ino)
+        return pf_fail(PINFER_EINVAL, "the output %s is the input file; write the prepared model elsewhere", out);
+    return 0;
+}
+
+/* What the loader would refuse less clearly, or accept: another architecture (the loader reads
+ * the vocabulary first), a file that is already prepared (it would fail on a missing ffn_gate). */
+static int check_input(const char *in)
+{
+    struct gguf_file *f = NULL;
+    int rc = gguf_open(&f, in);
+    if (rc) return rc;
+    char arch[64] = "";
+    rc = gguf_get_str(f, "general.architecture", arch, sizeof arch);
+    if (rc == 1) rc = pf_fail(PINFER_EFORMAT, "%s has no general.architecture key: not a model", in);
+    else if (rc == 0 && strcmp(arch, "llama") != 0)
+        rc = pf_fail(PINFER_EUNSUPPORTED, "%s: architecture '%s' is not supported (prepare reads llama-architecture models)", in, arch);
+    else if (rc == 0 && gguf_find(f, "pinfer.prepared"))
+        rc = pf_fail(PINFER_EINVAL, "%s is already a prepared model", in);
+    gguf_close(f);
+    return rc;
+}
+
+static int gcd(int a, int b)
+{
+    while (b) { int t = a % b; a = b; b = t; }
+    return a;
+}
+
+/* Neurons per cluster: a multiple of the smallest count whose slots fill whole 4 KiB pages, and
+ * at most n_ff (a layer narrower than that count is one cluster, aligned as the tensor is). */
+static int cluster_size(size_t slot, int n_ff, int requested, int *out)
+{
+    int rem = (int)(slot % PF_PREPARE_ALIGN);
+    int unit = PF_PREPARE_ALIGN / gcd(rem ? rem : PF_PREPARE_ALIGN, PF_PREPARE_ALIGN);
+    if (requested > 0) {
+        if (requested > n_ff)
+            return pf_fail(PINFER_EINVAL, "cluster size %d exceeds the %d neurons of a layer", requested, n_ff);
+        if (requested % unit && requested != n_ff)
+            return pf_fail(PINFER_EINVAL, "cluster size %d: slots of %zu bytes fill whole 4 KiB pages only in multiples of %d neurons",
+                           requested, slot, unit);
+        *out = requested;
+        return 0;
+    }
+    int k = (MIN_CLUSTER + unit - 1) / unit * unit;
+    *out = k < n_ff ? k : n_ff;
+    return 0;
+}
+
+/* ==== Per-layer work ==== */
+
+struct okey { uint32_t count; double abs; int32_t idx; };
+
+static int cmp_okey(const void *a, const void *b)
+{
+    const struct okey *x = a, *y = b;
+    if (x->count != y->count) return x->count > y->count ? -1 : 1;
+    if (x->abs != y->abs) return x->abs > y->abs ? -1 : 1;
+    return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* Hottest first: by count of tokens on, then mean |act|, then index (a total order, so the
+ * permutation is reproducible). */
+static int order_layer(struct pf_prep_layer *L, const struct pf_calib_layer *C, int F, int N)
+{
+    struct okey *k = malloc((size_t)F * sizeof *k);
+    L->perm = malloc((size_t)F * sizeof *L->perm);
+    L->freq = malloc((size_t)F * sizeof *L->freq);
+    L->act_mean = malloc((size_t)F * sizeof *L->act_mean);
+    if (!k || !L->perm || !L->freq || !L->act_mean) { free(k); return pf_fail(PINFER_ENOMEM, "out of memory"); }
+    for (int i = 0; i < F; i++) k[i] = (struct okey){ C->count[i], C->abs_sum[i], i };
+    qsort(k, (size_t)F, sizeof *k, cmp_okey);
+    for (int j = 0; j < F; j++) {
+        L->perm[j] = k[j].idx;
+        L->freq[j] = (float)((double)k[j].count / N);
+        L->act_mean[j] = (float)(k[j].abs / N);
+    }
+    free(k);
+    return 0;
+}
+
+/* PowerInfer's predictor of layer l, copied from the input file; threshold 0 (its logit > 0). */
+static int import_predictor(struct pf_predictor *p, const struct pinfer_model *m, int l)
+{
+    const struct gguf_file *f = m->gguf;
+    const int E = m->info.n_embd, F = m->info.n_ff;
+    char n1[GGUF_MAX_NAME], n2[GGUF_MAX_NAME];
+    snprintf(n1, sizeof n1, "blk.%d.fc1.weight", l);
+    snprintf(n2, sizeof n2, "blk.%d.fc2.weight", l);
+    int i1 = gguf_find_tensor(f, n1), i2 = gguf_find_tensor(f, n2);
+    memset(p, 0, sizeof *p);
+    if (i1 < 0 || i2 < 0) return pf_fail(PINFER_EFORMAT, "the input has predictor tensors but not %s", i1 < 0 ? n1 : n2);
+    const struct gguf_tensor *a = &f->tensors[i1], *b = &f->tensors[i2];
+    if (!pf_type_supported(a->type) || !pf_type_supported(b->type))
+        return pf_fail(PINFER_EUNSUPPORTED, "predictor tensors of layer %d have types %s/%s", l, pf_type_name(a->type), pf_type_name(b->type));
+    int64_t r = a->ne[1];
+    if (a->ne[0] != E || r < 1 || r > E || b->ne[0] != r || b->ne[1] != F || a->ne[2] != 1 || b->ne[2] != 1 || a->ne[3] != 1 || b->ne[3] != 1)
+        return pf_fail(PINFER_EFORMAT, "%s / %s have shapes [%lld, %lld] / [%lld, %lld], expected [%d, r] / [r, %d]", n1, n2,
+                       (long long)a->ne[0], (long long)a->ne[1], (long long)b->ne[0], (long long)b->ne[1], E, F);
+    p->rank = (int)r;
+    p->type1 = a->type;
+    p->type2 = b->type;
+    p->fc1_bytes = (size_t)a->nbytes;
+    p->fc2_bytes = (size_t)b->nbytes;
+    p->fc1 = malloc(p->fc1_bytes);
+    p->fc2 = malloc(p->fc2_bytes);
+    if (!p->fc1 || !p->fc2) { pf_pred_free(p); return pf_fail(PINFER_ENOMEM, "out of memory"); }
+    memcpy(p->fc1, f->data + a->file_offset, p->fc1_bytes);
+    memcpy(p->fc2, f->data + b->file_offset, p->fc2_bytes);
+    p->threshold = 0.0f;
+    return 0;
+}
+
+/* Largest rank (a multiple of 32) whose predictor stays within the budget, at least 32. */
+static int rank_cap(int E, int F, double base_layer, double ffn_layer, double active)
+{
+    int best = E < 32 ? E : 32;
+    for (int r = 64; r <= E; r += 32) {
+        double pb = (double)pf_pred_bytes(E, F, r);
+        if (pb > PRED_BUDGET * (base_layer + pb + active * ffn_layer)) break;
+        best = r;
+    }
+    return best;
+}
+
+static int fit_predictor(struct pf_predictor *best, const struct pf_pred_data *d, const struct pf_layer *L, bool drelu,
+                         int rank, int cap, double ffn_layer, const struct pf_pred_cfg *cfg0)
+{
+    int cands[32], nc = 0;
+    if (rank > 0) cands[nc++] = rank;
+    else {
+        for (int r = 32; r <= cap && nc < 30; r *= 2) cands[nc++] = r;
+        if (nc == 0) cands[nc++] = cap;
+        else if (cands[nc - 1] < cap) cands[nc++] = cap;
+    }
+    double best_cost = 0;
+    memset(best, 0, sizeof *best);
+    for (int c = 0; c < nc; c++) {
+        struct pf_predictor p;
+        struct pf_pred_cfg cfg = *cfg0;
+        cfg.seed = pf_mix64(cfg0->seed ^ (uint64_t)cands[c]);
+        int rc = pf_pred_train(&p, d, &L->ffn_gate, drelu ? &L->ffn_up : NULL, cands[c], &cfg);
+        if (rc) { pf_pred_free(best); return rc; }
+        double cost = (double)(p.fc1_bytes + p.fc2_bytes) + p.pred_frac * ffn_layer;
+        if (c == 0 || cost < best_cost) {
+            pf_pred_free(best);
+            *best = p;
+            best_cost = cost;
+        } else {
+            pf_pred_free(&p);
+            break;
+        }
+    }
+    return 0;
+}
+
+/* ==== pinfer_prepare ==== */
+
+static void prep_free(struct pf_prep *P)
+{
+    if (P->layers)
+        for (int l = 0; l < P->n_layer; l++) {
+            free(P->layers[l].perm);
+            free(P->layers[l].freq);
+            free(P->layers[l].act_mean);
+            pf_pred_free(&P->layers[l].pred);
+        }
+    free(P->layers);
+}
+
+/* All FFN matrices share one supported type, so a bundle is one tensor. */
+static int check_ffn(const struct pinfer_model *m, int *type, size_t *row)
+{
+    int t = m->layers[0].ffn_gate.type;
+    for (int l = 0; l < m->info.n_layer; l++) {
+        const struct pf_layer *L = &m->layers[l];
+        if (L->ffn_gate.type != t || L->ffn_up.type != t || L->ffn_down.type != t)
+            return pf_fail(PINFER_EUNSUPPORTED, "layer %d mixes FFN types (%s/%s/%s); bundles need one type", l,
+                           pf_type_name(L->ffn_gate.type), pf_type_name(L->ffn_up.type), pf_type_name(L->ffn_down.type));
+    }
+    if (!pf_row_size(t, m->info.n_embd, row))
+        return pf_fail(PINFER_EUNSUPPORTED, "n_embd %d is not a whole number of %s blocks", m->info.n_embd, pf_type_name(t));
+    *type = t;
+    return 0;
+}
+
+int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfer_prepare_params *params,
+                   struct pinfer_prepare_result **out)
+{
+    struct pinfer_prepare_params p = params ? *params : pinfer_prepare_default_params();
+    if (out) *out = NULL;
+    if (!in_path || !*in_path) return pf_fail(PINFER_EINVAL, "no input model given");
+    if (!out_path || !*out_path) return pf_fail(PINFER_EINVAL, "no output path given");
+    if (p.n_tokens < 0 || p.n_tokens > (1 << 20)) return pf_fail(PINFER_EINVAL, "token count %d is out of range", p.n_tokens);
+    if (p.rank < 0 || p.rank > 65536) return pf_fail(PINFER_EINVAL, "rank %d is out of range", p.rank);
+    if (!(p.recall_target >= 0.5f && p.recall_target < 1.0f))
+        return pf_fail(PINFER_EINVAL, "recall target %g must be in [0.5, 1)", (double)p.recall_target);
+    if (p.cluster_size < 0 || p.train_steps < -1 || p.n_threads < 0) return pf_fail(PINFER_EINVAL, "negative parameter");
+    int rc = check_paths(in_path, out_path);
+    if (rc || (rc = check_input(in_path))) return rc;
+
+    struct pinfer_model *m = NULL;
+    struct pf_calib *calib = NULL;
+    struct pf_pool *pool = NULL;
+    struct pf_prep P = { .in_path = in_path, .seed = p.seed };
+    struct pinfer_prepare_result *res = NULL;
+    struct pf_progress pg;
+    double t0 = pf_now(), t1, t2;
+    if ((rc = pinfer_model_load(&m, in_path, NULL))) return rc;
+    P.m = m;
+    const struct pinfer_model_info *h = &m->info;
+    if ((rc = check_ffn(m, &P.ffn_type, &P.row_size))) goto out;
+    if (p.rank > h->n_embd) {
+        rc = pf_fail(PINFER_EINVAL, "rank %d exceeds n_embd %d", p.rank, h->n_embd);
+        goto out;
+    }
+    P.n_layer = h->n_layer;
+    P.n_embd = h->n_embd;
+    P.n_ff = h->n_ff;
+    P.slot_size = 3 * P.row_size;
+    if ((rc = cluster_size(P.slot_size, P.n_ff, p.cluster_size, &P.cluster_size))) goto out;
+    const bool relu = h->act == PINFER_ACT_RELU || h->act == PINFER_ACT_REGLU || h->act == PINFER_ACT_DRELU;
+    const bool import = relu && gguf_find_tensor(m->gguf, "blk.0.fc1.weight") >= 0;
+    P.pred_source = !relu ? "none" : import ? "powerinfer" : "trained";
+    if (!(P.layers = calloc((size_t)P.n_layer, sizeof *P.layers))) { rc = pf_fail(PINFER_ENOMEM, "out of memory"); goto out; }
+
+    pf_progress_start(&pg, p.progress, "profiling");
+    rc = pf_calib_run(&calib, m, &p, relu, &pg);
+    pf_progress_end(&pg);
+    if (rc) goto out;
+    P.calib = calib;
+    t1 = pf_now();
+
+    int nth = p.n_threads > 0 ? p.n_threads : pf_cpu_count();
+    if ((rc = pf_pool_new(&pool, nth))) goto out;
+    const double ffn_layer = (double)P.slot_size * P.n_ff;
+    const double base_layer = ((double)h->decode_bytes - ffn_layer * P.n_layer) / P.n_layer;
+    struct pf_pred_cfg cfg = { .recall_target = p.recall_target, .steps = p.train_steps, .pool = pool };
+    pf_progress_start(&pg, p.progress && relu, "predictors");
+    for (int l = 0; l < P.n_layer; l++) {
+        struct pf_prep_layer *L = &P.layers[l];
+        const struct pf_calib_layer *C = &calib->layers[l];
+        if ((rc = order_layer(L, C, P.n_ff, calib->n_tok))) break;
+        if (!relu) continue;
+        struct pf_pred_data d = pf_calib_data(calib, l);
+        cfg.seed = pf_mix64(p.seed + 0x9E37u * (uint64_t)(l + 1));
+        if (import) {
+            if ((rc = import_predictor(&L->pred, m, l)) || (rc = pf_pred_eval(&L->pred, &d, false, &cfg))) break;
+        } else {
+            uint64_t on = 0;
+            for (int i = 0; i < P.n_ff; i++) on += C->count[i];
+            double active = (double)on / ((double)calib->n_tok * P.n_ff);
+            int cap = rank_cap(P.n_embd, P.n_ff, base_layer, ffn_layer, active);
+            if ((rc = fit_predictor(&L->pred, &d, &m->layers[l], h->act == PINFER_ACT_DRELU, p.rank, cap, ffn_layer, &cfg)))
+                break;
+        }
+        L->has_pred = true;
+        pf_calib_release_layer(calib, l);
+        pf_progress_update(&pg, (double)(l + 1) / P.n_layer);
+    }
+    pf_progress_end(&pg);
+    if (rc) {
+        pf_fail_context(rc, "layer predictors");
+        goto out;
+    }
+    t2 = pf_now();
+
+    uint64_t file_bytes = 0;
+    pf_progress_start(&pg, p.progress, "writing");
+    rc = pf_prepare_write(&P, out_path, &pg, &file_bytes);
+    pf_progress_end(&pg);
+    if (rc) goto out;
+
+    if (out) {
+        res = calloc(1, sizeof *res);
+        if (!res || !(res->layers = calloc((size_t)P.n_layer, sizeof *res->layers))) {
+            rc = pf_fail(PINFER_ENOMEM, "out of memory");
+            goto out;
+        }
+        res->n_layer = P.n_layer;
+        res->n_tokens = calib->n_tok;
+        for (int t = 0; t < calib->n_tok; t++) res->n_heldout += calib->heldout[t];
+        res->cluster_size = P.cluster_size;
+        res->source = calib->source;
+        res->predictor = P.pred_source;
+        res->bytes_dense = h->decode_bytes;
+        double sparse = (double)h->decode_bytes - ffn_layer * P.n_layer;
+        for (int l = 0; l < P.n_layer; l++) {
+            struct pinfer_prepare_layer *R = &res->layers[l];
+            const struct pf_prep_layer *L = &P.layers[l];
+            R->ffn_bytes = (uint64_t)ffn_layer;
+            if (L->has_pred) {
+                R->rank = L->pred.rank;
+                R->threshold = L->pred.threshold;
+                R->recall = L->pred.recall;
+                R->precision = L->pred.precision;
+                R->active_frac = L->pred.true_frac;
+                R->pred_frac = L->pred.pred_frac;
+                R->pred_bytes = L->pred.fc1_bytes + L->pred.fc2_bytes;
+            } else {
+                uint64_t on = 0;
+                for (int i = 0; i < P.n_ff; i++) on += calib->layers[l].count[i];
+                R->active_frac = (double)on / ((double)calib->n_tok * P.n_ff);
+                R->pred_frac = 1.0; /* no predictor: decode reads every bundle */
+            }
+            res->bytes_pred += R->pred_bytes;
+            sparse += (double)R->pred_bytes + (L->has_pred ? R->pred_frac : 1.0) * ffn_layer;
+        }
+        res->bytes_sparse = (uint64_t)sparse;
+        res->file_bytes = file_bytes;
+        res->seconds_profile = t1 - t0;
+        res->seconds_train = t2 - t1;
+        res->seconds_write = pf_now() - t2;
+        *out = res;
+        res = NULL;
+    }
+out:
+    pinfer_prepare_result_free(res);
+    prep_free(&P);
+    pf_pool_free(pool);
+    pf_calib_free(calib);
+    pinfer_model_free(m);
+    return rc;
+}

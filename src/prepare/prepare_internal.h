@@ -1,0 +1,97 @@
+/* Private parts of pinfer prepare, shared by its files:
+ *   prepare_calib.c  calibration tokens, the forward pass's FFN hook, per-neuron statistics and
+ *                    the (input, active mask) pairs for predictors
+ *   prepare_write.c  the output file: keys, tensor list, bundles streamed layer by layer
+ *   prepare.c        pinfer_prepare: checks, ordering, predictors, report
+ * The format is documented in docs/sparse-format.md. */
+#ifndef PF_PREPARE_INTERNAL_H
+#define PF_PREPARE_INTERNAL_H
+
+#include "pinfer.h"
+#include "runtime/ctx.h"
+#include "core/clock.h"
+#include "prepare/predictor.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define PF_PREPARED_VERSION 1
+#define PF_PREPARE_ALIGN 4096
+/* Held-out tokens: blocks of 16 consecutive tokens, every fifth block (tokens 64..79, 144..159,
+ * ...), so neighbours of a held-out token, which the previous-token head correlates with it, are
+ * mostly held out too. */
+#define PF_HELDOUT_BLOCK 16
+#define PF_HELDOUT_EVERY 5
+#define PF_MIN_CALIB_TOKENS 80
+
+static inline bool pf_prepare_heldout(int t) { return (t / PF_HELDOUT_BLOCK) % PF_HELDOUT_EVERY == PF_HELDOUT_EVERY - 1; }
+
+/* ==== Progress bar ==== */
+
+struct pf_progress {
+    bool on;
+    const char *phase;
+    int shown; /* per mille last drawn, -1 = nothing yet */
+};
+void pf_progress_start(struct pf_progress *pg, bool on, const char *phase);
+void pf_progress_update(struct pf_progress *pg, double frac);
+void pf_progress_end(struct pf_progress *pg);
+
+/* ==== Calibration ==== */
+
+struct pf_calib_layer {
+    float *x;         /* (n_tok, n_embd) FFN inputs; NULL unless gathering or after release */
+    uint8_t *mask;    /* (n_tok, mask_stride) active bits */
+    uint32_t *count;  /* (n_ff) tokens the neuron was "on": act != 0 (ReLU family), or in the
+                         token's upper half by |act| (SiLU, GeLU) */
+    double *abs_sum;  /* (n_ff) sum of |act| */
+};
+
+struct pf_calib {
+    int n_layer, n_embd, n_ff, n_tok;
+    size_t mask_stride;
+    bool relu_family, gather;
+    const char *source;       /* "text" or "sample" */
+    uint8_t *heldout;         /* (n_tok) */
+    struct pf_calib_layer *layers;
+    /* while running */
+    int cur;                  /* token index of the batch being decoded */
+    float *tmp;               /* (n_ff) */
+    int bad_layer;
+};
+
+/* Runs the model over the calibration tokens params ask for. gather: keep inputs and masks for
+ * predictor training. On success *out is owned by the caller (pf_calib_free). */
+int pf_calib_run(struct pf_calib **out, struct pinfer_model *m, const struct pinfer_prepare_params *p,
+                 bool gather, struct pf_progress *pg);
+void pf_calib_release_layer(struct pf_calib *c, int layer); /* frees x and mask */
+void pf_calib_free(struct pf_calib *c);
+/* View of one layer's pairs for the predictor code. */
+struct pf_pred_data pf_calib_data(const struct pf_calib *c, int layer);
+
+/* ==== Output ==== */
+
+/* What prepare decided for one layer. */
+struct pf_prep_layer {
+    int32_t *perm;            /* (n_ff) slot -> original neuron */
+    float *freq, *act_mean;   /* (n_ff) per slot */
+    bool has_pred;
+    struct pf_predictor pred; /* fc2 rows in original order */
+};
+
+struct pf_prep {
+    struct pinfer_model *m;
+    const char *in_path;
+    int n_layer, n_embd, n_ff, ffn_type;
+    size_t row_size, slot_size;
+    int cluster_size;
+    const char *pred_source;  /* "trained", "powerinfer", "none" */
+    const struct pf_calib *calib;
+    uint64_t seed;
+    struct pf_prep_layer *layers;
+};
+
+/* Writes the prepared file (temp + rename). Returns the file size through *bytes. */
+int pf_prepare_write(const struct pf_prep *P, const char *out_path, struct pf_progress *pg, uint64_t *bytes);
+
+#endif

@@ -1,0 +1,324 @@
+/* pinfer profile: runs a model over text, sampled or random tokens and measures its FFN
+ * activations per layer through the forward pass's FFN hook (statistics in src/sparse/stats.c).
+ *
+ * Token sources: text is tokenized (BOS first) and decoded in batches; "sample" feeds BOS and
+ * then the model's own samples one token at a time (temperature 1, no truncation, repetition
+ * penalty 1.1 over 64 tokens so a synthetic model cannot sit in a loop of one token);
+ * "random" feeds BOS and uniform random ids of ordinary pieces (ids from 259 on, past the
+ * control and byte tokens), in batches. Statistics are per token in every case: a batch is
+ * only a faster way to run the same tokens. Runs longer than the model's training context (at
+ * most 8192) are cut into windows, each a new sequence from position 0 (sampling restarts from
+ * BOS); overlap is not counted across a window boundary. */
+#include "pinfer.h"
+
+#include "core/error.h"
+#include "runtime/ctx.h"
+#include "core/clock.h"
+#include "profile/act_stats.h"
+#include "core/rng.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct pinfer_profile_params pinfer_profile_default_params(void)
+{
+    struct pinfer_profile_params p;
+    memset(&p, 0, sizeof p);
+    p.n_tokens = 128;
+    p.seed = 1;
+    p.n_batch = 64;
+    p.hot_share = 0.8f;
+    return p;
+}
+
+struct hook_state {
+    struct pf_act_stats *st;
+    int n_ff;
+    int bad_layer; /* a hook call that did not fit (-1: none) */
+};
+
+static void ffn_hook(void *ud, int layer, const float *act, int n_tok, int n_ff)
+{
+    struct hook_state *h = ud;
+    if (n_ff != h->n_ff) { h->bad_layer = layer; return; }
+    pf_act_stats_add(h->st, layer, act, n_tok);
+}
+
+/* The tokens to run: text, or BOS + random ids. NULL tokens with *n set means "sample". */
+static int make_tokens(const struct pinfer_model *m, const struct pinfer_profile_params *p, int32_t **out, int *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (p->text) {
+        int k = pinfer_tokenize(m, p->text, p->text_len, true, NULL, 0);
+        if (k < 0) return k;
+        int32_t *t = malloc(sizeof *t * (size_t)(k + 1));
+        if (!t) return pf_fail(PINFER_ENOMEM, "out of memory");
+        k = pinfer_tokenize(m, p->text, p->text_len, true, t, k + 1);
+        if (k < 0) { free(t); return k; }
+        if (p->n_tokens > 0 && k > p->n_tokens) k = p->n_tokens;
+        if (k < 2) { free(t); return pf_fail(PINFER_EINVAL, "the text has fewer than 2 tokens"); }
+        *out = t;
+        *n = k;
+        return 0;
+    }
+    if (p->n_tokens < 2) return pf_fail(PINFER_EINVAL, "profile needs at least 2 tokens");
+    *n = p->n_tokens;
+    if (!p->random_tokens) return 0;
+    int32_t *t = malloc(sizeof *t * (size_t)p->n_tokens);
+    if (!t) return pf_fail(PINFER_ENOMEM, "out of memory");
+    int nv = pinfer_n_vocab(m), lo = nv > 260 ? 259 : 0;
+    int32_t bos = pinfer_token_bos(m);
+    struct synth_rng r;
+    synth_rng_init(&r, p->seed);
+    for (int i = 0; i < p->n_tokens; i++)
+        t[i] = i == 0 && bos >= 0 ? bos : lo + (int32_t)synth_rng_below(&r, (uint64_t)(nv - lo));
+    *out = t;
+    return 0;
+}
+
+int pinfer_profile_run(struct pinfer_profile **out, struct pinfer_model *m, const struct pinfer_profile_params *params)
+{
+    struct pinfer_profile_params p = params ? *params : pinfer_profile_default_params();
+    *out = NULL;
+    if (p.n_batch <= 0) p.n_batch = 64;
+    if (!(p.hot_share > 0 && p.hot_share <= 1)) return pf_fail(PINFER_EINVAL, "hot share %g must be in (0, 1]", (double)p.hot_share);
+    if (p.n_tokens < 0 || p.n_tokens > (1 << 20)) return pf_fail(PINFER_EINVAL, "token count %d out of range", p.n_tokens);
+    struct pinfer_model_info info;
+    pinfer_model_get_info(m, &info);
+
+    int32_t *toks = NULL;
+    int n = 0, rc;
+    struct pinfer_ctx *ctx = NULL;
+    struct pinfer_sampler *smp = NULL;
+    struct hook_state hs = { NULL, info.n_ff, -1 };
+    struct pinfer_profile *prof = NULL;
+    if ((rc = make_tokens(m, &p, &toks, &n))) return rc;
+    const bool sample = toks == NULL;
+
+    /* runs longer than the training context go in windows, each a new sequence from position 0 */
+    int win = info.n_ctx_train > 0 ? info.n_ctx_train : 4096;
+    if (win > 8192) win = 8192;
+    if (win > n) win = n;
+    struct pinfer_ctx_params cp = pinfer_ctx_default_params();
+    cp.n_ctx = win;
+    cp.n_threads = p.n_threads;
+    cp.n_batch = sample ? 1 : (p.n_batch < win ? p.n_batch : win);
+    if ((rc = pinfer_ctx_new(&ctx, m, &cp))) goto out;
+    if ((rc = pf_act_stats_new(&hs.st, info.n_layer, info.n_ff))) goto out;
+    pf_ctx_set_ffn_hook(ctx, ffn_hook, &hs);
+
+    double t0 = pf_now();
+    if (sample) {
+        struct pinfer_sampler_params sp = pinfer_sampler_default_params();
+        sp.temp = 1.0f; sp.top_k = 0; sp.top_p = 1.0f; sp.min_p = 0.0f;
+        sp.repeat_penalty = 1.1f; sp.repeat_last_n = 64; sp.seed = p.seed;
+        if ((rc = pinfer_sampler_new(&smp, info.n_vocab, &sp))) goto out;
+        int32_t bos = pinfer_token_bos(m), tok = 0;
+        for (int i = 0; i < n; i++) {
+            if (i % win == 0) {
+                pinfer_ctx_reset(ctx);
+                pf_act_stats_break(hs.st);
+                tok = bos >= 0 ? bos : 0;
+            }
+            pinfer_sampler_accept(smp, tok);
+            if ((rc = pinfer_decode(ctx, &tok, 1, i % win, false))) goto out;
+            tok = pinfer_sampler_sample(smp, pinfer_ctx_logits(ctx, -1));
+        }
+    } else {
+        for (int w0 = 0; w0 < n; w0 += win) {
+            int len = n - w0 < win ? n - w0 : win;
+            pinfer_ctx_reset(ctx);
+            pf_act_stats_break(hs.st);
+            for (int i = 0; i < len; i += cp.n_batch) {
+                int k = len - i < cp.n_batch ? len - i : cp.n_batch;
+                if ((rc = pinfer_decode(ctx, toks + w0 + i, k, i, false))) goto out;
+            }
+        }
+    }
+    double secs = pf_now() - t0;
+    if (hs.bad_layer >= 0) {
+        rc = pf_fail(PINFER_EUNSUPPORTED, "layer %d reported an FFN of another width than %d (mixture of experts?)",
+                     hs.bad_layer, info.n_ff);
+        goto out;
+    }
+
+    prof = calloc(1, sizeof *prof);
+    if (!prof || !(prof->layers = calloc((size_t)info.n_layer, sizeof *prof->layers))) {
+        rc = pf_fail(PINFER_ENOMEM, "out of memory");
+        goto out;
+    }
+    prof->n_layer = info.n_layer;
+    prof->n_tokens = n;
+    prof->act = info.act;
+    prof->hot_share = p.hot_share;
+    prof->source = p.text ? "text" : sample ? "sample" : "random";
+    prof->seconds = secs;
+    for (int l = 0; l < info.n_layer; l++) {
+        struct pf_act_summary s;
+        struct pinfer_profile_layer *L = &prof->layers[l];
+        pf_act_stats_summary(hs.st, l, p.hot_share, &s);
+        L->n_ff = s.n_ff;
+        L->active_frac = s.active_frac;
+        L->active_frac_min = s.active_frac_min;
+        L->active_frac_max = s.active_frac_max;
+        L->hot_frac = s.hot_frac;
+        L->hot_frac_mag = s.hot_frac_mag;
+        L->overlap = s.overlap;
+        L->abs_mean = s.abs_mean;
+        memcpy(L->abs_q, s.abs_q, sizeof L->abs_q);
+        if (!(L->freq = malloc((size_t)s.n_ff * sizeof *L->freq))) { rc = pf_fail(PINFER_ENOMEM, "out of memory"); goto out; }
+        const uint32_t *cnt = pf_act_stats_counts(hs.st, l);
+        uint64_t nt = pf_act_stats_tokens(hs.st, l);
+        for (int i = 0; i < s.n_ff; i++) L->freq[i] = nt ? (float)((double)cnt[i] / (double)nt) : 0;
+    }
+    *out = prof;
+    prof = NULL;
+out:
+    pinfer_profile_free(prof);
+    pf_act_stats_free(hs.st);
+    pinfer_sampler_free(smp);
+    pinfer_ctx_free(ctx);
+    free(toks);
+    return rc;
+}
+
+void pinfer_profile_free(struct pinfer_profile *prof)
+{
+    if (!prof) return;
+    if (prof->layers)
+        for (int l = 0; l < prof->n_layer; l++) free(prof->layers[l].freq);
+    free(prof->layers);
+    free(prof);
+}
+
+/* ==== JSON ==== */
+
+static void json_str(FILE *fp, const char *s)
+{
+    fputc('"', fp);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(fp, "\\%c", c);
+        else if (c < 0x20) fprintf(fp, "\\u%04x", c);
+        else fputc(c, fp);
+    }
+    fputc('"', fp);
+}
+
+/* JSON has no NaN or infinity: those become null. */
+static void json_num(FILE *fp, double v)
+{
+    if (isfinite(v)) fprintf(fp, "%.6g", v);
+    else fputs("null", fp);
+}
+
+static const char *act_name(enum pinfer_act a)
+{
+    switch (a) {
+    case PINFER_ACT_SILU: return "silu";
+    case PINFER_ACT_RELU: return "relu";
+    case PINFER_ACT_REGLU: return "reglu";
+    case PINFER_ACT_DRELU: return "drelu";
+    case PINFER_ACT_GELU: return "gelu";
+    }
+    return "?";
+}
+
+static void write_json(FILE *fp, const struct pinfer_profile *prof, const struct pinfer_model *m, bool neurons)
+{
+    static const char *qn[6] = { "p10", "p25", "p50", "p75", "p90", "p99" };
+    fprintf(fp, "{\n");
+    if (m) {
+        char desc[256];
+        fprintf(fp, "  \"model\": ");
+        json_str(fp, pinfer_model_desc(m, desc, sizeof desc));
+        fprintf(fp, ",\n");
+        float f;
+        uint64_t seed = 0;
+        int64_t sv;
+        if (m->gguf && gguf_get_f32(m->gguf, "pinfer.synth.sparsity", &f) == 0) {
+            float h = 0, s = 0;
+            gguf_get_f32(m->gguf, "pinfer.synth.hot_frac", &h);
+            gguf_get_f32(m->gguf, "pinfer.synth.hot_share", &s);
+            if (gguf_get_i64(m->gguf, "pinfer.synth.seed", &sv) == 0) seed = (uint64_t)sv;
+            fprintf(fp, "  \"synth_request\": {\"sparsity\": ");
+            json_num(fp, f);
+            fprintf(fp, ", \"hot_frac\": ");
+            json_num(fp, h);
+            fprintf(fp, ", \"hot_share\": ");
+            json_num(fp, s);
+            fprintf(fp, ", \"seed\": %llu},\n", (unsigned long long)seed);
+        }
+    }
+    fprintf(fp, "  \"act\": \"%s\",\n  \"source\": \"%s\",\n  \"n_tokens\": %d,\n  \"n_layer\": %d,\n",
+            act_name(prof->act), prof->source, prof->n_tokens, prof->n_layer);
+    fprintf(fp, "  \"hot_share\": ");
+    json_num(fp, prof->hot_share);
+    fprintf(fp, ",\n  \"seconds\": ");
+    json_num(fp, prof->seconds);
+    double sa = 0, sh = 0, so = 0;
+    for (int l = 0; l < prof->n_layer; l++) {
+        sa += prof->layers[l].active_frac; sh += prof->layers[l].hot_frac; so += prof->layers[l].overlap;
+    }
+    int nl = prof->n_layer > 0 ? prof->n_layer : 1;
+    fprintf(fp, ",\n  \"mean\": {\"sparsity\": ");
+    json_num(fp, 1 - sa / nl);
+    fprintf(fp, ", \"hot_frac\": ");
+    json_num(fp, sh / nl);
+    fprintf(fp, ", \"overlap\": ");
+    json_num(fp, so / nl);
+    fprintf(fp, "},\n  \"layers\": [\n");
+    for (int l = 0; l < prof->n_layer; l++) {
+        const struct pinfer_profile_layer *L = &prof->layers[l];
+        fprintf(fp, "    {\"layer\": %d, \"n_ff\": %d, \"sparsity\": ", l, L->n_ff);
+        json_num(fp, 1 - L->active_frac);
+        fprintf(fp, ", \"active_frac\": ");
+        json_num(fp, L->active_frac);
+        fprintf(fp, ", \"active_frac_min\": ");
+        json_num(fp, L->active_frac_min);
+        fprintf(fp, ", \"active_frac_max\": ");
+        json_num(fp, L->active_frac_max);
+        fprintf(fp, ", \"hot_frac\": ");
+        json_num(fp, L->hot_frac);
+        fprintf(fp, ", \"hot_frac_mag\": ");
+        json_num(fp, L->hot_frac_mag);
+        fprintf(fp, ", \"overlap\": ");
+        json_num(fp, L->overlap);
+        fprintf(fp, ", \"abs_mean\": ");
+        json_num(fp, L->abs_mean);
+        fprintf(fp, ", \"abs_quantiles\": {");
+        for (int q = 0; q < 6; q++) {
+            fprintf(fp, "%s\"%s\": ", q ? ", " : "", qn[q]);
+            json_num(fp, L->abs_q[q]);
+        }
+        fprintf(fp, "}");
+        if (neurons && L->freq) {
+            fprintf(fp, ", \"freq\": [");
+            for (int i = 0; i < L->n_ff; i++) {
+                if (i) fputc(',', fp);
+                json_num(fp, L->freq[i]);
+            }
+            fprintf(fp, "]");
+        }
+        fprintf(fp, "}%s\n", l + 1 < prof->n_layer ? "," : "");
+    }
+    fprintf(fp, "  ]\n}\n");
+}
+
+int pinfer_profile_write_json(const struct pinfer_profile *prof, const struct pinfer_model *m, const char *path,
+                              bool neurons)
+{
+    if (!prof || !path) return pf_fail(PINFER_EINVAL, "profile JSON: nothing to write");
+    if (strcmp(path, "-") == 0) {
+        write_json(stdout, prof, m, neurons);
+        return fflush(stdout) == 0 ? 0 : pf_fail(PINFER_EIO, "writing the profile to stdout failed");
+    }
+    struct pinfer_outfile *f;
+    int rc = pinfer_outfile_open(&f, path);
+    if (rc) return rc;
+    write_json(pinfer_outfile_stream(f), prof, m, neurons);
+    return pinfer_outfile_commit(f);
+}

@@ -1,0 +1,67 @@
+/* Kernels of the FFN down projection on neuron bundles, where each neuron's down column is
+ * stored as a row of n_embd elements (quantized along n_embd): the product is a sum of scaled
+ * rows, y += h_i * row_i, rather than a dot product.
+ *
+ * The arithmetic is specified exactly, so every variant gives the same bits as the reference:
+ * per output element, terms are added in the stated order, each with one rounding,
+ *     y[e] = fma(h_i, w_i[e], y[e])
+ * where w_i[e] is the dequantized weight, which is exact in f32 for every supported type
+ * (Q4_0: (q - 8) * d and Q8_0: q * d are products of a small integer and an f16 value; F16 and
+ * BF16 widen exactly). One table per ISA; `ref` (plain C, fmaf) is the specification. */
+#ifndef PF_TENSOR_BUNDLE_KERNELS_H
+#define PF_TENSOR_BUNDLE_KERNELS_H
+
+#include "tensor/prefetch.h"
+#include "tensor/kernels.h"
+
+/* Neurons x columns of one thread's dequantized down panel (ffn/bundle_mm.c). */
+#define PF_PANEL_ROWS 64
+#define PF_PANEL_COLS 256
+#define PF_PANEL_FLOATS (PF_PANEL_ROWS * PF_PANEL_COLS)
+
+/* Decode: y[e] += sum over i = 0..k-1 (in that order) of h[i] * rows[i][e], for e < n.
+ * rows[i] points at a row of n elements of the type; n is a multiple of the block size.
+ * pq (may be NULL): prefetch queue advanced as the rows are consumed (prefetch.h). */
+typedef void (*pf_down_accum_fn)(const void *const *rows, const float *h, int k, float *y, int64_t n,
+                                 struct pf_pq *pq);
+
+/* Decode: out[i] = dot(rows[i], xa) for i < k, rows of n elements of `type` anywhere in memory
+ * (the gate or up rows of the neurons a sparse step computes). xa is the activation as the tensor
+ * kernel table kt prepares it for the type: the q8x layout (tensor/q8x.h) when kt has the Q4_0
+ * fast path (q4_act), else the type's vec_dot_type. Results equal kt's own product of each row
+ * (q4_matvec or dot) up to float reassociation; the reference calls exactly those. Each row's
+ * result must not depend on which other rows share the call (the oracle == off invariant).
+ * Variants compute several rows at once and split each row's sum over several accumulators: a
+ * row alone is otherwise a chain of dependent fmas, which is latency-bound. */
+typedef void (*pf_gather_dot_fn)(const struct pf_kernels *kt, const void *const *rows, int k, const void *xa,
+                                 int64_t n, float *out, struct pf_pq *pq);
+
+/* Prefill: for t < nt and e < ne,
+ *   y[t*ys + e] += sum over p = 0..np-1 (in that order) of h[t*hs + p] * row_p[e0 + e]
+ * where row_p starts at rows + p*rs. e0 and ne are multiples of the block size, ne <=
+ * PF_PANEL_COLS and np <= PF_PANEL_ROWS (below); scratch holds np*ne floats (variants
+ * dequantize the panel into it once and reuse it for every token). */
+typedef void (*pf_down_panel_fn)(const void *rows, size_t rs, int np, int64_t e0, int ne,
+                                 const float *h, size_t hs, int nt, float *y, size_t ys,
+                                 float *scratch);
+
+struct pf_sparse_kernels {
+    const char *name;
+    pf_down_accum_fn down_accum[PF_TYPE_COUNT];
+    pf_down_panel_fn down_panel[PF_TYPE_COUNT];
+    pf_gather_dot_fn gather_dot[PF_TYPE_COUNT];
+};
+
+/* The table matching pf_kernels()'s choice (so PINFER_KERNELS=ref gives the reference here
+ * too); entries a SIMD table lacks come from the reference. */
+const struct pf_sparse_kernels *pf_sparse_kernels(void);
+/* A named table ("ref", "avx512"), completed from the reference; NULL if unknown or this CPU
+ * cannot run it. */
+const struct pf_sparse_kernels *pf_sparse_kernels_get(const char *name);
+
+extern const struct pf_sparse_kernels pf_sparse_kernels_ref;
+#if defined(__x86_64__)
+extern const struct pf_sparse_kernels pf_sparse_kernels_avx512;
+#endif
+
+#endif

@@ -1,0 +1,138 @@
+/* Reference down-projection kernels on bundles (the specification: sparse_kernels.h), and the
+ * choice of table. Plain C; fmaf gives the one rounding per term the specification asks for. */
+#include "tensor/bundle_kernels.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+/* ==== Dequantization of one element ==== */
+
+static inline float w_f32(const void *row, int64_t e) { float v; memcpy(&v, (const char *)row + 4 * e, 4); return v; }
+static inline float w_f16(const void *row, int64_t e) { uint16_t h; memcpy(&h, (const char *)row + 2 * e, 2); return pf_fp16_to_fp32(h); }
+static inline float w_bf16(const void *row, int64_t e) { uint16_t h; memcpy(&h, (const char *)row + 2 * e, 2); return pf_bf16_to_fp32(h); }
+
+static inline float w_q8_0(const void *row, int64_t e)
+{
+    const struct block_q8_0 *b = (const struct block_q8_0 *)row + e / QK8_0;
+    return (float)b->qs[e % QK8_0] * pf_fp16_to_fp32(b->d);
+}
+
+static inline float w_q4_0(const void *row, int64_t e)
+{
+    const struct block_q4_0 *b = (const struct block_q4_0 *)row + e / QK4_0;
+    int j = (int)(e % QK4_0);
+    int q = j < QK4_0 / 2 ? (b->qs[j] & 0x0f) : (b->qs[j - QK4_0 / 2] >> 4);
+    return (float)(q - 8) * pf_fp16_to_fp32(b->d);
+}
+
+/* ==== Kernels, one pair per type ==== */
+
+#define REF_KERNELS(T, W)                                                                         \
+    static void down_accum_##T(const void *const *rows, const float *h, int k, float *y, int64_t n, \
+                               struct pf_pq *pq)                                                  \
+    {                                                                                             \
+        for (int i = 0; i < k; i++) {                                                             \
+            pf_pq_issue(pq, (int)(n / 16)); /* about a row's worth of lines */                   \
+            for (int64_t e = 0; e < n; e++) y[e] = fmaf(h[i], W(rows[i], e), y[e]);               \
+        }                                                                                         \
+    }                                                                                             \
+    static void down_panel_##T(const void *rows, size_t rs, int np, int64_t e0, int ne,            \
+                               const float *h, size_t hs, int nt, float *y, size_t ys,             \
+                               float *scratch)                                                    \
+    {                                                                                             \
+        (void)scratch;                                                                            \
+        for (int t = 0; t < nt; t++)                                                              \
+            for (int p = 0; p < np; p++) {                                                        \
+                const void *row = (const char *)rows + (size_t)p * rs;                            \
+                float hv = h[(size_t)t * hs + (size_t)p];                                         \
+                for (int e = 0; e < ne; e++)                                                      \
+                    y[(size_t)t * ys + (size_t)e] = fmaf(hv, W(row, e0 + e), y[(size_t)t * ys + (size_t)e]); \
+            }                                                                                     \
+    }
+
+REF_KERNELS(f32, w_f32)
+REF_KERNELS(f16, w_f16)
+REF_KERNELS(bf16, w_bf16)
+REF_KERNELS(q8_0, w_q8_0)
+REF_KERNELS(q4_0, w_q4_0)
+
+/* kt's own product of each row */
+static void gather_dot_any(int type, const struct pf_kernels *kt, const void *const *rows, int k, const void *xa,
+                           int64_t n, float *out, struct pf_pq *pq)
+{
+    size_t rs = 0;
+    pf_row_size(type, n, &rs);
+    for (int i = 0; i < k; i++) {
+        pf_pq_issue(pq, (int)(rs / 64) + 1);
+        if (type == PF_TYPE_Q4_0 && kt->q4_matvec) kt->q4_matvec(n, 1, rows[i], rs, xa, &out[i]);
+        else out[i] = kt->dot[type](rows[i], xa, n);
+    }
+}
+
+#define REF_GATHER(T, U)                                                                               \
+    static void gather_dot_##T(const struct pf_kernels *kt, const void *const *rows, int k, const void *xa, \
+                               int64_t n, float *out, struct pf_pq *pq)                               \
+    {                                                                                                  \
+        gather_dot_any(PF_TYPE_##U, kt, rows, k, xa, n, out, pq);                                       \
+    }
+
+REF_GATHER(f32, F32)
+REF_GATHER(f16, F16)
+REF_GATHER(bf16, BF16)
+REF_GATHER(q8_0, Q8_0)
+REF_GATHER(q4_0, Q4_0)
+
+const struct pf_sparse_kernels pf_sparse_kernels_ref = {
+    .name = "ref",
+    .down_accum = {
+        [PF_TYPE_F32] = down_accum_f32, [PF_TYPE_F16] = down_accum_f16, [PF_TYPE_BF16] = down_accum_bf16,
+        [PF_TYPE_Q8_0] = down_accum_q8_0, [PF_TYPE_Q4_0] = down_accum_q4_0,
+    },
+    .down_panel = {
+        [PF_TYPE_F32] = down_panel_f32, [PF_TYPE_F16] = down_panel_f16, [PF_TYPE_BF16] = down_panel_bf16,
+        [PF_TYPE_Q8_0] = down_panel_q8_0, [PF_TYPE_Q4_0] = down_panel_q4_0,
+    },
+    .gather_dot = {
+        [PF_TYPE_F32] = gather_dot_f32, [PF_TYPE_F16] = gather_dot_f16, [PF_TYPE_BF16] = gather_dot_bf16,
+        [PF_TYPE_Q8_0] = gather_dot_q8_0, [PF_TYPE_Q4_0] = gather_dot_q4_0,
+    },
+};
+
+/* ==== Table choice ==== */
+
+#if defined(__x86_64__)
+static struct pf_sparse_kernels full_avx512;
+static pthread_once_t full_once = PTHREAD_ONCE_INIT;
+
+static void build_full(void)
+{
+    full_avx512 = pf_sparse_kernels_avx512;
+    for (int t = 0; t < PF_TYPE_COUNT; t++) {
+        if (!full_avx512.down_accum[t]) full_avx512.down_accum[t] = pf_sparse_kernels_ref.down_accum[t];
+        if (!full_avx512.down_panel[t]) full_avx512.down_panel[t] = pf_sparse_kernels_ref.down_panel[t];
+        if (!full_avx512.gather_dot[t]) full_avx512.gather_dot[t] = pf_sparse_kernels_ref.gather_dot[t];
+    }
+}
+#endif
+
+const struct pf_sparse_kernels *pf_sparse_kernels_get(const char *name)
+{
+    if (!name) return NULL;
+    if (strcmp(name, "ref") == 0) return &pf_sparse_kernels_ref;
+#if defined(__x86_64__)
+    /* the tensor table of the same name exists only when the CPU can run it */
+    if (strcmp(name, "avx512") == 0 && pf_kernels_get("avx512")) {
+        pthread_once(&full_once, build_full);
+        return &full_avx512;
+    }
+#endif
+    return NULL;
+}
+
+const struct pf_sparse_kernels *pf_sparse_kernels(void)
+{
+    /* follow the tensor kernels' choice; AVX2 machines use the reference here */
+    const struct pf_sparse_kernels *k = pf_sparse_kernels_get(pf_kernels()->name);
+    return k ? k : &pf_sparse_kernels_ref;
+}
