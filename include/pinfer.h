@@ -318,7 +318,7 @@ struct pinfer_synth_params pinfer_synth_default_params(void);
  * space first (PINFER_ENOSPC). */
 int pinfer_synth(const char *path, const struct pinfer_synth_params *params);
 
-/* ==== Activation profile (pinfer profile; definitions in src/sparse/stats.h) ==== */
+/* ==== Activation profile (pinfer profile; definitions in src/profile/act_stats.h) ==== */
 
 struct pinfer_profile_params {
     const char *text;    /* run over this text's tokens (BOS added); NULL: generate tokens */

@@ -6,7 +6,7 @@
  *  - tiny synthetic ReLU, ReGLU and dReLU models (and SiLU) prepared with pinfer_prepare:
  *    oracle == off on 256 greedy tokens, identical tokens and logits equal with tolerance 0
  *    (both run the same per-neuron operations in the same order; a skipped neuron adds exactly
- *    ±0, see src/sparse/ffn_decode.c), batched prefill on bundles == one token per step within
+ *    ±0, see src/ffn/decode.c), batched prefill on bundles == one token per step within
  *    round-off, hooks see activations in the original neuron order;
  *  - predictor mode on the prepared dReLU model: runs, reports recall (sparse_verify) and greedy
  *    agreement with dense;

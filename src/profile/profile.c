@@ -1,5 +1,5 @@
 /* pinfer profile: runs a model over text, sampled or random tokens and measures its FFN
- * activations per layer through the forward pass's FFN hook (statistics in src/sparse/stats.c).
+ * activations per layer through the forward pass's FFN hook (statistics in src/profile/act_stats.c).
  *
  * Token sources: text is tokenized (BOS first) and decoded in batches; "sample" feeds BOS and
  * then the model's own samples one token at a time (temperature 1, no truncation, repetition
