@@ -103,7 +103,7 @@ int cmd_bench(int argc, char **argv)
     mp.use_mmap = use_mmap;
     struct pinfer_ctx_params cp0 = pinfer_ctx_default_params();
     if (budget_flags_apply(C, &bfl, model_path, &mp, &cp0)) return 2;
-    if (pinfer_model_load(&m, model_path, &mp)) return args_error(C, "%s", pinfer_last_error());
+    if (pinfer_model_load(&m, model_path, &mp)) return args_pinfer_error(C);
     struct pinfer_model_info info;
     pinfer_model_get_info(m, &info);
     char desc[256];
@@ -129,7 +129,7 @@ int cmd_bench(int argc, char **argv)
         sparse_flags_apply(&sfl, &cp);
         cp.io_backend = cp0.io_backend;
         cp.cache_hot = cp0.cache_hot;
-        if (pinfer_ctx_new(&ctx, m, &cp)) { rc = args_error(C, "%s", pinfer_last_error()); break; }
+        if (pinfer_ctx_new(&ctx, m, &cp)) { rc = args_pinfer_error(C); break; }
         if (sparse_flags_calibrate(C, &sfl, m, ctx)) { rc = 1; pinfer_ctx_free(ctx); break; }
         int nt = threads[ti] ? threads[ti] : pinfer_cpu_count();
         double tg_time = 0;
@@ -141,11 +141,11 @@ int cmd_bench(int argc, char **argv)
                 pinfer_ctx_reset(ctx);
                 double t0 = pinfer_now();
                 if (test == 0) {
-                    if (pinfer_decode(ctx, toks, (int)n, 0, false)) { rc = args_error(C, "%s", pinfer_last_error()); break; }
+                    if (pinfer_decode(ctx, toks, (int)n, 0, false)) { rc = args_pinfer_error(C); break; }
                 } else {
                     int32_t tok = pinfer_token_bos(m) >= 0 ? pinfer_token_bos(m) : 0;
                     for (long i = 0; i < n; i++) {
-                        if (pinfer_decode(ctx, &tok, 1, (int)i, false)) { rc = args_error(C, "%s", pinfer_last_error()); break; }
+                        if (pinfer_decode(ctx, &tok, 1, (int)i, false)) { rc = args_pinfer_error(C); break; }
                         tok = (int32_t)((tok * 31 + 7) % info.n_vocab);
                     }
                     if (rc) break;

@@ -85,7 +85,7 @@ int cmd_eval(int argc, char **argv)
     struct pinfer_model_params mp = pinfer_model_default_params();
     struct pinfer_ctx_params cp = pinfer_ctx_default_params();
     if (budget_flags_apply(C, &bfl, model_path, &mp, &cp)) { rc = 2; goto out; }
-    if (pinfer_model_load(&m, model_path, &mp)) { args_error(C, "%s", pinfer_last_error()); goto out; }
+    if (pinfer_model_load(&m, model_path, &mp)) { args_pinfer_error(C); goto out; }
     int nv = pinfer_n_vocab(m);
     int n = parse_ids(ids_s, &ids, nv);
     if (n < 0) { rc = 2; goto out; }
@@ -99,14 +99,14 @@ int cmd_eval(int argc, char **argv)
     cp.n_batch = batch ? n : 1;
     if (n > cp.n_ctx) { args_error(C, "%d ids do not fit the context of %d tokens", n, cp.n_ctx); goto out; }
     sparse_flags_apply(&sfl, &cp);
-    if (pinfer_ctx_new(&ctx, m, &cp)) { args_error(C, "%s", pinfer_last_error()); goto out; }
+    if (pinfer_ctx_new(&ctx, m, &cp)) { args_pinfer_error(C); goto out; }
     if (sparse_flags_calibrate(C, &sfl, m, ctx)) goto out;
-    if (pinfer_outfile_open(&of, logits_path)) { args_error(C, "%s", pinfer_last_error()); goto out; }
+    if (pinfer_outfile_open(&of, logits_path)) { args_pinfer_error(C); goto out; }
     FILE *fp = pinfer_outfile_stream(of);
     fprintf(fp, "# n_vocab=%d; one line per forward step: pos, input id, argmax id, then n_vocab logits\n", nv);
-    if (batch && pinfer_decode(ctx, ids, n, 0, true)) { args_error(C, "%s", pinfer_last_error()); goto out; }
+    if (batch && pinfer_decode(ctx, ids, n, 0, true)) { args_pinfer_error(C); goto out; }
     for (int t = 0; t < n; t++) {
-        if (!batch && pinfer_decode(ctx, ids + t, 1, t, false)) { args_error(C, "%s", pinfer_last_error()); goto out; }
+        if (!batch && pinfer_decode(ctx, ids + t, 1, t, false)) { args_pinfer_error(C); goto out; }
         const float *lg = pinfer_ctx_logits(ctx, batch ? t : -1);
         int am = 0;
         for (int i = 1; i < nv; i++) if (lg[i] > lg[am]) am = i;
@@ -116,7 +116,7 @@ int cmd_eval(int argc, char **argv)
     }
     int crc = pinfer_outfile_commit(of);
     of = NULL;
-    if (crc) { args_error(C, "%s", pinfer_last_error()); goto out; }
+    if (crc) { args_pinfer_error(C); goto out; }
     rc = 0;
 out:
     pinfer_outfile_abort(of);

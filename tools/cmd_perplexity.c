@@ -35,13 +35,13 @@ static int run_ppl(struct pinfer_model *m, const struct sparse_flags *f, const i
     cp.n_batch = steps ? 1 : n_ctx;
     cp.n_threads = n_threads;
     sparse_flags_apply(f, &cp);
-    if (pinfer_ctx_new(&ctx, m, &cp)) return args_error(C, "%s", pinfer_last_error());
+    if (pinfer_ctx_new(&ctx, m, &cp)) return args_pinfer_error(C);
     int rc = 0;
     if (f->mode == PINFER_SPARSE_THRESHOLD) {
         if (f->calib) rc = sparse_flags_calibrate(C, f, m, ctx);
         else if (pinfer_ctx_calibrate(ctx, ids, n < n_ctx ? n : n_ctx)) rc = args_error(C, "calibrating: %s", pinfer_last_error());
     }
-    if (!rc && pinfer_perplexity(ctx, ids, n, steps, r)) rc = args_error(C, "%s", pinfer_last_error());
+    if (!rc && pinfer_perplexity(ctx, ids, n, steps, r)) rc = args_pinfer_error(C);
     if (!rc) sparse_flags_report(stdout, f, m, ctx);
     pinfer_ctx_free(ctx);
     return rc;
@@ -75,12 +75,12 @@ int cmd_perplexity(int argc, char **argv)
     struct pinfer_model *m = NULL;
     char *text = args_read_file(C, text_path, &len);
     if (!text) return 1;
-    if (pinfer_model_load(&m, model_path, NULL)) { args_error(C, "%s", pinfer_last_error()); goto out; }
+    if (pinfer_model_load(&m, model_path, NULL)) { args_pinfer_error(C); goto out; }
     struct pinfer_model_info info;
     pinfer_model_get_info(m, &info);
     if (n_ctx > info.n_ctx_train) n_ctx = info.n_ctx_train;
     int n = pinfer_tokenize(m, text, len, true, NULL, 0);
-    if (n < 0) { args_error(C, "%s", pinfer_last_error()); goto out; }
+    if (n < 0) { args_pinfer_error(C); goto out; }
     if (!(ids = malloc(sizeof *ids * (size_t)(n > 0 ? n : 1)))) { args_error(C, "out of memory"); goto out; }
     n = pinfer_tokenize(m, text, len, true, ids, n);
     if (n < n_ctx) { args_error(C, "%s has %d tokens; perplexity needs at least one chunk of -c %ld", text_path, n, n_ctx); goto out; }

@@ -117,7 +117,7 @@ int cmd_prepare(int argc, char **argv)
     double t0 = pinfer_now();
     int rc = pinfer_prepare(in, out, &p, &r);
     free(text);
-    if (rc) return args_error(C, "%s", pinfer_last_error());
+    if (rc) return args_pinfer_error(C);
     print_report(r);
     fprintf(stderr, "pinfer prepare: wrote %s (%.2f GiB) in %.1f s, peak RSS %.2f GiB\n", out,
             (double)r->file_bytes / (1u << 30), pinfer_now() - t0, (double)pinfer_peak_rss() / (1u << 30));

@@ -76,10 +76,10 @@ int cmd_profile(int argc, char **argv)
     struct pinfer_model *m = NULL;
     struct pinfer_profile *prof = NULL;
     int rc = 1;
-    if (pinfer_model_load(&m, model_path, NULL)) { args_error(C, "%s", pinfer_last_error()); goto out; }
+    if (pinfer_model_load(&m, model_path, NULL)) { args_pinfer_error(C); goto out; }
     char desc[256];
     fprintf(stderr, "pinfer profile: %s\n", pinfer_model_desc(m, desc, sizeof desc));
-    if (pinfer_profile_run(&prof, m, &p)) { args_error(C, "%s", pinfer_last_error()); goto out; }
+    if (pinfer_profile_run(&prof, m, &p)) { args_pinfer_error(C); goto out; }
 
     int hs = (int)(prof->hot_share * 100 + 0.5);
     printf("# %d tokens (%s), %.1f s (%.2f tok/s)\n", prof->n_tokens, prof->source, prof->seconds,
@@ -97,7 +97,7 @@ int cmd_profile(int argc, char **argv)
     int nl = prof->n_layer ? prof->n_layer : 1;
     printf("%5s %8.4f %15s %7.4f %7s %8.4f\n", "mean", 1 - sa / nl, "", sh / nl, "", so / nl);
     printf("# hot = fraction of neurons carrying %d%% of the activations\n", hs);
-    if (json && pinfer_profile_write_json(prof, m, json, neurons)) { args_error(C, "%s", pinfer_last_error()); goto out; }
+    if (json && pinfer_profile_write_json(prof, m, json, neurons)) { args_pinfer_error(C); goto out; }
     rc = 0;
 out:
     pinfer_profile_free(prof);

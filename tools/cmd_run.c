@@ -97,18 +97,18 @@ int cmd_run(int argc, char **argv)
     mp.use_mmap = use_mmap;
     struct pinfer_ctx_params cp = pinfer_ctx_default_params();
     if (budget_flags_apply(C, &bfl, model_path, &mp, &cp)) { rc = 2; goto out; }
-    if (pinfer_model_load(&model, model_path, &mp)) { args_error(C, "%s", pinfer_last_error()); goto out; }
+    if (pinfer_model_load(&model, model_path, &mp)) { args_pinfer_error(C); goto out; }
     cp.n_ctx = (int)n_ctx;
     cp.n_threads = (int)n_threads;
     cp.n_batch = (int)n_batch;
     sparse_flags_apply(&sfl, &cp);
-    if (pinfer_ctx_new(&ctx, model, &cp)) { args_error(C, "%s", pinfer_last_error()); goto out; }
+    if (pinfer_ctx_new(&ctx, model, &cp)) { args_pinfer_error(C); goto out; }
     if (sparse_flags_calibrate(C, &sfl, model, ctx)) goto out;
     double t_load = pinfer_now() - t0;
     int ctx_len = pinfer_ctx_n_ctx(ctx);
 
     int n_ids = pinfer_tokenize(model, prompt, plen, true, NULL, 0);
-    if (n_ids < 0) { args_error(C, "%s", pinfer_last_error()); goto out; }
+    if (n_ids < 0) { args_pinfer_error(C); goto out; }
     ids = malloc(sizeof *ids * (size_t)(n_ids > 0 ? n_ids : 1));
     if (!ids) { args_error(C, "out of memory"); goto out; }
     n_ids = pinfer_tokenize(model, prompt, plen, true, ids, n_ids);
@@ -117,7 +117,7 @@ int cmd_run(int argc, char **argv)
         args_error(C, "the prompt is %d tokens but the context holds %d (raise -c)", n_ids, ctx_len);
         goto out;
     }
-    if (pinfer_sampler_new(&smp, pinfer_n_vocab(model), &sp)) { args_error(C, "%s", pinfer_last_error()); goto out; }
+    if (pinfer_sampler_new(&smp, pinfer_n_vocab(model), &sp)) { args_pinfer_error(C); goto out; }
 
     /* the prompt, as typed, then the prompt batch */
     fwrite(prompt, 1, plen, stdout);
@@ -126,7 +126,7 @@ int cmd_run(int argc, char **argv)
     int bs = (int)n_batch;
     for (int i = 0; i < n_ids; i += bs) {
         int n = n_ids - i < bs ? n_ids - i : bs;
-        if (pinfer_decode(ctx, ids + i, n, i, false)) { args_error(C, "%s", pinfer_last_error()); goto out; }
+        if (pinfer_decode(ctx, ids + i, n, i, false)) { args_pinfer_error(C); goto out; }
     }
     for (int i = 0; i < n_ids; i++) pinfer_sampler_accept(smp, ids[i]);
     double t_prompt = pinfer_now() - t1;
@@ -145,7 +145,7 @@ int cmd_run(int argc, char **argv)
         int np = pinfer_token_to_piece(model, tok, piece, sizeof piece);
         if (np > 0) { fwrite(piece, 1, (size_t)(np < (int)sizeof piece ? np : (int)sizeof piece), stdout); fflush(stdout); }
         if (pos >= ctx_len) break;
-        if (pinfer_decode(ctx, &tok, 1, pos, false)) { args_error(C, "%s", pinfer_last_error()); goto out; }
+        if (pinfer_decode(ctx, &tok, 1, pos, false)) { args_pinfer_error(C); goto out; }
         pos++;
     }
     double t_gen = pinfer_now() - t2;
