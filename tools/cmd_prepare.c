@@ -105,11 +105,9 @@ int cmd_prepare(int argc, char **argv)
     if (!in) return args_usage_error(C, "no input model given (-m FILE)");
     if (!out) return args_usage_error(C, "no output given (-o FILE)");
     char *text = NULL;
-    size_t len = 0;
     if (file) {
-        if (!(text = args_read_file(C, file, &len))) return 1;
+        if (!(text = args_read_file(C, file, &p.text_len))) return 1;
         p.text = text;
-        p.text_len = len;
         if (!capped) p.n_tokens = 0; /* all of the text: more pairs make better predictors */
     }
     p.progress = isatty(2);

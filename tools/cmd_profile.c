@@ -66,11 +66,9 @@ int cmd_profile(int argc, char **argv)
     if (file && p.random_tokens) return args_usage_error(C, "--random and -f exclude each other");
 
     char *text = NULL;
-    size_t len = 0;
     if (file) {
-        if (!(text = args_read_file(C, file, &len))) return 1;
+        if (!(text = args_read_file(C, file, &p.text_len))) return 1;
         p.text = text;
-        p.text_len = len;
         if (!have_n) p.n_tokens = 0; /* the whole text */
     }
     struct pinfer_model *m = NULL;
