@@ -1,6 +1,8 @@
 /* Flag parsing helpers for the CLI. */
 #include "args.h"
 
+#include "pinfer.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -32,6 +34,11 @@ int args_error(const char *cmd, const char *fmt, ...)
     vmsg(cmd, fmt, ap);
     va_end(ap);
     return 1;
+}
+
+int args_pinfer_error(const char *cmd)
+{
+    return args_error(cmd, "%s", pinfer_last_error());
 }
 
 const char *args_value(const char *cmd, int argc, char **argv, int *i)

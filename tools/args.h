@@ -10,6 +10,8 @@
 /* Prints "pinfer CMD: message" to stderr. Returns 2 (usage) or 1 (error) for `return`. */
 int args_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int args_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* args_error with the library's message (pinfer_last_error) for the call that just failed. */
+int args_pinfer_error(const char *cmd);
 
 /* In a flag loop with `const char *a = argv[i]` and `v = argv[i + 1]` (or NULL): consumes the
  * value of the matched flag a, or fails with "flag X needs a value". Unknown flags thus reach

@@ -18,9 +18,8 @@
  * FFN-sized rows by the same threads (pinfer_ctx_scatter_gbs), the roof of that access pattern. */
 #include "args.h"
 #include "cmds.h"
+#include "model_flags.h"
 #include "pinfer.h"
-#include "sparse_flags.h"
-#include "budget_flags.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -61,33 +60,30 @@ static void print_phases(const struct pinfer_ctx *ctx, double bytes, double pred
 #undef GBS
 }
 
+static void help(const struct model_flags *mf)
+{
+    printf("usage: pinfer bench -m MODEL [-p 128] [-n 64] [-t 1,2] [-r 3] [--mmap] [--roof-gbs G]\n");
+    model_flags_help(mf);
+    printf("  -p, --n-prompt N        prompt tokens for the pp test (default 128; 0 = skip)\n"
+           "  -n, --n-gen N           generated tokens for the tg test (default 64; 0 = skip)\n"
+           "  -t, --threads LIST      thread counts, comma-separated, a row each (default: all cores)\n"
+           "  -r, --repetitions N     runs after one warm-up (default 3)\n"
+           "      --roof-gbs G        bandwidth roof in GB/s (default 42 with one thread, 48 with more)\n");
+}
+
 int cmd_bench(int argc, char **argv)
 {
-    const char *model_path = NULL, *v;
     long n_prompt = 128, n_gen = 64, reps = 3;
     int threads[16] = { 0 }, n_thr = 0;
     float roof = 0;
-    bool use_mmap = false;
-    struct sparse_flags sfl;
-    sparse_flags_init(&sfl);
-    struct budget_flags bfl;
-    budget_flags_init(&bfl);
+    struct model_flags mf; /* -t is bench's own: a list of thread counts, one row each */
+    model_flags_init(&mf, MODEL_FLAGS_MMAP | MODEL_FLAGS_BUDGET);
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        v = i + 1 < argc ? argv[i + 1] : NULL;
-        int sf = sparse_flags_parse(C, argc, argv, &i, &sfl);
-        if (sf == 0) sf = budget_flags_parse(C, argc, argv, &i, &bfl);
-        if (sf < 0) return 2;
-        if (sf > 0) continue;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: pinfer bench -m MODEL [-p 128] [-n 64] [-t 1,2] [-r 3] [--mmap] [--roof-gbs G]\n"
-                   "  -p N   prompt tokens for the pp test (0 = skip)\n"
-                   "  -n N   generated tokens for the tg test (0 = skip)\n"
-                   SPARSE_FLAGS_HELP BUDGET_FLAGS_HELP);
-            return 0;
-        }
-        else if (!strcmp(a, "--mmap")) use_mmap = true;
-        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { ARGS_TAKE(); model_path = v; }
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int took = model_flags_parse(C, argc, argv, &i, &mf);
+        if (took < 0) return 2;
+        if (took) continue;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { help(&mf); return 0; }
         else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) { ARGS_TAKE(); if (!args_int(C, a, v, 0, 1 << 16, &n_prompt)) return 2; }
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) { ARGS_TAKE(); if (!args_int(C, a, v, 0, 1 << 16, &n_gen)) return 2; }
         else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) { ARGS_TAKE(); if (!args_int(C, a, v, 1, 1000, &reps)) return 2; }
@@ -95,15 +91,13 @@ int cmd_bench(int argc, char **argv)
         else if (!strcmp(a, "--roof-gbs")) { ARGS_TAKE(); if (!args_float(C, a, v, 0.001, 1e6, &roof)) return 2; }
         else return args_usage_error(C, "unknown flag '%s'", a);
     }
-    if (!model_path) return args_usage_error(C, "no model given (-m FILE)");
+    if (model_flags_check(C, &mf)) return 2;
     if (n_thr == 0) { threads[0] = 0; n_thr = 1; }
+    const bool sparse = mf.cp.sparse != PINFER_SPARSE_OFF;
 
     struct pinfer_model *m = NULL;
-    struct pinfer_model_params mp = pinfer_model_default_params();
-    mp.use_mmap = use_mmap;
-    struct pinfer_ctx_params cp0 = pinfer_ctx_default_params();
-    if (budget_flags_apply(C, &bfl, model_path, &mp, &cp0)) return 2;
-    if (pinfer_model_load(&m, model_path, &mp)) return args_error(C, "%s", pinfer_last_error());
+    int lrc = model_flags_load(C, &mf, &m);
+    if (lrc) return lrc;
     struct pinfer_model_info info;
     pinfer_model_get_info(m, &info);
     char desc[256];
@@ -120,17 +114,12 @@ int cmd_bench(int argc, char **argv)
     double *ts = calloc((size_t)reps * 3, sizeof *ts), *rd = ts + reps, *sg = rd + reps;
     if (!ts) { free(toks); pinfer_model_free(m); return args_error(C, "out of memory"); }
 
+    mf.cp.n_ctx = (int)(n_prompt + n_gen + 1);
+    mf.cp.n_batch = (int)(n_prompt > 0 ? n_prompt : 1);
     for (int ti = 0; ti < n_thr && rc == 0; ti++) {
         struct pinfer_ctx *ctx = NULL;
-        struct pinfer_ctx_params cp = pinfer_ctx_default_params();
-        cp.n_threads = threads[ti];
-        cp.n_ctx = (int)(n_prompt + n_gen + 1);
-        cp.n_batch = (int)(n_prompt > 0 ? n_prompt : 1);
-        sparse_flags_apply(&sfl, &cp);
-        cp.io_backend = cp0.io_backend;
-        cp.cache_hot = cp0.cache_hot;
-        if (pinfer_ctx_new(&ctx, m, &cp)) { rc = args_error(C, "%s", pinfer_last_error()); break; }
-        if (sparse_flags_calibrate(C, &sfl, m, ctx)) { rc = 1; pinfer_ctx_free(ctx); break; }
+        mf.cp.n_threads = threads[ti];
+        if (model_flags_ctx_new(C, &mf, m, &ctx)) { rc = 1; break; }
         int nt = threads[ti] ? threads[ti] : pinfer_cpu_count();
         double tg_time = 0;
         for (int test = 0; test < 2 && rc == 0; test++) {
@@ -141,11 +130,11 @@ int cmd_bench(int argc, char **argv)
                 pinfer_ctx_reset(ctx);
                 double t0 = pinfer_now();
                 if (test == 0) {
-                    if (pinfer_decode(ctx, toks, (int)n, 0, false)) { rc = args_error(C, "%s", pinfer_last_error()); break; }
+                    if (pinfer_decode(ctx, toks, (int)n, 0, false)) { rc = args_pinfer_error(C); break; }
                 } else {
                     int32_t tok = pinfer_token_bos(m) >= 0 ? pinfer_token_bos(m) : 0;
                     for (long i = 0; i < n; i++) {
-                        if (pinfer_decode(ctx, &tok, 1, (int)i, false)) { rc = args_error(C, "%s", pinfer_last_error()); break; }
+                        if (pinfer_decode(ctx, &tok, 1, (int)i, false)) { rc = args_pinfer_error(C); break; }
                         tok = (int32_t)((tok * 31 + 7) % info.n_vocab);
                     }
                     if (rc) break;
@@ -154,7 +143,7 @@ int cmd_bench(int argc, char **argv)
                 if (r >= 0) ts[r] = (double)n / dt;
                 if (r >= 0 && test == 1) tg_time += dt;
                 if (r >= 0 && test == 1) rd[r] = pinfer_ctx_read_gbs(ctx);
-                if (r >= 0 && test == 1 && sfl.mode != PINFER_SPARSE_OFF) sg[r] = pinfer_ctx_scatter_gbs(ctx);
+                if (r >= 0 && test == 1 && sparse) sg[r] = pinfer_ctx_scatter_gbs(ctx);
             }
             if (rc) break;
             double mean, sd;
@@ -165,7 +154,7 @@ int cmd_bench(int argc, char **argv)
             else {
                 struct pinfer_sparse_stats st;
                 double bytes = tg_bytes, pred_bytes = 0;
-                if (sfl.mode != PINFER_SPARSE_OFF && pinfer_ctx_sparse_stats(ctx, -1, &st) == 0 && st.n_tokens > 0) {
+                if (sparse && pinfer_ctx_sparse_stats(ctx, -1, &st) == 0 && st.n_tokens > 0) {
                     bytes = st.bytes;
                     pred_bytes = st.pred_bytes;
                 }
@@ -179,14 +168,14 @@ int cmd_bench(int argc, char **argv)
                 }
                 printf("| %s | %.2f GiB | %.2f B | %d | tg%ld%s%s | %.2f ± %.2f | %.0f | %.1f | %.0f%% of %.0f | %s | %s |\n", pinfer_type_name(info.weight_type),
                        (double)info.weight_bytes / (1u << 30), (double)info.n_params / 1e9, nt, n,
-                       sfl.mode != PINFER_SPARSE_OFF ? " " : "", sfl.mode != PINFER_SPARSE_OFF ? pinfer_sparse_mode_name(sfl.mode) : "",
+                       sparse ? " " : "", sparse ? pinfer_sparse_mode_name(mf.cp.sparse) : "",
                        mean, sd, bytes / 1e6, gbs, 100.0 * gbs / roof_gbs(nt, roof), roof_gbs(nt, roof), rcol, fcol);
                 fflush(stdout);
                 double smean = 0, ssd;
-                if (sfl.mode != PINFER_SPARSE_OFF) mean_sd(sg, (int)reps, &smean, &ssd);
+                if (sparse) mean_sd(sg, (int)reps, &smean, &ssd);
                 print_phases(ctx, bytes, pred_bytes, smean);
-                sparse_flags_report(stdout, &sfl, m, ctx);
-                budget_flags_report(stdout, ctx, (uint64_t)(n * reps), tg_time);
+                model_flags_sparse_report(stdout, &mf, m, ctx);
+                model_flags_budget_report(stdout, ctx, (uint64_t)(n * reps), tg_time);
             }
             fflush(stdout);
         }

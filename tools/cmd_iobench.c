@@ -114,7 +114,7 @@ static int measure(struct pf_io *io, char *buf, size_t bs, int qd, double secs, 
     r->iops = (double)(s1.reads - s0.reads) / dt;
 out:
     free(free_buf);
-    return rc < 0 ? args_error(C, "%s", pinfer_last_error()) : 0;
+    return rc < 0 ? args_pinfer_error(C) : 0;
 }
 
 static void size_str(size_t b, char *out, size_t cap)
@@ -148,7 +148,7 @@ int cmd_iobench(int argc, char **argv)
     size_t max_bs = 0;
     for (int i = 0; i < n_bs; i++) max_bs = bs[i] > max_bs ? bs[i] : max_bs;
     char *buf = pf_io_alloc(max_bs * (size_t)qd);
-    if (!buf) return args_error(C, "%s", pinfer_last_error());
+    if (!buf) return args_pinfer_error(C);
 
     int rc = 0;
     bool header = false;
@@ -158,7 +158,7 @@ int cmd_iobench(int argc, char **argv)
         p.backend = bes[e];
         p.queue_depth = (int)qd;
         p.n_threads = threads ? (int)threads : (int)qd;
-        if (pf_io_open(&io, file, &p)) { rc = args_error(C, "%s", pinfer_last_error()); break; }
+        if (pf_io_open(&io, file, &p)) { rc = args_pinfer_error(C); break; }
         if (pf_io_file_size(io) < max_bs) {
             rc = args_error(C, "%s is smaller than the largest block size (%zu bytes)", file, max_bs);
             pf_io_close(io);

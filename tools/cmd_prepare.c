@@ -105,11 +105,9 @@ int cmd_prepare(int argc, char **argv)
     if (!in) return args_usage_error(C, "no input model given (-m FILE)");
     if (!out) return args_usage_error(C, "no output given (-o FILE)");
     char *text = NULL;
-    size_t len = 0;
     if (file) {
-        if (!(text = args_read_file(C, file, &len))) return 1;
+        if (!(text = args_read_file(C, file, &p.text_len))) return 1;
         p.text = text;
-        p.text_len = len;
         if (!capped) p.n_tokens = 0; /* all of the text: more pairs make better predictors */
     }
     p.progress = isatty(2);
@@ -117,7 +115,7 @@ int cmd_prepare(int argc, char **argv)
     double t0 = pinfer_now();
     int rc = pinfer_prepare(in, out, &p, &r);
     free(text);
-    if (rc) return args_error(C, "%s", pinfer_last_error());
+    if (rc) return args_pinfer_error(C);
     print_report(r);
     fprintf(stderr, "pinfer prepare: wrote %s (%.2f GiB) in %.1f s, peak RSS %.2f GiB\n", out,
             (double)r->file_bytes / (1u << 30), pinfer_now() - t0, (double)pinfer_peak_rss() / (1u << 30));

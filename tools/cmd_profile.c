@@ -66,20 +66,18 @@ int cmd_profile(int argc, char **argv)
     if (file && p.random_tokens) return args_usage_error(C, "--random and -f exclude each other");
 
     char *text = NULL;
-    size_t len = 0;
     if (file) {
-        if (!(text = args_read_file(C, file, &len))) return 1;
+        if (!(text = args_read_file(C, file, &p.text_len))) return 1;
         p.text = text;
-        p.text_len = len;
         if (!have_n) p.n_tokens = 0; /* the whole text */
     }
     struct pinfer_model *m = NULL;
     struct pinfer_profile *prof = NULL;
     int rc = 1;
-    if (pinfer_model_load(&m, model_path, NULL)) { args_error(C, "%s", pinfer_last_error()); goto out; }
+    if (pinfer_model_load(&m, model_path, NULL)) { args_pinfer_error(C); goto out; }
     char desc[256];
     fprintf(stderr, "pinfer profile: %s\n", pinfer_model_desc(m, desc, sizeof desc));
-    if (pinfer_profile_run(&prof, m, &p)) { args_error(C, "%s", pinfer_last_error()); goto out; }
+    if (pinfer_profile_run(&prof, m, &p)) { args_pinfer_error(C); goto out; }
 
     int hs = (int)(prof->hot_share * 100 + 0.5);
     printf("# %d tokens (%s), %.1f s (%.2f tok/s)\n", prof->n_tokens, prof->source, prof->seconds,
@@ -97,7 +95,7 @@ int cmd_profile(int argc, char **argv)
     int nl = prof->n_layer ? prof->n_layer : 1;
     printf("%5s %8.4f %15s %7.4f %7s %8.4f\n", "mean", 1 - sa / nl, "", sh / nl, "", so / nl);
     printf("# hot = fraction of neurons carrying %d%% of the activations\n", hs);
-    if (json && pinfer_profile_write_json(prof, m, json, neurons)) { args_error(C, "%s", pinfer_last_error()); goto out; }
+    if (json && pinfer_profile_write_json(prof, m, json, neurons)) { args_pinfer_error(C); goto out; }
     rc = 0;
 out:
     pinfer_profile_free(prof);

@@ -100,7 +100,7 @@ int cmd_synth(int argc, char **argv)
 
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (pinfer_synth(out, &p)) return args_error(C, "%s", pinfer_last_error());
+    if (pinfer_synth(out, &p)) return args_pinfer_error(C);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
     struct stat st;

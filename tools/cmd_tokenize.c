@@ -38,9 +38,9 @@ int cmd_tokenize(int argc, char **argv)
     mp.vocab_only = true;
     int rc = 1;
     int32_t *ids = NULL;
-    if (pinfer_model_load(&m, model_path, &mp)) { args_error(C, "%s", pinfer_last_error()); goto out; }
+    if (pinfer_model_load(&m, model_path, &mp)) { args_pinfer_error(C); goto out; }
     int n = pinfer_tokenize(m, text, len, !no_bos, NULL, 0);
-    if (n < 0 || !(ids = malloc(sizeof *ids * (size_t)(n + 1)))) { args_error(C, "%s", pinfer_last_error()); goto out; }
+    if (n < 0 || !(ids = malloc(sizeof *ids * (size_t)(n + 1)))) { args_pinfer_error(C); goto out; }
     n = pinfer_tokenize(m, text, len, !no_bos, ids, n);
     for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
     printf("\n");
