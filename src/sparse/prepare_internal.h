@@ -8,6 +8,7 @@
 #define PF_SPARSE_PREPARE_INTERNAL_H
 
 #include "pinfer.h"
+#include "model/act.h"
 #include "model/model.h"
 #include "sparse/predictor.h"
 

@@ -12,6 +12,7 @@
 #include "pinfer.h"
 
 #include "core/error.h"
+#include "model/act.h"
 #include "model/model.h"
 #include "sparse/stats.h"
 #include "synth/synth_rng.h"
@@ -214,18 +215,6 @@ static void json_num(FILE *fp, double v)
     else fputs("null", fp);
 }
 
-static const char *act_name(enum pinfer_act a)
-{
-    switch (a) {
-    case PINFER_ACT_SILU: return "silu";
-    case PINFER_ACT_RELU: return "relu";
-    case PINFER_ACT_REGLU: return "reglu";
-    case PINFER_ACT_DRELU: return "drelu";
-    case PINFER_ACT_GELU: return "gelu";
-    }
-    return "?";
-}
-
 static void write_json(FILE *fp, const struct pinfer_profile *prof, const struct pinfer_model *m, bool neurons)
 {
     static const char *qn[6] = { "p10", "p25", "p50", "p75", "p90", "p99" };
@@ -253,7 +242,7 @@ static void write_json(FILE *fp, const struct pinfer_profile *prof, const struct
         }
     }
     fprintf(fp, "  \"act\": \"%s\",\n  \"source\": \"%s\",\n  \"n_tokens\": %d,\n  \"n_layer\": %d,\n",
-            act_name(prof->act), prof->source, prof->n_tokens, prof->n_layer);
+            pf_act_name(prof->act), prof->source, prof->n_tokens, prof->n_layer);
     fprintf(fp, "  \"hot_share\": ");
     json_num(fp, prof->hot_share);
     fprintf(fp, ",\n  \"seconds\": ");

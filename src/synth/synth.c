@@ -92,7 +92,7 @@ static int build_tensors(struct synth_tensor *ts, int *n, const struct synth_cfg
 static int set_keys(struct gguf_writer *w, const struct synth_cfg *c, const struct synth_vocab *v)
 {
     char name[128];
-    snprintf(name, sizeof name, "pinfer-synth %s %s %s", c->shape, synth_act_name(c->act), pf_type_name(c->type));
+    snprintf(name, sizeof name, "pinfer-synth %s %s %s", c->shape, pf_act_name(c->act), pf_type_name(c->type));
     int rc = 0;
     bool quant = c->type == PF_TYPE_Q4_0 || c->type == PF_TYPE_Q8_0;
     if (!rc) rc = gguf_writer_set_str(w, "general.architecture", "llama");
@@ -111,7 +111,7 @@ static int set_keys(struct gguf_writer *w, const struct synth_cfg *c, const stru
     if (!rc && c->n_expert) rc = gguf_writer_set_u32(w, "llama.expert_used_count", (uint32_t)c->n_expert_used);
     if (!rc) rc = gguf_writer_set_u32(w, "general.file_type", (uint32_t)synth_file_type(c->type));
     if (!rc && quant) rc = gguf_writer_set_u32(w, "general.quantization_version", 2);
-    if (!rc) rc = gguf_writer_set_str(w, "pinfer.ffn_act", synth_act_name(c->act));
+    if (!rc) rc = gguf_writer_set_str(w, "pinfer.ffn_act", pf_act_name(c->act));
     /* version 2: rank-structured gate rows (version 1 files are exactly those of rank 0) */
     if (!rc) rc = gguf_writer_set_u32(w, "pinfer.synth.version", c->rank ? 2 : 1);
     if (!rc) rc = gguf_writer_set_str(w, "pinfer.synth.shape", c->shape);

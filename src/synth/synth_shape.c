@@ -41,18 +41,6 @@ struct pinfer_synth_params pinfer_synth_default_params(void)
     return p;
 }
 
-const char *synth_act_name(enum pinfer_act act)
-{
-    switch (act) {
-    case PINFER_ACT_SILU: return "silu";
-    case PINFER_ACT_RELU: return "relu";
-    case PINFER_ACT_REGLU: return "reglu";
-    case PINFER_ACT_DRELU: return "drelu";
-    case PINFER_ACT_GELU: return "gelu";
-    }
-    return "?";
-}
-
 bool synth_act_relu_family(enum pinfer_act act)
 {
     return act == PINFER_ACT_RELU || act == PINFER_ACT_REGLU || act == PINFER_ACT_DRELU;
