@@ -327,7 +327,7 @@ int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfe
     P.n_ff = h->n_ff;
     P.slot_size = 3 * P.row_size;
     if ((rc = cluster_size(P.slot_size, P.n_ff, p.cluster_size, &P.cluster_size))) goto out;
-    const bool relu = h->act == PINFER_ACT_RELU || h->act == PINFER_ACT_REGLU || h->act == PINFER_ACT_DRELU;
+    const bool relu = pf_act_is_relu_family(h->act);
     const bool import = relu && gguf_find_tensor(m->gguf, "blk.0.fc1.weight") >= 0;
     P.pred_source = !relu ? "none" : import ? "powerinfer" : "trained";
     if (!(P.layers = calloc((size_t)P.n_layer, sizeof *P.layers))) { rc = pf_fail(PINFER_ENOMEM, "out of memory"); goto out; }

@@ -133,7 +133,7 @@ int pf_calib_run(struct pf_calib **out, struct pinfer_model *m, const struct pin
     c->n_ff = info.n_ff;
     c->n_tok = n;
     c->mask_stride = ((size_t)info.n_ff + 7) / 8;
-    c->relu_family = info.act == PINFER_ACT_RELU || info.act == PINFER_ACT_REGLU || info.act == PINFER_ACT_DRELU;
+    c->relu_family = pf_act_is_relu_family(info.act);
     c->gather = gather;
     c->source = p->text ? "text" : "sample";
     c->bad_layer = -1;

@@ -116,7 +116,7 @@ static int set_keys(struct gguf_writer *w, const struct synth_cfg *c, const stru
     if (!rc) rc = gguf_writer_set_u32(w, "pinfer.synth.version", c->rank ? 2 : 1);
     if (!rc) rc = gguf_writer_set_str(w, "pinfer.synth.shape", c->shape);
     if (!rc) rc = gguf_writer_set_u64(w, "pinfer.synth.seed", c->seed);
-    if (!rc && synth_act_relu_family(c->act)) {
+    if (!rc && pf_act_is_relu_family(c->act)) {
         rc = gguf_writer_set_f32(w, "pinfer.synth.sparsity", c->sparsity);
         if (!rc) rc = gguf_writer_set_f32(w, "pinfer.synth.hot_frac", c->hot_frac);
         if (!rc) rc = gguf_writer_set_f32(w, "pinfer.synth.hot_share", c->hot_share);

@@ -49,7 +49,6 @@ struct synth_cfg {
 int synth_cfg_resolve(struct synth_cfg *cfg, const struct pinfer_synth_params *p);
 /* pf_act_name, under the name tests/test_synth_rank.c knows it by. */
 static inline const char *synth_act_name(enum pinfer_act act) { return pf_act_name(act); }
-bool synth_act_relu_family(enum pinfer_act act);
 /* llama.cpp's general.file_type (LLAMA_FTYPE_*) for the big-matrix type. */
 int synth_file_type(int type);
 
