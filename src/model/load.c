@@ -34,7 +34,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #define ARENA_ALIGN 4096
@@ -44,13 +43,6 @@ struct pinfer_model_params pinfer_model_default_params(void)
 {
     struct pinfer_model_params p = { .use_mmap = false, .vocab_only = false };
     return p;
-}
-
-double pf_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 uint64_t pf_peak_rss(void)

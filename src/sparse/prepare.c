@@ -32,6 +32,7 @@
 
 #define PRED_BUDGET 0.10     /* predictor share of the bytes a token touches */
 #define MIN_CLUSTER 16
+#define PHASE "pinfer prepare: %-11s " /* the progress bar's label */
 
 struct pinfer_prepare_params pinfer_prepare_default_params(void)
 {
@@ -48,44 +49,6 @@ void pinfer_prepare_result_free(struct pinfer_prepare_result *r)
     if (!r) return;
     free(r->layers);
     free(r);
-}
-
-/* ==== Progress bar ==== */
-
-static void progress_draw(const struct pf_progress *pg, int pm)
-{
-    char bar[41];
-    int fill = pm * 40 / 1000;
-    for (int i = 0; i < 40; i++) bar[i] = i < fill ? '#' : '.';
-    bar[40] = 0;
-    fprintf(stderr, "\rpinfer prepare: %-11s [%s] %5.1f%%", pg->phase, bar, pm / 10.0);
-    fflush(stderr);
-}
-
-void pf_progress_start(struct pf_progress *pg, bool on, const char *phase)
-{
-    pg->on = on;
-    pg->phase = phase;
-    pg->shown = -1;
-    pf_progress_update(pg, 0);
-}
-
-void pf_progress_update(struct pf_progress *pg, double frac)
-{
-    if (!pg || !pg->on) return;
-    int pm = (int)(frac * 1000 + 0.5);
-    if (pm < 0) pm = 0;
-    if (pm > 1000) pm = 1000;
-    if (pm == pg->shown) return;
-    pg->shown = pm;
-    progress_draw(pg, pm);
-}
-
-void pf_progress_end(struct pf_progress *pg)
-{
-    if (!pg->on) return;
-    progress_draw(pg, 1000);
-    fputc('\n', stderr);
 }
 
 /* ==== Checks ==== */
@@ -332,7 +295,7 @@ int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfe
     P.pred_source = !relu ? "none" : import ? "powerinfer" : "trained";
     if (!(P.layers = calloc((size_t)P.n_layer, sizeof *P.layers))) { rc = pf_fail(PINFER_ENOMEM, "out of memory"); goto out; }
 
-    pf_progress_start(&pg, p.progress, "profiling");
+    pf_progress_start(&pg, p.progress, PHASE, "profiling");
     rc = pf_calib_run(&calib, m, &p, relu, &pg);
     pf_progress_end(&pg);
     if (rc) goto out;
@@ -344,7 +307,7 @@ int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfe
     const double ffn_layer = (double)P.slot_size * P.n_ff;
     const double base_layer = ((double)h->decode_bytes - ffn_layer * P.n_layer) / P.n_layer;
     struct pf_pred_cfg cfg = { .recall_target = p.recall_target, .steps = p.train_steps, .pool = pool };
-    pf_progress_start(&pg, p.progress && relu, "predictors");
+    pf_progress_start(&pg, p.progress && relu, PHASE, "predictors");
     for (int l = 0; l < P.n_layer; l++) {
         struct pf_prep_layer *L = &P.layers[l];
         const struct pf_calib_layer *C = &calib->layers[l];
@@ -374,7 +337,7 @@ int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfe
     t2 = pf_now();
 
     uint64_t file_bytes = 0;
-    pf_progress_start(&pg, p.progress, "writing");
+    pf_progress_start(&pg, p.progress, PHASE, "writing");
     rc = pf_prepare_write(&P, out_path, &pg, &file_bytes);
     pf_progress_end(&pg);
     if (rc) goto out;
