@@ -150,6 +150,14 @@ static int order_layer(struct pf_prep_layer *L, const struct pf_calib_layer *C, 
     return 0;
 }
 
+/* Fraction of (token, neuron) pairs of layer l that were on while calibrating. */
+static double active_frac(const struct pf_calib *c, int l)
+{
+    uint64_t on = 0;
+    for (int i = 0; i < c->n_ff; i++) on += c->layers[l].count[i];
+    return (double)on / ((double)c->n_tok * c->n_ff);
+}
+
 /* PowerInfer's predictor of layer l, copied from the input file; threshold 0 (its logit > 0). */
 static int import_predictor(struct pf_predictor *p, const struct pinfer_model *m, int l)
 {
@@ -310,18 +318,14 @@ int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfe
     pf_progress_start(&pg, p.progress && relu, PHASE, "predictors");
     for (int l = 0; l < P.n_layer; l++) {
         struct pf_prep_layer *L = &P.layers[l];
-        const struct pf_calib_layer *C = &calib->layers[l];
-        if ((rc = order_layer(L, C, P.n_ff, calib->n_tok))) break;
+        if ((rc = order_layer(L, &calib->layers[l], P.n_ff, calib->n_tok))) break;
         if (!relu) continue;
         struct pf_pred_data d = pf_calib_data(calib, l);
         cfg.seed = pf_mix64(p.seed + 0x9E37u * (uint64_t)(l + 1));
         if (import) {
             if ((rc = import_predictor(&L->pred, m, l)) || (rc = pf_pred_eval(&L->pred, &d, false, &cfg))) break;
         } else {
-            uint64_t on = 0;
-            for (int i = 0; i < P.n_ff; i++) on += C->count[i];
-            double active = (double)on / ((double)calib->n_tok * P.n_ff);
-            int cap = rank_cap(P.n_embd, P.n_ff, base_layer, ffn_layer, active);
+            int cap = rank_cap(P.n_embd, P.n_ff, base_layer, ffn_layer, active_frac(calib, l));
             if ((rc = fit_predictor(&L->pred, &d, &m->layers[l], h->act == PINFER_ACT_DRELU, p.rank, cap, ffn_layer, &cfg)))
                 break;
         }
@@ -369,9 +373,7 @@ int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfe
                 R->pred_frac = L->pred.pred_frac;
                 R->pred_bytes = L->pred.fc1_bytes + L->pred.fc2_bytes;
             } else {
-                uint64_t on = 0;
-                for (int i = 0; i < P.n_ff; i++) on += calib->layers[l].count[i];
-                R->active_frac = (double)on / ((double)calib->n_tok * P.n_ff);
+                R->active_frac = active_frac(calib, l);
                 R->pred_frac = 1.0; /* no predictor: decode reads every bundle */
             }
             res->bytes_pred += R->pred_bytes;

@@ -193,6 +193,13 @@ static void json_num(FILE *fp, double v)
     else fputs("null", fp);
 }
 
+/* sep "key": v */
+static void json_field(FILE *fp, const char *sep, const char *key, double v)
+{
+    fprintf(fp, "%s\"%s\": ", sep, key);
+    json_num(fp, v);
+}
+
 static void write_json(FILE *fp, const struct pinfer_profile *prof, const struct pinfer_model *m, bool neurons)
 {
     static const char *qn[6] = { "p10", "p25", "p50", "p75", "p90", "p99" };
@@ -210,56 +217,38 @@ static void write_json(FILE *fp, const struct pinfer_profile *prof, const struct
             gguf_get_f32(m->gguf, "pinfer.synth.hot_frac", &h);
             gguf_get_f32(m->gguf, "pinfer.synth.hot_share", &s);
             if (gguf_get_i64(m->gguf, "pinfer.synth.seed", &sv) == 0) seed = (uint64_t)sv;
-            fprintf(fp, "  \"synth_request\": {\"sparsity\": ");
-            json_num(fp, f);
-            fprintf(fp, ", \"hot_frac\": ");
-            json_num(fp, h);
-            fprintf(fp, ", \"hot_share\": ");
-            json_num(fp, s);
+            json_field(fp, "  \"synth_request\": {", "sparsity", f);
+            json_field(fp, ", ", "hot_frac", h);
+            json_field(fp, ", ", "hot_share", s);
             fprintf(fp, ", \"seed\": %llu},\n", (unsigned long long)seed);
         }
     }
     fprintf(fp, "  \"act\": \"%s\",\n  \"source\": \"%s\",\n  \"n_tokens\": %d,\n  \"n_layer\": %d,\n",
             pf_act_name(prof->act), prof->source, prof->n_tokens, prof->n_layer);
-    fprintf(fp, "  \"hot_share\": ");
-    json_num(fp, prof->hot_share);
-    fprintf(fp, ",\n  \"seconds\": ");
-    json_num(fp, prof->seconds);
+    json_field(fp, "  ", "hot_share", prof->hot_share);
+    json_field(fp, ",\n  ", "seconds", prof->seconds);
     double sa = 0, sh = 0, so = 0;
     for (int l = 0; l < prof->n_layer; l++) {
         sa += prof->layers[l].active_frac; sh += prof->layers[l].hot_frac; so += prof->layers[l].overlap;
     }
     int nl = prof->n_layer > 0 ? prof->n_layer : 1;
-    fprintf(fp, ",\n  \"mean\": {\"sparsity\": ");
-    json_num(fp, 1 - sa / nl);
-    fprintf(fp, ", \"hot_frac\": ");
-    json_num(fp, sh / nl);
-    fprintf(fp, ", \"overlap\": ");
-    json_num(fp, so / nl);
+    json_field(fp, ",\n  \"mean\": {", "sparsity", 1 - sa / nl);
+    json_field(fp, ", ", "hot_frac", sh / nl);
+    json_field(fp, ", ", "overlap", so / nl);
     fprintf(fp, "},\n  \"layers\": [\n");
     for (int l = 0; l < prof->n_layer; l++) {
         const struct pinfer_profile_layer *L = &prof->layers[l];
-        fprintf(fp, "    {\"layer\": %d, \"n_ff\": %d, \"sparsity\": ", l, L->n_ff);
-        json_num(fp, 1 - L->active_frac);
-        fprintf(fp, ", \"active_frac\": ");
-        json_num(fp, L->active_frac);
-        fprintf(fp, ", \"active_frac_min\": ");
-        json_num(fp, L->active_frac_min);
-        fprintf(fp, ", \"active_frac_max\": ");
-        json_num(fp, L->active_frac_max);
-        fprintf(fp, ", \"hot_frac\": ");
-        json_num(fp, L->hot_frac);
-        fprintf(fp, ", \"hot_frac_mag\": ");
-        json_num(fp, L->hot_frac_mag);
-        fprintf(fp, ", \"overlap\": ");
-        json_num(fp, L->overlap);
-        fprintf(fp, ", \"abs_mean\": ");
-        json_num(fp, L->abs_mean);
+        fprintf(fp, "    {\"layer\": %d, \"n_ff\": %d", l, L->n_ff);
+        json_field(fp, ", ", "sparsity", 1 - L->active_frac);
+        json_field(fp, ", ", "active_frac", L->active_frac);
+        json_field(fp, ", ", "active_frac_min", L->active_frac_min);
+        json_field(fp, ", ", "active_frac_max", L->active_frac_max);
+        json_field(fp, ", ", "hot_frac", L->hot_frac);
+        json_field(fp, ", ", "hot_frac_mag", L->hot_frac_mag);
+        json_field(fp, ", ", "overlap", L->overlap);
+        json_field(fp, ", ", "abs_mean", L->abs_mean);
         fprintf(fp, ", \"abs_quantiles\": {");
-        for (int q = 0; q < 6; q++) {
-            fprintf(fp, "%s\"%s\": ", q ? ", " : "", qn[q]);
-            json_num(fp, L->abs_q[q]);
-        }
+        for (int q = 0; q < 6; q++) json_field(fp, q ? ", " : "", qn[q], L->abs_q[q]);
         fprintf(fp, "}");
         if (neurons && L->freq) {
             fprintf(fp, ", \"freq\": [");
