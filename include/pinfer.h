@@ -58,6 +58,11 @@ enum pinfer_act {
     PINFER_ACT_DRELU = 3, /* relu(gate) * relu(up) */
     PINFER_ACT_GELU = 4,  /* gelu(gate) * up (GeGLU) */
 };
+/* The name of an activation as pinfer.ffn_act stores it ("silu", "relu", "reglu", "drelu",
+ * "gelu"; "?" outside the enum); a static string. */
+const char *pinfer_act_name(enum pinfer_act act);
+/* Parses such a name (case-insensitive; "swiglu" = silu): 0 with *out set, or PINFER_EINVAL. */
+int pinfer_act_parse(const char *name, enum pinfer_act *out);
 
 struct pinfer_model_info {
     char arch[32];

@@ -14,7 +14,7 @@
 
 /* ==== The flags ==== */
 
-enum flag_id { F_MODEL, F_THREADS, F_CTX, F_MMAP, F_NO_MMAP, F_SPARSE, F_TARGET, F_CALIB, F_VERIFY, F_BUDGET, F_IO, F_HOT };
+enum flag_id { F_MODEL, F_THREADS, F_CTX, F_MMAP, F_NO_MMAP, F_SPARSE, F_TARGET, F_CALIB, F_VERIFY, F_BUDGET, F_IO, F_HOT, F_PREFETCH, F_STAGE, F_IDEAL };
 
 static const struct flag_spec {
     const char *name, *alias; /* long spelling; the short one or NULL */
@@ -43,6 +43,15 @@ static const struct flag_spec {
                "      --io BACKEND        direct reads under a budget: auto, uring, pread (default auto)\n" },
     [F_HOT] = { "--cache-hot", NULL, MODEL_FLAGS_BUDGET, true,
                 "      --cache-hot F       under a budget: share of FFN memory pinned for hot neurons (0.9)\n" },
+    [F_PREFETCH] = { "--prefetch", NULL, MODEL_FLAGS_BUDGET, false,
+                     "      --prefetch          under a budget, predictor mode: read the next layer's likely neurons\n"
+                     "                          during its attention (a second staging area)\n" },
+    [F_STAGE] = { "--stage-bytes", NULL, MODEL_FLAGS_BUDGET, true,
+                  "      --stage-bytes SIZE  under a budget: staging area for one step's reads (K/M/G; default a\n"
+                  "                          layer's FFN, at most 16M)\n" },
+    [F_IDEAL] = { "--sparse-ideal", NULL, 0, true,
+                  "      --sparse-ideal F    benchmark aid, predictor mode: read every round(1/F)-th neuron instead of\n"
+                  "                          asking the predictor (the bytes of a perfect predictor; the text is not the model's)\n" },
 };
 #define N_FLAGS (int)(sizeof flags / sizeof *flags)
 
@@ -143,6 +152,17 @@ int model_flags_parse(const char *cmd, int argc, char **argv, int *i, struct mod
         break;
     case F_HOT:
         if (!args_float(cmd, a, v, 0, 1, &f->cp.cache_hot)) return -1;
+        break;
+    case F_PREFETCH: f->cp.prefetch = true; break;
+    case F_STAGE:
+        if (v[0] == '-' || strchr(v, '%') || !parse_size(v, 0, &bytes) || bytes == 0) {
+            args_usage_error(cmd, "--stage-bytes '%s' is not a size (examples: 16M, 65536)", v);
+            return -1;
+        }
+        f->cp.stage_bytes = bytes;
+        break;
+    case F_IDEAL:
+        if (!args_float(cmd, a, v, 0, 1, &f->cp.sparse_ideal)) return -1;
         break;
     }
     return 1;

@@ -23,6 +23,7 @@
 
 #include "core/checked.h"
 #include "core/error.h"
+#include "model/act.h"
 #include "tensor/types.h"
 
 #include <errno.h>
@@ -32,10 +33,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #define ARENA_ALIGN 4096
@@ -73,17 +72,6 @@ static int get_float(const struct gguf_file *f, const char *arch, const char *su
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
     int rc = gguf_get_f32(f, key, out);
     return rc < 0 ? pf_fail_context(rc, "metadata %s", key) : 0;
-}
-
-static int parse_act(const char *s, enum pinfer_act *out)
-{
-    static const struct { const char *name; enum pinfer_act act; } acts[] = {
-        { "silu", PINFER_ACT_SILU }, { "swiglu", PINFER_ACT_SILU }, { "relu", PINFER_ACT_RELU },
-        { "reglu", PINFER_ACT_REGLU }, { "drelu", PINFER_ACT_DRELU }, { "gelu", PINFER_ACT_GELU },
-    };
-    for (size_t i = 0; i < sizeof acts / sizeof *acts; i++)
-        if (strcasecmp(s, acts[i].name) == 0) { *out = acts[i].act; return 0; }
-    return pf_fail(PINFER_EUNSUPPORTED, "unknown FFN activation '%s' in pinfer.ffn_act", s);
 }
 
 static int load_hparams(struct pinfer_model *m)
@@ -136,7 +124,8 @@ static int load_hparams(struct pinfer_model *m)
     rc = gguf_get_str(f, "pinfer.ffn_act", act, sizeof act);
     if (rc < 0) return rc;
     if (rc == 0) {
-        if ((rc = parse_act(act, &h->act))) return rc;
+        if (pf_act_parse(act, &h->act))
+            return pf_fail(PINFER_EUNSUPPORTED, "unknown FFN activation '%s' in pinfer.ffn_act", act);
     } else if (gguf_find(f, "powerinfer.sparse_threshold") || gguf_find_tensor(f, "blk.0.fc1.weight") >= 0) {
         h->act = PINFER_ACT_RELU;
     }
@@ -636,10 +625,9 @@ void pinfer_model_get_info(const struct pinfer_model *m, struct pinfer_model_inf
 const char *pinfer_model_desc(const struct pinfer_model *m, char *buf, size_t cap)
 {
     const struct pinfer_model_info *h = &m->info;
-    static const char *acts[] = { "silu", "relu", "reglu", "drelu", "gelu" };
     snprintf(buf, cap, "%s %.2fB params, %s, %.2f GiB, %d layers, dim %d, ffn %d (%s), heads %d/%d, vocab %d",
              h->arch, (double)h->n_params / 1e9, pf_type_name(h->weight_type),
-             (double)h->weight_bytes / (1u << 30), h->n_layer, h->n_embd, h->n_ff, acts[h->act],
+             (double)h->weight_bytes / (1u << 30), h->n_layer, h->n_embd, h->n_ff, pf_act_name(h->act),
              h->n_head, h->n_head_kv, h->n_vocab);
     if (h->prepared) {
         size_t n = strlen(buf);

@@ -2,9 +2,9 @@
  * the forward pass's FFN input/output hook, records per layer and neuron how often it is on and
  * its mean |activation|, and (for predictors) every token's FFN input and true active set.
  *
- * Tokens: text is tokenized with BOS first and decoded in batches of 64; without text the model
- * samples from BOS one token at a time with the sampler pinfer profile uses (temperature 1, no
- * truncation, repetition penalty 1.1 over 64 tokens, seeded), so a model cannot sit in a loop.
+ * Tokens (runtime/token_feed.c): text is tokenized with BOS first and decoded in batches of 64;
+ * without text the model samples from BOS one token at a time with the sampler pinfer profile
+ * uses, in one sequence.
  * "On": act != 0 for the ReLU family, which is exactly the set the sparse FFN must compute. SiLU
  * and GeLU activations are never exactly zero, so there a neuron counts as on when its |act| is
  * above the token's median |act| over the layer: the neurons a 50% threshold would keep. */
@@ -12,6 +12,7 @@
 
 #include "core/checked.h"
 #include "core/error.h"
+#include "runtime/token_feed.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -68,20 +69,6 @@ static void io_hook(void *ud, int layer, const float *in, int n_embd, const floa
     }
 }
 
-static int make_text_tokens(const struct pinfer_model *m, const struct pinfer_prepare_params *p, int32_t **out, int *n)
-{
-    int k = pinfer_tokenize(m, p->text, p->text_len, true, NULL, 0);
-    if (k < 0) return k;
-    int32_t *t = malloc(sizeof *t * ((size_t)k + 1));
-    if (!t) return pf_fail(PINFER_ENOMEM, "out of memory for %d tokens", k);
-    k = pinfer_tokenize(m, p->text, p->text_len, true, t, k + 1);
-    if (k < 0) { free(t); return k; }
-    if (p->n_tokens > 0 && k > p->n_tokens) k = p->n_tokens;
-    *out = t;
-    *n = k;
-    return 0;
-}
-
 static int alloc_layers(struct pf_calib *c)
 {
     size_t xs, ms;
@@ -106,6 +93,20 @@ static int alloc_layers(struct pf_calib *c)
     return 0;
 }
 
+/* After each decoded batch: the hook writes the next batch's rows from here on. */
+struct calib_run {
+    struct pf_calib *c;
+    struct pf_progress *pg;
+};
+
+static int on_batch(void *ud, const struct pf_token_batch *b)
+{
+    struct calib_run *r = ud;
+    r->c->cur = b->index + b->n;
+    pf_progress_update(r->pg, (double)r->c->cur / r->c->n_tok);
+    return 0;
+}
+
 int pf_calib_run(struct pf_calib **out, struct pinfer_model *m, const struct pinfer_prepare_params *p,
                  bool gather, struct pf_progress *pg)
 {
@@ -115,11 +116,10 @@ int pf_calib_run(struct pf_calib **out, struct pinfer_model *m, const struct pin
     int32_t *toks = NULL;
     int n = 0, rc;
     struct pinfer_ctx *ctx = NULL;
-    struct pinfer_sampler *smp = NULL;
     struct pf_calib *c = calloc(1, sizeof *c);
     if (!c) return pf_fail(PINFER_ENOMEM, "out of memory");
     if (p->text) {
-        if ((rc = make_text_tokens(m, p, &toks, &n))) goto out;
+        if ((rc = pf_token_feed_text(m, p->text, p->text_len, p->n_tokens, &toks, &n))) goto out;
     } else {
         n = p->n_tokens;
     }
@@ -133,7 +133,7 @@ int pf_calib_run(struct pf_calib **out, struct pinfer_model *m, const struct pin
     c->n_ff = info.n_ff;
     c->n_tok = n;
     c->mask_stride = ((size_t)info.n_ff + 7) / 8;
-    c->relu_family = info.act == PINFER_ACT_RELU || info.act == PINFER_ACT_REGLU || info.act == PINFER_ACT_DRELU;
+    c->relu_family = pf_act_relu_family(info.act);
     c->gather = gather;
     c->source = p->text ? "text" : "sample";
     c->bad_layer = -1;
@@ -143,34 +143,15 @@ int pf_calib_run(struct pf_calib **out, struct pinfer_model *m, const struct pin
     for (int t = 0; t < n; t++) c->heldout[t] = pf_prepare_heldout(t);
     if ((rc = alloc_layers(c))) goto out;
 
+    struct calib_run run = { c, pg };
+    struct pf_token_feed feed = { .tokens = toks, .n_tokens = n, .n_batch = 64, .seed = p->seed,
+                                  .on_batch = on_batch, .ud = &run };
     struct pinfer_ctx_params cp = pinfer_ctx_default_params();
-    cp.n_ctx = n;
     cp.n_threads = p->n_threads;
-    cp.n_batch = toks ? (n < 64 ? n : 64) : 1;
+    pf_token_feed_ctx_params(&feed, &cp);
     if ((rc = pinfer_ctx_new(&ctx, m, &cp))) goto out;
     pf_ctx_set_ffn_io_hook(ctx, io_hook, c);
-    if (toks) {
-        for (int i = 0; i < n; i += cp.n_batch) {
-            int k = n - i < cp.n_batch ? n - i : cp.n_batch;
-            c->cur = i;
-            if ((rc = pinfer_decode(ctx, toks + i, k, i, false))) goto out;
-            pf_progress_update(pg, (double)(i + k) / n);
-        }
-    } else {
-        struct pinfer_sampler_params sp = pinfer_sampler_default_params();
-        sp.temp = 1.0f; sp.top_k = 0; sp.top_p = 1.0f; sp.min_p = 0.0f;
-        sp.repeat_penalty = 1.1f; sp.repeat_last_n = 64; sp.seed = p->seed;
-        if ((rc = pinfer_sampler_new(&smp, info.n_vocab, &sp))) goto out;
-        int32_t tok = pinfer_token_bos(m);
-        if (tok < 0) tok = 0;
-        for (int i = 0; i < n; i++) {
-            pinfer_sampler_accept(smp, tok);
-            c->cur = i;
-            if ((rc = pinfer_decode(ctx, &tok, 1, i, false))) goto out;
-            tok = pinfer_sampler_sample(smp, pinfer_ctx_logits(ctx, -1));
-            if ((i & 7) == 7 || i + 1 == n) pf_progress_update(pg, (double)(i + 1) / n);
-        }
-    }
+    if ((rc = pf_token_feed_run(&feed, m, ctx))) goto out;
     if (c->bad_layer >= 0) {
         rc = pf_fail(PINFER_EUNSUPPORTED, "layer %d reported an FFN of another shape than the model's", c->bad_layer);
         goto out;
@@ -181,7 +162,6 @@ int pf_calib_run(struct pf_calib **out, struct pinfer_model *m, const struct pin
     c = NULL;
 out:
     pf_calib_free(c);
-    pinfer_sampler_free(smp);
     pinfer_ctx_free(ctx);
     free(toks);
     return rc;

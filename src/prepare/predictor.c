@@ -376,28 +376,24 @@ static int store(struct pf_predictor *p, const struct trainer *T, const float *r
     return 0;
 }
 
-static float pick_threshold(float *pos, size_t n_pos, float target);
+struct pred_net {
+    const void *w1, *w2;   /* rank rows of n_embd (type1), n_ff rows of rank (type2) */
+    int type1, type2, rank;
+};
+static int measure(const struct pred_net *net, const struct pf_pred_data *d, const float *x, const int *xrow,
+                   const int *tok, int n, int chunk, bool choose, float target, struct pf_pool *pool,
+                   struct pf_predictor *out);
 
 /* Fraction of validation cells (token x neuron) predicted active at the threshold that reaches
- * the recall target on them: the cost the fine-tuning is judged by. */
-static double val_cost(struct trainer *T, const int *val, int nv, float target, float *logits, float *pos)
+ * the recall target on them: the cost the fine-tuning is judged by. val: rows of T->xs; vtok:
+ * the same tokens' indices in T->d. */
+static int val_cost(struct trainer *T, const int *val, const int *vtok, int nv, float target, double *cost)
 {
-    const int E = T->E, F = T->F, r = T->r;
-    size_t np = 0;
-    for (int c0 = 0; c0 < nv; c0 += T->B) {
-        int c = nv - c0 < T->B ? nv - c0 : T->B;
-        for (int b = 0; b < c; b++) memcpy(T->xb + (size_t)b * E, T->xs + (size_t)val[c0 + b] * E, (size_t)E * sizeof(float));
-        pf_matmul(T->pool, T->a, T->w1, PF_TYPE_F32, E, r, T->xb, c, T->scratch);
-        for (size_t e = 0; e < (size_t)c * r; e++) T->h[e] = T->a[e] > 0 ? T->a[e] : 0;
-        pf_matmul(T->pool, logits + (size_t)c0 * F, T->w2, PF_TYPE_F32, r, F, T->h, c, T->scratch);
-    }
-    for (int n = 0; n < nv; n++)
-        for (int i = 0; i < F; i++)
-            if (pf_pred_bit(T->d, T->tok[val[n]], i)) pos[np++] = logits[(size_t)n * F + i];
-    float thr = pick_threshold(pos, np, target);
-    uint64_t on = 0;
-    for (size_t e = 0; e < (size_t)nv * F; e++) on += logits[e] > thr;
-    return (double)on / ((double)nv * F);
+    const struct pred_net net = { T->w1, T->w2, PF_TYPE_F32, PF_TYPE_F32, T->r };
+    struct pf_predictor m;
+    int rc = measure(&net, T->d, T->xs, val, vtok, nv, T->B, true, target, T->pool, &m);
+    *cost = m.pred_frac;
+    return rc;
 }
 
 /* Adam on the weighted cross-entropy, guarded: an eighth of the training tokens (every 8th
@@ -410,20 +406,18 @@ static int fine_tune(struct trainer *T, int steps, const struct pf_pred_cfg *cfg
     const int nt = T->nt, E = T->E, F = T->F, r = T->r;
     int nf = 0, nv = 0, rc = 0;
     int *fit = malloc((size_t)nt * sizeof *fit), *val = malloc((size_t)nt * sizeof *val);
+    int *vtok = malloc((size_t)nt * sizeof *vtok);
     float *w1 = malloc((size_t)r * E * sizeof *w1), *w2 = malloc((size_t)F * r * sizeof *w2);
-    float *logits = NULL, *pos = NULL;
-    if (!fit || !val || !w1 || !w2) { rc = pf_fail(PINFER_ENOMEM, "predictor: out of memory"); goto out; }
+    if (!fit || !val || !vtok || !w1 || !w2) { rc = pf_fail(PINFER_ENOMEM, "predictor: out of memory"); goto out; }
     for (int n = 0; n < nt; n++) {
-        if ((n / 16) % 8 == 7) val[nv++] = n;
+        if ((n / 16) % 8 == 7) { vtok[nv] = T->tok[n]; val[nv++] = n; }
         else fit[nf++] = n;
     }
     if (nv < 8 || nf < 16) goto out; /* too few tokens to judge a fit: keep the initialisation */
-    logits = malloc((size_t)nv * F * sizeof *logits);
-    pos = malloc((size_t)nv * F * sizeof *pos);
-    if (!logits || !pos) { rc = pf_fail(PINFER_ENOMEM, "predictor: out of memory"); goto out; }
     memcpy(w1, T->w1, (size_t)r * E * sizeof *w1);
     memcpy(w2, T->w2, (size_t)F * r * sizeof *w2);
-    double before = val_cost(T, val, nv, cfg->recall_target, logits, pos);
+    double before, after;
+    if ((rc = val_cost(T, val, vtok, nv, cfg->recall_target, &before))) goto out;
 
     struct pf_rng rng;
     pf_rng_init(&rng, cfg->seed);
@@ -444,13 +438,13 @@ static int fine_tune(struct trainer *T, int steps, const struct pf_pred_cfg *cfg
         train_step(T, T->order + at, B, s, lr1 * decay, LR2 * decay, s > frozen);
         at += B;
     }
-    double after = val_cost(T, val, nv, cfg->recall_target, logits, pos);
+    if ((rc = val_cost(T, val, vtok, nv, cfg->recall_target, &after))) goto out;
     if (!(after < before)) {
         memcpy(T->w1, w1, (size_t)r * E * sizeof *w1);
         memcpy(T->w2, w2, (size_t)F * r * sizeof *w2);
     }
 out:
-    free(fit); free(val); free(w1); free(w2); free(logits); free(pos);
+    free(fit); free(val); free(vtok); free(w1); free(w2);
     return rc;
 }
 
@@ -534,55 +528,73 @@ static float pick_threshold(float *pos, size_t n_pos, float target)
     return 0.5f * (pos[k - 1] + pos[k]);
 }
 
-int pf_pred_eval(struct pf_predictor *p, const struct pf_pred_data *d, bool choose, const struct pf_pred_cfg *cfg)
+/* The one evaluation of a predictor, for fine_tune's judgement (f32 weights on scaled inputs)
+ * and for the stored predictor (its quantized tensors, exactly as decode computes them):
+ * logits = w2 · relu(w1 · x) for n tokens, chunk tokens per product; the k-th token's input is
+ * row xrow[k] of x (rows of d->n_embd), its true active set mask row tok[k] of d. choose: sets
+ * out->threshold for recall `target` first; otherwise keeps it. Fills out's recall, precision,
+ * true_frac and pred_frac (micro-averaged over token x neuron cells). */
+static int measure(const struct pred_net *net, const struct pf_pred_data *d, const float *x, const int *xrow,
+                   const int *tok, int n, int chunk, bool choose, float target, struct pf_pool *pool,
+                   struct pf_predictor *out)
 {
-    const int E = d->n_embd, F = d->n_ff, r = p->rank;
-    int nh = 0;
-    for (int t = 0; t < d->n_tok; t++) nh += d->heldout[t] != 0;
-    if (nh == 0) return pf_fail(PINFER_EINVAL, "predictor: no held-out tokens to evaluate on");
-    size_t s1 = pf_matmul_scratch_size(p->type1, E, EVAL_CHUNK), s2 = pf_matmul_scratch_size(p->type2, r, EVAL_CHUNK);
+    const int E = d->n_embd, F = d->n_ff, r = net->rank;
+    size_t s1 = pf_matmul_scratch_size(net->type1, E, chunk), s2 = pf_matmul_scratch_size(net->type2, r, chunk);
     if (s1 == SIZE_MAX || s2 == SIZE_MAX) return pf_fail(PINFER_EUNSUPPORTED, "predictor: unsupported tensor types");
     size_t n_logits;
-    if (ck_mul((size_t)nh, (size_t)F, &n_logits)) return pf_fail(PINFER_ENOMEM, "predictor: size overflows");
-    float *logits = malloc(n_logits * sizeof *logits), *xc = malloc((size_t)EVAL_CHUNK * E * sizeof *xc);
-    float *hc = malloc((size_t)EVAL_CHUNK * r * sizeof *hc), *pos = NULL;
+    if (ck_mul((size_t)n, (size_t)F, &n_logits)) return pf_fail(PINFER_ENOMEM, "predictor: size overflows");
+    float *logits = malloc(n_logits * sizeof *logits), *xc = malloc((size_t)chunk * E * sizeof *xc);
+    float *hc = malloc((size_t)chunk * r * sizeof *hc), *pos = NULL;
     void *scratch = malloc(s1 > s2 ? s1 : s2);
-    int *ho = malloc((size_t)nh * sizeof *ho), rc = 0;
-    if (!logits || !xc || !hc || !scratch || !ho) { rc = pf_fail(PINFER_ENOMEM, "predictor: out of memory"); goto out; }
-    for (int t = 0, n = 0; t < d->n_tok; t++)
-        if (d->heldout[t]) ho[n++] = t;
-    for (int c0 = 0; c0 < nh; c0 += EVAL_CHUNK) {
-        int c = nh - c0 < EVAL_CHUNK ? nh - c0 : EVAL_CHUNK;
-        for (int i = 0; i < c; i++) memcpy(xc + (size_t)i * E, d->x + (size_t)ho[c0 + i] * E, (size_t)E * sizeof *xc);
-        pf_matmul(cfg->pool, hc, p->fc1, p->type1, E, r, xc, c, scratch);
+    int rc = 0;
+    if (!logits || !xc || !hc || !scratch) { rc = pf_fail(PINFER_ENOMEM, "predictor: out of memory"); goto out; }
+    for (int c0 = 0; c0 < n; c0 += chunk) {
+        int c = n - c0 < chunk ? n - c0 : chunk;
+        for (int i = 0; i < c; i++) memcpy(xc + (size_t)i * E, x + (size_t)xrow[c0 + i] * E, (size_t)E * sizeof *xc);
+        pf_matmul(pool, hc, net->w1, net->type1, E, r, xc, c, scratch);
         for (size_t e = 0; e < (size_t)c * r; e++) hc[e] = hc[e] > 0 ? hc[e] : 0;
-        pf_matmul(cfg->pool, logits + (size_t)c0 * F, p->fc2, p->type2, r, F, hc, c, scratch);
+        pf_matmul(pool, logits + (size_t)c0 * F, net->w2, net->type2, r, F, hc, c, scratch);
     }
     uint64_t n_pos = 0;
-    for (int n = 0; n < nh; n++)
-        for (int i = 0; i < F; i++) n_pos += pf_pred_bit(d, ho[n], i);
+    for (int k = 0; k < n; k++)
+        for (int i = 0; i < F; i++) n_pos += pf_pred_bit(d, tok[k], i);
     if (choose) {
         pos = malloc((n_pos ? n_pos : 1) * sizeof *pos);
         if (!pos) { rc = pf_fail(PINFER_ENOMEM, "predictor: out of memory"); goto out; }
-        size_t k = 0;
-        for (int n = 0; n < nh; n++)
+        size_t np = 0;
+        for (int k = 0; k < n; k++)
             for (int i = 0; i < F; i++)
-                if (pf_pred_bit(d, ho[n], i)) pos[k++] = logits[(size_t)n * F + i];
-        p->threshold = pick_threshold(pos, k, cfg->recall_target);
+                if (pf_pred_bit(d, tok[k], i)) pos[np++] = logits[(size_t)k * F + i];
+        out->threshold = pick_threshold(pos, np, target);
     }
     uint64_t tp = 0, pred = 0;
-    for (int n = 0; n < nh; n++)
+    for (int k = 0; k < n; k++)
         for (int i = 0; i < F; i++) {
-            bool on = logits[(size_t)n * F + i] > p->threshold;
+            bool on = logits[(size_t)k * F + i] > out->threshold;
             pred += on;
-            tp += on && pf_pred_bit(d, ho[n], i);
+            tp += on && pf_pred_bit(d, tok[k], i);
         }
-    double cells = (double)nh * F;
-    p->recall = n_pos ? (float)((double)tp / (double)n_pos) : 1.0f;
-    p->precision = pred ? (float)((double)tp / (double)pred) : 1.0f;
-    p->true_frac = (double)n_pos / cells;
-    p->pred_frac = (double)pred / cells;
+    double cells = (double)n * F;
+    out->recall = n_pos ? (float)((double)tp / (double)n_pos) : 1.0f;
+    out->precision = pred ? (float)((double)tp / (double)pred) : 1.0f;
+    out->true_frac = (double)n_pos / cells;
+    out->pred_frac = (double)pred / cells;
 out:
-    free(logits); free(xc); free(hc); free(scratch); free(ho); free(pos);
+    free(logits); free(xc); free(hc); free(scratch); free(pos);
+    return rc;
+}
+
+int pf_pred_eval(struct pf_predictor *p, const struct pf_pred_data *d, bool choose, const struct pf_pred_cfg *cfg)
+{
+    int nh = 0;
+    for (int t = 0; t < d->n_tok; t++) nh += d->heldout[t] != 0;
+    if (nh == 0) return pf_fail(PINFER_EINVAL, "predictor: no held-out tokens to evaluate on");
+    int *ho = malloc((size_t)nh * sizeof *ho);
+    if (!ho) return pf_fail(PINFER_ENOMEM, "predictor: out of memory");
+    for (int t = 0, n = 0; t < d->n_tok; t++)
+        if (d->heldout[t]) ho[n++] = t;
+    const struct pred_net net = { p->fc1, p->fc2, p->type1, p->type2, p->rank };
+    int rc = measure(&net, d, d->x, ho, ho, nh, EVAL_CHUNK, choose, cfg->recall_target, cfg->pool, p);
+    free(ho);
     return rc;
 }

@@ -32,6 +32,7 @@
 
 #define PRED_BUDGET 0.10     /* predictor share of the bytes a token touches */
 #define MIN_CLUSTER 16
+#define PHASE "pinfer prepare: %-11s " /* the progress bar's label */
 
 struct pinfer_prepare_params pinfer_prepare_default_params(void)
 {
@@ -48,44 +49,6 @@ void pinfer_prepare_result_free(struct pinfer_prepare_result *r)
     if (!r) return;
     free(r->layers);
     free(r);
-}
-
-/* ==== Progress bar ==== */
-
-static void progress_draw(const struct pf_progress *pg, int pm)
-{
-    char bar[41];
-    int fill = pm * 40 / 1000;
-    for (int i = 0; i < 40; i++) bar[i] = i < fill ? '#' : '.';
-    bar[40] = 0;
-    fprintf(stderr, "\rpinfer prepare: %-11s [%s] %5.1f%%", pg->phase, bar, pm / 10.0);
-    fflush(stderr);
-}
-
-void pf_progress_start(struct pf_progress *pg, bool on, const char *phase)
-{
-    pg->on = on;
-    pg->phase = phase;
-    pg->shown = -1;
-    pf_progress_update(pg, 0);
-}
-
-void pf_progress_update(struct pf_progress *pg, double frac)
-{
-    if (!pg || !pg->on) return;
-    int pm = (int)(frac * 1000 + 0.5);
-    if (pm < 0) pm = 0;
-    if (pm > 1000) pm = 1000;
-    if (pm == pg->shown) return;
-    pg->shown = pm;
-    progress_draw(pg, pm);
-}
-
-void pf_progress_end(struct pf_progress *pg)
-{
-    if (!pg->on) return;
-    progress_draw(pg, 1000);
-    fputc('\n', stderr);
 }
 
 /* ==== Checks ==== */
@@ -185,6 +148,14 @@ static int order_layer(struct pf_prep_layer *L, const struct pf_calib_layer *C, 
     }
     free(k);
     return 0;
+}
+
+/* Fraction of (token, neuron) pairs of layer l that were on while calibrating. */
+static double active_frac(const struct pf_calib *c, int l)
+{
+    uint64_t on = 0;
+    for (int i = 0; i < c->n_ff; i++) on += c->layers[l].count[i];
+    return (double)on / ((double)c->n_tok * c->n_ff);
 }
 
 /* PowerInfer's predictor of layer l, copied from the input file; threshold 0 (its logit > 0). */
@@ -327,12 +298,12 @@ int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfe
     P.n_ff = h->n_ff;
     P.slot_size = 3 * P.row_size;
     if ((rc = cluster_size(P.slot_size, P.n_ff, p.cluster_size, &P.cluster_size))) goto out;
-    const bool relu = h->act == PINFER_ACT_RELU || h->act == PINFER_ACT_REGLU || h->act == PINFER_ACT_DRELU;
+    const bool relu = pf_act_relu_family(h->act);
     const bool import = relu && gguf_find_tensor(m->gguf, "blk.0.fc1.weight") >= 0;
     P.pred_source = !relu ? "none" : import ? "powerinfer" : "trained";
     if (!(P.layers = calloc((size_t)P.n_layer, sizeof *P.layers))) { rc = pf_fail(PINFER_ENOMEM, "out of memory"); goto out; }
 
-    pf_progress_start(&pg, p.progress, "profiling");
+    pf_progress_start(&pg, p.progress, PHASE, "profiling");
     rc = pf_calib_run(&calib, m, &p, relu, &pg);
     pf_progress_end(&pg);
     if (rc) goto out;
@@ -344,21 +315,17 @@ int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfe
     const double ffn_layer = (double)P.slot_size * P.n_ff;
     const double base_layer = ((double)h->decode_bytes - ffn_layer * P.n_layer) / P.n_layer;
     struct pf_pred_cfg cfg = { .recall_target = p.recall_target, .steps = p.train_steps, .pool = pool };
-    pf_progress_start(&pg, p.progress && relu, "predictors");
+    pf_progress_start(&pg, p.progress && relu, PHASE, "predictors");
     for (int l = 0; l < P.n_layer; l++) {
         struct pf_prep_layer *L = &P.layers[l];
-        const struct pf_calib_layer *C = &calib->layers[l];
-        if ((rc = order_layer(L, C, P.n_ff, calib->n_tok))) break;
+        if ((rc = order_layer(L, &calib->layers[l], P.n_ff, calib->n_tok))) break;
         if (!relu) continue;
         struct pf_pred_data d = pf_calib_data(calib, l);
         cfg.seed = pf_mix64(p.seed + 0x9E37u * (uint64_t)(l + 1));
         if (import) {
             if ((rc = import_predictor(&L->pred, m, l)) || (rc = pf_pred_eval(&L->pred, &d, false, &cfg))) break;
         } else {
-            uint64_t on = 0;
-            for (int i = 0; i < P.n_ff; i++) on += C->count[i];
-            double active = (double)on / ((double)calib->n_tok * P.n_ff);
-            int cap = rank_cap(P.n_embd, P.n_ff, base_layer, ffn_layer, active);
+            int cap = rank_cap(P.n_embd, P.n_ff, base_layer, ffn_layer, active_frac(calib, l));
             if ((rc = fit_predictor(&L->pred, &d, &m->layers[l], h->act == PINFER_ACT_DRELU, p.rank, cap, ffn_layer, &cfg)))
                 break;
         }
@@ -374,7 +341,7 @@ int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfe
     t2 = pf_now();
 
     uint64_t file_bytes = 0;
-    pf_progress_start(&pg, p.progress, "writing");
+    pf_progress_start(&pg, p.progress, PHASE, "writing");
     rc = pf_prepare_write(&P, out_path, &pg, &file_bytes);
     pf_progress_end(&pg);
     if (rc) goto out;
@@ -406,9 +373,7 @@ int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfe
                 R->pred_frac = L->pred.pred_frac;
                 R->pred_bytes = L->pred.fc1_bytes + L->pred.fc2_bytes;
             } else {
-                uint64_t on = 0;
-                for (int i = 0; i < P.n_ff; i++) on += calib->layers[l].count[i];
-                R->active_frac = (double)on / ((double)calib->n_tok * P.n_ff);
+                R->active_frac = active_frac(calib, l);
                 R->pred_frac = 1.0; /* no predictor: decode reads every bundle */
             }
             res->bytes_pred += R->pred_bytes;

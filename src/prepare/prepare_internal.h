@@ -8,9 +8,11 @@
 #define PF_PREPARE_INTERNAL_H
 
 #include "pinfer.h"
-#include "runtime/ctx.h"
 #include "core/clock.h"
+#include "core/progress.h"
+#include "model/act.h"
 #include "prepare/predictor.h"
+#include "runtime/ctx.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -25,17 +27,6 @@
 #define PF_MIN_CALIB_TOKENS 80
 
 static inline bool pf_prepare_heldout(int t) { return (t / PF_HELDOUT_BLOCK) % PF_HELDOUT_EVERY == PF_HELDOUT_EVERY - 1; }
-
-/* ==== Progress bar ==== */
-
-struct pf_progress {
-    bool on;
-    const char *phase;
-    int shown; /* per mille last drawn, -1 = nothing yet */
-};
-void pf_progress_start(struct pf_progress *pg, bool on, const char *phase);
-void pf_progress_update(struct pf_progress *pg, double frac);
-void pf_progress_end(struct pf_progress *pg);
 
 /* ==== Calibration ==== */
 

@@ -44,18 +44,6 @@ static int block_of(const char *name, const char **rest)
     return (int)l;
 }
 
-static const char *act_name(enum pinfer_act a)
-{
-    switch (a) {
-    case PINFER_ACT_SILU: return "silu";
-    case PINFER_ACT_RELU: return "relu";
-    case PINFER_ACT_REGLU: return "reglu";
-    case PINFER_ACT_DRELU: return "drelu";
-    case PINFER_ACT_GELU: return "gelu";
-    }
-    return "silu";
-}
-
 static int set_keys(struct gguf_writer *w, const struct pf_prep *P)
 {
     const struct gguf_file *f = P->m->gguf;
@@ -65,7 +53,7 @@ static int set_keys(struct gguf_writer *w, const struct pf_prep *P)
     char key[128];
     if ((rc = gguf_writer_set_u32(w, "general.alignment", PF_PREPARE_ALIGN)) ||
         (rc = gguf_writer_set_u32(w, "pinfer.prepared", PF_PREPARED_VERSION)) ||
-        (rc = gguf_writer_set_str(w, "pinfer.ffn_act", act_name(P->m->info.act))) ||
+        (rc = gguf_writer_set_str(w, "pinfer.ffn_act", pf_act_name(P->m->info.act))) ||
         (rc = gguf_writer_set_u32(w, "pinfer.cluster_size", (uint32_t)P->cluster_size)) ||
         (rc = gguf_writer_set_str(w, "pinfer.predictor.source", P->pred_source)) ||
         (rc = gguf_writer_set_str(w, "pinfer.prepare.source", P->calib->source)) ||

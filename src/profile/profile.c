@@ -1,21 +1,23 @@
 /* pinfer profile: runs a model over text, sampled or random tokens and measures its FFN
  * activations per layer through the forward pass's FFN hook (statistics in src/profile/act_stats.c).
  *
- * Token sources: text is tokenized (BOS first) and decoded in batches; "sample" feeds BOS and
- * then the model's own samples one token at a time (temperature 1, no truncation, repetition
- * penalty 1.1 over 64 tokens so a synthetic model cannot sit in a loop of one token);
- * "random" feeds BOS and uniform random ids of ordinary pieces (ids from 259 on, past the
- * control and byte tokens), in batches. Statistics are per token in every case: a batch is
- * only a faster way to run the same tokens. Runs longer than the model's training context (at
- * most 8192) are cut into windows, each a new sequence from position 0 (sampling restarts from
- * BOS); overlap is not counted across a window boundary. */
+ * Token sources (run by runtime/token_feed.c): text is tokenized (BOS first) and decoded in
+ * batches; "sample" feeds BOS and then the model's own samples one token at a time (temperature
+ * 1, no truncation, repetition penalty 1.1 over 64 tokens so a synthetic model cannot sit in a
+ * loop of one token); "random" feeds BOS and uniform random ids of ordinary pieces (ids from
+ * 259 on, past the control and byte tokens), in batches. Statistics are per token in every
+ * case: a batch is only a faster way to run the same tokens. Runs longer than the model's
+ * training context (at most 8192) are cut into windows, each a new sequence from position 0
+ * (sampling restarts from BOS); overlap is not counted across a window boundary. */
 #include "pinfer.h"
 
 #include "core/error.h"
-#include "runtime/ctx.h"
 #include "core/clock.h"
-#include "profile/act_stats.h"
 #include "core/rng.h"
+#include "model/act.h"
+#include "profile/act_stats.h"
+#include "runtime/ctx.h"
+#include "runtime/token_feed.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -52,16 +54,13 @@ static int make_tokens(const struct pinfer_model *m, const struct pinfer_profile
     *out = NULL;
     *n = 0;
     if (p->text) {
-        int k = pinfer_tokenize(m, p->text, p->text_len, true, NULL, 0);
-        if (k < 0) return k;
-        int32_t *t = malloc(sizeof *t * (size_t)(k + 1));
-        if (!t) return pf_fail(PINFER_ENOMEM, "out of memory");
-        k = pinfer_tokenize(m, p->text, p->text_len, true, t, k + 1);
-        if (k < 0) { free(t); return k; }
-        if (p->n_tokens > 0 && k > p->n_tokens) k = p->n_tokens;
-        if (k < 2) { free(t); return pf_fail(PINFER_EINVAL, "the text has fewer than 2 tokens"); }
-        *out = t;
-        *n = k;
+        int rc = pf_token_feed_text(m, p->text, p->text_len, p->n_tokens, out, n);
+        if (rc) return rc;
+        if (*n < 2) {
+            free(*out);
+            *out = NULL;
+            return pf_fail(PINFER_EINVAL, "the text has fewer than 2 tokens");
+        }
         return 0;
     }
     if (p->n_tokens < 2) return pf_fail(PINFER_EINVAL, "profile needs at least 2 tokens");
@@ -79,6 +78,14 @@ static int make_tokens(const struct pinfer_model *m, const struct pinfer_profile
     return 0;
 }
 
+/* A sequence ended: its last token is not compared with the next sequence's first. */
+static int on_batch(void *ud, const struct pf_token_batch *b)
+{
+    struct hook_state *h = ud;
+    if (b->seq_end) pf_act_stats_break(h->st);
+    return 0;
+}
+
 int pinfer_profile_run(struct pinfer_profile **out, struct pinfer_model *m, const struct pinfer_profile_params *params)
 {
     struct pinfer_profile_params p = params ? *params : pinfer_profile_default_params();
@@ -92,7 +99,6 @@ int pinfer_profile_run(struct pinfer_profile **out, struct pinfer_model *m, cons
     int32_t *toks = NULL;
     int n = 0, rc;
     struct pinfer_ctx *ctx = NULL;
-    struct pinfer_sampler *smp = NULL;
     struct hook_state hs = { NULL, info.n_ff, -1 };
     struct pinfer_profile *prof = NULL;
     if ((rc = make_tokens(m, &p, &toks, &n))) return rc;
@@ -101,43 +107,17 @@ int pinfer_profile_run(struct pinfer_profile **out, struct pinfer_model *m, cons
     /* runs longer than the training context go in windows, each a new sequence from position 0 */
     int win = info.n_ctx_train > 0 ? info.n_ctx_train : 4096;
     if (win > 8192) win = 8192;
-    if (win > n) win = n;
+    struct pf_token_feed feed = { .tokens = toks, .n_tokens = n, .n_batch = p.n_batch, .window = win, .seed = p.seed,
+                                  .on_batch = on_batch, .ud = &hs };
     struct pinfer_ctx_params cp = pinfer_ctx_default_params();
-    cp.n_ctx = win;
     cp.n_threads = p.n_threads;
-    cp.n_batch = sample ? 1 : (p.n_batch < win ? p.n_batch : win);
+    pf_token_feed_ctx_params(&feed, &cp);
     if ((rc = pinfer_ctx_new(&ctx, m, &cp))) goto out;
     if ((rc = pf_act_stats_new(&hs.st, info.n_layer, info.n_ff))) goto out;
     pf_ctx_set_ffn_hook(ctx, ffn_hook, &hs);
 
     double t0 = pf_now();
-    if (sample) {
-        struct pinfer_sampler_params sp = pinfer_sampler_default_params();
-        sp.temp = 1.0f; sp.top_k = 0; sp.top_p = 1.0f; sp.min_p = 0.0f;
-        sp.repeat_penalty = 1.1f; sp.repeat_last_n = 64; sp.seed = p.seed;
-        if ((rc = pinfer_sampler_new(&smp, info.n_vocab, &sp))) goto out;
-        int32_t bos = pinfer_token_bos(m), tok = 0;
-        for (int i = 0; i < n; i++) {
-            if (i % win == 0) {
-                pinfer_ctx_reset(ctx);
-                pf_act_stats_break(hs.st);
-                tok = bos >= 0 ? bos : 0;
-            }
-            pinfer_sampler_accept(smp, tok);
-            if ((rc = pinfer_decode(ctx, &tok, 1, i % win, false))) goto out;
-            tok = pinfer_sampler_sample(smp, pinfer_ctx_logits(ctx, -1));
-        }
-    } else {
-        for (int w0 = 0; w0 < n; w0 += win) {
-            int len = n - w0 < win ? n - w0 : win;
-            pinfer_ctx_reset(ctx);
-            pf_act_stats_break(hs.st);
-            for (int i = 0; i < len; i += cp.n_batch) {
-                int k = len - i < cp.n_batch ? len - i : cp.n_batch;
-                if ((rc = pinfer_decode(ctx, toks + w0 + i, k, i, false))) goto out;
-            }
-        }
-    }
+    if ((rc = pf_token_feed_run(&feed, m, ctx))) goto out;
     double secs = pf_now() - t0;
     if (hs.bad_layer >= 0) {
         rc = pf_fail(PINFER_EUNSUPPORTED, "layer %d reported an FFN of another width than %d (mixture of experts?)",
@@ -179,7 +159,6 @@ int pinfer_profile_run(struct pinfer_profile **out, struct pinfer_model *m, cons
 out:
     pinfer_profile_free(prof);
     pf_act_stats_free(hs.st);
-    pinfer_sampler_free(smp);
     pinfer_ctx_free(ctx);
     free(toks);
     return rc;
@@ -215,16 +194,11 @@ static void json_num(FILE *fp, double v)
     else fputs("null", fp);
 }
 
-static const char *act_name(enum pinfer_act a)
+/* sep "key": v */
+static void json_field(FILE *fp, const char *sep, const char *key, double v)
 {
-    switch (a) {
-    case PINFER_ACT_SILU: return "silu";
-    case PINFER_ACT_RELU: return "relu";
-    case PINFER_ACT_REGLU: return "reglu";
-    case PINFER_ACT_DRELU: return "drelu";
-    case PINFER_ACT_GELU: return "gelu";
-    }
-    return "?";
+    fprintf(fp, "%s\"%s\": ", sep, key);
+    json_num(fp, v);
 }
 
 static void write_json(FILE *fp, const struct pinfer_profile *prof, const struct pinfer_model *m, bool neurons)
@@ -244,56 +218,38 @@ static void write_json(FILE *fp, const struct pinfer_profile *prof, const struct
             gguf_get_f32(m->gguf, "pinfer.synth.hot_frac", &h);
             gguf_get_f32(m->gguf, "pinfer.synth.hot_share", &s);
             if (gguf_get_i64(m->gguf, "pinfer.synth.seed", &sv) == 0) seed = (uint64_t)sv;
-            fprintf(fp, "  \"synth_request\": {\"sparsity\": ");
-            json_num(fp, f);
-            fprintf(fp, ", \"hot_frac\": ");
-            json_num(fp, h);
-            fprintf(fp, ", \"hot_share\": ");
-            json_num(fp, s);
+            json_field(fp, "  \"synth_request\": {", "sparsity", f);
+            json_field(fp, ", ", "hot_frac", h);
+            json_field(fp, ", ", "hot_share", s);
             fprintf(fp, ", \"seed\": %llu},\n", (unsigned long long)seed);
         }
     }
     fprintf(fp, "  \"act\": \"%s\",\n  \"source\": \"%s\",\n  \"n_tokens\": %d,\n  \"n_layer\": %d,\n",
-            act_name(prof->act), prof->source, prof->n_tokens, prof->n_layer);
-    fprintf(fp, "  \"hot_share\": ");
-    json_num(fp, prof->hot_share);
-    fprintf(fp, ",\n  \"seconds\": ");
-    json_num(fp, prof->seconds);
+            pf_act_name(prof->act), prof->source, prof->n_tokens, prof->n_layer);
+    json_field(fp, "  ", "hot_share", prof->hot_share);
+    json_field(fp, ",\n  ", "seconds", prof->seconds);
     double sa = 0, sh = 0, so = 0;
     for (int l = 0; l < prof->n_layer; l++) {
         sa += prof->layers[l].active_frac; sh += prof->layers[l].hot_frac; so += prof->layers[l].overlap;
     }
     int nl = prof->n_layer > 0 ? prof->n_layer : 1;
-    fprintf(fp, ",\n  \"mean\": {\"sparsity\": ");
-    json_num(fp, 1 - sa / nl);
-    fprintf(fp, ", \"hot_frac\": ");
-    json_num(fp, sh / nl);
-    fprintf(fp, ", \"overlap\": ");
-    json_num(fp, so / nl);
+    json_field(fp, ",\n  \"mean\": {", "sparsity", 1 - sa / nl);
+    json_field(fp, ", ", "hot_frac", sh / nl);
+    json_field(fp, ", ", "overlap", so / nl);
     fprintf(fp, "},\n  \"layers\": [\n");
     for (int l = 0; l < prof->n_layer; l++) {
         const struct pinfer_profile_layer *L = &prof->layers[l];
-        fprintf(fp, "    {\"layer\": %d, \"n_ff\": %d, \"sparsity\": ", l, L->n_ff);
-        json_num(fp, 1 - L->active_frac);
-        fprintf(fp, ", \"active_frac\": ");
-        json_num(fp, L->active_frac);
-        fprintf(fp, ", \"active_frac_min\": ");
-        json_num(fp, L->active_frac_min);
-        fprintf(fp, ", \"active_frac_max\": ");
-        json_num(fp, L->active_frac_max);
-        fprintf(fp, ", \"hot_frac\": ");
-        json_num(fp, L->hot_frac);
-        fprintf(fp, ", \"hot_frac_mag\": ");
-        json_num(fp, L->hot_frac_mag);
-        fprintf(fp, ", \"overlap\": ");
-        json_num(fp, L->overlap);
-        fprintf(fp, ", \"abs_mean\": ");
-        json_num(fp, L->abs_mean);
+        fprintf(fp, "    {\"layer\": %d, \"n_ff\": %d", l, L->n_ff);
+        json_field(fp, ", ", "sparsity", 1 - L->active_frac);
+        json_field(fp, ", ", "active_frac", L->active_frac);
+        json_field(fp, ", ", "active_frac_min", L->active_frac_min);
+        json_field(fp, ", ", "active_frac_max", L->active_frac_max);
+        json_field(fp, ", ", "hot_frac", L->hot_frac);
+        json_field(fp, ", ", "hot_frac_mag", L->hot_frac_mag);
+        json_field(fp, ", ", "overlap", L->overlap);
+        json_field(fp, ", ", "abs_mean", L->abs_mean);
         fprintf(fp, ", \"abs_quantiles\": {");
-        for (int q = 0; q < 6; q++) {
-            fprintf(fp, "%s\"%s\": ", q ? ", " : "", qn[q]);
-            json_num(fp, L->abs_q[q]);
-        }
+        for (int q = 0; q < 6; q++) json_field(fp, q ? ", " : "", qn[q], L->abs_q[q]);
         fprintf(fp, "}");
         if (neurons && L->freq) {
             fprintf(fp, ", \"freq\": [");

@@ -9,12 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef long long v2ll __attribute__((vector_size(16)));
+/* unsigned: the sums wrap by definition (signed ones overflowed, which UBSan rightly flags) */
+typedef unsigned long long v2ll __attribute__((vector_size(16)));
 
 struct read_task {
     const unsigned char *p;
     size_t n;
-    long long sink[64];
+    unsigned long long sink[64];
 };
 
 static void read_fn(void *arg, int ith, int nth)
@@ -57,7 +58,7 @@ struct scatter_task {
     size_t row;
     const uint32_t *idx; /* chosen rows, ascending */
     size_t n_idx;
-    long long sink[64];
+    unsigned long long sink[64];
 };
 
 static void scatter_fn(void *arg, int ith, int nth)

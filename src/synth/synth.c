@@ -10,6 +10,7 @@
 
 #include "core/checked.h"
 #include "core/error.h"
+#include "core/progress.h"
 #include "core/threadpool.h"
 #include "gguf/gguf.h"
 #include "tensor/kernels.h"
@@ -21,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
-#include <time.h>
 #include <unistd.h>
 
 #define CHUNK_BYTES (16u << 20)
@@ -92,7 +92,7 @@ static int build_tensors(struct synth_tensor *ts, int *n, const struct synth_cfg
 static int set_keys(struct gguf_writer *w, const struct synth_cfg *c, const struct synth_vocab *v)
 {
     char name[128];
-    snprintf(name, sizeof name, "pinfer-synth %s %s %s", c->shape, synth_act_name(c->act), pf_type_name(c->type));
+    snprintf(name, sizeof name, "pinfer-synth %s %s %s", c->shape, pf_act_name(c->act), pf_type_name(c->type));
     int rc = 0;
     bool quant = c->type == PF_TYPE_Q4_0 || c->type == PF_TYPE_Q8_0;
     if (!rc) rc = gguf_writer_set_str(w, "general.architecture", "llama");
@@ -111,12 +111,12 @@ static int set_keys(struct gguf_writer *w, const struct synth_cfg *c, const stru
     if (!rc && c->n_expert) rc = gguf_writer_set_u32(w, "llama.expert_used_count", (uint32_t)c->n_expert_used);
     if (!rc) rc = gguf_writer_set_u32(w, "general.file_type", (uint32_t)synth_file_type(c->type));
     if (!rc && quant) rc = gguf_writer_set_u32(w, "general.quantization_version", 2);
-    if (!rc) rc = gguf_writer_set_str(w, "pinfer.ffn_act", synth_act_name(c->act));
+    if (!rc) rc = gguf_writer_set_str(w, "pinfer.ffn_act", pf_act_name(c->act));
     /* version 2: rank-structured gate rows (version 1 files are exactly those of rank 0) */
     if (!rc) rc = gguf_writer_set_u32(w, "pinfer.synth.version", c->rank ? 2 : 1);
     if (!rc) rc = gguf_writer_set_str(w, "pinfer.synth.shape", c->shape);
     if (!rc) rc = gguf_writer_set_u64(w, "pinfer.synth.seed", c->seed);
-    if (!rc && synth_act_relu_family(c->act)) {
+    if (!rc && pf_act_relu_family(c->act)) {
         rc = gguf_writer_set_f32(w, "pinfer.synth.sparsity", c->sparsity);
         if (!rc) rc = gguf_writer_set_f32(w, "pinfer.synth.hot_frac", c->hot_frac);
         if (!rc) rc = gguf_writer_set_f32(w, "pinfer.synth.hot_share", c->hot_share);
@@ -190,38 +190,6 @@ static void chunk_task(void *arg, int ith, int nth)
     }
 }
 
-struct progress {
-    bool on;
-    uint64_t total, done;
-    double t0, last;
-};
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void progress_show(struct progress *p, bool final)
-{
-    if (!p->on) return;
-    double t = now_s();
-    if (!final && t - p->last < 0.2) return;
-    p->last = t;
-    const int width = 30;
-    double f = p->total ? (double)p->done / (double)p->total : 1;
-    int k = (int)(f * width);
-    char bar[64];
-    for (int i = 0; i < width; i++) bar[i] = i < k ? '#' : ' ';
-    bar[width] = 0;
-    double el = t - p->t0, eta = f > 0.001 ? el * (1 - f) / f : 0;
-    fprintf(stderr, "\r[%s] %3.0f%% %.2f/%.2f GiB  %.0fs elapsed, %.0fs left ", bar, f * 100,
-            (double)p->done / (1ull << 30), (double)p->total / (1ull << 30), el, eta);
-    if (final) fputc('\n', stderr);
-    fflush(stderr);
-}
-
 int pinfer_synth(const char *path, const struct pinfer_synth_params *params)
 {
     if (!path || !*path) return pf_fail(PINFER_EINVAL, "synth: no output path");
@@ -267,7 +235,9 @@ int pinfer_synth(const char *path, const struct pinfer_synth_params *params)
     if ((rc = pf_pool_new(&pool, nth))) goto out;
 
     if ((rc = gguf_writer_begin(w, path))) goto out;
-    struct progress prog = { p->progress && isatty(2), total, 0, now_s(), 0 };
+    struct pf_progress prog;
+    pf_progress_start_bytes(&prog, p->progress && isatty(2), total);
+    uint64_t done = 0;
     for (int i = 0; i < n_t && !rc; i++) {
         const struct synth_tensor *t = &ts[i];
         int64_t per = (int64_t)(CHUNK_BYTES / t->row_bytes);
@@ -280,13 +250,13 @@ int pinfer_synth(const char *path, const struct pinfer_synth_params *params)
             pf_pool_run(pool, chunk_task, &job);
             size_t bytes = (size_t)job.n_rows * t->row_bytes;
             rc = gguf_writer_write(w, buf, bytes);
-            prog.done += bytes;
-            progress_show(&prog, false);
+            done += bytes;
+            pf_progress_bytes(&prog, done);
         }
     }
     if (!rc) rc = gguf_writer_finish(w);
-    if (!rc) { prog.done = total; progress_show(&prog, true); }
-    else if (prog.on) fputc('\n', stderr);
+    if (!rc) pf_progress_end(&prog);
+    else pf_progress_abort(&prog);
 out:
     gguf_writer_free(w);
     pf_pool_free(pool);

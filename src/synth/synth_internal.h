@@ -10,6 +10,7 @@
 #define PF_SYNTH_INTERNAL_H
 
 #include "pinfer.h"
+#include "model/act.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -46,8 +47,8 @@ struct synth_cfg {
 
 /* Applies the named shape, then the explicit overrides, then checks everything. */
 int synth_cfg_resolve(struct synth_cfg *cfg, const struct pinfer_synth_params *p);
-const char *synth_act_name(enum pinfer_act act);
-bool synth_act_relu_family(enum pinfer_act act);
+/* pf_act_name, under the name tests/test_synth_rank.c knows it by. */
+static inline const char *synth_act_name(enum pinfer_act act) { return pf_act_name(act); }
 /* llama.cpp's general.file_type (LLAMA_FTYPE_*) for the big-matrix type. */
 int synth_file_type(int type);
 

@@ -126,7 +126,7 @@ int synth_plan_build(struct synth_plan *P, const struct synth_cfg *c)
     memset(P, 0, sizeof *P);
     P->cfg = c;
     const int d = c->n_embd, L = c->n_layer, F = c->n_ff, hd = c->head_dim;
-    const bool relu = synth_act_relu_family(c->act), drelu = c->act == PINFER_ACT_DRELU;
+    const bool relu = pf_act_relu_family(c->act), drelu = c->act == PINFER_ACT_DRELU;
     P->n_exp = c->n_expert > 0 ? c->n_expert : 1;
     P->d_rest = d - SYNTH_BIAS_CH;
     P->C = sqrtf((float)P->d_rest);

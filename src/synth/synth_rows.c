@@ -207,7 +207,7 @@ void synth_gen_row(const struct synth_plan *P, const struct synth_tensor *t, int
         bool dense = c->n_expert == 0;
         if (c->act == PINFER_ACT_DRELU)
             biased_row(P, Y, out, n, synth_norm_ppf(sqrt(p)), dense);
-        else if (t->kind == SK_GATE && synth_act_relu_family(c->act))
+        else if (t->kind == SK_GATE && pf_act_relu_family(c->act))
             biased_row(P, Y, out, n, synth_norm_ppf(p), dense);
         return;
     }

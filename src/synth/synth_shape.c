@@ -41,23 +41,6 @@ struct pinfer_synth_params pinfer_synth_default_params(void)
     return p;
 }
 
-const char *synth_act_name(enum pinfer_act act)
-{
-    switch (act) {
-    case PINFER_ACT_SILU: return "silu";
-    case PINFER_ACT_RELU: return "relu";
-    case PINFER_ACT_REGLU: return "reglu";
-    case PINFER_ACT_DRELU: return "drelu";
-    case PINFER_ACT_GELU: return "gelu";
-    }
-    return "?";
-}
-
-bool synth_act_relu_family(enum pinfer_act act)
-{
-    return act == PINFER_ACT_RELU || act == PINFER_ACT_REGLU || act == PINFER_ACT_DRELU;
-}
-
 int synth_file_type(int type)
 {
     switch (type) {
@@ -137,7 +120,7 @@ int synth_cfg_resolve(struct synth_cfg *c, const struct pinfer_synth_params *p)
 
     if ((int)c->act < 0 || c->act > PINFER_ACT_GELU) return pf_fail(PINFER_EINVAL, "unknown activation %d", (int)c->act);
     if (c->act == PINFER_ACT_GELU) return pf_fail(PINFER_EINVAL, "synth writes silu, relu, reglu or drelu models");
-    if (synth_act_relu_family(c->act)) {
+    if (pf_act_relu_family(c->act)) {
         if (!(c->sparsity > 0.0f && c->sparsity < 1.0f))
             return pf_fail(PINFER_EINVAL, "sparsity %g must be between 0 and 1 (exclusive)", (double)c->sparsity);
         if (!(c->hot_frac > 0.0f && c->hot_frac <= 1.0f && c->hot_share > 0.0f && c->hot_share <= 1.0f))
@@ -149,7 +132,7 @@ int synth_cfg_resolve(struct synth_cfg *c, const struct pinfer_synth_params *p)
     }
     if (p->rank_structure < 0 || p->rank_structure > SYNTH_RANK_MAX)
         return pf_fail(PINFER_EINVAL, "rank structure %d must be 0 (isotropic) .. %d", p->rank_structure, SYNTH_RANK_MAX);
-    if (synth_act_relu_family(c->act) && p->rank_structure > 0) {
+    if (pf_act_relu_family(c->act) && p->rank_structure > 0) {
         /* a subspace of half the free channels or more is no structure worth the name */
         int cap = (c->n_embd - SYNTH_BIAS_CH) / 2;
         c->rank = p->rank_structure < cap ? p->rank_structure : cap;
