@@ -85,7 +85,7 @@ static float w_at(int type, const void *row, int64_t e)
 
 static struct pf_pq pq; /* a prefetch queue holding ranges of rows that are long gone: harmless */
 
-static void test_down_accum(const struct pf_sparse_kernels *sk, int type, int64_t n, int k, unsigned long long *st)
+static void test_down_accum(const struct pf_kernels *sk, int type, int64_t n, int k, unsigned long long *st)
 {
     size_t rs;
     void **rows = make_rows(type, k, n, st, &rs);
@@ -97,7 +97,7 @@ static void test_down_accum(const struct pf_sparse_kernels *sk, int type, int64_
     memset(y0 + n, 0xff, 16 * sizeof(float));
     memcpy(yr, y0, sizeof(float) * (size_t)(n + 16));
     memcpy(ya, y0, sizeof(float) * (size_t)(n + 16));
-    pf_sparse_kernels_ref.down_accum[type]((const void *const *)rows, h, k, yr, n, NULL);
+    pf_kernels_get("ref")->down_accum[type]((const void *const *)rows, h, k, yr, n, NULL);
     sk->down_accum[type]((const void *const *)rows, h, k, ya, n, &pq);
     int bad = 0;
     double worst = 0;
@@ -116,7 +116,7 @@ static void test_down_accum(const struct pf_sparse_kernels *sk, int type, int64_
 }
 
 /* np rows at a 3-row stride (as in a bundle), the gaps poisoned; panel vs ref vs accum. */
-static void test_down_panel(const struct pf_sparse_kernels *sk, int type, int64_t n, int np, int64_t e0, int ne, int nt,
+static void test_down_panel(const struct pf_kernels *sk, int type, int64_t n, int np, int64_t e0, int ne, int nt,
                             unsigned long long *st)
 {
     size_t rs;
@@ -142,7 +142,7 @@ static void test_down_panel(const struct pf_sparse_kernels *sk, int type, int64_
     memcpy(ya, y0, sizeof(float) * ny);
     memcpy(yc, y0, sizeof(float) * ny);
     float *scratch = malloc(sizeof(float) * PF_PANEL_FLOATS);
-    pf_sparse_kernels_ref.down_panel[type](buf, stride, np, e0, ne, h, hs, nt, yr, ys, scratch);
+    pf_kernels_get("ref")->down_panel[type](buf, stride, np, e0, ne, h, hs, nt, yr, ys, scratch);
     sk->down_panel[type](buf, stride, np, e0, ne, h, hs, nt, ya, ys, scratch);
     /* the same sums through down_accum, one token at a time, on the rows' [e0, e0+ne) parts */
     const void **rows = malloc(sizeof *rows * (size_t)np);
@@ -166,7 +166,7 @@ static void test_down_panel(const struct pf_sparse_kernels *sk, int type, int64_
 }
 
 /* gather_dot against the tensor table's own product of each row (q4_matvec or dot). */
-static void test_gather(const struct pf_sparse_kernels *sk, const struct pf_kernels *kt, int type, int64_t n, int k,
+static void test_gather(const struct pf_kernels *sk, const struct pf_kernels *kt, int type, int64_t n, int k,
                         unsigned long long *st)
 {
     size_t rs;
@@ -221,7 +221,7 @@ static void test_kernels(void)
     const char *names[] = { "ref", "avx512" };
     int tested = 0;
     for (size_t ni = 0; ni < 2; ni++) {
-        const struct pf_sparse_kernels *sk = pf_sparse_kernels_get(names[ni]);
+        const struct pf_kernels *sk = pf_kernels_get(names[ni]);
         if (!sk) { printf("kernels: %s not available on this CPU\n", names[ni]); continue; }
         unsigned long long st = 99 + ni;
         for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {

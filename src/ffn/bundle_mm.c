@@ -2,7 +2,7 @@
  * weights: a slot's gate and up rows are rows of two matrices whose row stride is the slot (3
  * rows), which the kernel tables' tile kernels take as w_stride; the down columns, stored as
  * rows quantized along n_embd, make the down projection a transposed product computed by the
- * down_panel kernels (sparse_kernels.h).
+ * down_panel kernels (tensor/bundle_kernels.h).
  *
  * Threads: gate/up split the slots (each weight row read by one thread); down splits the output
  * columns, so no partial sums are reduced and every output element sums its neurons in slot
@@ -10,7 +10,6 @@
 #include "ffn/ffn_internal.h"
 
 #include "core/checked.h"
-#include "tensor/bundle_kernels.h"
 #include "tensor/kernels.h"
 #include "tensor/matmul.h"
 
@@ -138,7 +137,7 @@ void pf_bundle_gate_up(struct pf_pool *pool, const struct pf_kernels *k, const s
 /* ==== down ==== */
 
 struct down_task {
-    const struct pf_sparse_kernels *sk;
+    const struct pf_kernels *k;
     const struct pf_bundles *b;
     const float *h;
     int n_tok;
@@ -158,7 +157,7 @@ static void down_fn(void *arg, int ith, int nth)
     int c0 = (int)lo * 32, c1 = (int)hi * 32 < E ? (int)hi * 32 : E;
     if (c0 >= c1) return;
     float *panel = t->panel + (size_t)ith * PF_PANEL_FLOATS;
-    pf_down_panel_fn fn = t->sk->down_panel[b->type];
+    pf_down_panel_fn fn = t->k->down_panel[b->type];
     const char *down = (const char *)b->data + 2 * b->row_size;
     for (int t0 = 0; t0 < t->n_tok && !t->accumulate; t0++)
         memset(t->out + (size_t)t0 * E + c0, 0, (size_t)(c1 - c0) * sizeof(float));
@@ -172,10 +171,10 @@ static void down_fn(void *arg, int ith, int nth)
     }
 }
 
-void pf_bundle_down(struct pf_pool *pool, const struct pf_bundles *b, const float *h, int n_tok,
-                    float *out, float *panel, bool accumulate)
+void pf_bundle_down(struct pf_pool *pool, const struct pf_kernels *k, const struct pf_bundles *b, const float *h,
+                    int n_tok, float *out, float *panel, bool accumulate)
 {
-    struct down_task t = { .sk = pf_sparse_kernels(), .b = b, .h = h, .n_tok = n_tok, .out = out, .panel = panel,
+    struct down_task t = { .k = k, .b = b, .h = h, .n_tok = n_tok, .out = out, .panel = panel,
                            .accumulate = accumulate };
     pf_pool_run(pool, down_fn, &t);
 }

@@ -109,7 +109,7 @@ void pf_dec_gates(const struct dec_task *t, struct pf_dec_thread *w, struct pf_d
     q->nu = q->nd = 0;
     if (!q->ng) return;
     for (int i = 0; i < q->ng; i++) w->rows[i] = q->slot[i];
-    t->sk->gather_dot[b->type](t->kt, w->rows, q->ng, t->xa, b->n_embd, q->g, pq);
+    t->kt->gather_dot[b->type](t->kt, w->rows, q->ng, t->xa, b->n_embd, q->g, pq);
     for (int i = 0; i < q->ng; i++) {
         float g = q->g[i];
         bool pass = off || !t->relu || g > 0;
@@ -127,7 +127,7 @@ void pf_dec_ups(const struct dec_task *t, struct pf_dec_thread *w, struct pf_dec
     const int E = b->n_embd;
     const size_t rs = b->row_size;
     float *hout = t->f->hg, *gout = t->f->hu;
-    pf_gather_dot_fn gather = t->sk->gather_dot[b->type];
+    pf_gather_dot_fn gather = t->kt->gather_dot[b->type];
     for (int i = 0; i < q->nu; i++) w->rows[i] = q->slot[q->up[i]] + rs;
     if (q->nu) gather(t->kt, w->rows, q->nu, t->xa, E, q->u, pq);
     uint32_t active = 0;
@@ -197,7 +197,7 @@ static bool next_batch(const struct dec_task *t, struct cursor *cu, float *ypart
                 if (ci < cu->end && t->cand[ci] == j) { ci++; continue; }
                 const void *gu[2] = { base + (size_t)j * b->slot_size, base + (size_t)j * b->slot_size + b->row_size };
                 float r[2];
-                t->sk->gather_dot[b->type](t->kt, gu, 2, t->xa, b->n_embd, r, NULL);
+                t->kt->gather_dot[b->type](t->kt, gu, 2, t->xa, b->n_embd, r, NULL);
                 float full = pf_act_full(t->act, r[0], r[1]);
                 if (full != 0) { k->true_active++; k->mass_all += fabsf(full); }
             }
@@ -230,7 +230,7 @@ static void dec_fn(void *arg, int ith, int nth)
     const int E = b->n_embd;
     const char *base = b->data;
     struct pf_dec_thread *w = &f->dec->th[ith];
-    pf_down_accum_fn accum = t->sk->down_accum[b->type];
+    pf_down_accum_fn accum = t->kt->down_accum[b->type];
     struct pf_sparse_count k;
     memset(&k, 0, sizeof k);
     pf_pq_reset(&w->pq);
@@ -270,7 +270,7 @@ void pf_dec_setup(struct pf_ffn *f, int l, struct dec_task *tp)
     const int E = b->n_embd, F = b->n_ff;
     const struct pf_kernels *k = f->kern;
     struct dec_task t = {
-        .f = f, .b = b, .sk = pf_sparse_kernels(), .kt = k, .act = h->act, .relu = pf_act_relu_family(h->act),
+        .f = f, .b = b, .kt = k, .act = h->act, .relu = pf_act_relu_family(h->act),
         .mode = f->calibrating ? PINFER_SPARSE_OFF : f->sparse,
         .cluster_size = h->cluster_size > 0 ? h->cluster_size : 16,
         .want_gates = f->sparse == PINFER_SPARSE_THRESHOLD && !f->thresh_ready,

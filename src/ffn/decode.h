@@ -5,7 +5,6 @@
 #define PF_FFN_DECODE_H
 
 #include "ffn/ffn_internal.h"
-#include "tensor/bundle_kernels.h"
 #include "tensor/kernels.h"
 
 #include <stdatomic.h>
@@ -13,7 +12,6 @@
 struct dec_task {
     struct pf_ffn *f;
     const struct pf_bundles *b;
-    const struct pf_sparse_kernels *sk;
     const struct pf_kernels *kt;
     enum pinfer_sparse_mode mode;
     enum pinfer_act act;

@@ -219,7 +219,7 @@ static int ffn_bundles(struct pf_ffn *f, int l, int n, bool record, bool one)
     if (record) pf_hist_add(f, l, f->hg, (size_t)n * F);
     pf_act_apply(f->hg, f->hu, (size_t)n * F, h->act);
     call_hooks(f, l, f->hg, b->perm, f->hu, n);
-    pf_bundle_down(f->pool, b, f->hg, n, f->xb, f->panel, false);
+    pf_bundle_down(f->pool, f->kern, b, f->hg, n, f->xb, f->panel, false);
     for (size_t i = 0; i < (size_t)n * E; i++) f->x[i] += f->xb[i];
     return 0;
 }

@@ -125,8 +125,8 @@ int pf_ffn_offload_prefetch(struct pf_ffn *f, int layer, const float *xn);
  * PF_PANEL_FLOATS. */
 void pf_bundle_gate_up(struct pf_pool *pool, const struct pf_kernels *k, const struct pf_bundles *b,
                        const float *x, int n_tok, float *hg, float *hu, void *scratch);
-void pf_bundle_down(struct pf_pool *pool, const struct pf_bundles *b, const float *h, int n_tok,
-                    float *out, float *panel, bool accumulate);
+void pf_bundle_down(struct pf_pool *pool, const struct pf_kernels *k, const struct pf_bundles *b, const float *h,
+                    int n_tok, float *out, float *panel, bool accumulate);
 /* Bytes of scratch pf_bundle_gate_up needs (the activations in the dot format). */
 size_t pf_bundle_scratch_size(const struct pf_bundles *b, int n_tok);
 

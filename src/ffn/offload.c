@@ -79,7 +79,7 @@ static void off_fn(void *arg, int ith, int nth)
     const int E = b->n_embd;
     struct pf_dec_thread *w = &f->dec->th[ith];
     struct pf_sparse_count *k = &f->cnt[ith];
-    pf_down_accum_fn accum = t->sk->down_accum[b->type];
+    pf_down_accum_fn accum = t->kt->down_accum[b->type];
     for (int p = ith; p < t->n_parts; p += nth) {
         int i0, i1;
         part_range(t, p, &i0, &i1);
@@ -167,7 +167,7 @@ static void run_chunk(struct pf_ffn *f, int l, const struct pf_bundles *b, const
     pf_bundle_gate_up(f->pool, f->kern, &v, f->xb, n_tok, f->hg, f->hu, f->scratch);
     if (record) pf_hist_add(f, l, f->hg, (size_t)n_tok * (size_t)n);
     pf_act_apply(f->hg, f->hu, (size_t)n_tok * (size_t)n, f->m->info.act);
-    pf_bundle_down(f->pool, &v, f->hg, n_tok, f->y, f->panel, j0 > 0);
+    pf_bundle_down(f->pool, f->kern, &v, f->hg, n_tok, f->y, f->panel, j0 > 0);
 }
 
 int pf_ffn_offload_batch(struct pf_ffn *f, int l, int n_tok, bool record)

@@ -7,12 +7,18 @@
  *     y[e] = fma(h_i, w_i[e], y[e])
  * where w_i[e] is the dequantized weight, which is exact in f32 for every supported type
  * (Q4_0: (q - 8) * d and Q8_0: q * d are products of a small integer and an f16 value; F16 and
- * BF16 widen exactly). One table per ISA; `ref` (plain C, fmaf) is the specification. */
+ * BF16 widen exactly). `ref` (plain C, fmaf) is the specification.
+ *
+ * There is one kernel dispatcher (tensor/dispatch.c): each ISA's bundle kernels below are a part
+ * table that dispatch.c merges into that ISA's struct pf_kernels, so a caller reaches them as
+ * kern->down_accum[type], kern->down_panel[type], kern->gather_dot[type]. */
 #ifndef PF_TENSOR_BUNDLE_KERNELS_H
 #define PF_TENSOR_BUNDLE_KERNELS_H
 
 #include "tensor/prefetch.h"
-#include "tensor/kernels.h"
+#include "tensor/types.h"
+
+struct pf_kernels;
 
 /* Neurons x columns of one thread's dequantized down panel (ffn/bundle_mm.c). */
 #define PF_PANEL_ROWS 64
@@ -45,23 +51,16 @@ typedef void (*pf_down_panel_fn)(const void *rows, size_t rs, int np, int64_t e0
                                  const float *h, size_t hs, int nt, float *y, size_t ys,
                                  float *scratch);
 
-struct pf_sparse_kernels {
-    const char *name;
+/* The bundle kernels of one ISA (entries left NULL come from the reference). */
+struct pf_bundle_kernels {
     pf_down_accum_fn down_accum[PF_TYPE_COUNT];
     pf_down_panel_fn down_panel[PF_TYPE_COUNT];
     pf_gather_dot_fn gather_dot[PF_TYPE_COUNT];
 };
 
-/* The table matching pf_kernels()'s choice (so PINFER_KERNELS=ref gives the reference here
- * too); entries a SIMD table lacks come from the reference. */
-const struct pf_sparse_kernels *pf_sparse_kernels(void);
-/* A named table ("ref", "avx512"), completed from the reference; NULL if unknown or this CPU
- * cannot run it. */
-const struct pf_sparse_kernels *pf_sparse_kernels_get(const char *name);
-
-extern const struct pf_sparse_kernels pf_sparse_kernels_ref;
+extern const struct pf_bundle_kernels pf_bundle_kernels_ref;
 #if defined(__x86_64__)
-extern const struct pf_sparse_kernels pf_sparse_kernels_avx512;
+extern const struct pf_bundle_kernels pf_bundle_kernels_avx512;
 #endif
 
 #endif

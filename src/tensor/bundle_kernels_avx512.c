@@ -1,6 +1,6 @@
 /* AVX-512 down-projection kernels on bundles (compiled with AVX-512 flags; used only when
  * pf_kernels() picked the AVX-512 table, which checks the CPU). Same bits as the reference
- * (sparse_kernels.h): every weight is dequantized exactly and added with one fma, in the same
+ * (bundle_kernels.h): every weight is dequantized exactly and added with one fma, in the same
  * order per output element.
  *
  * Float rows whose length is not a multiple of 32 go to the reference (tiny models only).
@@ -18,7 +18,6 @@
  * 4 tokens x 64 columns of outputs live in 16 registers while the np rows stream by: per row, 4
  * loads and 4 broadcasts feed 16 fmas. */
 #include "tensor/kernels.h"
-#include "tensor/bundle_kernels.h"
 #include "tensor/q8x.h"
 
 #include <immintrin.h>
@@ -68,7 +67,7 @@ INLINE void dq_f32(const uint8_t *p, __m512 *w0, __m512 *w1)
     static void down_accum_##T(const void *const *rows, const float *h, int k, float *y, int64_t n, \
                                struct pf_pq *pq)                                                   \
     {                                                                                              \
-        if (n % 32) { pf_sparse_kernels_ref.down_accum[PF_TYPE_##U](rows, h, k, y, n, pq); return; } \
+        if (n % 32) { pf_bundle_kernels_ref.down_accum[PF_TYPE_##U](rows, h, k, y, n, pq); return; } \
         int64_t nb = n / 32, b = 0;                                                                \
         const int lines = (k * 2 * (BYTES) + 63) / 64 + 1; /* what a tile consumes, and one more */ \
         for (; b + 2 <= nb; b += 2) {                                                              \
@@ -191,7 +190,7 @@ static void q4_down_strip(const uint8_t *const *rows, const float *h, int k, flo
 
 static void down_accum_q4_0(const void *const *rows, const float *h, int k, float *y, int64_t n, struct pf_pq *pq)
 {
-    if (n % 32) { pf_sparse_kernels_ref.down_accum[PF_TYPE_Q4_0](rows, h, k, y, n, pq); return; }
+    if (n % 32) { pf_bundle_kernels_ref.down_accum[PF_TYPE_Q4_0](rows, h, k, y, n, pq); return; }
     const int64_t nb = n / 32;
     const uint8_t *const *r = (const uint8_t *const *)rows;
     for (int i0 = 0; i0 < k; i0 += DA_ROWS) {
@@ -299,7 +298,7 @@ static void panel_run(int np, const float *w, int ne, const float *h, size_t hs,
                                float *scratch)                                                     \
     {                                                                                              \
         if (ne % 32 || e0 % 32) { /* float rows of odd length: rare, tiny models */                \
-            pf_sparse_kernels_ref.down_panel[PF_TYPE_##U](rows, rs, np, e0, ne, h, hs, nt, y, ys, scratch); \
+            pf_bundle_kernels_ref.down_panel[PF_TYPE_##U](rows, rs, np, e0, ne, h, hs, nt, y, ys, scratch); \
             return;                                                                                \
         }                                                                                          \
         for (int p = 0; p < np; p++) {                                                             \
@@ -406,7 +405,7 @@ static void gather_dot_q4_0(const struct pf_kernels *kt, const void *const *rows
                             float *out, struct pf_pq *pq)
 {
     if (!kt->q4_matvec) { /* xa is plain Q8_0: not this kernel's layout */
-        pf_sparse_kernels_ref.gather_dot[PF_TYPE_Q4_0](kt, rows, k, xa, n, out, pq);
+        pf_bundle_kernels_ref.gather_dot[PF_TYPE_Q4_0](kt, rows, k, xa, n, out, pq);
         return;
     }
     const uint8_t *const *w = (const uint8_t *const *)rows;
@@ -421,8 +420,7 @@ static void gather_dot_q4_0(const struct pf_kernels *kt, const void *const *rows
     }
 }
 
-const struct pf_sparse_kernels pf_sparse_kernels_avx512 = {
-    .name = "avx512",
+const struct pf_bundle_kernels pf_bundle_kernels_avx512 = {
     .down_accum = {
         [PF_TYPE_F32] = down_accum_f32, [PF_TYPE_F16] = down_accum_f16,
         [PF_TYPE_Q8_0] = down_accum_q8_0, [PF_TYPE_Q4_0] = down_accum_q4_0,

@@ -1,9 +1,7 @@
-/* Reference down-projection kernels on bundles (the specification: sparse_kernels.h), and the
- * choice of table. Plain C; fmaf gives the one rounding per term the specification asks for. */
-#include "tensor/bundle_kernels.h"
+/* Reference kernels on bundles (the specification: bundle_kernels.h). Plain C; fmaf gives the one rounding per term the specification asks for. */
+#include "tensor/kernels.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <string.h>
 
 /* ==== Dequantization of one element ==== */
@@ -83,8 +81,7 @@ REF_GATHER(bf16, BF16)
 REF_GATHER(q8_0, Q8_0)
 REF_GATHER(q4_0, Q4_0)
 
-const struct pf_sparse_kernels pf_sparse_kernels_ref = {
-    .name = "ref",
+const struct pf_bundle_kernels pf_bundle_kernels_ref = {
     .down_accum = {
         [PF_TYPE_F32] = down_accum_f32, [PF_TYPE_F16] = down_accum_f16, [PF_TYPE_BF16] = down_accum_bf16,
         [PF_TYPE_Q8_0] = down_accum_q8_0, [PF_TYPE_Q4_0] = down_accum_q4_0,
@@ -98,41 +95,3 @@ const struct pf_sparse_kernels pf_sparse_kernels_ref = {
         [PF_TYPE_Q8_0] = gather_dot_q8_0, [PF_TYPE_Q4_0] = gather_dot_q4_0,
     },
 };
-
-/* ==== Table choice ==== */
-
-#if defined(__x86_64__)
-static struct pf_sparse_kernels full_avx512;
-static pthread_once_t full_once = PTHREAD_ONCE_INIT;
-
-static void build_full(void)
-{
-    full_avx512 = pf_sparse_kernels_avx512;
-    for (int t = 0; t < PF_TYPE_COUNT; t++) {
-        if (!full_avx512.down_accum[t]) full_avx512.down_accum[t] = pf_sparse_kernels_ref.down_accum[t];
-        if (!full_avx512.down_panel[t]) full_avx512.down_panel[t] = pf_sparse_kernels_ref.down_panel[t];
-        if (!full_avx512.gather_dot[t]) full_avx512.gather_dot[t] = pf_sparse_kernels_ref.gather_dot[t];
-    }
-}
-#endif
-
-const struct pf_sparse_kernels *pf_sparse_kernels_get(const char *name)
-{
-    if (!name) return NULL;
-    if (strcmp(name, "ref") == 0) return &pf_sparse_kernels_ref;
-#if defined(__x86_64__)
-    /* the tensor table of the same name exists only when the CPU can run it */
-    if (strcmp(name, "avx512") == 0 && pf_kernels_get("avx512")) {
-        pthread_once(&full_once, build_full);
-        return &full_avx512;
-    }
-#endif
-    return NULL;
-}
-
-const struct pf_sparse_kernels *pf_sparse_kernels(void)
-{
-    /* follow the tensor kernels' choice; AVX2 machines use the reference here */
-    const struct pf_sparse_kernels *k = pf_sparse_kernels_get(pf_kernels()->name);
-    return k ? k : &pf_sparse_kernels_ref;
-}

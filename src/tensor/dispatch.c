@@ -43,35 +43,41 @@ static bool cpu_has_avx512(void)
 #endif
 }
 
-/* SIMD tables only fill the entries they speed up; the gaps are taken from the reference table
- * so every caller sees a complete table. */
-static struct pf_kernels full_avx2, full_avx512;
+/* The one dispatcher (ggml's pattern): per ISA, the dense table and the bundle part table are
+ * merged into one complete table, and every entry an ISA leaves NULL is taken from the
+ * reference, so every caller sees a complete table. */
+static struct pf_kernels full_ref, full_avx2, full_avx512;
 static pthread_once_t full_once = PTHREAD_ONCE_INIT;
 
-static void complete(struct pf_kernels *dst, const struct pf_kernels *src)
+static void complete(struct pf_kernels *dst, const struct pf_kernels *src, const struct pf_bundle_kernels *bk)
 {
+    const struct pf_bundle_kernels *rb = &pf_bundle_kernels_ref;
     *dst = *src;
     for (int t = 0; t < PF_TYPE_COUNT; t++) {
         if (!dst->dot[t]) dst->dot[t] = pf_kernels_ref.dot[t];
         if (!dst->gemm[t]) dst->gemm[t] = pf_kernels_ref.gemm[t];
         if (!dst->dequant[t]) dst->dequant[t] = pf_kernels_ref.dequant[t];
         if (!dst->from_f32[t]) dst->from_f32[t] = pf_kernels_ref.from_f32[t];
+        dst->down_accum[t] = bk && bk->down_accum[t] ? bk->down_accum[t] : rb->down_accum[t];
+        dst->down_panel[t] = bk && bk->down_panel[t] ? bk->down_panel[t] : rb->down_panel[t];
+        dst->gather_dot[t] = bk && bk->gather_dot[t] ? bk->gather_dot[t] : rb->gather_dot[t];
     }
 }
 
 static void build_full(void)
 {
+    complete(&full_ref, &pf_kernels_ref, &pf_bundle_kernels_ref);
 #if defined(__x86_64__)
-    complete(&full_avx2, &pf_kernels_avx2);
-    complete(&full_avx512, &pf_kernels_avx512);
+    complete(&full_avx2, &pf_kernels_avx2, NULL); /* no AVX2 bundle kernels: the reference's */
+    complete(&full_avx512, &pf_kernels_avx512, &pf_bundle_kernels_avx512);
 #endif
 }
 
 const struct pf_kernels *pf_kernels_get(const char *name)
 {
     if (!name) return NULL;
-    if (strcmp(name, "ref") == 0) return &pf_kernels_ref;
     pthread_once(&full_once, build_full);
+    if (strcmp(name, "ref") == 0) return &full_ref;
 #if defined(__x86_64__)
     if (strcmp(name, "avx2") == 0) return cpu_has_avx2() ? &full_avx2 : NULL;
     if (strcmp(name, "avx512") == 0) return cpu_has_avx512() ? &full_avx512 : NULL;
@@ -88,7 +94,7 @@ static void choose(void)
     const struct pf_kernels *k = env && *env ? pf_kernels_get(env) : NULL;
     if (!k) k = pf_kernels_get("avx512");
     if (!k) k = pf_kernels_get("avx2");
-    if (!k) k = &pf_kernels_ref;
+    if (!k) k = pf_kernels_get("ref");
     chosen = k;
 }
 

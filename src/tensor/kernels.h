@@ -10,6 +10,7 @@
 #ifndef PF_TENSOR_KERNELS_H
 #define PF_TENSOR_KERNELS_H
 
+#include "tensor/bundle_kernels.h"
 #include "tensor/types.h"
 
 typedef float (*pf_dot_fn)(const void *w, const void *x, int64_t n);
@@ -42,13 +43,22 @@ struct pf_kernels {
     void (*q4_matvec)(int64_t n, int nr, const void *w, size_t w_stride, const void *xa, float *out);
     void (*q4_gemm)(int64_t n, int nr, int nt, const void *w, size_t w_stride, const void *xa,
                     size_t xa_stride, float *out, size_t out_stride);
+
+    /* Bundle kernels of the sparse FFN (tensor/bundle_kernels.h), merged in by dispatch.c. */
+    pf_down_accum_fn down_accum[PF_TYPE_COUNT];
+    pf_down_panel_fn down_panel[PF_TYPE_COUNT];
+    pf_gather_dot_fn gather_dot[PF_TYPE_COUNT];
 };
 
-/* The table chosen for this CPU (thread-safe, decided once). */
+/* The table chosen for this CPU (thread-safe, decided once), complete: dense and bundle
+ * kernels, gaps filled from the reference. */
 const struct pf_kernels *pf_kernels(void);
-/* A named table ("ref", "avx2", "avx512"), or NULL if unknown or this CPU cannot run it. */
+/* A named complete table ("ref", "avx2", "avx512"), or NULL if unknown or this CPU cannot run
+ * it. */
 const struct pf_kernels *pf_kernels_get(const char *name);
 
+/* The reference dense kernels (no bundle kernels: pf_kernels_get("ref") is the complete
+ * reference table). */
 extern const struct pf_kernels pf_kernels_ref;
 #if defined(__x86_64__)
 /* Raw ISA tables: entries they leave NULL are filled from ref by pf_kernels_get(). Use
