@@ -39,15 +39,6 @@ static int parse_type(const char *s)
     return -1;
 }
 
-static int parse_act(const char *s)
-{
-    if (!strcasecmp(s, "silu") || !strcasecmp(s, "swiglu")) return PINFER_ACT_SILU;
-    if (!strcasecmp(s, "relu")) return PINFER_ACT_RELU;
-    if (!strcasecmp(s, "reglu")) return PINFER_ACT_REGLU;
-    if (!strcasecmp(s, "drelu")) return PINFER_ACT_DRELU;
-    return -1;
-}
-
 int cmd_synth(int argc, char **argv)
 {
     struct pinfer_synth_params p = pinfer_synth_default_params();
@@ -75,9 +66,9 @@ int cmd_synth(int argc, char **argv)
         else if (!strcmp(a, "--type")) {
             if ((p.type = parse_type(v)) < 0) return args_usage_error(C, "unknown --type '%s' (f32, f16, bf16, q8_0, q4_0)", v);
         } else if (!strcmp(a, "--act")) {
-            int act = parse_act(v);
-            if (act < 0) return args_usage_error(C, "unknown --act '%s' (silu, relu, reglu, drelu)", v);
-            p.act = (enum pinfer_act)act;
+            /* the library's one name table; synth writes no GeLU models */
+            if (pinfer_act_parse(v, &p.act) || p.act == PINFER_ACT_GELU)
+                return args_usage_error(C, "unknown --act '%s' (silu, relu, reglu, drelu)", v);
         } else if (!strcmp(a, "--sparsity")) {
             if (!args_float(C, a, v, 0.0, 1.0, &p.sparsity)) return 2;
         } else if (!strcmp(a, "--hot")) {

@@ -9,18 +9,24 @@
 #include <string.h>
 #include <strings.h>
 
-static const char *const mode_names[] = { "off", "oracle", "predictor", "threshold" };
+static const struct { const char *name; enum pinfer_sparse_mode mode; } modes[] = {
+    { "off", PINFER_SPARSE_OFF }, { "oracle", PINFER_SPARSE_ORACLE },
+    { "predictor", PINFER_SPARSE_PREDICTOR }, { "threshold", PINFER_SPARSE_THRESHOLD },
+};
+#define N_MODES (int)(sizeof modes / sizeof *modes)
 
 int pinfer_sparse_mode_parse(const char *name, enum pinfer_sparse_mode *out)
 {
-    for (int i = 0; i < 4; i++)
-        if (name && strcasecmp(name, mode_names[i]) == 0) { *out = (enum pinfer_sparse_mode)i; return 0; }
+    for (int i = 0; i < N_MODES; i++)
+        if (name && strcasecmp(name, modes[i].name) == 0) { *out = modes[i].mode; return 0; }
     return pf_fail(PINFER_EINVAL, "unknown sparse mode '%s' (expected off, oracle, predictor or threshold)", name ? name : "(null)");
 }
 
 const char *pinfer_sparse_mode_name(enum pinfer_sparse_mode mode)
 {
-    return (unsigned)mode < 4 ? mode_names[mode] : "?";
+    for (int i = 0; i < N_MODES; i++)
+        if (modes[i].mode == mode) return modes[i].name;
+    return "?";
 }
 
 int pf_ffn_check_params(const struct pinfer_model *m, const struct pinfer_ctx_params *p)
