@@ -566,6 +566,39 @@ static void test_stories(void)
                       s.active_frac);
         pinfer_ctx_free(c);
     }
+    /* prepared end to end (issue 15, defect 5: an F32 prepared model could not get a context):
+       the bundles hold the same f32 weights, so its dense perplexity is the original's up to
+       the order of the down sums */
+    {
+        char prep[1024];
+        snprintf(prep, sizeof prep, "%s/stories-prep.gguf", tu_tmpdir());
+        struct pinfer_prepare_params pp = pinfer_prepare_default_params();
+        pp.n_tokens = 128;
+        pp.n_threads = 1;
+        struct pinfer_model *pm = NULL;
+        struct pinfer_ctx *pc = NULL;
+        struct pinfer_ctx_params cp = pinfer_ctx_default_params();
+        cp.n_ctx = 128;
+        cp.n_batch = 128;
+        cp.n_threads = 1;
+        struct pinfer_ppl_result r, r1;
+        int rc = pinfer_prepare(mp, prep, &pp, NULL);
+        CHECKF(rc == 0, "prepare stories260K: %s", pinfer_last_error());
+        if (!rc) rc = pinfer_model_load(&pm, prep, NULL);
+        CHECKF(rc == 0, "load the prepared stories260K: %s", pinfer_last_error());
+        if (!rc) rc = pinfer_ctx_new(&pc, pm, &cp);
+        CHECKF(rc == 0, "context on the prepared stories260K: %s", pinfer_last_error());
+        if (!rc) {
+            CHECK(pinfer_perplexity(pc, ids, n, false, &r) == 0);
+            CHECK(pinfer_perplexity(pc, ids, n, true, &r1) == 0);
+            printf("stories260K prepared (F32 bundles): PPL %.6f batched, %.6f one token at a time; original %.6f\n", r.ppl,
+                   r1.ppl, ppl[0]);
+            CHECKF(fabs(r.ppl / ppl[0] - 1) < 1e-4 && fabs(r1.ppl / ppl[0] - 1) < 1e-4, "prepared PPL %.6f / %.6f vs %.6f",
+                   r.ppl, r1.ppl, ppl[0]);
+        }
+        pinfer_ctx_free(pc);
+        pinfer_model_free(pm);
+    }
     double d30 = ppl[1] / ppl[0] - 1, d50 = ppl[2] / ppl[0] - 1;
     printf("stories260K: PPL delta at 30%%: %+.2f%%, at 50%%: %+.2f%% (bounds %.0f%%, %.0f%%)\n", 100 * d30, 100 * d50,
            100 * PPL_BOUND_30, 100 * PPL_BOUND_50);

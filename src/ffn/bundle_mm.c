@@ -34,6 +34,7 @@ static size_t act_stride(int type, int64_t n)
 
 size_t pf_bundle_scratch_size(const struct pf_bundles *b, int n_tok)
 {
+    if (b->type == PF_TYPE_F32) return 64; /* f32 dots read the activations as they are */
     size_t row = act_stride(b->type, b->n_embd), total;
     if (row == 0 || n_tok < 1 || ck_mul(row, (size_t)n_tok, &total) || ck_add(total, 64, &total)) return SIZE_MAX;
     return total;
