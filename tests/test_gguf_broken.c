@@ -309,6 +309,23 @@ static void test_tensors(void)
     by_tensor(&b, "b", 1, ne_4, PF_TYPE_F32, 12);
     by_pad(&b, 32); by_fill(&b, 64, 0);
     expect_fail(&b, PINFER_EFORMAT, "tensor 'b': offset 12 is not a multiple of the alignment 32");
+    /* two tensor infos pointing at the same bytes (issue 15, defect 2), and a partial overlap */
+    by_hdr(&b, 3, 2, 0);
+    by_tensor(&b, "a", 1, ne_4, PF_TYPE_F32, 0);
+    by_tensor(&b, "b", 1, ne_4, PF_TYPE_F32, 0);
+    by_pad(&b, 32); by_fill(&b, 64, 0);
+    expect_fail(&b, PINFER_EFORMAT, "tensors 'a' and 'b' overlap");
+    by_hdr(&b, 3, 2, 0);
+    by_tensor(&b, "a", 1, (int64_t[]){ 16 }, PF_TYPE_F32, 0);
+    by_tensor(&b, "b", 1, ne_4, PF_TYPE_F32, 32);
+    by_pad(&b, 32); by_fill(&b, 64, 0);
+    expect_fail(&b, PINFER_EFORMAT, "overlap");
+    /* adjacent, in either order of the infos: fine */
+    by_hdr(&b, 3, 2, 0);
+    by_tensor(&b, "a", 1, ne_4, PF_TYPE_F32, 32);
+    by_tensor(&b, "b", 1, ne_4, PF_TYPE_F32, 0);
+    by_pad(&b, 32); by_fill(&b, 64, 0);
+    expect_ok(&b);
 }
 
 /* ==== Every prefix, and mutations ==== */

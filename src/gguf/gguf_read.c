@@ -327,6 +327,38 @@ static int check_tensor_data(const struct gguf_file *f, struct gguf_tensor *t)
     return 0;
 }
 
+/* Two tensors may not share bytes: the loader copies and relocates each tensor's data on its
+ * own, so shared bytes would be moved twice and the model would run with wrong weights
+ * (llama.cpp rejects such files too). Empty tensors own no bytes. */
+struct span { uint64_t start, end; uint64_t i; };
+
+static int span_cmp(const void *a, const void *b)
+{
+    const struct span *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start ? 1 : 0;
+}
+
+static int check_overlaps(const struct gguf_file *f)
+{
+    if (f->n_tensors < 2) return 0;
+    struct span *s = malloc(sizeof *s * (size_t)f->n_tensors);
+    if (!s) return pf_fail(PINFER_ENOMEM, "out of memory checking %" PRIu64 " tensors", f->n_tensors);
+    size_t n = 0;
+    for (uint64_t i = 0; i < f->n_tensors; i++) {
+        const struct gguf_tensor *t = &f->tensors[i];
+        if (t->nbytes) s[n++] = (struct span){ t->file_offset, t->file_offset + t->nbytes, i };
+    }
+    qsort(s, n, sizeof *s, span_cmp);
+    int rc = 0;
+    for (size_t k = 1; k < n && !rc; k++)
+        if (s[k].start < s[k - 1].end)
+            rc = pf_fail(PINFER_EFORMAT, "tensors '%s' and '%s' overlap: their data share bytes %" PRIu64 "..%" PRIu64,
+                         f->tensors[s[k - 1].i].name, f->tensors[s[k].i].name, s[k].start,
+                         (s[k].end < s[k - 1].end ? s[k].end : s[k - 1].end) - 1);
+    free(s);
+    return rc;
+}
+
 /* ==== Whole file ==== */
 
 static int read_header(struct rd *r, struct gguf_file *f)
@@ -422,7 +454,7 @@ static int parse(struct gguf_file_priv *fp, struct rd *r)
         return pf_fail(PINFER_EFORMAT, "data section offset overflows");
     for (uint64_t i = 0; i < f->n_tensors; i++)
         if ((rc = check_tensor_data(f, &f->tensors[i]))) return rc;
-    return 0;
+    return check_overlaps(f);
 }
 
 int gguf_parse(struct gguf_file **out, const void *buf, uint64_t size)
