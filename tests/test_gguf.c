@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char *tmp_path(const char *name)
@@ -30,13 +31,13 @@ static bool err_has(const char *s)
     return strstr(pinfer_last_error(), s) != NULL;
 }
 
-/* true if any file in the test dir has ".tmp." in its name (a leaked temp file) */
+/* true if any file in the test dir has ".pinfer-tmp." in its name (a leaked temp file) */
 static bool temp_left(void)
 {
     DIR *d = opendir(tu_tmpdir());
     bool found = false;
     for (struct dirent *e; d && (e = readdir(d));)
-        if (strstr(e->d_name, ".tmp.")) found = true;
+        if (strstr(e->d_name, ".pinfer-tmp.")) found = true;
     if (d) closedir(d);
     return found;
 }
@@ -397,6 +398,43 @@ static void test_writer_atomic(void)
     CHECKF(gguf_open(&f, path) == 0, "%s", pinfer_last_error());
     if (f) CHECK(f->n_tensors == 1 && memcmp(f->data + f->tensors[0].file_offset, data, 16) == 0);
     gguf_close(f);
+
+    /* issue 15, defect 3: symlinks planted at the names a temp file used to have (and could be
+       guessed from the pid) are neither followed nor replaced, and the output is a regular file */
+    {
+        const char *victim = tmp_path("victim.txt");
+        write_marker(victim);
+        char planted[3][700];
+        snprintf(planted[0], sizeof planted[0], "%s.tmp.%ld", path, (long)getpid());
+        snprintf(planted[1], sizeof planted[1], "%s.pinfer-tmp.%ld", path, (long)getpid());
+        snprintf(planted[2], sizeof planted[2], "%s.pinfer-tmp.%ld.XXXXXX", path, (long)getpid());
+        for (int i = 0; i < 3; i++) { unlink(planted[i]); CHECK(symlink(victim, planted[i]) == 0); }
+        w = small_writer(path);
+        CHECK(w && gguf_writer_write(w, data, 16) == 0 && gguf_writer_finish(w) == 0);
+        gguf_writer_free(w);
+        struct stat st;
+        CHECK(marker_intact(victim));
+        CHECK(lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 16);
+        for (int i = 0; i < 3; i++) CHECK(lstat(planted[i], &st) == 0 && S_ISLNK(st.st_mode));
+        for (int i = 0; i < 3; i++) unlink(planted[i]);
+        /* a killed run's temp (its pid gone) is removed by the next write of the same output; a
+           live process's is left alone */
+        pid_t child = fork();
+        if (child == 0) _exit(0);
+        waitpid(child, NULL, 0);
+        char stale[700], live[700];
+        snprintf(stale, sizeof stale, "%s.pinfer-tmp.%ld.abcdef", path, (long)child);
+        snprintf(live, sizeof live, "%s.pinfer-tmp.%ld.abcdef", path, (long)getppid());
+        write_marker(stale);
+        write_marker(live);
+        w = small_writer(path);
+        CHECK(w && gguf_writer_write(w, data, 16) == 0 && gguf_writer_finish(w) == 0);
+        gguf_writer_free(w);
+        CHECKF(lstat(stale, &st) != 0, "stale temp %s was not removed", stale);
+        CHECK(lstat(live, &st) == 0);
+        unlink(live);
+        unlink(victim);
+    }
 
     /* non-existent directory */
     CHECK(gguf_writer_new(&w) == 0);

@@ -479,7 +479,7 @@ static bool dir_has_tmp(void)
     bool found = false;
     struct dirent *e;
     while (d && (e = readdir(d)))
-        if (strstr(e->d_name, ".tmp.")) found = true;
+        if (strstr(e->d_name, ".pinfer-tmp.")) found = true;
     if (d) closedir(d);
     return found;
 }

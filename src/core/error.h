@@ -18,5 +18,12 @@ int pf_fail_context(int code, const char *fmt, ...) __attribute__((format(printf
  * may be replaced that way (absent, or a regular file), else PINFER_EINVAL naming it (a device
  * such as /dev/null, a directory, a fifo: renaming over it would destroy it). */
 int pf_check_output_path(const char *path);
+/* Creates the temp file an output is written to before it is renamed over path: in path's
+ * directory (same filesystem, so the rename is atomic), named "<path>.pinfer-tmp.<pid>.XXXXXX"
+ * with an unpredictable suffix, opened O_CREAT|O_EXCL (a planted file or symlink is never
+ * opened or followed), mode 0666 less the umask. First removes stale temps of the same output
+ * left by killed runs (their pid no longer exists). Returns the fd (write-only, close-on-exec)
+ * and *tmp (owned by the caller), or a negative code with a message. */
+int pf_tmpfile_create(const char *path, char **tmp);
 
 #endif

@@ -1,7 +1,7 @@
 /* GGUF writer: collects keys and tensor declarations in memory, then streams the file.
  *
  * Keys are serialized (type + value bytes) as they are set, so writing the header is a copy.
- * The file is written to "<path>.tmp.<pid>" beside the destination and renamed over it only
+ * The file is written to a fresh temp file beside the destination (pf_tmpfile_create) and renamed over it only
  * after everything was written and fsync'd: a crash, a full disk or a caller that gives up
  * never leaves a half-written model under the destination name. Everything the writer accepts
  * is within the reader's caps, so what it writes always reads back. */
@@ -520,21 +520,12 @@ int gguf_writer_begin(struct gguf_writer *w, const char *path)
     int rc = check_declaring(w, "gguf_writer_begin");
     if (rc) return rc;
     if ((rc = pf_check_output_path(path))) return wfail(w, rc, "%s", pinfer_last_error());
-    size_t len = strlen(path) + 32;
     w->path = strdup(path);
-    char *tmp = malloc(len);
     w->buf = malloc(WBUF_SIZE);
-    if (!w->path || !tmp || !w->buf) {
-        free(tmp);
-        return wfail(w, PINFER_ENOMEM, "gguf writer: out of memory");
-    }
-    snprintf(tmp, len, "%s.tmp.%ld", path, (long)getpid());
-    w->fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (w->fd < 0) {
-        int e = errno;
-        free(tmp);
-        return io_fail(w, e, "cannot create");
-    }
+    if (!w->path || !w->buf) return wfail(w, PINFER_ENOMEM, "gguf writer: out of memory");
+    char *tmp;
+    w->fd = pf_tmpfile_create(path, &tmp);
+    if (w->fd < 0) return wfail(w, w->fd, "%s", pinfer_last_error());
     w->tmp = tmp; /* from now on free() removes it unless finish renamed it */
     w->state = W_DATA;
     return write_header(w);
