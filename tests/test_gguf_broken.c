@@ -130,6 +130,21 @@ static void test_kv(void)
     by_hdr(&b, 3, 0, 1); by_u64(&b, 100); by_fill(&b, 40, 0);
     expect_fail(&b, PINFER_EFORMAT, "kv 0 key: string length 100 goes beyond the end of the file");
 
+    /* a string value with an embedded NUL parses, but is refused where it is read as text
+       (issue 15: "llama\0junk" is not "llama") */
+    {
+        by_hdr(&b, 3, 0, 1); by_key(&b, "general.architecture", GGUF_STRING);
+        by_u64(&b, 10); by_put(&b, "llama\0junk", 10);
+        struct gguf_file *f = NULL;
+        CHECK(parse_copy(&b, b.n, &f) == 0);
+        char arch[32] = "unset";
+        if (f) {
+            CHECK(gguf_get_str(f, "general.architecture", arch, sizeof arch) == PINFER_EFORMAT);
+            CHECK(strstr(pinfer_last_error(), "NUL byte") != NULL && strcmp(arch, "unset") == 0);
+            close_copy(f);
+        }
+        by_free(&b);
+    }
     by_hdr(&b, 3, 0, 2); by_kv_u32(&b, "a", 1); by_kv_u32(&b, "a", 2);
     expect_fail(&b, PINFER_EFORMAT, "duplicate key 'a'");
     by_hdr(&b, 3, 0, 3); by_kv_u32(&b, "a", 1); by_kv_str(&b, "ab", "x"); by_kv_u32(&b, "ab", 2);

@@ -156,6 +156,9 @@ int gguf_get_str(const struct gguf_file *f, const char *key, char *buf, size_t c
     const struct gguf_kv *kv = gguf_find(f, key);
     if (!kv) return 1;
     if (kv->type != GGUF_STRING) return wrong_type(kv, "string");
+    /* the value is read as a C string: "llama\0junk" must not pass for "llama" */
+    if (kv->str.len && memchr(kv->str.s, 0, (size_t)kv->str.len))
+        return pf_fail(PINFER_EFORMAT, "metadata %s: the string contains a NUL byte", key);
     if (cap == 0) return 0;
     size_t n = kv->str.len < cap - 1 ? (size_t)kv->str.len : cap - 1;
     memcpy(buf, kv->str.s, n);
