@@ -83,6 +83,7 @@ int main(void)
     }
 
     /* memory-budget flags */
+    expect_error("is the model file", "eval -m %s --ids \"1 2\" --logits %s", model, model);
     expect_error("not a size", "run -m %s -p hi -n 2 --mem-budget lots", model);
     expect_error("not a size", "run -m %s -p hi -n 2 --mem-budget 1G --stage-bytes 50%%", model);
     expect_error("0..1", "bench -m %s -p 0 -n 2 --sparse predictor --sparse-ideal 1.5", model);

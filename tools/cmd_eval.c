@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char *C = "eval";
 
@@ -72,6 +73,9 @@ int cmd_eval(int argc, char **argv)
     if (model_flags_check(C, &mf)) return 2;
     if (!ids_s) return args_usage_error(C, "no ids given (--ids \"1 2 3\")");
     if (!logits_path) return args_usage_error(C, "no output given (--logits OUT.txt)");
+    struct stat sm, sl; /* the logits would replace the model (as prepare refuses its input) */
+    if (mf.model && stat(mf.model, &sm) == 0 && stat(logits_path, &sl) == 0 && sm.st_dev == sl.st_dev && sm.st_ino == sl.st_ino)
+        return args_usage_error(C, "--logits %s is the model file; write the logits elsewhere", logits_path);
 
     int rc = 1;
     int32_t *ids = NULL;
