@@ -11,6 +11,10 @@
  *  - the counters are consistent: misses and evictions happen, bytes read are whole pages. */
 #include "testutil.h"
 
+#include "tensor/kernels.h"
+
+#include "gguf/gguf.h"
+
 #include "pinfer.h"
 
 #include <stdint.h>
@@ -124,6 +128,43 @@ static int diff_rows(const struct run *a, const struct run *b, int nv, int steps
     for (int i = 0; i <= steps; i++)
         if (memcmp(a->lg + (size_t)i * nv, b->lg + (size_t)i * nv, sizeof(float) * (size_t)nv)) bad++;
     return bad;
+}
+
+/* Writes a copy of the prepared model whose layer-0 bundle is Q8_0 (the same values requantized)
+ * and the rest as they are: a mixed-type prepared file (issue 15, defect 1). 0 or -1. */
+static int write_mixed(const char *in, const char *out)
+{
+    struct gguf_file *f = NULL;
+    struct gguf_writer *w = NULL;
+    int rc = gguf_open(&f, in);
+    if (!rc) rc = gguf_writer_new(&w);
+    for (uint64_t i = 0; !rc && i < f->n_kv; i++) rc = gguf_writer_copy_kv(w, &f->kv[i]);
+    for (uint64_t i = 0; !rc && i < f->n_tensors; i++) {
+        const struct gguf_tensor *t = &f->tensors[i];
+        const bool mixed = !strcmp(t->name, "blk.0.ffn_bundle.weight");
+        rc = gguf_writer_add_tensor(w, t->name, mixed ? PF_TYPE_Q8_0 : t->type, t->n_dims, t->ne);
+    }
+    if (!rc) rc = gguf_writer_begin(w, out);
+    for (uint64_t i = 0; !rc && i < f->n_tensors; i++) {
+        const struct gguf_tensor *t = &f->tensors[i];
+        const uint8_t *src = f->data + t->file_offset;
+        if (strcmp(t->name, "blk.0.ffn_bundle.weight")) { rc = gguf_writer_write(w, src, t->nbytes); continue; }
+        const int64_t n = t->ne[0], rows = (int64_t)(t->nbytes / (uint64_t)(n / 32 * 18));
+        float *row = malloc(sizeof(float) * (size_t)n);
+        uint8_t *q = malloc((size_t)(n / 32 * 34));
+        for (int64_t r = 0; !rc && r < rows; r++) {
+            pf_kernels_ref.dequant[PF_TYPE_Q4_0](src + (size_t)r * (size_t)(n / 32 * 18), row, n);
+            pf_kernels_ref.from_f32[PF_TYPE_Q8_0](row, q, n);
+            rc = gguf_writer_write(w, q, (size_t)(n / 32 * 34));
+        }
+        free(row);
+        free(q);
+    }
+    if (!rc) rc = gguf_writer_finish(w);
+    if (rc) fprintf(stderr, "write_mixed: %s\n", pinfer_last_error());
+    gguf_writer_free(w);
+    gguf_close(f);
+    return rc ? -1 : 0;
 }
 
 int main(void)
@@ -254,6 +295,20 @@ int main(void)
         }
         pinfer_ctx_free(c);
         pinfer_model_free(m);
+    }
+    /* a prepared file whose layers' bundles differ in type: runs in memory; under a budget it is
+       refused with a message (it crashed or overran the staging area before) */
+    {
+        char mixed[600];
+        snprintf(mixed, sizeof mixed, "%s/mixed.gguf", tu_tmpdir());
+        CHECK(write_mixed(prep_path, mixed) == 0);
+        struct run r = { .lg = off.lg };
+        int rc = run_model(mixed, 0, PINFER_IO_AUTO, -1, PINFER_SPARSE_PREDICTOR, 4, &r);
+        CHECKF(rc == 0 && r.steps_done == 4, "mixed types in memory: rc %d: %s", rc, r.msg);
+        rc = run_model(mixed, fixed + (256 << 10), PINFER_IO_AUTO, -1, PINFER_SPARSE_PREDICTOR, 4, &r);
+        CHECKF(rc == PINFER_EUNSUPPORTED && strstr(r.msg, "blk.0 is q8_0, blk.1 is q4_0"), "mixed types under a budget: rc %d: %s",
+               rc, r.msg);
+        printf("mixed bundle types under a budget: %s\n", r.msg);
     }
     free(mem.lg);
     free(off.lg);

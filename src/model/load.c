@@ -580,6 +580,16 @@ int pinfer_model_load(struct pinfer_model **out, const char *path, const struct 
             goto err;
         }
         if (p.use_mmap) { rc = pf_fail(PINFER_EINVAL, "a memory budget and --mmap exclude each other"); goto err; }
+        /* the neuron cache sizes every layer's slots from layer 0's (issue 15, defect 1): until
+           it keeps a slot size per unit, refuse what it cannot serve instead of overrunning */
+        for (int l = 1; l < m->info.n_layer; l++)
+            if (m->bundles[l].type != m->bundles[0].type || m->bundles[l].slot_size != m->bundles[0].slot_size) {
+                rc = pf_fail(PINFER_EUNSUPPORTED,
+                             "a memory budget needs every layer's FFN bundles in one type: blk.0 is %s, blk.%d is %s "
+                             "(run this model without --mem-budget)",
+                             pf_type_name(m->bundles[0].type), l, pf_type_name(m->bundles[l].type));
+                goto err;
+            }
         for (int l = 0; l < m->info.n_layer; l++)
             if ((uintptr_t)m->bundles[l].data % 4096) {
                 rc = pf_fail(PINFER_EFORMAT, "blk.%d.ffn_bundle.weight is not 4096-aligned in the file (direct I/O needs it)", l);
