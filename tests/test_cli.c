@@ -3,6 +3,9 @@
  * against the reference files. Runs the binary named by $PINFER_BIN (tests/run.sh sets it). */
 #include "testutil.h"
 
+#include "gguf/gguf.h"
+#include "pinfer.h"
+
 #include <sys/stat.h>
 
 #include <math.h>
@@ -53,6 +56,40 @@ static void expect_error(const char *needle, const char *fmt, ...)
     CHECKF(strstr(err, needle) != NULL, "'%s': stderr lacks '%s': %.300s", args, needle, err);
     char *nl = strchr(err, '\n');
     printf("%-70.70s -> exit %d: %.*s\n", args, rc, nl ? (int)(nl - err) : 200, err);
+}
+
+/* Writes a copy of model in whose token `id` reads as `text` (issue 15, defect 6: pieces longer
+ * than 256 bytes were cut). Weights unchanged, so the model still picks that token. 0 or -1. */
+static int write_long_token(const char *in, const char *out, int id, const char *text)
+{
+    struct gguf_file *f = NULL;
+    struct gguf_writer *w = NULL;
+    const char **toks = NULL;
+    int rc = gguf_open(&f, in);
+    if (!rc) rc = gguf_writer_new(&w);
+    for (uint64_t i = 0; !rc && i < f->n_kv; i++) {
+        const struct gguf_kv *kv = &f->kv[i];
+        if (kv->key.len == 21 && !memcmp(kv->key.s, "tokenizer.ggml.tokens", 21) && kv->arr_str && (uint64_t)id < kv->arr_n) {
+            toks = calloc(kv->arr_n, sizeof *toks);
+            for (uint64_t k = 0; toks && k < kv->arr_n; k++) toks[k] = strndup(kv->arr_str[k].s, kv->arr_str[k].len);
+            free((void *)toks[id]);
+            toks[id] = strdup(text);
+            rc = gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", toks, kv->arr_n);
+            for (uint64_t k = 0; k < kv->arr_n; k++) free((void *)toks[k]);
+            free(toks);
+        } else {
+            rc = gguf_writer_copy_kv(w, kv);
+        }
+    }
+    for (uint64_t i = 0; !rc && i < f->n_tensors; i++)
+        rc = gguf_writer_add_tensor(w, f->tensors[i].name, f->tensors[i].type, f->tensors[i].n_dims, f->tensors[i].ne);
+    if (!rc) rc = gguf_writer_begin(w, out);
+    for (uint64_t i = 0; !rc && i < f->n_tensors; i++)
+        rc = gguf_writer_write(w, f->data + f->tensors[i].file_offset, f->tensors[i].nbytes);
+    if (!rc) rc = gguf_writer_finish(w);
+    gguf_writer_free(w);
+    gguf_close(f);
+    return rc ? -1 : 0;
 }
 
 int main(void)
@@ -182,5 +219,35 @@ int main(void)
     CHECKF(!strncmp(out, "Once upon a time, there was a li", 32), "run printed '%s'", out);
     CHECKF(strstr(err, "tok/s") && strstr(err, "peak memory"), "run statistics missing: %s", err);
     printf("run: %s", err);
+    /* a generated token longer than 256 bytes is printed whole (issue 15, defect 6) */
+    {
+        struct pinfer_model *m = NULL;
+        struct pinfer_ctx *c = NULL;
+        int32_t pids[16];
+        int first = -1;
+        struct pinfer_ctx_params cp = pinfer_ctx_default_params();
+        cp.n_ctx = 32;
+        cp.n_threads = 1;
+        if (pinfer_model_load(&m, model, NULL) == 0 && pinfer_ctx_new(&c, m, &cp) == 0) {
+            int n = pinfer_tokenize(m, "Once upon a time", 16, true, pids, 16);
+            if (n > 0 && n <= 16 && pinfer_decode(c, pids, n, 0, false) == 0) {
+                const float *l = pinfer_ctx_logits(c, -1);
+                first = 0;
+                for (int k = 1; k < pinfer_n_vocab(m); k++) if (l[k] > l[first]) first = k;
+            }
+        }
+        pinfer_ctx_free(c);
+        pinfer_model_free(m);
+        CHECK(first > 2);
+        char long_model[1200], text[601];
+        memset(text, 'x', 600);
+        text[600] = 0;
+        snprintf(long_model, sizeof long_model, "%s/long-token.gguf", tmp);
+        CHECK(first > 2 && write_long_token(model, long_model, first, text) == 0);
+        snprintf(args, sizeof args, "run -m %s -p \"Once upon a time\" -n 1 --temp 0", long_model);
+        int rc = run(args, out, sizeof out, NULL, 0);
+        CHECKF(rc == 0 && strstr(out, text) != NULL, "run with a 600-byte token: exit %d, %zu bytes out", rc, strlen(out));
+        printf("600-byte token %d: printed whole: %s\n", first, strstr(out, text) ? "yes" : "no");
+    }
     TEST_DONE();
 }

@@ -77,6 +77,8 @@ int cmd_run(int argc, char **argv)
     }
     if (!prompt) prompt = "";
 
+    char *piece = NULL; /* a generated token's text */
+    size_t piece_cap = 0;
     double t0 = pinfer_now();
     mf.cp.n_batch = (int)n_batch;
     int lrc = model_flags_load(C, &mf, &model);
@@ -114,14 +116,22 @@ int cmd_run(int argc, char **argv)
     int pos = n_ids, n_gen = 0;
     const int32_t eos = pinfer_token_eos(model);
     double t2 = pinfer_now();
-    char piece[256];
+    piece_cap = 256;
+    if (!(piece = malloc(piece_cap))) { args_error(C, "out of memory"); goto out; }
     while (n_predict < 0 || n_gen < n_predict) {
         int32_t tok = pinfer_sampler_sample(smp, pinfer_ctx_logits(ctx, -1));
         pinfer_sampler_accept(smp, tok);
         n_gen++;
         if (tok == eos && !ignore_eos) break;
-        int np = pinfer_token_to_piece(model, tok, piece, sizeof piece);
-        if (np > 0) { fwrite(piece, 1, (size_t)(np < (int)sizeof piece ? np : (int)sizeof piece), stdout); fflush(stdout); }
+        int np = pinfer_token_to_piece(model, tok, piece, (int)piece_cap);
+        if (np > (int)piece_cap) { /* a long piece (the vocabulary allows 1 KiB): grow and ask again */
+            char *bigger = realloc(piece, (size_t)np);
+            if (!bigger) { args_error(C, "out of memory for a token of %d bytes", np); goto out; }
+            piece = bigger;
+            piece_cap = (size_t)np;
+            np = pinfer_token_to_piece(model, tok, piece, (int)piece_cap);
+        }
+        if (np > 0) { fwrite(piece, 1, (size_t)np, stdout); fflush(stdout); }
         if (pos >= ctx_len) break;
         if (pinfer_decode(ctx, &tok, 1, pos, false)) { args_pinfer_error(C); goto out; }
         pos++;
@@ -148,6 +158,7 @@ out:
     pinfer_ctx_free(ctx);
     pinfer_model_free(model);
     free(ids);
+    free(piece);
     free(file_text);
     return rc;
 }
