@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 static inline bool ck_mul(size_t a, size_t b, size_t *r) { return __builtin_mul_overflow(a, b, r); }
 static inline bool ck_add(size_t a, size_t b, size_t *r) { return __builtin_add_overflow(a, b, r); }
@@ -20,6 +21,18 @@ static inline bool ck_align_u64(uint64_t x, uint64_t a, uint64_t *r)
     if (a == 0 || ck_add_u64(x, a - 1, &t)) return true;
     *r = t / a * a;
     return false;
+}
+
+/* n elements of size bytes, 64-byte aligned (a cache line: buffers the kernels stream), or NULL
+ * on overflow, zero size or no memory; adds the bytes to *total when total is not NULL. Free
+ * with free(). */
+static inline void *ck_alloc_array(size_t n, size_t size, size_t *total)
+{
+    size_t bytes;
+    void *p = NULL;
+    if (ck_mul(n, size, &bytes) || bytes == 0 || posix_memalign(&p, 64, bytes) != 0) return NULL;
+    if (total) *total += bytes;
+    return p;
 }
 
 #endif

@@ -26,16 +26,6 @@
 
 /* ==== The object ==== */
 
-static void *alloc_array(size_t n, size_t size, size_t *total)
-{
-    size_t bytes;
-    if (ck_mul(n, size, &bytes) || bytes == 0) return NULL;
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes) != 0) return NULL;
-    if (total) *total += bytes;
-    return p;
-}
-
 int pf_ffn_new(struct pf_ffn **out, const struct pinfer_model *m, const struct pf_ffn_params *p, struct pf_pool *pool,
                const struct pf_kernels *k, size_t *bytes)
 {
@@ -56,9 +46,9 @@ int pf_ffn_new(struct pf_ffn **out, const struct pinfer_model *m, const struct p
 
     size_t total = sizeof *f;
     const size_t B = (size_t)p->n_batch, E = (size_t)h->n_embd, F = (size_t)h->n_ff, T = (size_t)f->n_threads;
-    f->hg = alloc_array(B, F * 4, &total);
-    f->hu = alloc_array(B, F * 4, &total);
-    f->y = alloc_array(m->mem_budget ? B : 1, E * 4, &total);
+    f->hg = ck_alloc_array(B, F * 4, &total);
+    f->hu = ck_alloc_array(B, F * 4, &total);
+    f->y = ck_alloc_array(m->mem_budget ? B : 1, E * 4, &total);
     /* scratch: the largest activation conversion any FFN product needs (weights a prepared
        model lacks have n_in == 0) */
     size_t sc = 0, rank = 1;
@@ -75,14 +65,14 @@ int pf_ffn_new(struct pf_ffn **out, const struct pinfer_model *m, const struct p
         }
     }
 #undef NEED
-    f->scratch = sc == SIZE_MAX ? NULL : alloc_array(sc ? sc : 64, 1, &total);
-    f->ypart = alloc_array((size_t)pf_dec_parts(f->n_threads), E * 4, &total);
-    f->panel = m->bundles ? alloc_array(T, PF_PANEL_FLOATS * sizeof(float), &total) : NULL;
-    f->pred_h = alloc_array(rank, 4, &total);
-    f->pred_logit = alloc_array(F, 4, &total);
-    f->thresh = alloc_array((size_t)h->n_layer, 4, &total);
+    f->scratch = sc == SIZE_MAX ? NULL : ck_alloc_array(sc ? sc : 64, 1, &total);
+    f->ypart = ck_alloc_array((size_t)pf_dec_parts(f->n_threads), E * 4, &total);
+    f->panel = m->bundles ? ck_alloc_array(T, PF_PANEL_FLOATS * sizeof(float), &total) : NULL;
+    f->pred_h = ck_alloc_array(rank, 4, &total);
+    f->pred_logit = ck_alloc_array(F, 4, &total);
+    f->thresh = ck_alloc_array((size_t)h->n_layer, 4, &total);
     f->hist = p->sparse == PINFER_SPARSE_THRESHOLD ? calloc((size_t)h->n_layer * PF_HIST_BINS, sizeof *f->hist) : NULL;
-    f->cnt = alloc_array(T, sizeof *f->cnt, &total);
+    f->cnt = ck_alloc_array(T, sizeof *f->cnt, &total);
     f->dec = m->bundles ? pf_dec_new(f->n_threads, h->n_ff) : NULL;
     f->lstats = calloc((size_t)h->n_layer, sizeof *f->lstats);
     if (!f->hg || !f->hu || !f->y || !f->scratch || !f->ypart || (m->bundles && !f->panel) || !f->pred_h ||

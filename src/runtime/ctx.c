@@ -27,16 +27,6 @@ void pf_ctx_set_ffn_io_hook(struct pinfer_ctx *c, pf_ffn_io_hook fn, void *ud) {
 void pf_ctx_set_layer_hook(struct pinfer_ctx *c, pf_layer_hook fn, void *ud) { c->layer_hook = fn; c->layer_ud = ud; }
 void pf_ctx_set_attn_hook(struct pinfer_ctx *c, pf_attn_hook fn, void *ud) { c->attn_hook = fn; c->attn_ud = ud; }
 
-static void *alloc_array(size_t n, size_t size, size_t *total)
-{
-    size_t bytes;
-    if (ck_mul(n, size, &bytes) || bytes == 0) return NULL;
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes) != 0) return NULL;
-    if (total) *total += bytes;
-    return p;
-}
-
 static enum pf_io_backend io_backend(enum pinfer_io_backend b)
 {
     switch (b) {
@@ -114,17 +104,17 @@ int pinfer_ctx_new(struct pinfer_ctx **out, struct pinfer_model *m, const struct
     if ((rc = pf_ffn_new(&c->ffn, m, &fp, c->pool, c->kern, &ffn_bytes))) { pinfer_ctx_free(c); return rc; }
     total += ffn_bytes;
     if (ck_mul((size_t)h->n_layer * KV, (size_t)p.n_ctx, &cache_elems)) goto nomem;
-    c->k_cache = alloc_array(cache_elems, 2, &total);
-    c->v_cache = alloc_array(cache_elems, 2, &total);
-    c->x = alloc_array(B, E * 4, &total);
-    c->xb = alloc_array(B, (E > Q ? E : Q) * 4, &total);
-    c->q = alloc_array(B, Q * 4, &total);
-    c->k = alloc_array(B, KV * 4, &total);
-    c->v = alloc_array(B, KV * 4, &total);
-    c->rope = alloc_array(B, (size_t)h->n_rot * 4, &total);
-    c->att = alloc_array(T, (size_t)p.n_ctx * 4, &total);
-    c->att16 = alloc_array(T, ((size_t)p.n_ctx > D ? (size_t)p.n_ctx : D) * 2, &total);
-    c->logits = alloc_array(B, (size_t)h->n_vocab * 4, &total);
+    c->k_cache = ck_alloc_array(cache_elems, 2, &total);
+    c->v_cache = ck_alloc_array(cache_elems, 2, &total);
+    c->x = ck_alloc_array(B, E * 4, &total);
+    c->xb = ck_alloc_array(B, (E > Q ? E : Q) * 4, &total);
+    c->q = ck_alloc_array(B, Q * 4, &total);
+    c->k = ck_alloc_array(B, KV * 4, &total);
+    c->v = ck_alloc_array(B, KV * 4, &total);
+    c->rope = ck_alloc_array(B, (size_t)h->n_rot * 4, &total);
+    c->att = ck_alloc_array(T, (size_t)p.n_ctx * 4, &total);
+    c->att16 = ck_alloc_array(T, ((size_t)p.n_ctx > D ? (size_t)p.n_ctx : D) * 2, &total);
+    c->logits = ck_alloc_array(B, (size_t)h->n_vocab * 4, &total);
     /* scratch: the largest activation conversion the attention and head products need */
     size_t sc = 0;
 #define NEED(w, nt) do { if ((w)->n_in > 0) { size_t s_ = pf_matmul_scratch_size((w)->type, (w)->n_in, (nt)); if (s_ > sc) sc = s_; } } while (0)
@@ -134,7 +124,7 @@ int pinfer_ctx_new(struct pinfer_ctx **out, struct pinfer_model *m, const struct
         NEED(&L->wq, p.n_batch); NEED(&L->wk, p.n_batch); NEED(&L->wv, p.n_batch); NEED(&L->wo, p.n_batch);
     }
 #undef NEED
-    c->scratch = sc == SIZE_MAX ? NULL : alloc_array(sc ? sc : 64, 1, &total);
+    c->scratch = sc == SIZE_MAX ? NULL : ck_alloc_array(sc ? sc : 64, 1, &total);
     if (!c->k_cache || !c->v_cache || !c->x || !c->xb || !c->q || !c->k || !c->v || !c->rope || !c->att ||
         !c->att16 || !c->logits || !c->scratch)
         goto nomem;
