@@ -35,13 +35,6 @@ static void usage(void)
            "  -t N           pread backend: worker threads (the queue depth)\n");
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* "4096", "4k", "16K", "1m": a multiple of 4 KiB from 4 KiB to 64 MiB. */
 static bool parse_bs(const char *s, size_t *out)
 {
@@ -92,8 +85,8 @@ static int measure(struct pf_io *io, char *buf, size_t bs, int qd, double secs, 
     for (int i = 0; i < qd; i++) free_buf[free_n++] = i;
     struct pf_io_stats s0, s1;
     pf_io_get_stats(io, &s0);
-    const double t0 = now_s(), stop = t0 + secs;
-    while (now_s() < stop) {
+    const double t0 = pinfer_now(), stop = t0 + secs;
+    while (pinfer_now() < stop) {
         while (free_n) {
             uint64_t b;
             if (seq) { b = next++; if (next == nblk) next = 0; }
@@ -108,7 +101,7 @@ static int measure(struct pf_io *io, char *buf, size_t bs, int qd, double secs, 
     while (pf_io_pending(io) > 0)
         if ((rc = pf_io_reap(io, tags, 256, 1)) < 0) goto out;
     rc = 0;
-    const double dt = now_s() - t0;
+    const double dt = pinfer_now() - t0;
     pf_io_get_stats(io, &s1);
     r->gbs = (double)(s1.bytes - s0.bytes) / dt / 1e9;
     r->iops = (double)(s1.reads - s0.reads) / dt;

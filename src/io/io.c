@@ -4,6 +4,7 @@
 #include "io/io_internal.h"
 
 #include "core/checked.h"
+#include "core/clock.h"
 #include "core/error.h"
 
 #include <errno.h>
@@ -302,13 +303,6 @@ int pf_io_submit(struct pf_io *io)
     return rc ? rc : io->ops->flush(io);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 int pf_io_reap(struct pf_io *io, uint64_t *tags, int max, int min)
 {
     int rc;
@@ -319,9 +313,9 @@ int pf_io_reap(struct pf_io *io, uint64_t *tags, int max, int min)
     if ((rc = pf_io_submit(io)) || (rc = io->ops->wait(io, false))) return rc;
     while (io->d_n < (size_t)min && !io->err) {
         if ((rc = pf_io_submit(io))) return rc;
-        double t0 = now_s();
+        double t0 = pf_now();
         rc = io->ops->wait(io, true);
-        io->st.wait_s += now_s() - t0;
+        io->st.wait_s += pf_now() - t0;
         if (rc) return rc;
     }
     /* keep the queue depth full while the caller works on what it gets back */
