@@ -443,6 +443,19 @@ static void test_fast_paths(const struct pf_kernels *k)
     }
 }
 
+/* Every supported type has every kernel, dense and bundle: in the reference table as written
+ * (it is the fallback of the others) and in each table the dispatcher hands out. */
+static void test_complete(const struct pf_kernels *k)
+{
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
+        int t = types[i];
+        CHECKF(k->dot[t] && k->gemm[t] && k->dequant[t] && k->from_f32[t], "%s: a dense kernel of %s is missing",
+               k->name, pf_type_name(t));
+        CHECKF(k->down_accum[t] && k->down_panel[t] && k->gather_dot[t], "%s: a bundle kernel of %s is missing",
+               k->name, pf_type_name(t));
+    }
+}
+
 int main(void)
 {
     /* PINFER_KERNELS is read once, at the first pf_kernels() call: force a variant this CPU
@@ -454,12 +467,14 @@ int main(void)
     test_fp16();
     test_bf16();
     test_quantizers();
+    test_complete(&pf_kernels_ref);
     const char *names[] = { "ref", "avx2", "avx512" };
     int ran = 0;
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         const struct pf_kernels *k = pf_kernels_get(names[i]);
         if (!k) { printf("variant %s: not supported on this CPU, skipped\n", names[i]); continue; }
         int before = tu_failures;
+        test_complete(k);
         test_variant(k);
         test_conversions(k);
         test_fast_paths(k);

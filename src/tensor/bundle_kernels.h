@@ -9,8 +9,8 @@
  * (Q4_0: (q - 8) * d and Q8_0: q * d are products of a small integer and an f16 value; F16 and
  * BF16 widen exactly). `ref` (plain C, fmaf) is the specification.
  *
- * There is one kernel dispatcher (tensor/dispatch.c): each ISA's bundle kernels below are a part
- * table that dispatch.c merges into that ISA's struct pf_kernels, so a caller reaches them as
+ * The kernels are entries of struct pf_kernels (tensor/kernels.h), so the one dispatcher
+ * (tensor/dispatch.c) picks them with the dense kernels: a caller reaches them as
  * kern->down_accum[type], kern->down_panel[type], kern->gather_dot[type]. */
 #ifndef PF_TENSOR_BUNDLE_KERNELS_H
 #define PF_TENSOR_BUNDLE_KERNELS_H
@@ -51,16 +51,50 @@ typedef void (*pf_down_panel_fn)(const void *rows, size_t rs, int np, int64_t e0
                                  const float *h, size_t hs, int nt, float *y, size_t ys,
                                  float *scratch);
 
-/* The bundle kernels of one ISA (entries left NULL come from the reference). */
-struct pf_bundle_kernels {
-    pf_down_accum_fn down_accum[PF_TYPE_COUNT];
-    pf_down_panel_fn down_panel[PF_TYPE_COUNT];
-    pf_gather_dot_fn gather_dot[PF_TYPE_COUNT];
-};
-
-extern const struct pf_bundle_kernels pf_bundle_kernels_ref;
+/* ==== The entries of the ISA tables ====
+ * Listed by pf_kernels_ref (tensor/kernels_ref.c) and pf_kernels_avx512 (tensor/kernels_avx512.c);
+ * call them through a table. The AVX-512 file has no BF16 kernels and one gather_dot (Q4_0):
+ * dispatch.c fills the table's other entries from the reference. */
+void pf_down_accum_f32_ref(const void *const *rows, const float *h, int k, float *y, int64_t n, struct pf_pq *pq);
+void pf_down_accum_f16_ref(const void *const *rows, const float *h, int k, float *y, int64_t n, struct pf_pq *pq);
+void pf_down_accum_bf16_ref(const void *const *rows, const float *h, int k, float *y, int64_t n, struct pf_pq *pq);
+void pf_down_accum_q8_0_ref(const void *const *rows, const float *h, int k, float *y, int64_t n, struct pf_pq *pq);
+void pf_down_accum_q4_0_ref(const void *const *rows, const float *h, int k, float *y, int64_t n, struct pf_pq *pq);
+void pf_down_panel_f32_ref(const void *rows, size_t rs, int np, int64_t e0, int ne, const float *h, size_t hs,
+                           int nt, float *y, size_t ys, float *scratch);
+void pf_down_panel_f16_ref(const void *rows, size_t rs, int np, int64_t e0, int ne, const float *h, size_t hs,
+                           int nt, float *y, size_t ys, float *scratch);
+void pf_down_panel_bf16_ref(const void *rows, size_t rs, int np, int64_t e0, int ne, const float *h, size_t hs,
+                            int nt, float *y, size_t ys, float *scratch);
+void pf_down_panel_q8_0_ref(const void *rows, size_t rs, int np, int64_t e0, int ne, const float *h, size_t hs,
+                            int nt, float *y, size_t ys, float *scratch);
+void pf_down_panel_q4_0_ref(const void *rows, size_t rs, int np, int64_t e0, int ne, const float *h, size_t hs,
+                            int nt, float *y, size_t ys, float *scratch);
+void pf_gather_dot_f32_ref(const struct pf_kernels *kt, const void *const *rows, int k, const void *xa, int64_t n,
+                           float *out, struct pf_pq *pq);
+void pf_gather_dot_f16_ref(const struct pf_kernels *kt, const void *const *rows, int k, const void *xa, int64_t n,
+                           float *out, struct pf_pq *pq);
+void pf_gather_dot_bf16_ref(const struct pf_kernels *kt, const void *const *rows, int k, const void *xa, int64_t n,
+                            float *out, struct pf_pq *pq);
+void pf_gather_dot_q8_0_ref(const struct pf_kernels *kt, const void *const *rows, int k, const void *xa, int64_t n,
+                            float *out, struct pf_pq *pq);
+void pf_gather_dot_q4_0_ref(const struct pf_kernels *kt, const void *const *rows, int k, const void *xa, int64_t n,
+                            float *out, struct pf_pq *pq);
 #if defined(__x86_64__)
-extern const struct pf_bundle_kernels pf_bundle_kernels_avx512;
+void pf_down_accum_f32_avx512(const void *const *rows, const float *h, int k, float *y, int64_t n, struct pf_pq *pq);
+void pf_down_accum_f16_avx512(const void *const *rows, const float *h, int k, float *y, int64_t n, struct pf_pq *pq);
+void pf_down_accum_q8_0_avx512(const void *const *rows, const float *h, int k, float *y, int64_t n, struct pf_pq *pq);
+void pf_down_accum_q4_0_avx512(const void *const *rows, const float *h, int k, float *y, int64_t n, struct pf_pq *pq);
+void pf_down_panel_f32_avx512(const void *rows, size_t rs, int np, int64_t e0, int ne, const float *h, size_t hs,
+                              int nt, float *y, size_t ys, float *scratch);
+void pf_down_panel_f16_avx512(const void *rows, size_t rs, int np, int64_t e0, int ne, const float *h, size_t hs,
+                              int nt, float *y, size_t ys, float *scratch);
+void pf_down_panel_q8_0_avx512(const void *rows, size_t rs, int np, int64_t e0, int ne, const float *h, size_t hs,
+                               int nt, float *y, size_t ys, float *scratch);
+void pf_down_panel_q4_0_avx512(const void *rows, size_t rs, int np, int64_t e0, int ne, const float *h, size_t hs,
+                               int nt, float *y, size_t ys, float *scratch);
+void pf_gather_dot_q4_0_avx512(const struct pf_kernels *kt, const void *const *rows, int k, const void *xa, int64_t n,
+                               float *out, struct pf_pq *pq);
 #endif
 
 #endif

@@ -63,11 +63,11 @@ INLINE void dq_f32(const uint8_t *p, __m512 *w0, __m512 *w1)
 /* ==== Decode: y += sum_i h[i] * row_i ==== */
 
 /* BYTES = bytes of 32 elements of the type; DQ expands them. */
-#define DOWN_ACCUM(T, U, BYTES, DQ)                                                                   \
-    static void down_accum_##T(const void *const *rows, const float *h, int k, float *y, int64_t n, \
-                               struct pf_pq *pq)                                                   \
+#define DOWN_ACCUM(T, BYTES, DQ)                                                                   \
+    void pf_down_accum_##T##_avx512(const void *const *rows, const float *h, int k, float *y, int64_t n, \
+                                    struct pf_pq *pq)                                              \
     {                                                                                              \
-        if (n % 32) { pf_bundle_kernels_ref.down_accum[PF_TYPE_##U](rows, h, k, y, n, pq); return; } \
+        if (n % 32) { pf_down_accum_##T##_ref(rows, h, k, y, n, pq); return; }                     \
         int64_t nb = n / 32, b = 0;                                                                \
         const int lines = (k * 2 * (BYTES) + 63) / 64 + 1; /* what a tile consumes, and one more */ \
         for (; b + 2 <= nb; b += 2) {                                                              \
@@ -102,9 +102,9 @@ INLINE void dq_f32(const uint8_t *p, __m512 *w0, __m512 *w1)
         }                                                                                          \
     }
 
-DOWN_ACCUM(q8_0, Q8_0, 34, dq_q8_0)
-DOWN_ACCUM(f16, F16, 64, dq_f16)
-DOWN_ACCUM(f32, F32, 128, dq_f32)
+DOWN_ACCUM(q8_0, 34, dq_q8_0)
+DOWN_ACCUM(f16, 64, dq_f16)
+DOWN_ACCUM(f32, 128, dq_f32)
 
 /* Q4_0 gets its own decode kernel: the generic one spends a word broadcast and an f16
  * conversion per block on the scale, both on the shuffle pipes the two table lookups need.
@@ -188,9 +188,9 @@ static void q4_down_strip(const uint8_t *const *rows, const float *h, int k, flo
     }
 }
 
-static void down_accum_q4_0(const void *const *rows, const float *h, int k, float *y, int64_t n, struct pf_pq *pq)
+void pf_down_accum_q4_0_avx512(const void *const *rows, const float *h, int k, float *y, int64_t n, struct pf_pq *pq)
 {
-    if (n % 32) { pf_bundle_kernels_ref.down_accum[PF_TYPE_Q4_0](rows, h, k, y, n, pq); return; }
+    if (n % 32) { pf_down_accum_q4_0_ref(rows, h, k, y, n, pq); return; }
     const int64_t nb = n / 32;
     const uint8_t *const *r = (const uint8_t *const *)rows;
     for (int i0 = 0; i0 < k; i0 += DA_ROWS) {
@@ -292,13 +292,13 @@ static void panel_run(int np, const float *w, int ne, const float *h, size_t hs,
     }
 }
 
-#define DOWN_PANEL(T, U, BYTES, DQ)                                                                   \
-    static void down_panel_##T(const void *rows, size_t rs, int np, int64_t e0, int ne,             \
-                               const float *h, size_t hs, int nt, float *y, size_t ys,              \
-                               float *scratch)                                                     \
+#define DOWN_PANEL(T, BYTES, DQ)                                                                   \
+    void pf_down_panel_##T##_avx512(const void *rows, size_t rs, int np, int64_t e0, int ne,       \
+                                    const float *h, size_t hs, int nt, float *y, size_t ys,        \
+                                    float *scratch)                                                \
     {                                                                                              \
         if (ne % 32 || e0 % 32) { /* float rows of odd length: rare, tiny models */                \
-            pf_bundle_kernels_ref.down_panel[PF_TYPE_##U](rows, rs, np, e0, ne, h, hs, nt, y, ys, scratch); \
+            pf_down_panel_##T##_ref(rows, rs, np, e0, ne, h, hs, nt, y, ys, scratch);              \
             return;                                                                                \
         }                                                                                          \
         for (int p = 0; p < np; p++) {                                                             \
@@ -314,10 +314,10 @@ static void panel_run(int np, const float *w, int ne, const float *h, size_t hs,
         panel_run(np, scratch, ne, h, hs, nt, y, ys);                                              \
     }
 
-DOWN_PANEL(q4_0, Q4_0, 18, dq_q4_0)
-DOWN_PANEL(q8_0, Q8_0, 34, dq_q8_0)
-DOWN_PANEL(f16, F16, 64, dq_f16)
-DOWN_PANEL(f32, F32, 128, dq_f32)
+DOWN_PANEL(q4_0, 18, dq_q4_0)
+DOWN_PANEL(q8_0, 34, dq_q8_0)
+DOWN_PANEL(f16, 64, dq_f16)
+DOWN_PANEL(f32, 128, dq_f32)
 
 /* ==== Decode: gathered Q4_0 rows against a q8x activation ====
  * Per block the arithmetic of the tensor table's AVX-512 q4_matvec (kernels_avx512.c): an u8 x
@@ -401,11 +401,11 @@ INLINE void q4_gather_rows(int R, int64_t nb, const uint8_t *const *w, const voi
     }
 }
 
-static void gather_dot_q4_0(const struct pf_kernels *kt, const void *const *rows, int k, const void *xa, int64_t n,
-                            float *out, struct pf_pq *pq)
+void pf_gather_dot_q4_0_avx512(const struct pf_kernels *kt, const void *const *rows, int k, const void *xa, int64_t n,
+                               float *out, struct pf_pq *pq)
 {
     if (!kt->q4_matvec) { /* xa is plain Q8_0: not this kernel's layout */
-        pf_bundle_kernels_ref.gather_dot[PF_TYPE_Q4_0](kt, rows, k, xa, n, out, pq);
+        pf_gather_dot_q4_0_ref(kt, rows, k, xa, n, out, pq);
         return;
     }
     const uint8_t *const *w = (const uint8_t *const *)rows;
@@ -419,15 +419,3 @@ static void gather_dot_q4_0(const struct pf_kernels *kt, const void *const *rows
     default: break;
     }
 }
-
-const struct pf_bundle_kernels pf_bundle_kernels_avx512 = {
-    .down_accum = {
-        [PF_TYPE_F32] = down_accum_f32, [PF_TYPE_F16] = down_accum_f16,
-        [PF_TYPE_Q8_0] = down_accum_q8_0, [PF_TYPE_Q4_0] = down_accum_q4_0,
-    },
-    .down_panel = {
-        [PF_TYPE_F32] = down_panel_f32, [PF_TYPE_F16] = down_panel_f16,
-        [PF_TYPE_Q8_0] = down_panel_q8_0, [PF_TYPE_Q4_0] = down_panel_q4_0,
-    },
-    .gather_dot = { [PF_TYPE_Q4_0] = gather_dot_q4_0 },
-};

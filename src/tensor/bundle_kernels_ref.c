@@ -27,17 +27,17 @@ static inline float w_q4_0(const void *row, int64_t e)
 /* ==== Kernels, one pair per type ==== */
 
 #define REF_KERNELS(T, W)                                                                         \
-    static void down_accum_##T(const void *const *rows, const float *h, int k, float *y, int64_t n, \
-                               struct pf_pq *pq)                                                  \
+    void pf_down_accum_##T##_ref(const void *const *rows, const float *h, int k, float *y, int64_t n, \
+                                 struct pf_pq *pq)                                                \
     {                                                                                             \
         for (int i = 0; i < k; i++) {                                                             \
             pf_pq_issue(pq, (int)(n / 16)); /* about a row's worth of lines */                   \
             for (int64_t e = 0; e < n; e++) y[e] = fmaf(h[i], W(rows[i], e), y[e]);               \
         }                                                                                         \
     }                                                                                             \
-    static void down_panel_##T(const void *rows, size_t rs, int np, int64_t e0, int ne,            \
-                               const float *h, size_t hs, int nt, float *y, size_t ys,             \
-                               float *scratch)                                                    \
+    void pf_down_panel_##T##_ref(const void *rows, size_t rs, int np, int64_t e0, int ne,          \
+                                 const float *h, size_t hs, int nt, float *y, size_t ys,           \
+                                 float *scratch)                                                  \
     {                                                                                             \
         (void)scratch;                                                                            \
         for (int t = 0; t < nt; t++)                                                              \
@@ -69,8 +69,8 @@ static void gather_dot_any(int type, const struct pf_kernels *kt, const void *co
 }
 
 #define REF_GATHER(T, U)                                                                               \
-    static void gather_dot_##T(const struct pf_kernels *kt, const void *const *rows, int k, const void *xa, \
-                               int64_t n, float *out, struct pf_pq *pq)                               \
+    void pf_gather_dot_##T##_ref(const struct pf_kernels *kt, const void *const *rows, int k, const void *xa, \
+                                 int64_t n, float *out, struct pf_pq *pq)                             \
     {                                                                                                  \
         gather_dot_any(PF_TYPE_##U, kt, rows, k, xa, n, out, pq);                                       \
     }
@@ -80,18 +80,3 @@ REF_GATHER(f16, F16)
 REF_GATHER(bf16, BF16)
 REF_GATHER(q8_0, Q8_0)
 REF_GATHER(q4_0, Q4_0)
-
-const struct pf_bundle_kernels pf_bundle_kernels_ref = {
-    .down_accum = {
-        [PF_TYPE_F32] = down_accum_f32, [PF_TYPE_F16] = down_accum_f16, [PF_TYPE_BF16] = down_accum_bf16,
-        [PF_TYPE_Q8_0] = down_accum_q8_0, [PF_TYPE_Q4_0] = down_accum_q4_0,
-    },
-    .down_panel = {
-        [PF_TYPE_F32] = down_panel_f32, [PF_TYPE_F16] = down_panel_f16, [PF_TYPE_BF16] = down_panel_bf16,
-        [PF_TYPE_Q8_0] = down_panel_q8_0, [PF_TYPE_Q4_0] = down_panel_q4_0,
-    },
-    .gather_dot = {
-        [PF_TYPE_F32] = gather_dot_f32, [PF_TYPE_F16] = gather_dot_f16, [PF_TYPE_BF16] = gather_dot_bf16,
-        [PF_TYPE_Q8_0] = gather_dot_q8_0, [PF_TYPE_Q4_0] = gather_dot_q4_0,
-    },
-};

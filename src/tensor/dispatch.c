@@ -43,33 +43,32 @@ static bool cpu_has_avx512(void)
 #endif
 }
 
-/* The one dispatcher (ggml's pattern): per ISA, the dense table and the bundle part table are
- * merged into one complete table, and every entry an ISA leaves NULL is taken from the
- * reference, so every caller sees a complete table. */
+/* The one dispatcher (ggml's pattern): one table per ISA, dense and bundle kernels alike; every
+ * entry an ISA leaves NULL is taken from the reference, so every caller sees a complete table. */
 static struct pf_kernels full_ref, full_avx2, full_avx512;
 static pthread_once_t full_once = PTHREAD_ONCE_INIT;
 
-static void complete(struct pf_kernels *dst, const struct pf_kernels *src, const struct pf_bundle_kernels *bk)
+static void complete(struct pf_kernels *dst, const struct pf_kernels *src)
 {
-    const struct pf_bundle_kernels *rb = &pf_bundle_kernels_ref;
+    const struct pf_kernels *ref = &pf_kernels_ref;
     *dst = *src;
     for (int t = 0; t < PF_TYPE_COUNT; t++) {
-        if (!dst->dot[t]) dst->dot[t] = pf_kernels_ref.dot[t];
-        if (!dst->gemm[t]) dst->gemm[t] = pf_kernels_ref.gemm[t];
-        if (!dst->dequant[t]) dst->dequant[t] = pf_kernels_ref.dequant[t];
-        if (!dst->from_f32[t]) dst->from_f32[t] = pf_kernels_ref.from_f32[t];
-        dst->down_accum[t] = bk && bk->down_accum[t] ? bk->down_accum[t] : rb->down_accum[t];
-        dst->down_panel[t] = bk && bk->down_panel[t] ? bk->down_panel[t] : rb->down_panel[t];
-        dst->gather_dot[t] = bk && bk->gather_dot[t] ? bk->gather_dot[t] : rb->gather_dot[t];
+        if (!dst->dot[t]) dst->dot[t] = ref->dot[t];
+        if (!dst->gemm[t]) dst->gemm[t] = ref->gemm[t];
+        if (!dst->dequant[t]) dst->dequant[t] = ref->dequant[t];
+        if (!dst->from_f32[t]) dst->from_f32[t] = ref->from_f32[t];
+        if (!dst->down_accum[t]) dst->down_accum[t] = ref->down_accum[t];
+        if (!dst->down_panel[t]) dst->down_panel[t] = ref->down_panel[t];
+        if (!dst->gather_dot[t]) dst->gather_dot[t] = ref->gather_dot[t];
     }
 }
 
 static void build_full(void)
 {
-    complete(&full_ref, &pf_kernels_ref, &pf_bundle_kernels_ref);
+    complete(&full_ref, &pf_kernels_ref);
 #if defined(__x86_64__)
-    complete(&full_avx2, &pf_kernels_avx2, NULL); /* no AVX2 bundle kernels: the reference's */
-    complete(&full_avx512, &pf_kernels_avx512, &pf_bundle_kernels_avx512);
+    complete(&full_avx2, &pf_kernels_avx2); /* no AVX2 bundle kernels: the reference's */
+    complete(&full_avx512, &pf_kernels_avx512);
 #endif
 }
 

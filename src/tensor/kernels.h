@@ -44,7 +44,7 @@ struct pf_kernels {
     void (*q4_gemm)(int64_t n, int nr, int nt, const void *w, size_t w_stride, const void *xa,
                     size_t xa_stride, float *out, size_t out_stride);
 
-    /* Bundle kernels of the sparse FFN (tensor/bundle_kernels.h), merged in by dispatch.c. */
+    /* Bundle kernels of the sparse FFN (tensor/bundle_kernels.h: signatures and exact arithmetic). */
     pf_down_accum_fn down_accum[PF_TYPE_COUNT];
     pf_down_panel_fn down_panel[PF_TYPE_COUNT];
     pf_gather_dot_fn gather_dot[PF_TYPE_COUNT];
@@ -57,8 +57,8 @@ const struct pf_kernels *pf_kernels(void);
  * it. */
 const struct pf_kernels *pf_kernels_get(const char *name);
 
-/* The reference dense kernels (no bundle kernels: pf_kernels_get("ref") is the complete
- * reference table). */
+/* The reference table: every kernel, dense and bundle, of every supported type; the specification
+ * the other tables are tested against. */
 extern const struct pf_kernels pf_kernels_ref;
 #if defined(__x86_64__)
 /* Raw ISA tables: entries they leave NULL are filled from ref by pf_kernels_get(). Use

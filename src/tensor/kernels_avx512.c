@@ -691,4 +691,14 @@ const struct pf_kernels pf_kernels_avx512 = {
     .q4_act = q4_act,
     .q4_matvec = q4_matvec,
     .q4_gemm = q4_gemm,
+    /* bundle kernels: tensor/bundle_kernels_avx512.c */
+    .down_accum = {
+        [PF_TYPE_F32] = pf_down_accum_f32_avx512, [PF_TYPE_F16] = pf_down_accum_f16_avx512,
+        [PF_TYPE_Q8_0] = pf_down_accum_q8_0_avx512, [PF_TYPE_Q4_0] = pf_down_accum_q4_0_avx512,
+    },
+    .down_panel = {
+        [PF_TYPE_F32] = pf_down_panel_f32_avx512, [PF_TYPE_F16] = pf_down_panel_f16_avx512,
+        [PF_TYPE_Q8_0] = pf_down_panel_q8_0_avx512, [PF_TYPE_Q4_0] = pf_down_panel_q4_0_avx512,
+    },
+    .gather_dot = { [PF_TYPE_Q4_0] = pf_gather_dot_q4_0_avx512 },
 };

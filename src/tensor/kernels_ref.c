@@ -195,4 +195,20 @@ const struct pf_kernels pf_kernels_ref = {
         [PF_TYPE_F32] = from_f32_f32, [PF_TYPE_F16] = from_f32_f16, [PF_TYPE_BF16] = from_f32_bf16,
         [PF_TYPE_Q8_0] = from_f32_q8_0, [PF_TYPE_Q4_0] = from_f32_q4_0,
     },
+    /* bundle kernels: tensor/bundle_kernels_ref.c */
+    .down_accum = {
+        [PF_TYPE_F32] = pf_down_accum_f32_ref, [PF_TYPE_F16] = pf_down_accum_f16_ref,
+        [PF_TYPE_BF16] = pf_down_accum_bf16_ref, [PF_TYPE_Q8_0] = pf_down_accum_q8_0_ref,
+        [PF_TYPE_Q4_0] = pf_down_accum_q4_0_ref,
+    },
+    .down_panel = {
+        [PF_TYPE_F32] = pf_down_panel_f32_ref, [PF_TYPE_F16] = pf_down_panel_f16_ref,
+        [PF_TYPE_BF16] = pf_down_panel_bf16_ref, [PF_TYPE_Q8_0] = pf_down_panel_q8_0_ref,
+        [PF_TYPE_Q4_0] = pf_down_panel_q4_0_ref,
+    },
+    .gather_dot = {
+        [PF_TYPE_F32] = pf_gather_dot_f32_ref, [PF_TYPE_F16] = pf_gather_dot_f16_ref,
+        [PF_TYPE_BF16] = pf_gather_dot_bf16_ref, [PF_TYPE_Q8_0] = pf_gather_dot_q8_0_ref,
+        [PF_TYPE_Q4_0] = pf_gather_dot_q4_0_ref,
+    },
 };
