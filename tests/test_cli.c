@@ -249,5 +249,31 @@ int main(void)
         CHECKF(rc == 0 && strstr(out, text) != NULL, "run with a 600-byte token: exit %d, %zu bytes out", rc, strlen(out));
         printf("600-byte token %d: printed whole: %s\n", first, strstr(out, text) ? "yes" : "no");
     }
+    /* --mmap and a model file truncated while it runs (issue 15, defect 4): a clear error and
+       exit 1, not death by SIGBUS. The run is stopped once it has printed its prompt, the file
+       is cut, and the run continued: its next token touches lost pages. */
+    {
+        char mm[1200], cmd[8192];
+        snprintf(mm, sizeof mm, "%s/mmap-cut.gguf", tmp);
+        snprintf(args, sizeof args, "synth -o %s --dim 1024 --layers 4 --heads 8 --ffn 2816 --vocab 512 --ctx 2048", mm);
+        CHECK(run(args, NULL, 0, NULL, 0) == 0);
+        snprintf(cmd, sizeof cmd,
+                 "(%s run --mmap -m %s -p hi -n 1900 --temp 0 -c 2048 >%s/mm.out 2>%s/mm.err & p=$!; i=0; "
+                 "while [ ! -s %s/mm.out ] && [ $i -lt 3000 ]; do sleep 0.01; i=$((i+1)); done; "
+                 "kill -STOP $p; truncate -s 8192 %s; kill -CONT $p; wait $p; echo $? >%s/mm.rc)",
+                 bin, mm, tmp, tmp, tmp, mm, tmp);
+        CHECK(system(cmd) == 0);
+        char p2[1300];
+        snprintf(p2, sizeof p2, "%s/mm.rc", tmp);
+        char *rcs = tu_read_file(p2, NULL);
+        snprintf(p2, sizeof p2, "%s/mm.err", tmp);
+        char *emsg = tu_read_file(p2, NULL);
+        CHECKF(rcs && atoi(rcs) == 1 && emsg && strstr(emsg, "pinfer: error: a model file in use was truncated"),
+               "--mmap, file cut while running: exit %s, stderr %.300s", rcs ? rcs : "?", emsg ? emsg : "?");
+        printf("--mmap, file cut while running: exit %d: %.120s", rcs ? atoi(rcs) : -1, emsg ? emsg : "");
+        free(rcs);
+        free(emsg);
+        unlink(mm);
+    }
     TEST_DONE();
 }

@@ -14,6 +14,7 @@
 #include "tensor/kernels.h"
 
 #include "gguf/gguf.h"
+#include "model/model.h"
 
 #include "pinfer.h"
 
@@ -61,6 +62,7 @@ struct run {
 /* What the next run_model asks of the cache beyond its arguments (pinfer_ctx_params). */
 static bool g_prefetch;
 static uint64_t g_stage_bytes;
+static void (*g_after_load)(const char *path); /* called between model load and context */
 
 static int run_model(const char *path, uint64_t budget, enum pinfer_io_backend io, float hot, enum pinfer_sparse_mode mode,
                      int n_steps, struct run *r)
@@ -74,6 +76,7 @@ static int run_model(const char *path, uint64_t budget, enum pinfer_io_backend i
     r->err = 0;
     r->msg[0] = 0;
     if ((r->err = pinfer_model_load(&m, path, &mp))) { snprintf(r->msg, sizeof r->msg, "%s", pinfer_last_error()); return r->err; }
+    if (g_after_load) g_after_load(path);
     struct pinfer_ctx_params cp = pinfer_ctx_default_params();
     cp.n_ctx = N_CTX;
     cp.n_batch = 8;
@@ -165,6 +168,71 @@ static int write_mixed(const char *in, const char *out)
     gguf_writer_free(w);
     gguf_close(f);
     return rc ? -1 : 0;
+}
+
+/* Issue 15, defect 4: a file replaced or cut after it was parsed. other_path holds a file of the
+ * same size and header as the model whose tensor data is all zeros (a model that runs and gives
+ * other logits); swap() renames it over the model, cut() truncates the model to a third. */
+static char other_path[600];
+
+static void swap(const char *path)
+{
+    CHECKF(rename(other_path, path) == 0, "rename %s over %s", other_path, path);
+}
+
+static void cut(const char *path)
+{
+    struct stat st;
+    CHECK(stat(path, &st) == 0 && truncate(path, st.st_size / 3) == 0);
+}
+
+static int copy_file(const char *from, const char *to, bool zero_data)
+{
+    size_t len;
+    char *bytes = tu_read_file(from, &len);
+    if (!bytes) return -1;
+    if (zero_data) {
+        struct gguf_file *f = NULL;
+        if (gguf_parse(&f, bytes, len)) { free(bytes); return -1; }
+        memset(bytes + f->data_offset, 0, len - f->data_offset);
+        gguf_close(f);
+    }
+    FILE *fp = fopen(to, "wb");
+    int ok = fp && fwrite(bytes, 1, len, fp) == len;
+    if (fp && fclose(fp)) ok = 0;
+    free(bytes);
+    return ok ? 0 : -1;
+}
+
+/* Runs the model at a copy of prep_path with budget, after(path) called in the window under test,
+ * and compares with the run of the unchanged file: a replaced file must change nothing (the
+ * parsed file is the one read), a cut one must fail with PINFER_EIO naming the change. */
+static void check_changed_file(const char *what, uint64_t budget, bool replace, bool during_load, struct run *ref, struct run *r,
+                               int nv)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/changed.gguf", tu_tmpdir());
+    snprintf(other_path, sizeof other_path, "%s/other.gguf", tu_tmpdir());
+    CHECK(copy_file(prep_path, path, false) == 0 && copy_file(prep_path, other_path, true) == 0);
+    const int steps = 8;
+    CHECKF(run_model(path, budget, PINFER_IO_AUTO, 0, PINFER_SPARSE_PREDICTOR, steps, ref) == 0, "%s", ref->msg);
+    void (*fn)(const char *) = replace ? swap : cut;
+    if (during_load) pf_model_after_parse_hook = fn; else g_after_load = fn;
+    int rc = run_model(path, budget, PINFER_IO_AUTO, 0, PINFER_SPARSE_PREDICTOR, steps, r);
+    pf_model_after_parse_hook = NULL;
+    g_after_load = NULL;
+    if (replace) {
+        CHECKF(rc == 0 && r->steps_done == steps && diff_rows(ref, r, nv, steps) == 0,
+               "%s: rc %d, %d steps, %d rows differ from the unchanged file: %s", what, rc, r->steps_done,
+               rc ? -1 : diff_rows(ref, r, nv, steps), r->msg);
+        printf("%s: the parsed file was read, logits unchanged\n", what);
+    } else {
+        CHECKF(rc == PINFER_EIO && (strstr(r->msg, "changed size") || strstr(r->msg, "truncated")),
+               "%s: rc %d: %s", what, rc, r->msg);
+        printf("%s: %s\n", what, r->msg);
+    }
+    unlink(path);
+    unlink(other_path);
 }
 
 int main(void)
@@ -310,6 +378,12 @@ int main(void)
                rc, r.msg);
         printf("mixed bundle types under a budget: %s\n", r.msg);
     }
+    /* the file replaced or cut between parsing and reading (issue 15, defect 4) */
+    check_changed_file("replaced while loading, in memory", 0, true, true, &mem, &off, nv);
+    check_changed_file("replaced while loading, budget", fixed + (64 << 10), true, true, &mem, &off, nv);
+    check_changed_file("replaced before the cache opened", fixed + (64 << 10), true, false, &mem, &off, nv);
+    check_changed_file("cut while loading, in memory", 0, false, true, &mem, &off, nv);
+    check_changed_file("cut before the cache opened", fixed + (64 << 10), false, false, &mem, &off, nv);
     free(mem.lg);
     free(off.lg);
     TEST_DONE();

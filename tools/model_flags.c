@@ -27,7 +27,9 @@ static const struct flag_spec {
     [F_CTX] = { "--ctx-size", "-c", MODEL_FLAGS_CTX, true,
                 "  -c, --ctx-size N        context length (default: the model's; run: at most 4096)\n" },
     [F_MMAP] = { "--mmap", NULL, MODEL_FLAGS_MMAP, false,
-                 "      --mmap              run from the file mapping instead of copying weights to memory\n" },
+                 "      --mmap              run from the file mapping instead of copying weights to memory\n"
+                 "                          (the file must not change meanwhile: if it is truncated, pinfer\n"
+                 "                          stops with an error at the next read of a lost page)\n" },
     [F_NO_MMAP] = { "--no-mmap", NULL, MODEL_FLAGS_MMAP, false, NULL },
     [F_SPARSE] = { "--sparse", NULL, 0, true,
                    "      --sparse MODE       FFN of generated tokens: off, oracle, predictor, threshold (default off)\n" },

@@ -1,8 +1,10 @@
 /* pinfer: the command-line tool. Dispatches to sub-commands (tools/cmd_*.c). */
 #include "cmds.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static const struct {
     const char *name;
@@ -27,8 +29,25 @@ static void usage(FILE *fp)
         fprintf(fp, "  %-10s %s\n", cmds[i].name, cmds[i].help);
 }
 
+/* A model file is mapped while it is parsed (always) and while it runs with --mmap. If the file
+ * is truncated or its disk fails meanwhile, touching the lost pages raises SIGBUS: say so and
+ * exit 1 instead of dying by the signal (only async-signal-safe calls here). */
+static void on_sigbus(int sig)
+{
+    (void)sig;
+    static const char msg[] = "pinfer: error: a model file in use was truncated or could not be read "
+                              "(SIGBUS on its mapping): stopping\n";
+    ssize_t n = write(2, msg, sizeof msg - 1);
+    (void)n;
+    _exit(1);
+}
+
 int main(int argc, char **argv)
 {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigbus;
+    sigaction(SIGBUS, &sa, NULL);
     if (argc < 2) { usage(stderr); return 2; }
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) { usage(stdout); return 0; }
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)

@@ -187,6 +187,8 @@ int pf_cache_new(struct pf_cache **out, const struct pinfer_model *m, const stru
     c->head = c->tail = -1;
     struct pf_io_params iop = pf_io_default_params();
     iop.backend = cfg->backend;
+    iop.same_as_fd = m->gguf->fd; /* the file that was parsed, whatever now has its name */
+    iop.same_size = m->gguf->size;
     c->chunk_slots = cfg->chunk_slots;
     int rc = pf_io_open(&c->io, m->path, &iop);
     if (rc) { free(c); return rc; }

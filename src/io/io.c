@@ -6,6 +6,7 @@
 #include "core/checked.h"
 #include "core/clock.h"
 #include "core/error.h"
+#include "core/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,7 +25,7 @@
 
 struct pf_io_params pf_io_default_params(void)
 {
-    return (struct pf_io_params){ .backend = PF_IO_AUTO, .queue_depth = 64, .n_threads = 16, .direct = true };
+    return (struct pf_io_params){ .backend = PF_IO_AUTO, .queue_depth = 64, .n_threads = 16, .direct = true, .same_as_fd = -1 };
 }
 
 /* ==== Failures ==== */
@@ -212,7 +213,13 @@ int pf_io_open(struct pf_io **out, const char *path, const struct pf_io_params *
     io->direct = p.direct;
     if ((rc = parse_fault(io))) goto err;
     if (!(io->path = strdup(path))) { rc = pf_fail(PINFER_ENOMEM, "io: out of memory"); goto err; }
-    io->fd = open(path, O_RDONLY | O_CLOEXEC | (p.direct ? O_DIRECT : 0));
+    if (p.same_as_fd >= 0) {
+        io->fd = pf_reopen(p.same_as_fd, path, p.direct ? O_DIRECT : 0, p.same_size);
+        if (io->fd < 0 && !(errno == EINVAL && p.direct)) { rc = io->fd; io->fd = -1; goto err; }
+        if (io->fd < 0) io->fd = -1; /* O_DIRECT refused: said below */
+    } else {
+        io->fd = open(path, O_RDONLY | O_CLOEXEC | (p.direct ? O_DIRECT : 0));
+    }
     if (io->fd < 0) {
         if (errno == EINVAL && p.direct)
             rc = pf_fail(PINFER_EUNSUPPORTED, "%s: the file system refuses direct I/O (O_DIRECT)", path);

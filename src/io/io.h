@@ -35,6 +35,9 @@ struct pf_io_params {
     int queue_depth;   /* reads in flight at most (default 64); more are queued internally */
     int n_threads;     /* pread backend: worker threads (default 16: a 2-core machine still needs reads in flight) */
     bool direct;       /* O_DIRECT (default true); false only for file systems without it */
+    int same_as_fd;    /* >= 0: open the file behind this descriptor (pf_reopen), not whatever now
+                          has the path, and refuse it unless its size is still same_size */
+    uint64_t same_size;
 };
 
 struct pf_io_stats {

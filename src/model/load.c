@@ -22,6 +22,7 @@
 #include "core/clock.h"
 
 #include "core/checked.h"
+#include "core/file.h"
 #include "core/error.h"
 #include "model/act.h"
 #include "tensor/types.h"
@@ -39,6 +40,8 @@
 
 #define ARENA_ALIGN 4096
 #define READ_CHUNK (16u << 20)
+
+void (*pf_model_after_parse_hook)(const char *path);
 
 struct pinfer_model_params pinfer_model_default_params(void)
 {
@@ -360,14 +363,15 @@ static int load_tensors(struct pinfer_model *m)
 
 /* ==== Weight memory ==== */
 
-/* Reads [off, off+len) of the file into dst. Tries O_DIRECT (block-aligned, bypassing the page
- * cache); falls back to buffered reads where the filesystem refuses it. */
-static int read_range(const char *path, uint64_t off, uint64_t len, uint8_t *dst)
+/* Reads [off, off+len) of the parsed file into dst (never whatever now has its name: pf_reopen).
+ * Tries O_DIRECT (block-aligned, bypassing the page cache); falls back to buffered reads where the
+ * filesystem refuses it. len may run past the end of the file by less than a block (the arena is
+ * page-aligned); ending anywhere before the parsed size means the file was cut short while we read. */
+static int read_range(const struct gguf_file *f, const char *path, uint64_t off, uint64_t len, uint8_t *dst)
 {
-    int fd = open(path, O_RDONLY | O_DIRECT);
+    int fd = pf_reopen(f->fd, path, O_DIRECT, f->size);
     bool direct = fd >= 0;
-    if (!direct) fd = open(path, O_RDONLY);
-    if (fd < 0) return pf_fail(PINFER_EIO, "cannot open %s: %s", path, strerror(errno));
+    if (!direct && (fd = pf_reopen(f->fd, path, 0, f->size)) < 0) return fd;
     uint64_t done = 0;
     while (done < len) {
         size_t want = len - done > READ_CHUNK ? READ_CHUNK : (size_t)(len - done);
@@ -375,16 +379,18 @@ static int read_range(const char *path, uint64_t off, uint64_t len, uint8_t *dst
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && direct && errno == EINVAL) { /* filesystem without O_DIRECT, or tail */
             close(fd);
-            fd = open(path, O_RDONLY);
             direct = false;
-            if (fd < 0) return pf_fail(PINFER_EIO, "cannot open %s: %s", path, strerror(errno));
+            if ((fd = pf_reopen(f->fd, path, 0, f->size)) < 0) return fd;
             continue;
         }
         if (n < 0) { int e = errno; close(fd); return pf_fail(PINFER_EIO, "read error in %s at offset %llu: %s", path, (unsigned long long)(off + done), strerror(e)); }
-        if (n == 0) break; /* EOF: a direct read of the last block may end short */
+        if (n == 0) break;
         done += (uint64_t)n;
     }
     close(fd);
+    if (off + done < f->size && done < len)
+        return pf_fail(PINFER_EIO, "%s was truncated while its weights were read: it ends at byte %llu, was %llu bytes",
+                       path, (unsigned long long)(off + done), (unsigned long long)f->size);
     return 0;
 }
 
@@ -422,7 +428,7 @@ static bool is_bundle_offset(const struct pinfer_model *m, uint64_t off)
 /* Reads the tensors [i, k) of rel (adjacent in the file) into the arena at p (file offset alo at
  * p), widened to whole pages for O_DIRECT; the widening lands in the arena's own room of the
  * neighbouring (offloaded) tensors. */
-static int read_run(const char *path, uint8_t *p, uint64_t alo, uint64_t ahi, const struct reloc *rel, uint64_t i, uint64_t k,
+static int read_run(const struct gguf_file *f, const char *path, uint8_t *p, uint64_t alo, uint64_t ahi, const struct reloc *rel, uint64_t i, uint64_t k,
                     size_t *resident)
 {
     uint64_t a = rel[i].off / ARENA_ALIGN * ARENA_ALIGN, b = (rel[k - 1].end + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
@@ -433,7 +439,7 @@ static int read_run(const char *path, uint8_t *p, uint64_t alo, uint64_t ahi, co
     uintptr_t h1 = (uintptr_t)(p + (b - alo)) & ~(uintptr_t)((2u << 20) - 1);
     if (h1 > h0) madvise((void *)h0, h1 - h0, MADV_HUGEPAGE);
     *resident += (size_t)(b - a);
-    return read_range(path, a, b - a, p + (a - alo));
+    return read_range(f, path, a, b - a, p + (a - alo));
 }
 
 /* Copies the tensor data into one anonymous arena (file offset x at arena + x - alo, then each
@@ -478,13 +484,13 @@ static int load_weights(struct pinfer_model *m, const char *path, bool use_mmap,
         if (!offload_ffn) {
             madvise(p, sz, MADV_HUGEPAGE);
             m->resident_bytes = data_sz;
-            rc = read_range(path, alo, data_sz, p);
+            rc = read_range(f, path, alo, data_sz, p);
         } else {
             for (uint64_t i = 0; i < n && !rc;) {
                 if (skip[i]) { i++; continue; }
                 uint64_t k = i + 1;
                 while (k < n && !skip[k]) k++;
-                rc = read_run(path, p, alo, ahi, rel, i, k, &m->resident_bytes);
+                rc = read_run(f, path, p, alo, ahi, rel, i, k, &m->resident_bytes);
                 i = k;
             }
         }
@@ -561,6 +567,7 @@ int pinfer_model_load(struct pinfer_model **out, const char *path, const struct 
     m = calloc(1, sizeof *m);
     if (!m) return pf_fail(PINFER_ENOMEM, "out of memory");
     if ((rc = gguf_open(&m->gguf, path))) { pinfer_model_free(m); return rc; } /* names the path */
+    if (pf_model_after_parse_hook) pf_model_after_parse_hook(path);
     if ((rc = pf_vocab_load(&m->vocab, m->gguf))) goto err;
     if (p.vocab_only) {
         m->info.n_vocab = pf_vocab_n(m->vocab);

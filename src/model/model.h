@@ -50,6 +50,10 @@ struct pf_layer {
     struct pf_bundles *ffn_b;        /* prepared models: the FFN as neuron bundles; else NULL */
 };
 
+/* Test hook (NULL in every real run): called by pinfer_model_load after the file is parsed and
+ * before its weights are read, so a test can truncate or replace the file in that window. */
+extern void (*pf_model_after_parse_hook)(const char *path);
+
 struct pinfer_model {
     struct pinfer_model_info info;
     int head_dim;

@@ -12,6 +12,7 @@
 
 #include "core/checked.h"
 #include "core/error.h"
+#include "core/file.h"
 #include "gguf/gguf.h"
 #include "tensor/kernels.h"
 #include "tensor/types.h"
@@ -243,8 +244,9 @@ int pf_prepare_write(const struct pf_prep *P, const char *out_path, struct pf_pr
     S.dt = malloc(dt_n);
     S.rows = malloc((size_t)TRANSPOSE_ROWS * (size_t)P->n_ff * sizeof *S.rows);
     if (!S.buf || !S.dt || !S.rows) { rc = pf_fail(PINFER_ENOMEM, "out of memory for the bundle writer (%.0f MiB)", (double)dt_n / (1 << 20)); goto out; }
-    if ((S.fd = open(P->in_path, O_RDONLY | O_CLOEXEC)) < 0) {
-        rc = pf_fail(PINFER_EIO, "cannot reopen %s: %s", P->in_path, strerror(errno));
+    if ((S.fd = pf_reopen(f->fd, P->in_path, 0, f->size)) < 0) { /* the parsed file, not its name */
+        rc = S.fd;
+        S.fd = -1;
         goto out;
     }
     if ((rc = gguf_writer_new(&w)) || (rc = set_keys(w, P)) || (rc = declare(w, P, jobs, &n_jobs))) goto out;
