@@ -6,7 +6,8 @@
 #                        library references an offline symbol (scripts/check-layers.sh)
 #   make test            build and run every test (prints "N passed, N failed, N skipped")
 #   make SAN=1 test      same under ASan+UBSan, in build-san/
-#   make fuzz            libFuzzer target for the GGUF reader (clang), in build-fuzz/
+#   make fuzz            libFuzzer targets (clang), in build-fuzz/; make fuzz-smoke / fuzz-long
+#                        run them (scripts/fuzz.sh)
 CC      ?= cc
 SAN     ?= 0
 BUILD   ?= $(if $(filter 1,$(SAN)),build-san,build)
@@ -69,19 +70,29 @@ test: check-layers $(BUILD)/pinfer $(TESTS)
 check-layers: $(LIB) $(OFFLIB)
 	@sh scripts/check-layers.sh "$(LAYERS_RUNTIME)" "$(LAYERS_OFFLINE)" $(LIB) $(OFFLIB)
 
+# libFuzzer targets (fuzz/): the GGUF reader, the tokenizer, the whole model load, a prepared
+# model's keys and tensors. scripts/fuzz.sh makes their seeds and runs them (smoke or long).
+FUZZ_TARGETS := fuzz_gguf fuzz_tokenizer fuzz_model fuzz_prepared
+FUZZ_CC      := clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Isrc -fsanitize=fuzzer,address,undefined
+
 fuzz:
 	$(MAKE) BUILD=build-fuzz CC=clang SAN=0 OPT="-O1" \
 	  EXTRA_CFLAGS="-fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libpinfer.a
 	@mkdir -p build-fuzz/fuzz
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Isrc -fsanitize=fuzzer,address,undefined \
-	  fuzz/fuzz_gguf.c build-fuzz/libpinfer.a -lm -luring -pthread -o build-fuzz/fuzz/fuzz_gguf
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Isrc -fsanitize=fuzzer,address,undefined \
-	  fuzz/fuzz_tokenizer.c build-fuzz/libpinfer.a -lm -luring -pthread -o build-fuzz/fuzz/fuzz_tokenizer
-	@echo "run: build-fuzz/fuzz/fuzz_gguf -max_total_time=600 build-fuzz/corpus fuzz/corpus"
+	$(FUZZ_CC) fuzz/fuzz_gguf.c build-fuzz/libpinfer.a $(LDLIBS) -o build-fuzz/fuzz/fuzz_gguf
+	$(FUZZ_CC) fuzz/fuzz_tokenizer.c build-fuzz/libpinfer.a $(LDLIBS) -o build-fuzz/fuzz/fuzz_tokenizer
+	$(FUZZ_CC) fuzz/fuzz_model.c build-fuzz/libpinfer.a $(LDLIBS) -o build-fuzz/fuzz/fuzz_model
+	$(FUZZ_CC) -DFUZZ_PREPARED fuzz/fuzz_model.c build-fuzz/libpinfer.a $(LDLIBS) -o build-fuzz/fuzz/fuzz_prepared
+
+# every target on its seeds and for a few seconds (CI), or for SECONDS of CPU each (default 3600)
+fuzz-smoke:
+	@sh scripts/fuzz.sh smoke
+fuzz-long:
+	@sh scripts/fuzz.sh long $(SECONDS)
 
 clean:
 	rm -rf build build-san build-fuzz
 
-.PHONY: all test check-layers fuzz clean
+.PHONY: all test check-layers fuzz fuzz-smoke fuzz-long clean
 .SECONDARY:
 -include $(LIB_OBJ:.o=.d) $(OFF_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TESTS:=.d)

@@ -1,7 +1,7 @@
 /* libFuzzer target for the GGUF reader: parses the input as a whole file image and, when it
  * parses, walks everything a model loader would touch (every getter on every key, every tensor
  * lookup, every tensor's bytes), so a bound the parser forgot shows as an ASan report.
- * Build: make fuzz. Run: build-fuzz/fuzz/fuzz_gguf build-fuzz/corpus fuzz/corpus */
+ * Build: make fuzz. Run: scripts/fuzz.sh (smoke | long SECONDS) */
 #include "gguf/gguf.h"
 
 #include <stdint.h>

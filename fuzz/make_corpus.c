@@ -1,10 +1,10 @@
-/* Writes the seed corpus for fuzz_gguf into a directory (default fuzz/corpus): a few small
+/* Writes the seed corpus for fuzz_gguf into a directory (default fuzz/corpus/gguf): a few small
  * valid files (v2 and v3, every supported tensor type, custom alignments, string arrays, a
  * vocab-only file) made with the writer or by hand, and a few broken ones. Not built by the
  * Makefile; build and run it by hand from the repository root:
  *   make BUILD=build-gguf build-gguf/libpinfer.a
  *   cc -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -Itests fuzz/make_corpus.c build-gguf/libpinfer.a \
- *      -lm -pthread -o build-gguf/make_corpus && build-gguf/make_corpus fuzz/corpus */
+ *      -lm -pthread -o build-gguf/make_corpus && build-gguf/make_corpus fuzz/corpus/gguf */
 #include "gguf/gguf.h"
 #include "gguf_bytes.h"
 #include "pinfer.h"
@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *dir = "fuzz/corpus";
+static const char *dir = "fuzz/corpus/gguf";
 static int failures;
 
 static void save(const char *name, const void *p, size_t n)

@@ -191,6 +191,10 @@ int pf_cache_new(struct pf_cache **out, const struct pinfer_model *m, const stru
     iop.same_size = m->gguf->size;
     c->chunk_slots = cfg->chunk_slots;
     int rc = pf_io_open(&c->io, m->path, &iop);
+    if (rc == PINFER_EUNSUPPORTED && iop.direct) { /* tmpfs and the like: their pages are memory anyway */
+        iop.direct = false;
+        rc = pf_io_open(&c->io, m->path, &iop);
+    }
     if (rc) { free(c); return rc; }
     c->n_hot = calloc((size_t)L, sizeof *c->n_hot);
     c->hot = calloc((size_t)L, sizeof *c->hot);
