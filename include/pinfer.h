@@ -94,6 +94,11 @@ const char *pinfer_model_desc(const struct pinfer_model *model, char *buf, size_
 
 /* ==== Tokenizer (owned by the model) ==== */
 
+/* Longest text pinfer_tokenize accepts (64 MiB; PINFER_ERANGE beyond). Text is tokenized in
+ * pieces of about 64 KiB cut after bytes no token joins (a newline in common vocabularies), so
+ * scratch memory is ~80 bytes per byte of a piece; a text with no such byte is one piece. */
+#define PINFER_MAX_TEXT_BYTES (1u << 26)
+
 /* Tokenizes text[0..len) (UTF-8). Writes up to cap ids into out and returns the number of
  * ids the full tokenization has (which may exceed cap; call again with a larger buffer), or a
  * negative code. add_bos: prepend BOS when the vocabulary says to add one (add_bos_token,

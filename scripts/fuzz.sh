@@ -1,8 +1,9 @@
 #!/bin/sh
 # Builds the libFuzzer targets (make fuzz), makes their seeds, and runs them.
 #   scripts/fuzz.sh smoke            each target on its seeds and for SMOKE_SECONDS (10) more: CI
-#   scripts/fuzz.sh long [SECONDS]   each target for SECONDS of CPU time (3600), two at a time,
-#                                    niced, then a table: runs, exec/s, edges, corpus, crashes
+#   scripts/fuzz.sh long [SECONDS]   each target for SECONDS of CPU time (3600), two at a time
+#                                    (NICE=19 to yield to other work), then a table: runs,
+#                                    exec/s, edges, corpus, crashes
 # Targets (fuzz/): fuzz_gguf (the GGUF reader), fuzz_tokenizer (SentencePiece on the llama-spm
 # vocabulary from ../shared), fuzz_model (the whole model load and two decode steps),
 # fuzz_prepared (a prepared model's keys and tensors, in memory and under a budget).
@@ -65,7 +66,7 @@ run_target() {
         $B/fuzz/$t $OPTS -max_total_time="$2" -artifact_prefix="$B/crashes/$t-" "$B/corpus/$t" "$(seed_dir "$t")" >"$log" 2>&1 &
         pid=$!
     else
-        nice -n 19 $B/fuzz/$t $OPTS -artifact_prefix="$B/crashes/$t-" "$B/corpus/$t" "$(seed_dir "$t")" >"$log" 2>&1 &
+        nice -n "${NICE:-0}" $B/fuzz/$t $OPTS -artifact_prefix="$B/crashes/$t-" "$B/corpus/$t" "$(seed_dir "$t")" >"$log" 2>&1 &
         pid=$!
         tck=$(getconf CLK_TCK)
         while kill -0 "$pid" 2>/dev/null; do
@@ -96,15 +97,13 @@ summary() {
 if [ "$MODE" = smoke ]; then
     for t in $TARGETS; do run_target "$t" "$SMOKE_SECONDS"; done
 else
+    # two lanes (two cores): targets 1 and 3 in one, 2 and 4 in the other
+    lane() { for t in "$@"; do [ -n "$t" ] && run_target "$t" "$SECS"; done; return 0; }
     set -- $TARGETS
-    while [ $# -gt 0 ]; do
-        run_target "$1" "$SECS" &
-        p1=$!
-        p2=
-        if [ $# -gt 1 ]; then run_target "$2" "$SECS" & p2=$!; fi
-        wait $p1; [ -n "$p2" ] && wait $p2
-        shift; [ $# -gt 0 ] && shift
-    done
+    lane "$1" "$3" &
+    l1=$!
+    lane "$2" "$4"
+    wait $l1
 fi
 
 echo "fuzz ($MODE, $(date -u +%Y-%m-%dT%H:%MZ), $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"

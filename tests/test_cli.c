@@ -141,6 +141,8 @@ int main(void)
     snprintf(args, sizeof args, "head -c 300000 %s > %s", model, trunc);
     CHECK(system(args) == 0);
     expect_error("truncated.gguf", "run -m %s -p hi", trunc);
+    /* an endless input stops at the tokenizer's cap (it read 2 GiB first) */
+    expect_error("larger than 64 MiB", "tokenize -m %s -f /dev/zero", model);
     snprintf(trunc, sizeof trunc, "%s/garbage.gguf", tmp);
     snprintf(args, sizeof args, "head -c 4096 /dev/urandom > %s", trunc);
     CHECK(system(args) == 0);
@@ -274,6 +276,39 @@ int main(void)
         free(rcs);
         free(emsg);
         unlink(mm);
+    }
+    /* a read-only file system is named as such, not as a full disk (issue 15): a 4 KiB tmpfs
+       mounted read-only in a private mount namespace (unshare; skipped where namespaces are
+       not allowed) has no free space and refuses writes */
+    {
+        char ro[1200], cmd[8192];
+        snprintf(ro, sizeof ro, "%s/ro", tmp);
+        mkdir(ro, 0755);
+        snprintf(cmd, sizeof cmd, "unshare -rm sh -c 'mount -t tmpfs -o ro,size=4k tmpfs %s' 2>/dev/null", ro);
+        if (system(cmd) != 0) {
+            printf("read-only file system: unshare/mount not allowed here, check skipped\n");
+        } else {
+            const char *what[2] = { "synth -o %s/x.gguf", "prepare -m %s -o %s/x.gguf" };
+            for (int k = 0; k < 2; k++) {
+                char sub[2400];
+                if (k == 0) snprintf(sub, sizeof sub, what[0], ro);
+                else snprintf(sub, sizeof sub, what[1], model, ro);
+                snprintf(cmd, sizeof cmd,
+                         "unshare -rm sh -c 'mount -t tmpfs -o ro,size=4k tmpfs %s && %s %s' >%s/ro.out 2>%s/ro.err; echo $? >%s/ro.rc",
+                         ro, bin, sub, tmp, tmp, tmp);
+                CHECK(system(cmd) == 0);
+                char p3[1300];
+                snprintf(p3, sizeof p3, "%s/ro.rc", tmp);
+                char *rcs = tu_read_file(p3, NULL);
+                snprintf(p3, sizeof p3, "%s/ro.err", tmp);
+                char *emsg = tu_read_file(p3, NULL);
+                CHECKF(rcs && atoi(rcs) == 1 && emsg && strstr(emsg, "read-only file system") && !strstr(emsg, "space"),
+                       "%s on a read-only file system: exit %s: %.300s", k ? "prepare" : "synth", rcs ? rcs : "?", emsg ? emsg : "?");
+                printf("%s on a read-only file system: %.150s", k ? "prepare" : "synth", emsg ? emsg : "");
+                free(rcs);
+                free(emsg);
+            }
+        }
     }
     TEST_DONE();
 }

@@ -622,9 +622,58 @@ static void test_open_errors(void)
     gguf_close(NULL);
 }
 
+/* Many keys and tensors (issue 15): the writer's look-ups are hashed (a scan per key took
+ * ~45 minutes for 2^20 keys); overriding a key keeps its first position; the file reads back
+ * with every value, and a duplicate tensor is still refused. */
+static void test_writer_many(void)
+{
+    const int n_keys = 1 << 18, n_t = 1 << 14;
+    const char *path = tmp_path("many.gguf");
+    struct gguf_writer *w = NULL;
+    int rc = gguf_writer_new(&w);
+    char key[64];
+    for (int i = 0; !rc && i < n_keys; i++) {
+        snprintf(key, sizeof key, "k.%d", i);
+        rc = gguf_writer_set_u32(w, key, (uint32_t)i);
+    }
+    for (int i = 0; !rc && i < n_keys; i += 1000) { /* overrides */
+        snprintf(key, sizeof key, "k.%d", i);
+        rc = gguf_writer_set_u32(w, key, (uint32_t)i + 7);
+    }
+    const int64_t ne[1] = { 32 };
+    for (int i = 0; !rc && i < n_t; i++) {
+        snprintf(key, sizeof key, "t.%d", i);
+        rc = gguf_writer_add_tensor(w, key, PF_TYPE_F32, 1, ne);
+    }
+    CHECKF(rc == 0, "%s", pinfer_last_error());
+    CHECK(gguf_writer_add_tensor(w, "t.77", PF_TYPE_F32, 1, ne) == PINFER_EINVAL);
+    float row[32] = { 0 };
+    if (!rc) rc = gguf_writer_begin(w, path);
+    for (int i = 0; !rc && i < n_t; i++) rc = gguf_writer_write(w, row, sizeof row);
+    if (!rc) rc = gguf_writer_finish(w);
+    CHECKF(rc == 0, "%s", pinfer_last_error());
+    gguf_writer_free(w);
+    struct gguf_file *f = NULL;
+    CHECK(gguf_open(&f, path) == 0);
+    if (!f) return;
+    CHECKF(f->n_kv == (uint64_t)n_keys && f->n_tensors == (uint64_t)n_t, "%llu keys, %llu tensors", (unsigned long long)f->n_kv, (unsigned long long)f->n_tensors);
+    int bad = 0;
+    for (int i = 0; i < n_keys; i++) {
+        snprintf(key, sizeof key, "k.%d", i);
+        uint32_t v = 0;
+        if (gguf_get_u32(f, key, &v) != 0 || v != (uint32_t)i + (i % 1000 == 0 ? 7 : 0)) bad++;
+        if (i == 1000 && (f->kv[1000].key.len != 6 || memcmp(f->kv[1000].key.s, "k.1000", 6))) bad++;
+    }
+    CHECKF(bad == 0, "%d keys read back wrong", bad);
+    printf("writer: %d keys (%d overridden in place), %d tensors, read back\n", n_keys, n_keys / 1000 + 1, n_t);
+    gguf_close(f);
+    unlink(path);
+}
+
 int main(void)
 {
     make_tensor_data();
+    test_writer_many();
     test_roundtrip();
     test_all_scalar_types();
     test_writer_atomic();

@@ -6,7 +6,7 @@
  *    and tokenizer keys with the same types, the same tensor names with the same dimension
  *    order expressed in hyper-parameters, GGUF v3, 32-byte alignment of every tensor;
  *  - every weight type loads; output.weight is Q8_0 in Q4_0 files;
- *  - not enough disk space (PINFER_SYNTH_FAKE_FREE_BYTES test hook): PINFER_ENOSPC, nothing
+ *  - not enough disk space (PINFER_FAKE_FREE_BYTES test hook): PINFER_ENOSPC, nothing
  *    written, an existing file untouched;
  *  - bad requests fail with PINFER_EINVAL;
  *  - the statistics helpers (inverse normal CDF, firing law) hit their definitions. */
@@ -299,7 +299,7 @@ static bool temp_left(const char *path)
 static void test_enospc(void)
 {
     const char *path = tmp("nospace.gguf");
-    setenv("PINFER_SYNTH_FAKE_FREE_BYTES", "1000000", 1);
+    setenv("PINFER_FAKE_FREE_BYTES", "1000000", 1);
     struct pinfer_synth_params p = pinfer_synth_default_params();
     int rc = pinfer_synth(path, &p);
     CHECKF(rc == PINFER_ENOSPC, "rc %d", rc);
@@ -321,11 +321,11 @@ static void test_enospc(void)
     free(old);
 
     /* enough (fake) space: written */
-    setenv("PINFER_SYNTH_FAKE_FREE_BYTES", "1000000000", 1);
+    setenv("PINFER_FAKE_FREE_BYTES", "1000000000", 1);
     CHECK(pinfer_synth(path, &p) == 0);
     struct stat st;
     CHECK(stat(path, &st) == 0 && st.st_size > 1000000);
-    unsetenv("PINFER_SYNTH_FAKE_FREE_BYTES");
+    unsetenv("PINFER_FAKE_FREE_BYTES");
     /* a directory that does not exist */
     CHECK(pinfer_synth("/nonexistent-dir-pinfer/x.gguf", &p) < 0);
 }

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "gguf/gguf.h"
 #include "tokenizer/vocab.h"
+#include "tokenizer/vocab_impl.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -294,6 +295,27 @@ static bool test_llama_spm(void)
         int n = tokenize(v, big, big_len, false, false, NULL, 0);
         double t1 = now();
         CHECK(n > 0);
+        /* long texts are tokenized in pieces cut after bytes no token joins (a newline here):
+           the same ids as the whole text in one piece (cut_after cleared) */
+        {
+            CHECK(v->cut_after['\n'] && !v->cut_after['a']);
+            int32_t *a = calloc((size_t)n + 4, sizeof *a), *b = calloc((size_t)n + 4, sizeof *b);
+            bool saved[128];
+            memcpy(saved, v->cut_after, sizeof saved);
+            int na = tokenize(v, big, big_len, false, false, a, n);
+            memset(v->cut_after, 0, sizeof v->cut_after);
+            int nb = tokenize(v, big, big_len, false, false, b, n);
+            memcpy(v->cut_after, saved, sizeof saved);
+            int d = 0;
+            while (d < n && a[d] == b[d]) d++;
+            CHECKF(na == nb && na > 0 && na <= n && !memcmp(a, b, sizeof *a * (size_t)na),
+                   "in pieces %d ids, whole %d ids, first difference at id %d: %d %d %d | %d %d %d", na, nb, d,
+                   a[d], a[d + 1], a[d + 2], b[d], b[d + 1], b[d + 2]);
+            printf("2 MiB text in 64 KiB pieces: %d ids, identical to one piece\n", na);
+            free(a);
+            free(b);
+        }
+        t1 = now();
         /* prompt-sized calls: the same text in 4 KiB pieces */
         size_t n_small = 0;
         for (size_t off = 0; off < big_len; off += 4096) {

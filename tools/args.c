@@ -111,22 +111,31 @@ char *args_read_file(const char *cmd, const char *path, size_t *len)
 {
     FILE *fp = fopen(path, "rb");
     if (!fp) { args_error(cmd, "cannot open %s: %s", path, strerror(errno)); return NULL; }
+    /* no more than the tokenizer takes: /dev/zero or a huge file stops here, not after GiBs */
+    const size_t max = PINFER_MAX_TEXT_BYTES;
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
-    while (buf) {
+    while (buf && n <= max) {
         if (n + 1 >= cap) {
-            char *nb = cap > (1u << 30) ? NULL : realloc(buf, cap * 2);
+            char *nb = realloc(buf, cap * 2);
             if (!nb) { free(buf); buf = NULL; break; }
             buf = nb;
             cap *= 2;
         }
-        size_t r = fread(buf + n, 1, cap - n - 1, fp);
+        size_t want = cap - n - 1;
+        if (want > max + 1 - n) want = max + 1 - n;
+        size_t r = fread(buf + n, 1, want, fp);
         n += r;
         if (r == 0) break;
     }
     int err = ferror(fp);
     fclose(fp);
-    if (!buf || err) { free(buf); args_error(cmd, "cannot read %s (too large or I/O error)", path); return NULL; }
+    if (buf && n > max) {
+        free(buf);
+        args_error(cmd, "%s is larger than %zu MiB, the most text pinfer tokenizes", path, max >> 20);
+        return NULL;
+    }
+    if (!buf || err) { free(buf); args_error(cmd, "cannot read %s: %s", path, buf ? "I/O error" : "out of memory"); return NULL; }
     buf[n] = 0;
     if (len) *len = n;
     return buf;

@@ -7,6 +7,8 @@
 
 #include "pinfer.h"
 
+#include <stdint.h>
+
 /* Records a printf-style message for the calling thread and returns `code` (a PINFER_E* value),
  * so callers write `return pf_fail(PINFER_EFORMAT, "bad magic %08x", m);`. */
 int pf_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -25,5 +27,10 @@ int pf_check_output_path(const char *path);
  * left by killed runs (their pid no longer exists). Returns the fd (write-only, close-on-exec)
  * and *tmp (owned by the caller), or a negative code with a message. */
 int pf_tmpfile_create(const char *path, char **tmp);
+/* Before writing an output of need bytes to path: PINFER_EIO naming the cause when its directory
+ * is missing or on a read-only file system; PINFER_ENOSPC when need + margin bytes do not fit
+ * in the space free there. The environment variable PINFER_FAKE_FREE_BYTES replaces the measured
+ * free space: a test hook (a full disk cannot be made without root), read by nothing else. */
+int pf_check_space(const char *path, uint64_t need, uint64_t margin);
 
 #endif

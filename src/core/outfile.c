@@ -2,6 +2,7 @@
  * filesystem, so rename is atomic; pf_tmpfile_create), fsync, then rename over the destination. */
 #include "pinfer.h"
 
+#include "core/checked.h"
 #include "core/error.h"
 
 #include <dirent.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 struct pinfer_outfile {
@@ -137,4 +139,26 @@ void pinfer_outfile_abort(struct pinfer_outfile *f)
     fclose(f->fp);
     unlink(f->tmp);
     outfile_release(f);
+}
+
+int pf_check_space(const char *path, uint64_t need, uint64_t margin)
+{
+    char *copy = strdup(path);
+    if (!copy) return pf_fail(PINFER_ENOMEM, "out of memory");
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", dirname(copy));
+    free(copy);
+    struct statvfs st;
+    if (statvfs(dir, &st) != 0)
+        return pf_fail(PINFER_EIO, "cannot write %s: %s: %s", path, dir, strerror(errno));
+    if (st.f_flag & ST_RDONLY)
+        return pf_fail(PINFER_EIO, "cannot write %s: '%s' is on a read-only file system", path, dir);
+    uint64_t avail, want;
+    const char *fake = getenv("PINFER_FAKE_FREE_BYTES");
+    if (fake && *fake) avail = strtoull(fake, NULL, 10);
+    else if (ck_mul_u64((uint64_t)st.f_bavail, (uint64_t)st.f_frsize, &avail)) avail = UINT64_MAX;
+    if (ck_add_u64(need, margin, &want) || want > avail)
+        return pf_fail(PINFER_ENOSPC, "not enough disk space in '%s': %s needs %.2f GiB (+%llu MiB margin), %.2f GiB are free",
+                       dir, path, (double)need / (1ull << 30), (unsigned long long)(margin >> 20), (double)avail / (1ull << 30));
+    return 0;
 }

@@ -40,11 +40,20 @@ struct wtensor {
 
 enum wstate { W_DECLARE, W_DATA, W_DONE, W_FAILED };
 
+/* Open-addressing index of names (slot = position + 1, 0 = empty), kept at most half full and
+ * doubled as it fills: a copied file's 2^20 keys are found in constant time, not by a scan. */
+struct windex {
+    uint32_t *slot;
+    size_t mask;
+};
+
 struct gguf_writer {
     struct wkv *kv;
     size_t n_kv, cap_kv;
+    struct windex kv_ix;
     struct wtensor *t;
     size_t n_t, cap_t;
+    struct windex t_ix;
     uint32_t alignment;
     uint64_t data_size;     /* sum of the padded tensor sizes */
 
@@ -109,6 +118,8 @@ void gguf_writer_free(struct gguf_writer *w)
         free(w->kv[i].val.p);
     }
     free(w->kv);
+    free(w->kv_ix.slot);
+    free(w->t_ix.slot);
     free(w->t);
     free(w->path);
     free(w->tmp);
@@ -137,6 +148,57 @@ static int take_alignment(struct gguf_writer *w, enum gguf_vtype type, uint64_t 
     return 0;
 }
 
+static const char *kv_name(const struct gguf_writer *w, size_t i, size_t *len)
+{
+    *len = w->kv[i].key_len;
+    return w->kv[i].key;
+}
+
+static const char *t_name(const struct gguf_writer *w, size_t i, size_t *len)
+{
+    *len = strlen(w->t[i].name);
+    return w->t[i].name;
+}
+
+typedef const char *(*name_fn)(const struct gguf_writer *, size_t, size_t *);
+
+/* Position of name in the index, or -1; *at is the slot where it would go. */
+static int64_t ix_find(const struct gguf_writer *w, const struct windex *ix, name_fn nf, const char *name, size_t len,
+                       size_t *at)
+{
+    *at = 0;
+    if (!ix->slot) return -1;
+    for (size_t h = gguf_hash(name, len) & ix->mask;; h = (h + 1) & ix->mask) {
+        *at = h;
+        if (!ix->slot[h]) return -1;
+        size_t ol;
+        const char *o = nf(w, ix->slot[h] - 1, &ol);
+        if (ol == len && memcmp(o, name, len) == 0) return (int64_t)ix->slot[h] - 1;
+    }
+}
+
+/* Makes room for entry n (0-based, about to be added), rebuilding the index when it would be
+ * more than half full. */
+static int ix_grow(const struct gguf_writer *w, struct windex *ix, name_fn nf, size_t n)
+{
+    size_t size = ix->slot ? ix->mask + 1 : 0;
+    if (2 * (n + 1) <= size) return 0;
+    size_t ns = size ? 2 * size : 64;
+    while (2 * (n + 1) > ns) ns *= 2;
+    uint32_t *tab = calloc(ns, sizeof *tab);
+    if (!tab) return pf_fail(PINFER_ENOMEM, "gguf writer: out of memory for an index of %zu names", n + 1);
+    free(ix->slot);
+    ix->slot = tab;
+    ix->mask = ns - 1;
+    for (size_t i = 0; i < n; i++) {
+        size_t len, at;
+        const char *nm = nf(w, i, &len);
+        ix_find(w, ix, nf, nm, len, &at);
+        tab[at] = (uint32_t)(i + 1);
+    }
+    return 0;
+}
+
 /* Stores a serialized value under key, replacing an earlier value of the same key (so a copied
  * file's keys can be overridden) and keeping the first position. Takes ownership of val. */
 static int put_kv(struct gguf_writer *w, const char *key, struct bbuf *val)
@@ -151,12 +213,16 @@ static int put_kv(struct gguf_writer *w, const char *key, struct bbuf *val)
         free(val->p);
         return rc;
     }
-    for (size_t i = 0; i < w->n_kv; i++) {
-        if (w->kv[i].key_len == len && memcmp(w->kv[i].key, key, len) == 0) {
-            free(w->kv[i].val.p);
-            w->kv[i].val = *val;
-            return 0;
-        }
+    size_t at = 0;
+    int64_t old = ix_find(w, &w->kv_ix, kv_name, key, len, &at);
+    if (old >= 0) {
+        free(w->kv[old].val.p);
+        w->kv[old].val = *val;
+        return 0;
+    }
+    if ((rc = ix_grow(w, &w->kv_ix, kv_name, w->n_kv))) {
+        free(val->p);
+        return rc;
     }
     if (w->n_kv == w->cap_kv) {
         size_t cap = w->cap_kv ? w->cap_kv * 2 : 16;
@@ -173,7 +239,10 @@ static int put_kv(struct gguf_writer *w, const char *key, struct bbuf *val)
         free(val->p);
         return pf_fail(PINFER_ENOMEM, "gguf writer: out of memory for key '%s'", key);
     }
-    w->kv[w->n_kv++] = (struct wkv){ k, len, *val };
+    w->kv[w->n_kv] = (struct wkv){ k, len, *val };
+    ix_find(w, &w->kv_ix, kv_name, key, len, &at); /* the index may have been rebuilt */
+    w->kv_ix.slot[at] = (uint32_t)(w->n_kv + 1);
+    w->n_kv++;
     return 0;
 }
 
@@ -355,9 +424,9 @@ int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, int type, in
     if (len == 0 || len >= GGUF_MAX_NAME)
         return pf_fail(PINFER_EINVAL, "gguf writer: tensor name '%s' must have 1..%d bytes",
                        name ? name : "", GGUF_MAX_NAME - 1);
-    for (size_t i = 0; i < w->n_t; i++)
-        if (strcmp(w->t[i].name, name) == 0)
-            return pf_fail(PINFER_EINVAL, "gguf writer: duplicate tensor '%s'", name);
+    size_t at = 0;
+    if (ix_find(w, &w->t_ix, t_name, name, len, &at) >= 0)
+        return pf_fail(PINFER_EINVAL, "gguf writer: duplicate tensor '%s'", name);
     const struct pf_type_info *ti = pf_type_get(type);
     if (!ti) return pf_fail(PINFER_EINVAL, "gguf writer: tensor '%s': unknown type %d", name, type);
     if (n_dims < 1 || n_dims > GGUF_MAX_DIMS || !ne)
@@ -386,6 +455,7 @@ int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, int type, in
         ck_align_u64(t.nbytes, w->alignment, &padded) ||
         ck_add_u64(w->data_size, padded, &end))
         return pf_fail(PINFER_EINVAL, "gguf writer: tensor '%s': byte size overflows", name);
+    if ((rc = ix_grow(w, &w->t_ix, t_name, w->n_t))) return rc;
     if (w->n_t == w->cap_t) {
         size_t cap = w->cap_t ? w->cap_t * 2 : 64;
         struct wtensor *p = cap <= GGUF_MAX_TENSORS ? realloc(w->t, cap * sizeof *p) : NULL;
@@ -395,7 +465,10 @@ int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, int type, in
     }
     t.offset = w->data_size;
     w->data_size = end;
-    w->t[w->n_t++] = t;
+    w->t[w->n_t] = t;
+    ix_find(w, &w->t_ix, t_name, name, len, &at); /* the index may have been rebuilt */
+    w->t_ix.slot[at] = (uint32_t)(w->n_t + 1);
+    w->n_t++;
     return 0;
 }
 

@@ -65,7 +65,8 @@ static int check_paths(const char *in, const char *out)
     else if (!S_ISDIR(st.st_mode))
         rc = pf_fail(PINFER_EIO, "cannot write %s: %s is not a directory", out, dir);
     else if (access(dir, W_OK) != 0)
-        rc = pf_fail(PINFER_EIO, "cannot write %s: directory %s is not writable", out, dir);
+        rc = pf_fail(PINFER_EIO, "cannot write %s: directory %s is not writable%s", out, dir,
+                     errno == EROFS ? " (a read-only file system)" : "");
     free(dup);
     if (rc) return rc;
     struct stat si, so;

@@ -20,11 +20,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define COPY_CHUNK (8u << 20)
@@ -121,22 +119,6 @@ static int declare(struct gguf_writer *w, const struct pf_prep *P, struct job *j
         jobs[n++] = (struct job){ J_COPY, (int)i };
     }
     *n_jobs = n;
-    return 0;
-}
-
-/* Free space on the output's file system, or a clear refusal. */
-static int check_space(const char *out_path, uint64_t need)
-{
-    char *dup = strdup(out_path);
-    if (!dup) return pf_fail(PINFER_ENOMEM, "out of memory");
-    struct statvfs sv;
-    int ok = statvfs(dirname(dup), &sv) == 0;
-    free(dup);
-    if (!ok) return 0; /* unknown: let the writes tell */
-    uint64_t avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
-    if (avail < need)
-        return pf_fail(PINFER_ENOSPC, "%s needs %.2f GiB but its file system has %.2f GiB free", out_path,
-                       (double)need / (1u << 30), (double)avail / (1u << 30));
     return 0;
 }
 
@@ -252,7 +234,7 @@ int pf_prepare_write(const struct pf_prep *P, const char *out_path, struct pf_pr
     if ((rc = gguf_writer_new(&w)) || (rc = set_keys(w, P)) || (rc = declare(w, P, jobs, &n_jobs))) goto out;
     S.w = w;
     S.total = gguf_writer_total_size(w);
-    if ((rc = check_space(out_path, S.total))) goto out;
+    if ((rc = pf_check_space(out_path, S.total, 0))) goto out;
     if ((rc = gguf_writer_begin(w, out_path))) goto out;
     for (int i = 0; i < n_jobs && !rc; i++) {
         const struct job *J = &jobs[i];

@@ -17,11 +17,9 @@
 #include "tensor/types.h"
 
 #include <inttypes.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define CHUNK_BYTES (16u << 20)
@@ -135,36 +133,6 @@ static int set_keys(struct gguf_writer *w, const struct synth_cfg *c, const stru
     return rc;
 }
 
-/* ==== Free space ==== */
-
-/* PINFER_ENOSPC unless the file (plus a margin) fits on the destination's file system. The
- * environment variable PINFER_SYNTH_FAKE_FREE_BYTES replaces the measured free space: a test
- * hook (a full disk cannot be made without root), read by nothing else. */
-static int check_space(const char *path, uint64_t need)
-{
-    char *copy = strdup(path);
-    if (!copy) return pf_fail(PINFER_ENOMEM, "out of memory");
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", dirname(copy));
-    free(copy);
-    uint64_t avail;
-    const char *fake = getenv("PINFER_SYNTH_FAKE_FREE_BYTES");
-    if (fake && *fake) {
-        avail = strtoull(fake, NULL, 10);
-    } else {
-        struct statvfs st;
-        if (statvfs(dir, &st) != 0)
-            return pf_fail(PINFER_EIO, "cannot check free space in '%s' (does the directory exist?)", dir);
-        if (ck_mul_u64((uint64_t)st.f_bavail, (uint64_t)st.f_frsize, &avail)) avail = UINT64_MAX;
-    }
-    uint64_t want;
-    if (ck_add_u64(need, DISK_MARGIN, &want) || want > avail)
-        return pf_fail(PINFER_ENOSPC, "not enough disk space in '%s': the model needs %.2f GiB (+%llu MiB margin), "
-                       "%.2f GiB are free", dir, (double)need / (1ull << 30), DISK_MARGIN >> 20,
-                       (double)avail / (1ull << 30));
-    return 0;
-}
-
 /* ==== Streaming ==== */
 
 struct chunk_job {
@@ -216,7 +184,7 @@ int pinfer_synth(const char *path, const struct pinfer_synth_params *params)
     for (int i = 0; i < n_t; i++)
         if ((rc = gguf_writer_add_tensor(w, ts[i].name, ts[i].type, ts[i].n_dims, ts[i].ne))) goto out;
     uint64_t total = gguf_writer_total_size(w);
-    if ((rc = check_space(path, total))) goto out;
+    if ((rc = pf_check_space(path, total, DISK_MARGIN))) goto out;
 
     /* buffers: one chunk of output, one f32 row per thread */
     int nth = pf_cpu_count();

@@ -166,8 +166,8 @@ static size_t utf8_len(unsigned char c)
     return len[c >> 4];
 }
 
-static int tokenize_fragment(const struct pf_vocab *v, struct scratch *sc, const char *raw,
-                             size_t len, bool prefix, struct emit *e)
+static int tokenize_piece(const struct pf_vocab *v, struct scratch *sc, const char *raw,
+                          size_t len, bool prefix, struct emit *e)
 {
     /* escape: optional leading space, then ' ' -> "▁" (3 bytes) */
     size_t n_esc = prefix ? 3 : 0;
@@ -219,6 +219,34 @@ static int tokenize_fragment(const struct pf_vocab *v, struct scratch *sc, const
 
     for (int i = 0; i >= 0; i = sc->sym[i].next)
         if ((rc = emit_symbol(v, sc, &sc->sym[i], e))) return rc;
+    return 0;
+}
+
+/* A raw fragment in pieces of about PIECE bytes, each cut after a byte no merge can cross
+ * (v->cut_after: a newline, in common vocabularies): the same tokens as the whole fragment in
+ * one go, with scratch memory bounded by the piece instead of the text (about 80 bytes per
+ * byte: symbols, the bigram heap, the escaped copy). A fragment without such bytes is one piece. */
+#define PIECE (64u << 10)
+
+static int tokenize_fragment(const struct pf_vocab *v, struct scratch *sc, const char *raw,
+                             size_t len, bool prefix, struct emit *e)
+{
+    size_t at = 0;
+    while (at < len) {
+        size_t end = len;
+        if (len - at > PIECE) {
+            size_t k = at + PIECE;
+            while (k > at && !((unsigned char)raw[k - 1] < 128 && v->cut_after[(unsigned char)raw[k - 1]])) k--;
+            if (k == at) { /* none in this piece: the first one after it */
+                k = at + PIECE;
+                while (k < len && !((unsigned char)raw[k - 1] < 128 && v->cut_after[(unsigned char)raw[k - 1]])) k++;
+            }
+            end = k;
+        }
+        int rc = tokenize_piece(v, sc, raw + at, end - at, prefix && at == 0, e);
+        if (rc) return rc;
+        at = end;
+    }
     return 0;
 }
 

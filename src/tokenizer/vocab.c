@@ -133,6 +133,7 @@ static int load_tokens(struct pf_vocab *v, const struct gguf_file *f)
         return pf_fail(PINFER_ENOMEM, "vocab: out of memory for %d tokens", n);
 
     size_t pos = 0;
+    bool in_long[128] = { false };
     for (int i = 0; i < n; i++) {
         const char *s = tok->arr_str[i].s;
         size_t len = (size_t)tok->arr_str[i].len;
@@ -145,6 +146,8 @@ static int load_tokens(struct pf_vocab *v, const struct gguf_file *f)
         v->off[i] = pos;
         v->len[i] = (uint32_t)len;
         if (len > v->max_len) v->max_len = (uint32_t)len;
+        for (size_t j = 0; len >= 2 && j < len; j++)
+            if ((unsigned char)s[j] < 128) in_long[(unsigned char)s[j]] = true;
         pos += len + 1;
 
         float score = 0.0f;
@@ -165,6 +168,8 @@ static int load_tokens(struct pf_vocab *v, const struct gguf_file *f)
             v->byte[i] = (uint8_t)(hi * 16 + lo);
         }
     }
+    for (int b = 0; b < 128; b++) v->cut_after[b] = !in_long[b];
+    v->cut_after[' '] = false; /* the tokenizer sees a space as "\xe2\x96\x81", which tokens hold */
     return 0;
 }
 

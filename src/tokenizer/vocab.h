@@ -25,7 +25,7 @@ enum pf_token_type {
 #define PF_VOCAB_MAX_TOKENS (1 << 24)
 #define PF_VOCAB_MAX_TOKEN_LEN 1024
 /* Longest text pf_vocab_tokenize accepts, in bytes (PINFER_ERANGE beyond it). */
-#define PF_VOCAB_MAX_TEXT (1u << 26)
+#define PF_VOCAB_MAX_TEXT PINFER_MAX_TEXT_BYTES
 
 /* Builds a vocabulary from f (copies everything it needs; f may be closed afterwards).
  * PINFER_EUNSUPPORTED if tokenizer.ggml.model is not "llama". *out is owned by the caller. */

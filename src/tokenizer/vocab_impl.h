@@ -5,6 +5,7 @@
 
 #include "tokenizer/vocab.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,11 @@ struct pf_vocab {
      * probes stay short), -1 = empty, linear probing. */
     int32_t *slots;
     size_t mask;
+
+    /* ASCII bytes that no token of two or more bytes contains: no merge can join such a byte
+     * to a neighbour, so the text can be tokenized in pieces cut after it, exactly as whole
+     * (spm.c: bounded memory for long texts) */
+    bool cut_after[128];
 
     int32_t byte_tok[256];  /* token for a raw byte ("<0xNN>", else the 1-byte text), -1 if none */
     int32_t bos, eos, unk, pad; /* -1 when absent */
