@@ -70,6 +70,8 @@ struct pinfer_model_info {
     int n_expert, n_expert_used;
     int sliding_window;   /* 0 = none */
     float rope_freq_base, norm_eps;
+    float rope_freq_scale; /* positions are multiplied by this (linear RoPE scaling: 1/factor; 1 = none) */
+    bool rope_freq_factors; /* rope_freqs.weight present (Llama 3.1/3.2 frequency factors) */
     enum pinfer_act act;
     int weight_type;      /* ggml type id of the FFN weights (most common) */
     uint64_t n_params;

@@ -10,17 +10,20 @@
 #include <sys/mman.h>
 
 #define PAGE PF_IO_ALIGN
+
+static uint64_t round_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 #define STAGE_MAX (16u << 20)
 
 struct pf_cache {
     int n_layer, n_ff;
-    size_t slot_size, stride;   /* bytes of a slot; of a cold entry (slot rounded up to 64) */
+    size_t stride;              /* bytes of a cold entry: the largest layer's slot rounded up to 64
+                                   (layers' bundles may differ in type, so in slot size) */
     const struct pf_bundles *b; /* the model's bundles (n_layer) */
     struct pf_io *io;
 
     /* hot segment */
     int *n_hot;                 /* per layer */
-    uint8_t **hot;              /* per layer: slot j < n_hot[l] at hot[l] + j * slot_size */
+    uint8_t **hot;              /* per layer: slot j < n_hot[l] at hot[l] + j * (layer's slot size) */
     void *hot_mem;
     size_t hot_bytes;
 
@@ -62,15 +65,34 @@ struct pf_cache {
     double prefill_wait_s;
 };
 
+/* Bytes of one slot of layer l. */
+static size_t slot(const struct pf_cache *c, int l) { return c->b[l].slot_size; }
+
+/* The largest slot of any layer. */
+static uint64_t max_slot(const struct pinfer_model *m)
+{
+    uint64_t s = 0;
+    for (int l = 0; l < m->info.n_layer; l++)
+        if (m->bundles[l].slot_size > s) s = m->bundles[l].slot_size;
+    return s;
+}
+
+/* Hot bytes for n_hot slots in every layer: a page-rounded block per layer. */
+static uint64_t hot_bytes(const struct pinfer_model *m, uint64_t n_hot)
+{
+    uint64_t t = 0;
+    for (int l = 0; l < m->info.n_layer; l++) t += round_up(n_hot * m->bundles[l].slot_size, PF_IO_ALIGN);
+    return t;
+}
+
 /* The file pages [*a, *e) that cover slots [j0, j1) of layer l (a direct read of them). */
 static void cache_pages(const struct pf_cache *c, int l, int j0, int j1, uint64_t *a, uint64_t *e)
 {
-    const uint64_t base = c->b[l].file_off, S = c->slot_size;
+    const uint64_t base = c->b[l].file_off, S = slot(c, l);
     *a = (base + (uint64_t)j0 * S) / PF_IO_ALIGN * PF_IO_ALIGN;
     *e = (base + (uint64_t)j1 * S + PF_IO_ALIGN - 1) / PF_IO_ALIGN * PF_IO_ALIGN;
 }
 
-static uint64_t round_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
 /* Staging bytes: a whole layer's FFN if small, else up to 16 MiB (a round of reads); the
  * configuration may set it (tests force several rounds per layer with it). Never less than
@@ -79,7 +101,7 @@ static uint64_t round_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 static uint64_t stage_bytes(const struct pinfer_model *m, const struct pf_cache_config *cfg)
 {
     const struct pf_bundles *b = &m->bundles[0];
-    const uint64_t S = b->slot_size;
+    const uint64_t S = max_slot(m);
     const int cs = m->info.cluster_size > 0 ? m->info.cluster_size : 16;
     uint64_t layer = round_up((uint64_t)b->n_ff * S, PAGE) + PAGE, s = layer < STAGE_MAX ? layer : STAGE_MAX;
     if (cfg->stage_bytes) s = cfg->stage_bytes;
@@ -101,9 +123,8 @@ int pf_cache_plan(const struct pinfer_model *m, uint64_t ctx_bytes, const struct
     const bool prefetch = cfg->prefetch;
     float hot_frac = cfg->hot_frac;
     memset(p, 0, sizeof *p);
-    const struct pf_bundles *b = &m->bundles[0];
     const uint64_t L = (uint64_t)m->info.n_layer, F = (uint64_t)m->info.n_ff;
-    const uint64_t stride = round_up(b->slot_size, 64);
+    const uint64_t S = max_slot(m), stride = round_up(S, 64);
     p->budget = m->mem_budget;
     p->weights = m->resident_bytes;
     p->ctx = ctx_bytes;
@@ -122,12 +143,12 @@ int pf_cache_plan(const struct pinfer_model *m, uint64_t ctx_bytes, const struct
     if (hot_frac < 0) hot_frac = 0.9f; /* measured best on the 7B shape (bench/RESULTS.md) */
     if (hot_frac > 1) hot_frac = 1;
     /* hot: a page-rounded block per layer */
-    uint64_t n_hot = (uint64_t)((double)avail * hot_frac) / L / b->slot_size;
+    uint64_t n_hot = (uint64_t)((double)avail * hot_frac) / hot_bytes(m, 1);
     if (n_hot > F) n_hot = F;
-    while (n_hot > 0 && L * round_up(n_hot * b->slot_size, PAGE) > avail) n_hot--;
+    while (n_hot > 0 && hot_bytes(m, n_hot) > avail) n_hot--;
     if (n_hot < F) n_hot = n_hot / (uint64_t)cfg->chunk_slots * (uint64_t)cfg->chunk_slots; /* whole prefill chunks */
     p->n_hot = (int)n_hot;
-    p->hot = n_hot ? L * round_up(n_hot * b->slot_size, PAGE) : 0;
+    p->hot = n_hot ? hot_bytes(m, n_hot) : 0;
     avail -= p->hot;
     /* cold: entries plus their LRU links */
     uint64_t n_cold = avail / (stride + 3 * sizeof(int32_t));
@@ -153,7 +174,7 @@ static int read_hot(struct pf_cache *c)
     const size_t piece = 4u << 20;
     const uint64_t fsz = pf_io_file_size(c->io);
     for (int l = 0; l < c->n_layer; l++) {
-        uint64_t len = round_up((uint64_t)c->n_hot[l] * c->slot_size, PAGE);
+        uint64_t len = round_up((uint64_t)c->n_hot[l] * slot(c, l), PAGE);
         for (uint64_t o = 0; o < len; o += piece) {
             uint64_t n = len - o < piece ? len - o : piece;
             if (c->b[l].file_off + o + n > round_up(fsz, PAGE))
@@ -179,8 +200,7 @@ int pf_cache_new(struct pf_cache **out, const struct pinfer_model *m, const stru
     c->n_layer = L;
     c->n_ff = F;
     c->b = m->bundles;
-    c->slot_size = m->bundles[0].slot_size;
-    c->stride = (size_t)round_up(c->slot_size, 64);
+    c->stride = (size_t)round_up(max_slot(m), 64);
     c->budget = p->budget;
     c->fixed_bytes = p->weights + p->ctx + p->stage + p->meta;
     c->meta_bytes = p->meta;
@@ -214,12 +234,13 @@ int pf_cache_new(struct pf_cache **out, const struct pinfer_model *m, const stru
     if (!c->n_hot || !c->hot || !c->entry_of || !c->stage || !c->miss || !c->mptr) goto nomem;
     memset(c->entry_of, 0xff, (size_t)L * (size_t)F * sizeof *c->entry_of);
     if (p->n_hot > 0) {
-        const size_t per = (size_t)round_up((uint64_t)p->n_hot * c->slot_size, PAGE);
-        c->hot_bytes = per * (size_t)L;
+        c->hot_bytes = (size_t)hot_bytes(m, (uint64_t)p->n_hot);
         if (!(c->hot_mem = pf_io_alloc(c->hot_bytes))) goto nomem;
+        size_t at = 0;
         for (int l = 0; l < L; l++) {
             c->n_hot[l] = p->n_hot;
-            c->hot[l] = (uint8_t *)c->hot_mem + per * (size_t)l;
+            c->hot[l] = (uint8_t *)c->hot_mem + at;
+            at += (size_t)round_up((uint64_t)p->n_hot * slot(c, l), PAGE);
         }
     }
     if (p->n_cold > 0) {
@@ -276,7 +297,7 @@ static void lru_push_head(struct pf_cache *c, int e)
 
 const uint8_t *pf_cache_lookup(struct pf_cache *c, int l, int j)
 {
-    if (j < c->n_hot[l]) { c->hits_hot++; return c->hot[l] + (size_t)j * c->slot_size; }
+    if (j < c->n_hot[l]) { c->hits_hot++; return c->hot[l] + (size_t)j * slot(c, l); }
     int e = c->entry_of[(size_t)l * (size_t)c->n_ff + (size_t)j];
     if (e < 0) return NULL;
     c->hits_cold++;
@@ -291,7 +312,7 @@ void pf_cache_insert(struct pf_cache *c, int l, int j, const uint8_t *src)
     if (c->entry_of[k] >= 0) return;
     int e = c->tail;
     if (c->key[e] >= 0) { c->entry_of[c->key[e]] = -1; c->evictions++; }
-    memcpy(c->cold + (size_t)e * c->stride, src, c->slot_size);
+    memcpy(c->cold + (size_t)e * c->stride, src, slot(c, l));
     c->key[e] = k;
     c->entry_of[k] = e;
     lru_unlink(c, e);
@@ -304,7 +325,7 @@ void pf_cache_insert(struct pf_cache *c, int l, int j, const uint8_t *src)
 static int fetch_into(struct pf_cache *c, int l, const int *js, int n, const uint8_t **ptr, uint8_t *area, size_t cap,
                       uint64_t *n_reads, uint64_t *n_bytes)
 {
-    const uint64_t base = c->b[l].file_off, S = c->slot_size;
+    const uint64_t base = c->b[l].file_off, S = slot(c, l);
     size_t pos = 0;
     int i = 0;
     while (i < n) {
@@ -484,7 +505,7 @@ int pf_cache_read_ahead(struct pf_cache *c, int l, const int *js, int n)
 static const uint8_t *read_chunk(struct pf_cache *c, int l, int j0, int j1, int h, int *pending)
 {
     const size_t half = c->stage_cap / 2 / PAGE * PAGE;
-    const uint64_t base = c->b[l].file_off, S = c->slot_size;
+    const uint64_t base = c->b[l].file_off, S = slot(c, l);
     uint64_t a, e;
     cache_pages(c, l, j0, j1, &a, &e);
     uint8_t *dst = c->stage + (size_t)h * half;
@@ -519,7 +540,7 @@ void pf_cache_stream_begin(struct pf_cache *c, int l, struct pf_cache_stream *s)
     const int cs = c->chunk_slots;
     memset(s, 0, sizeof *s);
     s->l = l;
-    s->chunk = (int)((half - 2 * PAGE) / c->slot_size) / cs * cs;
+    s->chunk = (int)((half - 2 * PAGE) / slot(c, l)) / cs * cs;
     if (s->chunk < cs) s->chunk = cs; /* the plan gives the staging area room for it */
     s->n_hot = c->n_hot[l] / cs * cs;
 }
@@ -531,7 +552,7 @@ int pf_cache_stream_next(struct pf_cache *c, struct pf_cache_stream *s, const ui
         /* the hot slots first, straight from memory, in whole chunks */
         *j0 = s->j;
         *n = s->n_hot - s->j < ch ? s->n_hot - s->j : ch;
-        *p = c->hot[l] + (size_t)s->j * c->slot_size;
+        *p = c->hot[l] + (size_t)s->j * slot(c, l);
         s->j += *n;
         return 1;
     }

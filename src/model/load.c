@@ -119,6 +119,18 @@ static int load_hparams(struct pinfer_model *m)
         return pf_fail(PINFER_EFORMAT, "layer_norm_rms_epsilon %g is out of range", (double)h->norm_eps);
     if (!(h->rope_freq_base > 0 && h->rope_freq_base < 1e12f))
         return pf_fail(PINFER_EFORMAT, "rope.freq_base %g is out of range", (double)h->rope_freq_base);
+    /* RoPE scaling as llama.cpp reads it: rope.scaling.factor (or the older rope.scale_linear)
+       divides positions whatever the type; types other than none/linear change the formula */
+    char st[32] = "linear";
+    float factor = 0.0f;
+    if ((rc = gguf_get_str(f, "llama.rope.scaling.type", st, sizeof st)) < 0) return pf_fail_context(rc, "metadata llama.rope.scaling.type");
+    if ((rc = get_float(f, a, "rope.scaling.factor", &factor))) return rc;
+    if (!gguf_find(f, "llama.rope.scaling.factor") && (rc = get_float(f, a, "rope.scale_linear", &factor))) return rc;
+    if (strcmp(st, "none") != 0 && strcmp(st, "linear") != 0)
+        return pf_fail(PINFER_EUNSUPPORTED, "RoPE scaling type '%s' is not supported (none and linear are)", st);
+    if (!(factor == 0.0f || (factor >= 1e-3f && factor <= 1e3f)))
+        return pf_fail(PINFER_EFORMAT, "rope.scaling.factor %g is out of range", (double)factor);
+    h->rope_freq_scale = factor == 0.0f ? 1.0f : 1.0f / factor;
     if (h->n_expert > 1)
         return pf_fail(PINFER_EUNSUPPORTED, "mixture-of-experts models (%d experts) are not supported yet", h->n_expert);
 
@@ -299,6 +311,26 @@ static int load_prepared(struct pinfer_model *m)
     return rc;
 }
 
+/* Llama 3.1/3.2 RoPE frequency factors: rope_freqs.weight, n_rot/2 f32 values that divide each
+ * rotation frequency (llama.cpp's freq_factors). Optional; copied out of the file mapping. */
+static int load_rope_freqs(struct pinfer_model *m)
+{
+    const int idx = gguf_find_tensor(m->gguf, "rope_freqs.weight");
+    if (idx < 0) return 0;
+    const struct gguf_tensor *t = &m->gguf->tensors[idx];
+    const int n = m->info.n_rot / 2;
+    if (t->type != PF_TYPE_F32 || t->ne[0] != n || t->ne[1] != 1 || t->ne[2] != 1 || t->ne[3] != 1)
+        return pf_fail(PINFER_EFORMAT, "rope_freqs.weight must be %d f32 values (n_rot / 2), is %s {%lld, %lld}", n,
+                       pf_type_name(t->type), (long long)t->ne[0], (long long)t->ne[1]);
+    if (!(m->rope_freqs = malloc(sizeof(float) * (size_t)n))) return pf_fail(PINFER_ENOMEM, "out of memory");
+    memcpy(m->rope_freqs, m->gguf->data + t->file_offset, sizeof(float) * (size_t)n);
+    for (int i = 0; i < n; i++)
+        if (!(m->rope_freqs[i] > 0 && m->rope_freqs[i] < 1e30f))
+            return pf_fail(PINFER_EFORMAT, "rope_freqs.weight[%d] = %g is not a positive number", i, (double)m->rope_freqs[i]);
+    m->info.rope_freq_factors = true;
+    return 0;
+}
+
 static int load_tensors(struct pinfer_model *m)
 {
     struct pinfer_model_info *h = &m->info;
@@ -345,6 +377,7 @@ static int load_tensors(struct pinfer_model *m)
 #undef N
     }
     if (h->prepared && (rc = load_prepared(m))) return rc;
+    if ((rc = load_rope_freqs(m))) return rc;
     /* most common big-matrix type, for reporting */
     h->weight_type = h->prepared ? m->bundles[0].type : m->layers[0].ffn_gate.type;
     uint64_t np = 0;
@@ -587,16 +620,6 @@ int pinfer_model_load(struct pinfer_model **out, const char *path, const struct 
             goto err;
         }
         if (p.use_mmap) { rc = pf_fail(PINFER_EINVAL, "a memory budget and --mmap exclude each other"); goto err; }
-        /* the neuron cache sizes every layer's slots from layer 0's (issue 15, defect 1): until
-           it keeps a slot size per unit, refuse what it cannot serve instead of overrunning */
-        for (int l = 1; l < m->info.n_layer; l++)
-            if (m->bundles[l].type != m->bundles[0].type || m->bundles[l].slot_size != m->bundles[0].slot_size) {
-                rc = pf_fail(PINFER_EUNSUPPORTED,
-                             "a memory budget needs every layer's FFN bundles in one type: blk.0 is %s, blk.%d is %s "
-                             "(run this model without --mem-budget)",
-                             pf_type_name(m->bundles[0].type), l, pf_type_name(m->bundles[l].type));
-                goto err;
-            }
         for (int l = 0; l < m->info.n_layer; l++)
             if ((uintptr_t)m->bundles[l].data % 4096) {
                 rc = pf_fail(PINFER_EFORMAT, "blk.%d.ffn_bundle.weight is not 4096-aligned in the file (direct I/O needs it)", l);
@@ -625,6 +648,7 @@ void pinfer_model_free(struct pinfer_model *m)
     if (m->arena) munmap(m->arena, m->arena_size);
     free(m->path);
     free(m->f32_norms);
+    free(m->rope_freqs);
     free(m->norm_src);
     free(m->layers);
     if (m->bundles) {

@@ -70,6 +70,7 @@ struct pinfer_model {
     char *path;                      /* with a budget: the file, for direct reads */
     uint64_t embd_file_off;          /* token_embd.weight's offset in the file (tok_embd.data
                                         is NULL when its rows are read on demand) */
+    float *rope_freqs;               /* (n_rot/2) RoPE frequency divisors (rope_freqs.weight), or NULL */
     float *f32_norms;                /* all norm vectors as f32: output, then attn/ffn per layer */
     struct pf_weight *norm_src;      /* during loading only: where each norm lies in the file */
     struct pf_bundles *bundles;      /* prepared models: n_layer, pointed to by layers[l].ffn_b */

@@ -31,16 +31,19 @@
 
 /* ==== RoPE ==== */
 
-/* cos/sin of theta_i = pos * base^(-2i/n_rot) for every token of the batch. */
-static void rope_table(float *tab, int pos0, int n_tok, int n_rot, float base)
+/* cos/sin of theta_i = pos * scale * base^(-2i/n_rot) / ff[i] for every token of the batch:
+ * scale is linear RoPE scaling (1/factor), ff the optional frequency factors of Llama 3.1
+ * (rope_freqs.weight; NULL = all 1), as ggml's rope computes them. */
+static void rope_table(float *tab, int pos0, int n_tok, int n_rot, float base, float scale, const float *ff)
 {
     float theta_scale = powf(base, -2.0f / (float)n_rot);
     for (int t = 0; t < n_tok; t++) {
         float theta = (float)(pos0 + t);
         float *r = tab + (size_t)t * n_rot;
         for (int i = 0; i < n_rot / 2; i++) {
-            r[2 * i] = cosf(theta);
-            r[2 * i + 1] = sinf(theta);
+            float th = scale * (ff ? theta / ff[i] : theta);
+            r[2 * i] = cosf(th);
+            r[2 * i + 1] = sinf(th);
             theta *= theta_scale;
         }
     }
@@ -163,7 +166,7 @@ int pinfer_decode(struct pinfer_ctx *c, const int32_t *tokens, int n, int pos, b
         }
         c->kern->dequant[m->tok_embd.type](row, c->x + (size_t)t * E, E);
     }
-    rope_table(c->rope, pos, n, h->n_rot, h->rope_freq_base);
+    rope_table(c->rope, pos, n, h->n_rot, h->rope_freq_base, h->rope_freq_scale, m->rope_freqs);
     pf_ffn_batch_begin(c->ffn, n);
 
     /* single-token steps: time per phase (a clock read costs ~20 ns, a layer ~1 ms) */
