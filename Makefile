@@ -25,7 +25,7 @@ AVX2_FLAGS   := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16
 
 # The layers, lowest first (docs/architecture.md); scripts/check-layers.sh reads these lines.
-LAYERS_RUNTIME := core tensor:io gguf tokenizer:sample model cache ffn runtime
+LAYERS_RUNTIME := core tensor:io gguf tokenizer:sample:chat model cache ffn runtime
 LAYERS_OFFLINE := synth:profile:prepare
 OFFLINE_DIRS := $(subst :, ,$(LAYERS_OFFLINE))
 OFF_SRC  := $(sort $(foreach d,$(OFFLINE_DIRS),$(wildcard src/$(d)/*.c)))

@@ -107,12 +107,59 @@ const char *pinfer_model_desc(const struct pinfer_model *model, char *buf, size_
  * default true for SentencePiece). */
 int pinfer_tokenize(const struct pinfer_model *model, const char *text, size_t len, bool add_bos,
                     int32_t *out, int cap);
+/* pinfer_tokenize with parse_special: control tokens written in the text ("<s>", "</s>", a chat
+ * model's "<|im_start|>") become those tokens, as llama.cpp's parse_special = true; what text
+ * from pinfer_chat_apply needs. pinfer_tokenize is this with parse_special = false (such text is
+ * tokenized as plain characters; user-defined tokens are recognised either way). */
+int pinfer_tokenize_ex(const struct pinfer_model *model, const char *text, size_t len, bool add_bos,
+                       bool parse_special, int32_t *out, int cap);
 /* Text of one token for output (byte-fallback tokens become their byte, "▁" becomes a space).
  * Writes at most cap bytes (no NUL) and returns the full length, or a negative code. */
 int pinfer_token_to_piece(const struct pinfer_model *model, int32_t token, char *buf, int cap);
 int32_t pinfer_token_bos(const struct pinfer_model *model); /* -1 if none */
 int32_t pinfer_token_eos(const struct pinfer_model *model); /* -1 if none */
 int pinfer_n_vocab(const struct pinfer_model *model);
+
+/* ==== Chat templates ====
+ * A conversation rendered as the prompt text a chat model expects, as llama.cpp's
+ * llama_chat_apply_template renders it: one of a fixed list of built-in templates (no Jinja
+ * interpreter), chosen by name or recognised from the model's Jinja template by the substrings
+ * llama.cpp looks for. Names as llama.cpp's: chatml, llama2, llama2-sys, llama2-sys-bos,
+ * llama2-sys-strip, mistral-v1, mistral-v3, mistral-v3-tekken, mistral-v7, phi3, phi4, falcon3,
+ * zephyr, monarch, gemma, orion, openchat, vicuna, vicuna-orca, deepseek, deepseek2, deepseek3,
+ * command-r, llama3, chatglm3, chatglm4, glmedge, minicpm, exaone3, rwkv-world, granite,
+ * gigachat, megrez (pinfer_chat_builtin_templates lists them). */
+
+struct pinfer_chat_msg {
+    const char *role;    /* "system", "user", "assistant" (others are written as given) */
+    const char *content; /* UTF-8, NUL-terminated */
+};
+
+/* The template a model without tokenizer.chat_template gets (llama.cpp's choice too). */
+#define PINFER_CHAT_DEFAULT_TEMPLATE "chatml"
+
+/* Renders msgs[0..n) as prompt text, ending with the opening of the assistant's turn when
+ * add_ass (add_generation_prompt). The template is tmpl when not NULL or "": a built-in name
+ * ("llama3") or a Jinja template string to recognise; else the model's tokenizer.chat_template
+ * (read in place from its metadata, any length); else, or when model is NULL,
+ * PINFER_CHAT_DEFAULT_TEMPLATE. The caller owns buf; nothing is allocated.
+ * Returns the length of the whole text in bytes (no NUL), whatever cap is; writes at most cap
+ * bytes: the text and a NUL when it fits (return value < cap), else its first cap-1 bytes and a
+ * NUL; nothing when cap == 0 (buf may be NULL): call with 0 to measure, then with the return
+ * value + 1. Errors: PINFER_EINVAL for an unknown name or an unrecognised template (the message
+ * lists the supported names), a NULL role or content, n < 0, cap < 0; PINFER_EFORMAT when the
+ * model's tokenizer.chat_template is not a string or holds a NUL byte; PINFER_ERANGE when the
+ * text would reach 2 GiB. */
+int pinfer_chat_apply(const struct pinfer_model *model, const char *tmpl, const struct pinfer_chat_msg *msgs,
+                      int n, bool add_ass, char *buf, int cap);
+/* The built-in template pinfer_chat_apply(model, tmpl, ...) uses: *name (a static string) and,
+ * when is_default is not NULL, whether it is the default because the model has none. Same
+ * errors as pinfer_chat_apply for the template. */
+int pinfer_chat_template_name(const struct pinfer_model *model, const char *tmpl, const char **name,
+                              bool *is_default);
+/* Stores up to cap names of built-in templates (static strings) in out; returns how many there
+ * are. */
+int pinfer_chat_builtin_templates(const char **out, int cap);
 
 /* ==== Inference contexts ==== */
 

@@ -684,6 +684,11 @@ int pinfer_tokenize(const struct pinfer_model *m, const char *text, size_t len, 
 {
     return pf_vocab_tokenize(m->vocab, text, len, add_bos, out, cap);
 }
+int pinfer_tokenize_ex(const struct pinfer_model *m, const char *text, size_t len, bool add_bos, bool parse_special,
+                       int32_t *out, int cap)
+{
+    return pf_vocab_tokenize_ex(m->vocab, text, len, add_bos, parse_special, out, cap);
+}
 int pinfer_token_to_piece(const struct pinfer_model *m, int32_t token, char *buf, int cap)
 {
     return pf_vocab_piece(m->vocab, token, buf, cap);
