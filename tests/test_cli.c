@@ -221,6 +221,15 @@ int main(void)
     CHECKF(!strncmp(out, "Once upon a time, there was a li", 32), "run printed '%s'", out);
     CHECKF(strstr(err, "tok/s") && strstr(err, "peak memory"), "run statistics missing: %s", err);
     printf("run: %s", err);
+    /* --chat: stories260K has no chat template, so the prompt goes out in ChatML (the default) */
+    snprintf(args, sizeof args, "run -m %s -p 'Once upon a time' -n 4 --temp 0 --chat", model);
+    CHECK(run(args, out, sizeof out, err, sizeof err) == 0);
+    CHECKF(!strncmp(out, "<|im_start|>user\nOnce upon a time<|im_end|>\n<|im_start|>assistant\n", 66), "run --chat printed '%s'", out);
+    CHECKF(strstr(err, "chat template chatml (the model has none: the default)") != NULL, "run --chat: %s", err);
+    snprintf(args, sizeof args, "run -m %s -p hi -n 1 --temp 0 --chat-template llama2-sys --system 'Be kind.'", model);
+    CHECK(run(args, out, sizeof out, NULL, 0) == 0);
+    CHECKF(!strncmp(out, "[INST] <<SYS>>\nBe kind.\n<</SYS>>\n\nhi [/INST]", 44), "run --chat-template printed '%s'", out);
+    expect_error("unrecognised chat template 'llama9'", "run -m %s -p hi --chat-template llama9", model);
     /* a generated token longer than 256 bytes is printed whole (issue 15, defect 6) */
     {
         struct pinfer_model *m = NULL;

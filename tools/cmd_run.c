@@ -1,5 +1,7 @@
 /* pinfer run: prompt -> streamed continuation, then timings and peak memory (llama-cli's
- * flags and defaults where they exist). */
+ * flags and defaults where they exist). With --chat the prompt is one user message (after an
+ * optional --system message) rendered through the model's chat template or --chat-template,
+ * ending with the assistant's opening, and tokenized with its special tokens recognised. */
 #include "args.h"
 #include "cmds.h"
 #include "model_flags.h"
@@ -28,14 +30,60 @@ static void help(const struct model_flags *mf)
            "      --min-p P           (default 0.05; 0 = off)\n"
            "      --repeat-penalty R  (default 1.0 = off)\n"
            "      --repeat-last-n N   (default 64; 0 = off, -1 = context)\n"
-           "      --ignore-eos        keep generating after end-of-sequence\n");
+           "      --ignore-eos        keep generating after end-of-sequence\n"
+           "      --chat              the prompt is a user message: render it with the model's chat\n"
+           "                          template (tokenizer.chat_template; %s if it has none), ending\n"
+           "                          with the assistant's turn\n"
+           "      --chat-template NAME  a built-in template instead of the model's (implies --chat);\n"
+           "                          NAME is one of:\n",
+           PINFER_CHAT_DEFAULT_TEMPLATE);
+    const char *names[64];
+    int n = pinfer_chat_builtin_templates(names, 64);
+    for (int i = 0, col = 0; i < n && i < 64; i++) {
+        if (col == 0) printf("                         ");
+        col += printf(" %s", names[i]);
+        if (col > 60 || i + 1 == n) { printf("\n"); col = 0; }
+    }
+    printf("      --system TEXT       a system message before the prompt (implies --chat)\n");
+}
+
+/* --chat: the prompt as a user message (after the system message, if any) in the chat
+ * template; NULL after printing an error. *len is the text's length. Caller frees. */
+static char *chat_prompt(const struct pinfer_model *model, const char *tmpl, const char *system,
+                         const char *prompt, size_t *len)
+{
+    struct pinfer_chat_msg msgs[2];
+    int n = 0;
+    if (system) msgs[n++] = (struct pinfer_chat_msg){ "system", system };
+    msgs[n++] = (struct pinfer_chat_msg){ "user", prompt };
+    const char *name = NULL;
+    bool is_default = false;
+    int rc = pinfer_chat_template_name(model, tmpl, &name, &is_default);
+    int need = rc ? rc : pinfer_chat_apply(model, tmpl, msgs, n, true, NULL, 0); /* measure */
+    if (need < 0) {
+        if (tmpl) args_pinfer_error(C);
+        else args_error(C, "%s (or pass --chat-template NAME)", pinfer_last_error());
+        return NULL;
+    }
+    char *text = malloc((size_t)need + 1);
+    if (!text) { args_error(C, "out of memory for a chat prompt of %d bytes", need); return NULL; }
+    if (pinfer_chat_apply(model, tmpl, msgs, n, true, text, need + 1) != need) {
+        args_pinfer_error(C);
+        free(text);
+        return NULL;
+    }
+    fprintf(stderr, "pinfer run: chat template %s%s\n", name,
+            is_default ? " (the model has none: the default)" : tmpl ? "" : " (the model's)");
+    *len = (size_t)need;
+    return text;
 }
 
 int cmd_run(int argc, char **argv)
 {
     const char *prompt = NULL, *prompt_file = NULL;
     long n_predict = -1, n_batch = 512;
-    bool ignore_eos = false;
+    bool ignore_eos = false, chat = false;
+    const char *chat_tmpl = NULL, *system = NULL;
     struct pinfer_sampler_params sp = pinfer_sampler_default_params();
     long lv;
     struct model_flags mf;
@@ -48,6 +96,9 @@ int cmd_run(int argc, char **argv)
         if (took) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { help(&mf); return 0; }
         else if (!strcmp(a, "--ignore-eos")) ignore_eos = true;
+        else if (!strcmp(a, "--chat")) chat = true;
+        else if (!strcmp(a, "--chat-template")) { ARGS_TAKE(); chat_tmpl = v; chat = true; }
+        else if (!strcmp(a, "--system")) { ARGS_TAKE(); system = v; chat = true; }
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { ARGS_TAKE(); prompt = v; }
         else if (!strcmp(a, "-f") || !strcmp(a, "--file")) { ARGS_TAKE(); prompt_file = v; }
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { ARGS_TAKE(); if (!args_int(C, a, v, -1, 1L << 30, &n_predict)) return 2; }
@@ -63,9 +114,14 @@ int cmd_run(int argc, char **argv)
     }
     if (model_flags_check(C, &mf)) return 2;
     if (prompt && prompt_file) return args_usage_error(C, "give either -p or -f, not both");
+    if (chat_tmpl) { /* a name (or a Jinja string) is checked before the model loads */
+        const char *name;
+        if (!*chat_tmpl || pinfer_chat_template_name(NULL, chat_tmpl, &name, NULL))
+            return args_usage_error(C, "--chat-template: %s", *chat_tmpl ? pinfer_last_error() : "empty name");
+    }
 
     int rc = 1;
-    char *file_text = NULL;
+    char *file_text = NULL, *chat_text = NULL;
     int32_t *ids = NULL;
     struct pinfer_model *model = NULL;
     struct pinfer_ctx *ctx = NULL;
@@ -87,11 +143,17 @@ int cmd_run(int argc, char **argv)
     double t_load = pinfer_now() - t0;
     int ctx_len = pinfer_ctx_n_ctx(ctx);
 
-    int n_ids = pinfer_tokenize(model, prompt, plen, true, NULL, 0);
+    /* chat text carries the template's special tokens ("<|im_start|>"): they are parsed as such,
+       as llama-cli does; a plain prompt is tokenized as plain text */
+    if (chat) {
+        if (!(chat_text = chat_prompt(model, chat_tmpl, system, prompt, &plen))) goto out;
+        prompt = chat_text;
+    }
+    int n_ids = pinfer_tokenize_ex(model, prompt, plen, true, chat, NULL, 0);
     if (n_ids < 0) { args_pinfer_error(C); goto out; }
     ids = malloc(sizeof *ids * (size_t)(n_ids > 0 ? n_ids : 1));
     if (!ids) { args_error(C, "out of memory"); goto out; }
-    n_ids = pinfer_tokenize(model, prompt, plen, true, ids, n_ids);
+    n_ids = pinfer_tokenize_ex(model, prompt, plen, true, chat, ids, n_ids);
     if (n_ids == 0) { ids[0] = pinfer_token_bos(model) >= 0 ? pinfer_token_bos(model) : 0; n_ids = 1; }
     if (n_ids >= ctx_len) {
         args_error(C, "the prompt is %d tokens but the context holds %d (raise -c)", n_ids, ctx_len);
@@ -99,7 +161,7 @@ int cmd_run(int argc, char **argv)
     }
     if (pinfer_sampler_new(&smp, pinfer_n_vocab(model), &sp)) { args_pinfer_error(C); goto out; }
 
-    /* the prompt, as typed, then the prompt batch */
+    /* the prompt, as typed (with --chat: as rendered), then the prompt batch */
     fwrite(prompt, 1, plen, stdout);
     fflush(stdout);
     double t1 = pinfer_now();
@@ -160,5 +222,6 @@ out:
     free(ids);
     free(piece);
     free(file_text);
+    free(chat_text);
     return rc;
 }
