@@ -48,6 +48,10 @@ int synth_file_type(int type)
     case PF_TYPE_F16: return 1;  /* LLAMA_FTYPE_MOSTLY_F16 */
     case PF_TYPE_Q4_0: return 2; /* LLAMA_FTYPE_MOSTLY_Q4_0 */
     case PF_TYPE_Q8_0: return 7; /* LLAMA_FTYPE_MOSTLY_Q8_0 */
+    case PF_TYPE_Q4_1: return 3; /* LLAMA_FTYPE_MOSTLY_Q4_1 */
+    case PF_TYPE_Q5_0: return 8; /* LLAMA_FTYPE_MOSTLY_Q5_0 */
+    case PF_TYPE_Q5_1: return 9; /* LLAMA_FTYPE_MOSTLY_Q5_1 */
+    case PF_TYPE_IQ4_NL: return 25; /* LLAMA_FTYPE_MOSTLY_IQ4_NL */
     case PF_TYPE_BF16: return 32; /* LLAMA_FTYPE_MOSTLY_BF16 */
     }
     return 0;
@@ -109,14 +113,17 @@ int synth_cfg_resolve(struct synth_cfg *c, const struct pinfer_synth_params *p)
         return pf_fail(PINFER_EINVAL, "experts used per token %d must be 1..%d", c->n_expert_used, c->n_expert);
     if (!c->n_expert) c->n_expert_used = 0;
 
-    if (p->type != PF_TYPE_F32 && p->type != PF_TYPE_F16 && p->type != PF_TYPE_Q8_0 && p->type != PF_TYPE_Q4_0 &&
-        p->type != PF_TYPE_BF16)
-        return pf_fail(PINFER_EINVAL, "weight type %s is not supported by synth (f32, f16, bf16, q8_0, q4_0)",
-                       pf_type_name(p->type));
+    const bool below_8bit = p->type == PF_TYPE_Q4_0 || p->type == PF_TYPE_Q4_1 || p->type == PF_TYPE_Q5_0 ||
+                            p->type == PF_TYPE_Q5_1 || p->type == PF_TYPE_IQ4_NL;
+    if (p->type != PF_TYPE_F32 && p->type != PF_TYPE_F16 && p->type != PF_TYPE_Q8_0 && p->type != PF_TYPE_BF16 &&
+        !below_8bit)
+        return pf_fail(PINFER_EINVAL, "weight type %s is not supported by synth (f32, f16, bf16, q8_0, q4_0, q4_1, "
+                       "q5_0, q5_1, iq4_nl)", pf_type_name(p->type));
     c->type = p->type;
     c->embd_type = p->type;
-    /* llama.cpp's Q4_0 files keep output.weight in Q6_K; pinfer has no Q6_K, Q8_0 stands in. */
-    c->out_type = p->type == PF_TYPE_Q4_0 ? PF_TYPE_Q8_0 : p->type;
+    /* llama.cpp's files of these types keep output.weight in Q6_K; pinfer has no Q6_K, Q8_0
+     * stands in. */
+    c->out_type = below_8bit ? PF_TYPE_Q8_0 : p->type;
 
     if ((int)c->act < 0 || c->act > PINFER_ACT_GELU) return pf_fail(PINFER_EINVAL, "unknown activation %d", (int)c->act);
     if (c->act == PINFER_ACT_GELU) return pf_fail(PINFER_EINVAL, "synth writes silu, relu, reglu or drelu models");

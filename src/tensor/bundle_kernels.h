@@ -5,9 +5,10 @@
  * The arithmetic is specified exactly, so every variant gives the same bits as the reference:
  * per output element, terms are added in the stated order, each with one rounding,
  *     y[e] = fma(h_i, w_i[e], y[e])
- * where w_i[e] is the dequantized weight, which is exact in f32 for every supported type
- * (Q4_0: (q - 8) * d and Q8_0: q * d are products of a small integer and an f16 value; F16 and
- * BF16 widen exactly). `ref` (plain C, fmaf) is the specification.
+ * where w_i[e] is the dequantized weight, which is exact in f32 for the types here (Q4_0:
+ * (q - 8) * d and Q8_0: q * d are products of a small integer and an f16 value; F16 and BF16
+ * widen exactly; for the types of tensor/quants_extra.h it is the value their dequant kernel
+ * computes, see there). `ref` (plain C, fmaf) is the specification.
  *
  * The kernels are entries of struct pf_kernels (tensor/kernels.h), so the one dispatcher
  * (tensor/dispatch.c) picks them with the dense kernels: a caller reaches them as

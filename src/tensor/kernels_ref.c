@@ -6,6 +6,7 @@
  * bytes llama.cpp would produce. Float dots accumulate in double so the reference is also the
  * most accurate variant; quantized dots accumulate per-block products in float like ggml. */
 #include "tensor/kernels.h"
+#include "tensor/quants_extra.h"
 
 #include <math.h>
 #include <string.h>
@@ -182,33 +183,54 @@ const struct pf_kernels pf_kernels_ref = {
     .dot = {
         [PF_TYPE_F32] = dot_f32, [PF_TYPE_F16] = dot_f16, [PF_TYPE_BF16] = dot_bf16,
         [PF_TYPE_Q8_0] = dot_q8_0, [PF_TYPE_Q4_0] = dot_q4_0,
+        /* tensor/quants_extra_ref.c */
+        [PF_TYPE_Q4_1] = pf_dot_q4_1_ref, [PF_TYPE_Q5_0] = pf_dot_q5_0_ref, [PF_TYPE_Q5_1] = pf_dot_q5_1_ref,
+        [PF_TYPE_IQ4_NL] = pf_dot_iq4_nl_ref, [PF_TYPE_Q8_1] = pf_dot_q8_1_ref,
     },
     .gemm = {
         [PF_TYPE_F32] = gemm_f32, [PF_TYPE_F16] = gemm_f16, [PF_TYPE_BF16] = gemm_bf16,
         [PF_TYPE_Q8_0] = gemm_q8_0, [PF_TYPE_Q4_0] = gemm_q4_0,
+        /* tensor/quants_extra_ref.c */
+        [PF_TYPE_Q4_1] = pf_gemm_q4_1_ref, [PF_TYPE_Q5_0] = pf_gemm_q5_0_ref, [PF_TYPE_Q5_1] = pf_gemm_q5_1_ref,
+        [PF_TYPE_IQ4_NL] = pf_gemm_iq4_nl_ref, [PF_TYPE_Q8_1] = pf_gemm_q8_1_ref,
     },
     .dequant = {
         [PF_TYPE_F32] = dequant_f32, [PF_TYPE_F16] = dequant_f16, [PF_TYPE_BF16] = dequant_bf16,
         [PF_TYPE_Q8_0] = dequant_q8_0, [PF_TYPE_Q4_0] = dequant_q4_0,
+        /* tensor/quants_extra_ref.c */
+        [PF_TYPE_Q4_1] = pf_dequant_q4_1_ref, [PF_TYPE_Q5_0] = pf_dequant_q5_0_ref, [PF_TYPE_Q5_1] = pf_dequant_q5_1_ref,
+        [PF_TYPE_IQ4_NL] = pf_dequant_iq4_nl_ref, [PF_TYPE_Q8_1] = pf_dequant_q8_1_ref,
     },
     .from_f32 = {
         [PF_TYPE_F32] = from_f32_f32, [PF_TYPE_F16] = from_f32_f16, [PF_TYPE_BF16] = from_f32_bf16,
         [PF_TYPE_Q8_0] = from_f32_q8_0, [PF_TYPE_Q4_0] = from_f32_q4_0,
+        /* tensor/quants_extra_ref.c */
+        [PF_TYPE_Q4_1] = pf_from_f32_q4_1_ref, [PF_TYPE_Q5_0] = pf_from_f32_q5_0_ref, [PF_TYPE_Q5_1] = pf_from_f32_q5_1_ref,
+        [PF_TYPE_IQ4_NL] = pf_from_f32_iq4_nl_ref, [PF_TYPE_Q8_1] = pf_from_f32_q8_1_ref,
     },
-    /* bundle kernels: tensor/bundle_kernels_ref.c */
+    /* bundle kernels: tensor/bundle_kernels_ref.c (the last five types: tensor/quants_extra_ref.c) */
     .down_accum = {
         [PF_TYPE_F32] = pf_down_accum_f32_ref, [PF_TYPE_F16] = pf_down_accum_f16_ref,
         [PF_TYPE_BF16] = pf_down_accum_bf16_ref, [PF_TYPE_Q8_0] = pf_down_accum_q8_0_ref,
         [PF_TYPE_Q4_0] = pf_down_accum_q4_0_ref,
+        [PF_TYPE_Q4_1] = pf_down_accum_q4_1_ref, [PF_TYPE_Q5_0] = pf_down_accum_q5_0_ref,
+        [PF_TYPE_Q5_1] = pf_down_accum_q5_1_ref, [PF_TYPE_IQ4_NL] = pf_down_accum_iq4_nl_ref,
+        [PF_TYPE_Q8_1] = pf_down_accum_q8_1_ref,
     },
     .down_panel = {
         [PF_TYPE_F32] = pf_down_panel_f32_ref, [PF_TYPE_F16] = pf_down_panel_f16_ref,
         [PF_TYPE_BF16] = pf_down_panel_bf16_ref, [PF_TYPE_Q8_0] = pf_down_panel_q8_0_ref,
         [PF_TYPE_Q4_0] = pf_down_panel_q4_0_ref,
+        [PF_TYPE_Q4_1] = pf_down_panel_q4_1_ref, [PF_TYPE_Q5_0] = pf_down_panel_q5_0_ref,
+        [PF_TYPE_Q5_1] = pf_down_panel_q5_1_ref, [PF_TYPE_IQ4_NL] = pf_down_panel_iq4_nl_ref,
+        [PF_TYPE_Q8_1] = pf_down_panel_q8_1_ref,
     },
     .gather_dot = {
         [PF_TYPE_F32] = pf_gather_dot_f32_ref, [PF_TYPE_F16] = pf_gather_dot_f16_ref,
         [PF_TYPE_BF16] = pf_gather_dot_bf16_ref, [PF_TYPE_Q8_0] = pf_gather_dot_q8_0_ref,
         [PF_TYPE_Q4_0] = pf_gather_dot_q4_0_ref,
+        [PF_TYPE_Q4_1] = pf_gather_dot_q4_1_ref, [PF_TYPE_Q5_0] = pf_gather_dot_q5_0_ref,
+        [PF_TYPE_Q5_1] = pf_gather_dot_q5_1_ref, [PF_TYPE_IQ4_NL] = pf_gather_dot_iq4_nl_ref,
+        [PF_TYPE_Q8_1] = pf_gather_dot_q8_1_ref,
     },
 };

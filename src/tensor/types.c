@@ -4,6 +4,7 @@
 #include "pinfer.h"
 
 #include "core/checked.h"
+#include "tensor/quants_extra.h"
 
 #include <string.h>
 #include <strings.h>
@@ -12,6 +13,11 @@ static const struct pf_type_info type_table[PF_TYPE_COUNT] = {
     [PF_TYPE_F32] = { "f32", 1, 4, PF_TYPE_F32 },
     [PF_TYPE_F16] = { "f16", 1, 2, PF_TYPE_F16 },
     [PF_TYPE_Q4_0] = { "q4_0", QK4_0, sizeof(struct block_q4_0), PF_TYPE_Q8_0 },
+    [PF_TYPE_Q4_1] = { "q4_1", QK4_1, sizeof(struct block_q4_1), PF_TYPE_Q8_1 },
+    [PF_TYPE_Q5_0] = { "q5_0", QK5_0, sizeof(struct block_q5_0), PF_TYPE_Q8_0 },
+    [PF_TYPE_Q5_1] = { "q5_1", QK5_1, sizeof(struct block_q5_1), PF_TYPE_Q8_1 },
+    [PF_TYPE_IQ4_NL] = { "iq4_nl", QK4_NL, sizeof(struct block_iq4_nl), PF_TYPE_Q8_0 },
+    [PF_TYPE_Q8_1] = { "q8_1", QK8_1, sizeof(struct block_q8_1), PF_TYPE_Q8_1 },
     [PF_TYPE_Q8_0] = { "q8_0", QK8_0, sizeof(struct block_q8_0), PF_TYPE_Q8_0 },
     [PF_TYPE_BF16] = { "bf16", 1, 2, PF_TYPE_BF16 },
 };

@@ -4,6 +4,7 @@
  *         its low nibble and element j+16 in its high nibble; value = (nibble - 8) * d.
  *   Q8_0: 32 weights per 34-byte block: f16 scale d, then 32 int8; value = q * d.
  *   F16 / BF16: IEEE half / bfloat16, 2 bytes per element.
+ *   Q4_1, Q5_0, Q5_1, IQ4_NL, Q8_1: tensor/quants_extra.h.
  */
 #ifndef PF_TENSOR_TYPES_H
 #define PF_TENSOR_TYPES_H
@@ -16,6 +17,7 @@ enum pf_type {
     PF_TYPE_F32 = 0,
     PF_TYPE_F16 = 1,
     PF_TYPE_Q4_0 = 2,
+    PF_TYPE_Q4_1 = 3, PF_TYPE_Q5_0 = 6, PF_TYPE_Q5_1 = 7, PF_TYPE_Q8_1 = 9, PF_TYPE_IQ4_NL = 20,
     PF_TYPE_Q8_0 = 8,
     PF_TYPE_BF16 = 30,
     PF_TYPE_COUNT = 40, /* table size: ggml ids go up to 39 */
