@@ -1,16 +1,24 @@
-/* libFuzzer target for the SentencePiece tokenizer: tokenizes arbitrary bytes with the
- * llama-spm vocabulary and checks what must hold for any input: the count is the same with and
- * without an output buffer, every id is in range, and detokenizing gives the input back (byte
- * fallback makes every byte string representable). Exempt from the round trip: inputs holding a
- * literal "▁" (it detokenizes to a space), and inputs where a lead byte is not followed by
- * enough continuation bytes: the tokenizer, like llama.cpp's, then takes the next bytes into
- * that character regardless, which can swallow the first byte of an escaped space, and the
- * space comes back as the bytes of "▁". The vocabulary is loaded once, from $PINFER_FUZZ_VOCAB or
- * ../shared/testdata/tokenizer/ggml-vocab-llama-spm.gguf (relative to the repository root).
+/* libFuzzer target for the tokenizers: tokenizes arbitrary bytes with the llama-spm vocabulary
+ * (SentencePiece) or the gpt-2 vocabulary (byte-level BPE) and checks what must hold for any
+ * input: the count is the same with and without an output buffer, every id is in range, and
+ * detokenizing gives the input back where the tokenizer promises it:
+ *   - SentencePiece: byte fallback makes every byte string representable. Exempt: inputs
+ *     holding a literal "▁" (it detokenizes to a space), and inputs where a lead byte is not
+ *     followed by enough continuation bytes: the tokenizer, like llama.cpp's, then takes the
+ *     next bytes into that character regardless, which can swallow the first byte of an
+ *     escaped space, and the space comes back as the bytes of "▁".
+ *   - BPE: every byte has a token, so text comes back as it was read: exempt are inputs that
+ *     llama.cpp's decoding changes (invalid UTF-8 becomes U+FFFD, overlong forms shrink).
+ * With parse_special, control tokens written in the text print nothing: exempt too.
+ * The vocabularies are loaded once, from $PINFER_FUZZ_VOCAB / $PINFER_FUZZ_BPE_VOCAB or
+ * ../shared/testdata/tokenizer/ggml-vocab-{llama-spm,gpt-2}.gguf (relative to the repository
+ * root).
  *
- * The first input byte picks the flags (bit 0 add_bos, bit 1 parse_special); the rest is text. */
+ * The first input byte picks the flags (bit 0 add_bos, bit 1 parse_special, bit 7 the gpt-2
+ * vocabulary instead of llama-spm); the rest is text. */
 #include "core/error.h"
 #include "gguf/gguf.h"
+#include "tokenizer/pretok.h"
 #include "tokenizer/vocab.h"
 
 #include <stdint.h>
@@ -20,7 +28,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static struct pf_vocab *vocab;
+static struct pf_vocab *spm, *bpe;
 
 /* True when every lead byte is followed by the continuation bytes its high nibble promises,
  * the way the tokenizer splits characters. */
@@ -37,24 +45,43 @@ static bool chars_whole(const char *s, size_t n)
     return true;
 }
 
-static void load_vocab(void)
+/* True when llama.cpp's decoding (pf_utf8_next) gives the bytes back: every character
+ * well-formed and in its shortest form (surrogates included). */
+static bool utf8_kept(const char *s, size_t n)
 {
-    const char *path = getenv("PINFER_FUZZ_VOCAB");
-    if (!path) path = "../shared/testdata/tokenizer/ggml-vocab-llama-spm.gguf";
+    for (size_t i = 0; i < n;) {
+        size_t k;
+        char u[4];
+        uint32_t cp = pf_utf8_next((const unsigned char *)s + i, n - i, &k);
+        if ((cp == 0xFFFD && k == 1) || pf_utf8_put(cp, u) != k || memcmp(u, s + i, k) != 0) return false;
+        i += k;
+    }
+    return true;
+}
+
+static struct pf_vocab *load_vocab(const char *env, const char *name)
+{
+    const char *path = getenv(env);
+    char def[256];
+    snprintf(def, sizeof def, "../shared/testdata/tokenizer/ggml-vocab-%s.gguf", name);
+    if (!path) path = def;
     struct gguf_file *f = NULL;
-    if (gguf_open(&f, path) || pf_vocab_load(&vocab, f)) {
-        fprintf(stderr, "fuzz_tokenizer: cannot load %s: %s (set PINFER_FUZZ_VOCAB)\n", path,
-                pinfer_last_error());
+    struct pf_vocab *v = NULL;
+    if (gguf_open(&f, path) || pf_vocab_load(&v, f)) {
+        fprintf(stderr, "fuzz_tokenizer: cannot load %s: %s (set %s)\n", path, pinfer_last_error(), env);
         exit(1);
     }
     gguf_close(f);
+    return v;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!vocab) load_vocab();
     if (size == 0) return 0;
-    bool add_bos = data[0] & 1, special = data[0] & 2;
+    bool add_bos = data[0] & 1, special = data[0] & 2, is_bpe = data[0] & 0x80;
+    if (!spm) spm = load_vocab("PINFER_FUZZ_VOCAB", "llama-spm");
+    if (is_bpe && !bpe) bpe = load_vocab("PINFER_FUZZ_BPE_VOCAB", "gpt-2");
+    const struct pf_vocab *vocab = is_bpe ? bpe : spm;
     const char *text = (const char *)data + 1;
     size_t len = size - 1;
 
@@ -68,19 +95,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *out = malloc(len + 16);
     size_t out_len = 0;
     bool fits = out != NULL;
+    char small[PF_VOCAB_MAX_TOKEN_LEN];
     for (int i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= pf_vocab_n(vocab)) __builtin_trap();
-        char piece[PF_VOCAB_MAX_TOKEN_LEN];
-        int k = pf_vocab_piece(vocab, ids[i], piece, sizeof piece);
-        if (k < 0 || k > (int)sizeof piece) __builtin_trap();
+        int k = pf_vocab_piece(vocab, ids[i], small, sizeof small);
+        if (k < 0) __builtin_trap();
+        char *piece = small;
+        if (k > (int)sizeof small) { /* BPE pieces may be longer than the token's text */
+            if (!(piece = malloc((size_t)k))) { fits = false; continue; }
+            if (pf_vocab_piece(vocab, ids[i], piece, k) != k) __builtin_trap();
+        }
         const char *p = piece;
-        /* the space the space prefix added comes back as the first piece's leading space */
-        if (i == (add_bos ? 1 : 0) && k > 0 && piece[0] == ' ') { p++; k--; }
-        if (!fits || out_len + (size_t)k > len + 16) { fits = false; continue; }
-        memcpy(out + out_len, p, (size_t)k);
-        out_len += (size_t)k;
+        /* SentencePiece: the space the space prefix added is the first piece's leading space */
+        if (!is_bpe && i == (add_bos ? 1 : 0) && k > 0 && piece[0] == ' ') { p++; k--; }
+        if (!fits || out_len + (size_t)k > len + 16) fits = false;
+        else {
+            memcpy(out + out_len, p, (size_t)k);
+            out_len += (size_t)k;
+        }
+        if (piece != small) free(piece);
     }
-    bool exempt = special || memmem(text, len, "\xe2\x96\x81", 3) != NULL || !chars_whole(text, len);
+    bool exempt = special || (is_bpe ? !utf8_kept(text, len)
+                                     : memmem(text, len, "\xe2\x96\x81", 3) != NULL || !chars_whole(text, len));
     if (!exempt && (!fits || out_len != len || memcmp(out, text, len) != 0)) __builtin_trap();
 
     free(out);

@@ -97,14 +97,16 @@ const char *pinfer_model_desc(const struct pinfer_model *model, char *buf, size_
 /* ==== Tokenizer (owned by the model) ==== */
 
 /* Longest text pinfer_tokenize accepts (64 MiB; PINFER_ERANGE beyond). Text is tokenized in
- * pieces of about 64 KiB cut after bytes no token joins (a newline in common vocabularies), so
- * scratch memory is ~80 bytes per byte of a piece; a text with no such byte is one piece. */
+ * pieces of about 64 KiB cut where the result cannot change (SentencePiece: after bytes no token
+ * joins, a newline in common vocabularies; byte-level BPE: after a newline between two non-space
+ * ASCII characters), so scratch memory is ~80 bytes per byte of a piece; a text with no such
+ * place is one piece. */
 #define PINFER_MAX_TEXT_BYTES (1u << 26)
 
 /* Tokenizes text[0..len) (UTF-8). Writes up to cap ids into out and returns the number of
  * ids the full tokenization has (which may exceed cap; call again with a larger buffer), or a
  * negative code. add_bos: prepend BOS when the vocabulary says to add one (add_bos_token,
- * default true for SentencePiece). */
+ * default true for SentencePiece and Llama 3's BPE), and EOS when it says add_eos_token. */
 int pinfer_tokenize(const struct pinfer_model *model, const char *text, size_t len, bool add_bos,
                     int32_t *out, int cap);
 /* pinfer_tokenize with parse_special: control tokens written in the text ("<s>", "</s>", a chat
@@ -113,7 +115,8 @@ int pinfer_tokenize(const struct pinfer_model *model, const char *text, size_t l
  * tokenized as plain characters; user-defined tokens are recognised either way). */
 int pinfer_tokenize_ex(const struct pinfer_model *model, const char *text, size_t len, bool add_bos,
                        bool parse_special, int32_t *out, int cap);
-/* Text of one token for output (byte-fallback tokens become their byte, "▁" becomes a space).
+/* Text of one token for output (SentencePiece: byte-fallback tokens become their byte, "▁" a
+ * space; byte-level BPE: the token's bytes, "Ġ" a space).
  * Writes at most cap bytes (no NUL) and returns the full length, or a negative code. */
 int pinfer_token_to_piece(const struct pinfer_model *model, int32_t token, char *buf, int cap);
 int32_t pinfer_token_bos(const struct pinfer_model *model); /* -1 if none */

@@ -5,7 +5,7 @@
 #                                    (NICE=19 to yield to other work), then a table: runs,
 #                                    exec/s, edges, corpus, crashes
 # Targets (fuzz/): fuzz_gguf (the GGUF reader), fuzz_tokenizer (SentencePiece on the llama-spm
-# vocabulary from ../shared), fuzz_model (the whole model load and two decode steps),
+# vocabulary and byte-level BPE on the gpt-2 vocabulary, from ../shared), fuzz_model (the whole model load and two decode steps),
 # fuzz_prepared (a prepared model's keys and tensors, in memory and under a budget).
 # Seeds: fuzz/corpus/gguf and fuzz/corpus/tokenizer (in git), llama.cpp's tokenizer inputs from
 # ../shared, and tiny models made here with pinfer synth and pinfer prepare. Corpora grow in
@@ -32,14 +32,20 @@ cp fuzz/corpus/gguf/* "$S/gguf/"
 cp fuzz/corpus/tokenizer/* "$S/tokenizer/"
 SHARED=../shared/testdata/tokenizer
 TARGETS="fuzz_gguf fuzz_model fuzz_prepared"
-if [ -f "$SHARED/ggml-vocab-llama-spm.gguf" ]; then
+if [ -f "$SHARED/ggml-vocab-llama-spm.gguf" ] && [ -f "$SHARED/ggml-vocab-gpt-2.gguf" ]; then
     TARGETS="fuzz_gguf fuzz_tokenizer fuzz_model fuzz_prepared"
-    # llama.cpp's test inputs, one seed each; the first byte is the target's flag byte
-    awk -v dir="$S/tokenizer" 'BEGIN { n = 0; f = sprintf("%s/spm-%03d", dir, n); printf "%c", 0 > f }
-        $0 == "__ggml_vocab_test__" { close(f); n++; f = sprintf("%s/spm-%03d", dir, n); printf "%c", 0 > f; next }
-        { print > f }' "$SHARED/ggml-vocab-llama-spm.gguf.inp"
+    # llama.cpp's test inputs, one seed each; the first byte is the target's flag byte (0x80:
+    # the gpt-2 vocabulary, byte-level BPE)
+    split_inp() {
+        LC_ALL=C awk -v dir="$S/tokenizer" -v pre="$1" -v flag="$2" '
+            BEGIN { n = 0; f = sprintf("%s/%s-%03d", dir, pre, n); printf "%c", flag > f }
+            $0 == "__ggml_vocab_test__" { close(f); n++; f = sprintf("%s/%s-%03d", dir, pre, n); printf "%c", flag > f; next }
+            { print > f }' "$3"
+    }
+    split_inp spm 0 "$SHARED/ggml-vocab-llama-spm.gguf.inp"
+    split_inp bpe 128 "$SHARED/ggml-vocab-gpt-2.gguf.inp"
 else
-    echo "fuzz.sh: ../shared is absent: fuzz_tokenizer skipped (it needs the llama-spm vocabulary)"
+    echo "fuzz.sh: ../shared is absent: fuzz_tokenizer skipped (it needs the llama-spm and gpt-2 vocabularies)"
 fi
 TINY="--dim 64 --layers 1 --heads 2 --kv-heads 1 --ffn 128 --vocab 384 --ctx 32"
 i=0

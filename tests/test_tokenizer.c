@@ -469,7 +469,7 @@ static void test_tiny(void)
 /* ==== Broken vocabularies ==== */
 
 enum brk {
-    B_NO_MODEL, B_GPT2, B_MODEL_INT, B_NO_TOKENS, B_TOKENS_INT, B_TOKENS_EMPTY, B_SCORES_SHORT,
+    B_NO_MODEL, B_BERT, B_MODEL_INT, B_NO_TOKENS, B_TOKENS_INT, B_TOKENS_EMPTY, B_SCORES_SHORT,
     B_SCORES_I32, B_TYPES_SHORT, B_TYPES_F32, B_BOS_RANGE, B_EOS_NEG, B_UNK_RANGE, B_LONG_TOKEN,
     B_BAD_BYTE, B_DUP, B_NAN_SCORE, B_ADD_BOS_STR, B_COUNT
 };
@@ -486,7 +486,7 @@ static void build_broken(struct gb *b, enum brk k)
     int32_t types[5] = { 2, 3, 3, 1, k == B_DUP ? 1 : 6 };
     const int32_t i32[5] = { 0 };
 
-    if (k == B_GPT2) kv_str(b, "tokenizer.ggml.model", "gpt2");
+    if (k == B_BERT) kv_str(b, "tokenizer.ggml.model", "bert");
     else if (k == B_MODEL_INT) kv_u32(b, "tokenizer.ggml.model", 1);
     else if (k != B_NO_MODEL) kv_str(b, "tokenizer.ggml.model", "llama");
 
@@ -520,7 +520,7 @@ static void test_broken(void)
         build_broken(&b, (enum brk)k);
         v = (struct pf_vocab *)&b; /* must be reset to NULL on failure */
         int rc = gb_load(&b, &v);
-        int want = k == B_GPT2 ? PINFER_EUNSUPPORTED : PINFER_EFORMAT;
+        int want = k == B_BERT ? PINFER_EUNSUPPORTED : PINFER_EFORMAT;
         CHECKF(rc == want, "case %d: rc %d (%s)", k, rc, pinfer_last_error());
         CHECKF(v == NULL, "case %d: out not cleared", k);
         printf("broken %2d: %s\n", k, pinfer_last_error());

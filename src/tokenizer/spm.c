@@ -1,15 +1,13 @@
-/* SentencePiece (BPE-by-score) tokenization, reproducing llama.cpp's llm_tokenizer_spm and the
- * SPM branch of llama_vocab::tokenize:
+/* SentencePiece (BPE-by-score) tokenization of one raw fragment (the text between special
+ * tokens, tokenize.c), reproducing llama.cpp's llm_tokenizer_spm and the SPM branch of
+ * llama_vocab::tokenize:
  *
- *   1. The text is split at verbatim occurrences of user-defined tokens (and, with
- *      parse_special, control/unknown tokens), longest token text first. Those become their
- *      token directly; the raw fragments in between are tokenized one by one.
- *   2. A raw fragment that is first or follows a special token gets a leading space when the
+ *   1. A raw fragment that is first or follows a special token gets a leading space when the
  *      vocabulary says add_space_prefix; then every ' ' becomes U+2581 "▁".
- *   3. The fragment is split into UTF-8 characters (a stray byte is its own symbol), and
+ *   2. The fragment is split into UTF-8 characters (a stray byte is its own symbol), and
  *      adjacent symbols whose concatenation is a token are merged, always the pair whose token
  *      has the highest score first (ties: the left-most pair), until no pair is a token.
- *   4. Each final symbol is its token; a single character that is not in the vocabulary falls
+ *   3. Each final symbol is its token; a single character that is not in the vocabulary falls
  *      back to one <0xNN> token per byte.
  *
  * The merge keeps the symbols in a linked list and the candidate pairs in a binary heap, so a
@@ -22,10 +20,8 @@
  * the whole character becomes the unknown token, as SentencePiece does without byte fallback. */
 #include "tokenizer/vocab_impl.h"
 
-#include "core/checked.h"
 #include "core/error.h"
 
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,46 +38,22 @@ struct bigram {
     int32_t tok;
 };
 
-struct frag {
-    size_t off, len;
-    int32_t tok;           /* -1: raw text to tokenize */
-};
-
-struct scratch {
+struct pf_spm_scratch {
     char *esc;
     size_t esc_cap;
     struct sym *sym;
     size_t sym_cap;
     struct bigram *heap;
     size_t heap_n, heap_cap;
-    struct frag *frags[2];
-    size_t frag_cap[2];
 };
 
-struct emit {
-    int32_t *out;
-    int cap;
-    size_t n;              /* ids produced so far (may exceed cap) */
-};
-
-static void emit_tok(struct emit *e, int32_t id)
+void pf_spm_scratch_free(struct pf_spm_scratch *sc)
 {
-    if (e->n < (size_t)e->cap) e->out[e->n] = id;
-    e->n++;
-}
-
-/* Grows *p to hold n elements of size sz. */
-static int reserve(void **p, size_t *cap, size_t n, size_t sz)
-{
-    if (n <= *cap) return 0;
-    size_t c = *cap ? *cap : 16, bytes;
-    while (c < n) c *= 2;
-    if (ck_mul(c, sz, &bytes)) return pf_fail(PINFER_ENOMEM, "tokenize: text too large");
-    void *q = realloc(*p, bytes);
-    if (!q) return pf_fail(PINFER_ENOMEM, "tokenize: out of memory");
-    *p = q;
-    *cap = c;
-    return 0;
+    if (!sc) return;
+    free(sc->esc);
+    free(sc->sym);
+    free(sc->heap);
+    free(sc);
 }
 
 /* ==== Bigram heap (max-heap on score, then left-most) ==== */
@@ -91,7 +63,7 @@ static bool bigram_before(const struct bigram *a, const struct bigram *b)
     return a->score > b->score || (a->score == b->score && a->left < b->left);
 }
 
-static void heap_push(struct scratch *sc, struct bigram b)
+static void heap_push(struct pf_spm_scratch *sc, struct bigram b)
 {
     /* capacity was reserved for the most pushes a fragment can make */
     size_t i = sc->heap_n++;
@@ -104,7 +76,7 @@ static void heap_push(struct scratch *sc, struct bigram b)
     sc->heap[i] = b;
 }
 
-static struct bigram heap_pop(struct scratch *sc)
+static struct bigram heap_pop(struct pf_spm_scratch *sc)
 {
     struct bigram top = sc->heap[0], last = sc->heap[--sc->heap_n];
     size_t n = sc->heap_n, i = 0;
@@ -122,7 +94,7 @@ static struct bigram heap_pop(struct scratch *sc)
 
 /* ==== One raw fragment ==== */
 
-static void try_bigram(const struct pf_vocab *v, struct scratch *sc, int left, int right)
+static void try_bigram(const struct pf_vocab *v, struct pf_spm_scratch *sc, int left, int right)
 {
     if (left < 0 || right < 0) return;
     const struct sym *l = &sc->sym[left], *r = &sc->sym[right];
@@ -136,13 +108,13 @@ static void try_bigram(const struct pf_vocab *v, struct scratch *sc, int left, i
 }
 
 /* Output for a final symbol: its token, else its bytes as byte tokens. */
-static int emit_symbol(const struct pf_vocab *v, const struct scratch *sc, const struct sym *s,
-                       struct emit *e)
+static int emit_symbol(const struct pf_vocab *v, const struct pf_spm_scratch *sc, const struct sym *s,
+                       struct pf_emit *e)
 {
     const char *t = sc->esc + s->off;
     int32_t tok = s->tok >= 0 ? s->tok : pf_vocab_find(v, t, s->n);
     if (tok >= 0) {
-        emit_tok(e, tok);
+        pf_emit_tok(e, tok);
         return 0;
     }
     bool all_bytes = true;
@@ -151,10 +123,10 @@ static int emit_symbol(const struct pf_vocab *v, const struct scratch *sc, const
         if (v->unk < 0)
             return pf_fail(PINFER_EFORMAT, "tokenize: byte 0x%02x has no token and the vocabulary "
                            "has no unknown token", (unsigned char)t[0]);
-        emit_tok(e, v->unk);
+        pf_emit_tok(e, v->unk);
         return 0;
     }
-    for (uint32_t j = 0; j < s->n; j++) emit_tok(e, v->byte_tok[(unsigned char)t[j]]);
+    for (uint32_t j = 0; j < s->n; j++) pf_emit_tok(e, v->byte_tok[(unsigned char)t[j]]);
     return 0;
 }
 
@@ -166,13 +138,13 @@ static size_t utf8_len(unsigned char c)
     return len[c >> 4];
 }
 
-static int tokenize_piece(const struct pf_vocab *v, struct scratch *sc, const char *raw,
-                          size_t len, bool prefix, struct emit *e)
+static int tokenize_piece(const struct pf_vocab *v, struct pf_spm_scratch *sc, const char *raw,
+                          size_t len, bool prefix, struct pf_emit *e)
 {
     /* escape: optional leading space, then ' ' -> "▁" (3 bytes) */
     size_t n_esc = prefix ? 3 : 0;
     for (size_t i = 0; i < len; i++) n_esc += raw[i] == ' ' ? 3 : 1;
-    int rc = reserve((void **)&sc->esc, &sc->esc_cap, n_esc, 1);
+    int rc = pf_tok_reserve((void **)&sc->esc, &sc->esc_cap, n_esc, 1);
     if (rc) return rc;
     char *esc = sc->esc;
     size_t k = 0;
@@ -183,7 +155,7 @@ static int tokenize_piece(const struct pf_vocab *v, struct scratch *sc, const ch
     }
 
     /* symbols: one per UTF-8 character */
-    if ((rc = reserve((void **)&sc->sym, &sc->sym_cap, n_esc, sizeof *sc->sym))) return rc;
+    if ((rc = pf_tok_reserve((void **)&sc->sym, &sc->sym_cap, n_esc, sizeof *sc->sym))) return rc;
     int n_sym = 0;
     for (size_t off = 0; off < n_esc; n_sym++) {
         size_t n = utf8_len((unsigned char)esc[off]);
@@ -200,7 +172,7 @@ static int tokenize_piece(const struct pf_vocab *v, struct scratch *sc, const ch
 
     /* each pop pushes at most two pairs, and there are at most n_sym - 1 merges */
     size_t heap_max = 3 * (size_t)n_sym;
-    if ((rc = reserve((void **)&sc->heap, &sc->heap_cap, heap_max, sizeof *sc->heap))) return rc;
+    if ((rc = pf_tok_reserve((void **)&sc->heap, &sc->heap_cap, heap_max, sizeof *sc->heap))) return rc;
     sc->heap_n = 0;
     for (int i = 1; i < n_sym; i++) try_bigram(v, sc, i - 1, i);
 
@@ -228,9 +200,14 @@ static int tokenize_piece(const struct pf_vocab *v, struct scratch *sc, const ch
  * byte: symbols, the bigram heap, the escaped copy). A fragment without such bytes is one piece. */
 #define PIECE (64u << 10)
 
-static int tokenize_fragment(const struct pf_vocab *v, struct scratch *sc, const char *raw,
-                             size_t len, bool prefix, struct emit *e)
+int pf_spm_fragment(const struct pf_vocab *v, struct pf_spm_scratch **scp, const char *raw,
+                    size_t len, bool prefix, struct pf_emit *e)
 {
+    struct pf_spm_scratch *sc = *scp;
+    if (!sc) {
+        if (!(sc = calloc(1, sizeof *sc))) return pf_fail(PINFER_ENOMEM, "tokenize: out of memory");
+        *scp = sc;
+    }
     size_t at = 0;
     while (at < len) {
         size_t end = len;
@@ -248,107 +225,4 @@ static int tokenize_fragment(const struct pf_vocab *v, struct scratch *sc, const
         at = end;
     }
     return 0;
-}
-
-/* ==== Special-token partition ==== */
-
-/* Splits the raw fragments of sc->frags[0] (n of them, *n updated) at every occurrence of
- * token id's text. */
-static int split_at(const struct pf_vocab *v, struct scratch *sc, const char *text, size_t *n,
-                    int32_t id)
-{
-    const char *st = v->text + v->off[id];
-    size_t sl = v->len[id], m = 0;
-    struct frag *in = sc->frags[0];
-    for (size_t i = 0; i < *n; i++) {
-        struct frag f = in[i];
-        /* at most 2 * occurrences + 1 pieces, and the occurrences do not overlap */
-        size_t need = m + (f.tok < 0 && f.len >= sl ? 2 * (f.len / sl) + 1 : 1);
-        int rc = reserve((void **)&sc->frags[1], &sc->frag_cap[1], need, sizeof *sc->frags[1]);
-        if (rc) return rc;
-        struct frag *out = sc->frags[1];
-        if (f.tok >= 0 || f.len < sl) {
-            out[m++] = f;
-            continue;
-        }
-        size_t pos = f.off, end = f.off + f.len;
-        const char *hit;
-        while (end - pos >= sl && (hit = memmem(text + pos, end - pos, st, sl)) != NULL) {
-            size_t at = (size_t)(hit - text);
-            if (at > pos) out[m++] = (struct frag){ pos, at - pos, -1 };
-            out[m++] = (struct frag){ at, sl, id };
-            pos = at + sl;
-        }
-        if (pos < end) out[m++] = (struct frag){ pos, end - pos, -1 };
-    }
-    /* swap buffers: the result becomes the input of the next token */
-    struct frag *t = sc->frags[0];
-    size_t tc = sc->frag_cap[0];
-    sc->frags[0] = sc->frags[1];
-    sc->frag_cap[0] = sc->frag_cap[1];
-    sc->frags[1] = t;
-    sc->frag_cap[1] = tc;
-    *n = m;
-    return 0;
-}
-
-/* ==== Entry points ==== */
-
-int pf_vocab_tokenize_ex(const struct pf_vocab *v, const char *text, size_t len, bool add_bos,
-                         bool parse_special, int32_t *out, int cap)
-{
-    if (!v || (len && !text) || cap < 0 || (cap > 0 && !out))
-        return pf_fail(PINFER_EINVAL, "tokenize: bad arguments");
-    if (len > PF_VOCAB_MAX_TEXT)
-        return pf_fail(PINFER_ERANGE, "tokenize: text of %zu bytes is too long (cap %u)", len,
-                       PF_VOCAB_MAX_TEXT);
-
-    struct scratch sc = { 0 };
-    struct emit e = { out, cap, 0 };
-    size_t n_frag = 0;
-    int rc = 0;
-    if (len) {
-        if ((rc = reserve((void **)&sc.frags[0], &sc.frag_cap[0], 1, sizeof *sc.frags[0])))
-            goto done;
-        sc.frags[0][0] = (struct frag){ 0, len, -1 };
-        n_frag = 1;
-        for (int i = 0; i < v->n_special; i++) {
-            int32_t id = v->special[i];
-            if (!parse_special && v->type[id] != PF_TOKEN_USER_DEFINED) continue;
-            if ((rc = split_at(v, &sc, text, &n_frag, id))) goto done;
-        }
-    }
-
-    /* OG SentencePiece: "" with add_special gives [BOS], without it [] */
-    bool add_special = add_bos;
-    if (add_special && v->add_bos) emit_tok(&e, v->bos);
-    bool prev_special = true;
-    for (size_t i = 0; i < n_frag; i++) {
-        const struct frag *f = &sc.frags[0][i];
-        if (f->tok >= 0) {
-            emit_tok(&e, f->tok);
-            prev_special = true;
-            continue;
-        }
-        rc = tokenize_fragment(v, &sc, text + f->off, f->len, v->add_space_prefix && prev_special, &e);
-        if (rc) goto done;
-        prev_special = false;
-    }
-    if (add_special && v->add_eos) emit_tok(&e, v->eos);
-
-    if (e.n > INT_MAX) rc = pf_fail(PINFER_ERANGE, "tokenize: %zu tokens is too many", e.n);
-    else rc = (int)e.n;
-done:
-    free(sc.esc);
-    free(sc.sym);
-    free(sc.heap);
-    free(sc.frags[0]);
-    free(sc.frags[1]);
-    return rc;
-}
-
-int pf_vocab_tokenize(const struct pf_vocab *v, const char *text, size_t len, bool add_bos,
-                      int32_t *out, int cap)
-{
-    return pf_vocab_tokenize_ex(v, text, len, add_bos, false, out, cap);
 }

@@ -1,9 +1,14 @@
-/* SentencePiece (llama "spm") vocabulary and tokenizer, built from a GGUF's tokenizer.ggml.*
- * keys: tokens (string array), scores (f32 array), token_type (i32 array: 1 normal, 2 unknown,
- * 3 control, 4 user-defined, 5 unused, 6 byte), bos/eos/unknown/padding ids, add_bos_token,
- * add_eos_token, add_space_prefix. Tokenization follows llama.cpp's llm_tokenizer_spm: spaces
- * become U+2581 "▁", a leading "▁" is added when add_space_prefix (default true), symbols are
- * merged greedily by best score, and pieces not in the vocabulary fall back to <0xNN> tokens. */
+/* A vocabulary and its tokenizer, built from a GGUF's tokenizer.ggml.* keys: model ("llama":
+ * SentencePiece; "gpt2": byte-level BPE), tokens (string array), scores (f32 array), token_type
+ * (i32 array: 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte), for BPE merges
+ * (string array "A B") and pre (the pre-tokenizer's name), bos/eos/unknown/padding ids,
+ * add_bos_token, add_eos_token, add_space_prefix. Tokenization follows llama.cpp:
+ *   - SentencePiece (llm_tokenizer_spm): spaces become U+2581 "▁", a leading "▁" is added when
+ *     add_space_prefix (default true), symbols are merged greedily by best score, and pieces not
+ *     in the vocabulary fall back to <0xNN> tokens (spm.c).
+ *   - byte-level BPE (llm_tokenizer_bpe): the text is split by the pre-tokenizer's regexes
+ *     (pretok.c, PCRE2), each pre-token's bytes are spelt in GPT-2's printable alphabet and
+ *     merged by rank (bpe.c). docs/tokenizer.md. */
 #ifndef PF_TOKENIZER_VOCAB_H
 #define PF_TOKENIZER_VOCAB_H
 
@@ -24,11 +29,14 @@ enum pf_token_type {
 /* Caps on what a file may declare (checked at load, PINFER_EFORMAT beyond them). */
 #define PF_VOCAB_MAX_TOKENS (1 << 24)
 #define PF_VOCAB_MAX_TOKEN_LEN 1024
+#define PF_VOCAB_MAX_MERGES (1 << 24)
 /* Longest text pf_vocab_tokenize accepts, in bytes (PINFER_ERANGE beyond it). */
 #define PF_VOCAB_MAX_TEXT PINFER_MAX_TEXT_BYTES
 
 /* Builds a vocabulary from f (copies everything it needs; f may be closed afterwards).
- * PINFER_EUNSUPPORTED if tokenizer.ggml.model is not "llama". *out is owned by the caller. */
+ * PINFER_EUNSUPPORTED if tokenizer.ggml.model is neither "llama" nor "gpt2", or names a
+ * pre-tokenizer this build does not know; PINFER_EFORMAT for malformed keys (a merge that is
+ * not two tokens separated by a space ...). *out is owned by the caller. */
 int pf_vocab_load(struct pf_vocab **out, const struct gguf_file *f);
 void pf_vocab_free(struct pf_vocab *v);
 
@@ -50,7 +58,7 @@ int pf_vocab_tokenize(const struct pf_vocab *v, const char *text, size_t len, bo
  * text ("<s>", "</s>", "<unk>") become those tokens, as llama.cpp's parse_special = true. */
 int pf_vocab_tokenize_ex(const struct pf_vocab *v, const char *text, size_t len, bool add_bos,
                          bool parse_special, int32_t *out, int cap);
-/* Same contract as pinfer_token_to_piece. */
+/* Same contract as pinfer_token_to_piece (BPE: the token's bytes, GPT-2's alphabet read back). */
 int pf_vocab_piece(const struct pf_vocab *v, int32_t token, char *buf, int cap);
 /* Raw piece text as stored (e.g. "▁the", "<0x0A>"); NULL if out of range. */
 const char *pf_vocab_text(const struct pf_vocab *v, int32_t token);
