@@ -4,8 +4,8 @@
  * environment variable PINFER_KERNELS=ref|avx2|avx512 forces one.
  *
  * Dots: w is a weight row of `type`, x an activation row already converted to
- * pf_type_get(type)->vec_dot_type (F32->F32, F16->F16, BF16->BF16, Q8_0->Q8_0, Q4_0->Q8_0, as
- * llama.cpp does on x86, so results agree with it). n is the element count, a multiple of the
+ * pf_type_get(type)->vec_dot_type (F32->F32, F16->F16, BF16->BF16, Q8_0->Q8_0, Q4_0->Q8_0,
+ * Q2_K..Q6_K and Q8_K->Q8_K, as llama.cpp does on x86, so results agree with it). n is the element count, a multiple of the
  * type's block size. */
 #ifndef PF_TENSOR_KERNELS_H
 #define PF_TENSOR_KERNELS_H

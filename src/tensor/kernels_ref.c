@@ -6,6 +6,7 @@
  * bytes llama.cpp would produce. Float dots accumulate in double so the reference is also the
  * most accurate variant; quantized dots accumulate per-block products in float like ggml. */
 #include "tensor/kernels.h"
+#include "tensor/kquants.h"
 
 #include <math.h>
 #include <string.h>
@@ -182,18 +183,27 @@ const struct pf_kernels pf_kernels_ref = {
     .dot = {
         [PF_TYPE_F32] = dot_f32, [PF_TYPE_F16] = dot_f16, [PF_TYPE_BF16] = dot_bf16,
         [PF_TYPE_Q8_0] = dot_q8_0, [PF_TYPE_Q4_0] = dot_q4_0,
+        /* K-quants: tensor/kquants_ref.c */
+        [PF_TYPE_Q2_K] = pf_dot_q2_K_ref, [PF_TYPE_Q3_K] = pf_dot_q3_K_ref, [PF_TYPE_Q4_K] = pf_dot_q4_K_ref,
+        [PF_TYPE_Q5_K] = pf_dot_q5_K_ref, [PF_TYPE_Q6_K] = pf_dot_q6_K_ref, [PF_TYPE_Q8_K] = pf_dot_q8_K_ref,
     },
     .gemm = {
         [PF_TYPE_F32] = gemm_f32, [PF_TYPE_F16] = gemm_f16, [PF_TYPE_BF16] = gemm_bf16,
         [PF_TYPE_Q8_0] = gemm_q8_0, [PF_TYPE_Q4_0] = gemm_q4_0,
+        [PF_TYPE_Q2_K] = pf_gemm_q2_K_ref, [PF_TYPE_Q3_K] = pf_gemm_q3_K_ref, [PF_TYPE_Q4_K] = pf_gemm_q4_K_ref,
+        [PF_TYPE_Q5_K] = pf_gemm_q5_K_ref, [PF_TYPE_Q6_K] = pf_gemm_q6_K_ref, [PF_TYPE_Q8_K] = pf_gemm_q8_K_ref,
     },
     .dequant = {
         [PF_TYPE_F32] = dequant_f32, [PF_TYPE_F16] = dequant_f16, [PF_TYPE_BF16] = dequant_bf16,
         [PF_TYPE_Q8_0] = dequant_q8_0, [PF_TYPE_Q4_0] = dequant_q4_0,
+        [PF_TYPE_Q2_K] = pf_dequant_q2_K_ref, [PF_TYPE_Q3_K] = pf_dequant_q3_K_ref, [PF_TYPE_Q4_K] = pf_dequant_q4_K_ref,
+        [PF_TYPE_Q5_K] = pf_dequant_q5_K_ref, [PF_TYPE_Q6_K] = pf_dequant_q6_K_ref, [PF_TYPE_Q8_K] = pf_dequant_q8_K_ref,
     },
     .from_f32 = {
         [PF_TYPE_F32] = from_f32_f32, [PF_TYPE_F16] = from_f32_f16, [PF_TYPE_BF16] = from_f32_bf16,
         [PF_TYPE_Q8_0] = from_f32_q8_0, [PF_TYPE_Q4_0] = from_f32_q4_0,
+        [PF_TYPE_Q2_K] = pf_from_f32_q2_K_ref, [PF_TYPE_Q3_K] = pf_from_f32_q3_K_ref, [PF_TYPE_Q4_K] = pf_from_f32_q4_K_ref,
+        [PF_TYPE_Q5_K] = pf_from_f32_q5_K_ref, [PF_TYPE_Q6_K] = pf_from_f32_q6_K_ref, [PF_TYPE_Q8_K] = pf_from_f32_q8_K_ref,
     },
     /* bundle kernels: tensor/bundle_kernels_ref.c */
     .down_accum = {
