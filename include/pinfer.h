@@ -313,7 +313,7 @@ struct pinfer_synth_params {
     const char *shape;  /* named shape or NULL: "tiny", "llama2-7b", "llama2-13b", "mistral-7b",
                            "mixtral-8x7b"; explicit fields below override when non-zero */
     int n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_expert, n_expert_used, n_ctx;
-    int type;           /* ggml type id of the big matrices (F32, F16, Q8_0, Q4_0) */
+    int type;           /* ggml type id of the big matrices (F32, F16, BF16, Q8_0, Q4_0, Q2_K..Q6_K) */
     enum pinfer_act act;
     float sparsity;     /* ReLU family: fraction of FFN neurons that are zero per token */
     float hot_frac, hot_share; /* --hot H:F: H of the neurons carry F of the activations */

@@ -49,6 +49,12 @@ int synth_file_type(int type)
     case PF_TYPE_Q4_0: return 2; /* LLAMA_FTYPE_MOSTLY_Q4_0 */
     case PF_TYPE_Q8_0: return 7; /* LLAMA_FTYPE_MOSTLY_Q8_0 */
     case PF_TYPE_BF16: return 32; /* LLAMA_FTYPE_MOSTLY_BF16 */
+    /* K-quant files as llama.cpp's "S" variants (one type for every matrix but output.weight) */
+    case PF_TYPE_Q2_K: return 10; /* LLAMA_FTYPE_MOSTLY_Q2_K */
+    case PF_TYPE_Q3_K: return 11; /* LLAMA_FTYPE_MOSTLY_Q3_K_S */
+    case PF_TYPE_Q4_K: return 14; /* LLAMA_FTYPE_MOSTLY_Q4_K_S */
+    case PF_TYPE_Q5_K: return 16; /* LLAMA_FTYPE_MOSTLY_Q5_K_S */
+    case PF_TYPE_Q6_K: return 18; /* LLAMA_FTYPE_MOSTLY_Q6_K */
     }
     return 0;
 }
@@ -109,14 +115,20 @@ int synth_cfg_resolve(struct synth_cfg *c, const struct pinfer_synth_params *p)
         return pf_fail(PINFER_EINVAL, "experts used per token %d must be 1..%d", c->n_expert_used, c->n_expert);
     if (!c->n_expert) c->n_expert_used = 0;
 
+    const bool kquant = p->type >= PF_TYPE_Q2_K && p->type <= PF_TYPE_Q6_K;
     if (p->type != PF_TYPE_F32 && p->type != PF_TYPE_F16 && p->type != PF_TYPE_Q8_0 && p->type != PF_TYPE_Q4_0 &&
-        p->type != PF_TYPE_BF16)
-        return pf_fail(PINFER_EINVAL, "weight type %s is not supported by synth (f32, f16, bf16, q8_0, q4_0)",
-                       pf_type_name(p->type));
+        p->type != PF_TYPE_BF16 && !kquant)
+        return pf_fail(PINFER_EINVAL, "weight type %s is not supported by synth (f32, f16, bf16, q8_0, q4_0, "
+                       "q2_K, q3_K, q4_K, q5_K, q6_K)", pf_type_name(p->type));
+    const int blck = pf_type_get(p->type)->blck;
+    if (c->n_embd % blck || c->n_ff % blck)
+        return pf_fail(PINFER_EINVAL, "weight type %s needs n_embd (%d) and n_ff (%d) to be multiples of %d",
+                       pf_type_name(p->type), c->n_embd, c->n_ff, blck);
     c->type = p->type;
     c->embd_type = p->type;
-    /* llama.cpp's Q4_0 files keep output.weight in Q6_K; pinfer has no Q6_K, Q8_0 stands in. */
-    c->out_type = p->type == PF_TYPE_Q4_0 ? PF_TYPE_Q8_0 : p->type;
+    /* llama.cpp keeps output.weight in Q6_K in Q4_0 and K-quant files. Q4_0 files keep Q8_0
+     * there, as pinfer wrote them before it had Q6_K (their bytes stay the same). */
+    c->out_type = p->type == PF_TYPE_Q4_0 ? PF_TYPE_Q8_0 : kquant ? PF_TYPE_Q6_K : p->type;
 
     if ((int)c->act < 0 || c->act > PINFER_ACT_GELU) return pf_fail(PINFER_EINVAL, "unknown activation %d", (int)c->act);
     if (c->act == PINFER_ACT_GELU) return pf_fail(PINFER_EINVAL, "synth writes silu, relu, reglu or drelu models");
