@@ -366,7 +366,7 @@ struct pinfer_synth_params {
                            "mixtral-8x7b"; explicit fields below override when non-zero */
     int n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_expert, n_expert_used, n_ctx;
     int type;           /* ggml type id of the big matrices (F32, F16, BF16, Q8_0, Q4_0, Q4_1,
-                           Q5_0, Q5_1, IQ4_NL) */
+                           Q5_0, Q5_1, IQ4_NL, Q2_K..Q6_K) */
     enum pinfer_act act;
     float sparsity;     /* ReLU family: fraction of FFN neurons that are zero per token */
     float hot_frac, hot_share; /* --hot H:F: H of the neurons carry F of the activations */

@@ -294,8 +294,8 @@ static void test_tensors(void)
     expect_fail(&b, PINFER_EFORMAT, "unknown tensor type 4294967295");
     one_tensor(&b, 1, ne_4, 4, 0, 16); /* id ggml removed (q4_2) */
     expect_fail(&b, PINFER_EFORMAT, "unknown tensor type 4");
-    one_tensor(&b, 1, (int64_t[]){ 256 }, 12, 0, 144);
-    expect_fail(&b, PINFER_EUNSUPPORTED, "tensor 't': tensor type 12 (q4_K) is not supported");
+    one_tensor(&b, 1, (int64_t[]){ 256 }, 16, 0, 66);
+    expect_fail(&b, PINFER_EUNSUPPORTED, "tensor 't': tensor type 16 (iq2_xxs) is not supported");
     one_tensor(&b, 1, (int64_t[]){ 48 }, PF_TYPE_Q4_0, 0, 64);
     expect_fail(&b, PINFER_EFORMAT, "row of 48 elements is not a multiple of the q4_0 block size 32");
     one_tensor(&b, 1, (int64_t[]){ 16 }, PF_TYPE_Q8_0, 0, 64);

@@ -18,8 +18,9 @@ static void usage(void)
            "  --shape NAME        tiny (default), llama2-7b, llama2-13b, mistral-7b, mixtral-8x7b\n"
            "  --dim N --layers N --heads N --kv-heads N --ffn N --vocab N --ctx N\n"
            "  --experts N --experts-used N     override the shape's dimensions\n"
-           "  --type T            f32, f16, bf16, q8_0, q4_0 (default), q4_1, q5_0, q5_1, iq4_nl\n"
-           "                      for the big matrices\n"
+           "  --type T            f32, f16, bf16, q8_0, q4_0 (default), q4_1, q5_0, q5_1, iq4_nl,\n"
+           "                      q2_k, q3_k, q4_k, q5_k, q6_k for the big matrices\n"
+           "                      (K-quants: --dim and --ffn multiples of 256)\n"
            "  --act A             silu (default), relu, reglu, drelu\n"
            "  --sparsity S        ReLU family: fraction of FFN neurons that are zero per token (0.9)\n"
            "  --hot H:F           ReLU family: a fraction H of the neurons carries F of the\n"
@@ -35,6 +36,7 @@ static int parse_type(const char *s)
     static const struct { const char *n; int id; } t[] = {
         { "f32", 0 }, { "f16", 1 }, { "q4_0", 2 }, { "q4_1", 3 }, { "q5_0", 6 }, { "q5_1", 7 },
         { "q8_0", 8 }, { "iq4_nl", 20 }, { "bf16", 30 },
+        { "q2_k", 10 }, { "q3_k", 11 }, { "q4_k", 12 }, { "q5_k", 13 }, { "q6_k", 14 },
     };
     for (size_t i = 0; i < sizeof t / sizeof *t; i++)
         if (!strcasecmp(s, t[i].n)) return t[i].id;
@@ -66,7 +68,7 @@ int cmd_synth(int argc, char **argv)
         INTFLAG("--experts-used", n_expert_used, 1, 256)
 #undef INTFLAG
         else if (!strcmp(a, "--type")) {
-            if ((p.type = parse_type(v)) < 0) return args_usage_error(C, "unknown --type '%s' (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl)", v);
+            if ((p.type = parse_type(v)) < 0) return args_usage_error(C, "unknown --type '%s' (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, q2_k, q3_k, q4_k, q5_k, q6_k)", v);
         } else if (!strcmp(a, "--act")) {
             /* the library's one name table; synth writes no GeLU models */
             if (pinfer_act_parse(v, &p.act) || p.act == PINFER_ACT_GELU)

@@ -25,6 +25,7 @@
 #include "core/file.h"
 #include "core/error.h"
 #include "model/act.h"
+#include "tensor/kernels.h"
 #include "tensor/types.h"
 
 #include <errno.h>
@@ -222,6 +223,9 @@ static int load_prepared_layer(struct pinfer_model *m, int l, int32_t *perm, flo
     const struct gguf_tensor *t = &f->tensors[idx];
     if (!pf_type_supported(t->type))
         return pf_fail(PINFER_EUNSUPPORTED, "tensor %s has type %d (%s), which pinfer does not support yet", name, t->type, pf_type_name(t->type));
+    /* the sparse FFN computes bundles with their own kernels, which not every type has (K-quants) */
+    if (!pf_kernels_ref.down_accum[t->type] || !pf_kernels_ref.down_panel[t->type] || !pf_kernels_ref.gather_dot[t->type])
+        return pf_fail(PINFER_EUNSUPPORTED, "tensor %s: pinfer has no bundle kernels for type %s", name, pf_type_name(t->type));
     if (t->ne[0] != E || t->ne[1] != 3 || t->ne[2] != F || t->ne[3] != 1)
         return pf_fail(PINFER_EFORMAT, "tensor %s has shape [%lld, %lld, %lld, %lld], expected [%lld, 3, %lld]", name,
                        (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],

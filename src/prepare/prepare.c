@@ -20,6 +20,7 @@
 #include "core/threadpool.h"
 #include "gguf/gguf.h"
 #include "prepare/lowrank.h"
+#include "tensor/kernels.h"
 #include "tensor/types.h"
 
 #include <errno.h>
@@ -258,6 +259,9 @@ static int check_ffn(const struct pinfer_model *m, int *type, size_t *row)
             return pf_fail(PINFER_EUNSUPPORTED, "layer %d mixes FFN types (%s/%s/%s); bundles need one type", l,
                            pf_type_name(L->ffn_gate.type), pf_type_name(L->ffn_up.type), pf_type_name(L->ffn_down.type));
     }
+    if (!pf_kernels_ref.down_accum[t] || !pf_kernels_ref.down_panel[t] || !pf_kernels_ref.gather_dot[t])
+        return pf_fail(PINFER_EUNSUPPORTED, "FFN weights of type %s: pinfer has no bundle kernels for it yet, so "
+                       "it cannot prepare them", pf_type_name(t));
     if (!pf_row_size(t, m->info.n_embd, row))
         return pf_fail(PINFER_EUNSUPPORTED, "n_embd %d is not a whole number of %s blocks", m->info.n_embd, pf_type_name(t));
     *type = t;

@@ -92,7 +92,7 @@ static int set_keys(struct gguf_writer *w, const struct synth_cfg *c, const stru
     char name[128];
     snprintf(name, sizeof name, "pinfer-synth %s %s %s", c->shape, pf_act_name(c->act), pf_type_name(c->type));
     int rc = 0;
-    bool quant = c->type != PF_TYPE_F32 && c->type != PF_TYPE_F16 && c->type != PF_TYPE_BF16;
+    bool quant = pf_type_get(c->type)->blck > 1; /* a block-quantized type */
     if (!rc) rc = gguf_writer_set_str(w, "general.architecture", "llama");
     if (!rc) rc = gguf_writer_set_str(w, "general.name", name);
     if (!rc) rc = gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)c->n_vocab);

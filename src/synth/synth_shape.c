@@ -53,6 +53,12 @@ int synth_file_type(int type)
     case PF_TYPE_Q5_1: return 9; /* LLAMA_FTYPE_MOSTLY_Q5_1 */
     case PF_TYPE_IQ4_NL: return 25; /* LLAMA_FTYPE_MOSTLY_IQ4_NL */
     case PF_TYPE_BF16: return 32; /* LLAMA_FTYPE_MOSTLY_BF16 */
+    /* K-quant files as llama.cpp's "S" variants (one type for every matrix but output.weight) */
+    case PF_TYPE_Q2_K: return 10; /* LLAMA_FTYPE_MOSTLY_Q2_K */
+    case PF_TYPE_Q3_K: return 11; /* LLAMA_FTYPE_MOSTLY_Q3_K_S */
+    case PF_TYPE_Q4_K: return 14; /* LLAMA_FTYPE_MOSTLY_Q4_K_S */
+    case PF_TYPE_Q5_K: return 16; /* LLAMA_FTYPE_MOSTLY_Q5_K_S */
+    case PF_TYPE_Q6_K: return 18; /* LLAMA_FTYPE_MOSTLY_Q6_K */
     }
     return 0;
 }
@@ -113,17 +119,23 @@ int synth_cfg_resolve(struct synth_cfg *c, const struct pinfer_synth_params *p)
         return pf_fail(PINFER_EINVAL, "experts used per token %d must be 1..%d", c->n_expert_used, c->n_expert);
     if (!c->n_expert) c->n_expert_used = 0;
 
+    const bool kquant = p->type >= PF_TYPE_Q2_K && p->type <= PF_TYPE_Q6_K;
     const bool below_8bit = p->type == PF_TYPE_Q4_0 || p->type == PF_TYPE_Q4_1 || p->type == PF_TYPE_Q5_0 ||
-                            p->type == PF_TYPE_Q5_1 || p->type == PF_TYPE_IQ4_NL;
+                            p->type == PF_TYPE_Q5_1 || p->type == PF_TYPE_IQ4_NL || kquant;
     if (p->type != PF_TYPE_F32 && p->type != PF_TYPE_F16 && p->type != PF_TYPE_Q8_0 && p->type != PF_TYPE_BF16 &&
         !below_8bit)
         return pf_fail(PINFER_EINVAL, "weight type %s is not supported by synth (f32, f16, bf16, q8_0, q4_0, q4_1, "
-                       "q5_0, q5_1, iq4_nl)", pf_type_name(p->type));
+                       "q5_0, q5_1, iq4_nl, q2_K, q3_K, q4_K, q5_K, q6_K)", pf_type_name(p->type));
+    const int blck = pf_type_get(p->type)->blck;
+    if (c->n_embd % blck || c->n_ff % blck)
+        return pf_fail(PINFER_EINVAL, "weight type %s needs n_embd (%d) and n_ff (%d) to be multiples of %d",
+                       pf_type_name(p->type), c->n_embd, c->n_ff, blck);
     c->type = p->type;
     c->embd_type = p->type;
-    /* llama.cpp's files of these types keep output.weight in Q6_K; pinfer has no Q6_K, Q8_0
-     * stands in. */
-    c->out_type = below_8bit ? PF_TYPE_Q8_0 : p->type;
+    /* llama.cpp keeps output.weight in Q6_K in files of the types below 8 bits. Q4_0 files keep
+     * Q8_0 there, as pinfer wrote them before it had Q6_K (their bytes stay the same); so do the
+     * others when n_embd is not a multiple of Q6_K's 256. */
+    c->out_type = !below_8bit ? p->type : p->type != PF_TYPE_Q4_0 && c->n_embd % 256 == 0 ? PF_TYPE_Q6_K : PF_TYPE_Q8_0;
 
     if ((int)c->act < 0 || c->act > PINFER_ACT_GELU) return pf_fail(PINFER_EINVAL, "unknown activation %d", (int)c->act);
     if (c->act == PINFER_ACT_GELU) return pf_fail(PINFER_EINVAL, "synth writes silu, relu, reglu or drelu models");

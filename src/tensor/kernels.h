@@ -5,8 +5,9 @@
  *
  * Dots: w is a weight row of `type`, x an activation row already converted to
  * pf_type_get(type)->vec_dot_type (F32->F32, F16->F16, BF16->BF16, Q8_0->Q8_0, Q4_0->Q8_0; the
- * types of tensor/quants_extra.h: Q5_0, IQ4_NL->Q8_0, Q4_1, Q5_1->Q8_1; as llama.cpp does on
- * x86, so results agree with it). n is the element count, a multiple of the type's block size. */
+ * types of tensor/quants_extra.h: Q5_0, IQ4_NL->Q8_0, Q4_1, Q5_1->Q8_1; Q2_K..Q6_K and
+ * Q8_K->Q8_K; as llama.cpp does on x86, so results agree with it). n is the element count, a
+ * multiple of the type's block size. */
 #ifndef PF_TENSOR_KERNELS_H
 #define PF_TENSOR_KERNELS_H
 

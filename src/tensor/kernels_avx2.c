@@ -8,6 +8,7 @@
  *
  * Float tails use a scalar loop (AVX2 has no masked 16-bit loads), never reading past n. */
 #include "tensor/kernels.h"
+#include "tensor/kquants.h"
 #include "tensor/q8x.h"
 #include "tensor/quants_extra.h"
 
@@ -547,12 +548,17 @@ const struct pf_kernels pf_kernels_avx2 = {
         /* tensor/quants_extra_avx2.c */
         [PF_TYPE_Q4_1] = pf_dot_q4_1_avx2, [PF_TYPE_Q5_0] = pf_dot_q5_0_avx2, [PF_TYPE_Q5_1] = pf_dot_q5_1_avx2,
         [PF_TYPE_IQ4_NL] = pf_dot_iq4_nl_avx2,
+        /* K-quants: tensor/kquants_avx2.c */
+        [PF_TYPE_Q2_K] = pf_dot_q2_K_avx2, [PF_TYPE_Q3_K] = pf_dot_q3_K_avx2, [PF_TYPE_Q4_K] = pf_dot_q4_K_avx2,
+        [PF_TYPE_Q5_K] = pf_dot_q5_K_avx2, [PF_TYPE_Q6_K] = pf_dot_q6_K_avx2,
     },
     .gemm = {
         [PF_TYPE_F32] = gemm_f32, [PF_TYPE_F16] = gemm_f16, [PF_TYPE_BF16] = gemm_bf16,
         [PF_TYPE_Q8_0] = gemm_q8_0, [PF_TYPE_Q4_0] = gemm_q4_0,
         [PF_TYPE_Q4_1] = pf_gemm_q4_1_avx2, [PF_TYPE_Q5_0] = pf_gemm_q5_0_avx2, [PF_TYPE_Q5_1] = pf_gemm_q5_1_avx2,
         [PF_TYPE_IQ4_NL] = pf_gemm_iq4_nl_avx2,
+        [PF_TYPE_Q2_K] = pf_gemm_q2_K_avx2, [PF_TYPE_Q3_K] = pf_gemm_q3_K_avx2, [PF_TYPE_Q4_K] = pf_gemm_q4_K_avx2,
+        [PF_TYPE_Q5_K] = pf_gemm_q5_K_avx2, [PF_TYPE_Q6_K] = pf_gemm_q6_K_avx2,
     },
     .dequant = {
         [PF_TYPE_F16] = dequant_f16, [PF_TYPE_BF16] = dequant_bf16,
@@ -561,6 +567,7 @@ const struct pf_kernels pf_kernels_avx2 = {
     .from_f32 = {
         [PF_TYPE_F16] = from_f32_f16, [PF_TYPE_BF16] = from_f32_bf16, [PF_TYPE_Q8_0] = from_f32_q8_0,
         [PF_TYPE_Q8_1] = pf_from_f32_q8_1_avx2, /* tensor/quants_extra_avx2.c */
+        [PF_TYPE_Q8_K] = pf_from_f32_q8_K_avx2,
     },
     .q4_act = q4_act,
     .q4_matvec = q4_matvec,

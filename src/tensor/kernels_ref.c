@@ -7,6 +7,7 @@
  * most accurate variant; quantized dots accumulate per-block products in float like ggml. */
 #include "tensor/kernels.h"
 #include "tensor/quants_extra.h"
+#include "tensor/kquants.h"
 
 #include <math.h>
 #include <string.h>
@@ -186,6 +187,9 @@ const struct pf_kernels pf_kernels_ref = {
         /* tensor/quants_extra_ref.c */
         [PF_TYPE_Q4_1] = pf_dot_q4_1_ref, [PF_TYPE_Q5_0] = pf_dot_q5_0_ref, [PF_TYPE_Q5_1] = pf_dot_q5_1_ref,
         [PF_TYPE_IQ4_NL] = pf_dot_iq4_nl_ref, [PF_TYPE_Q8_1] = pf_dot_q8_1_ref,
+        /* K-quants: tensor/kquants_ref.c */
+        [PF_TYPE_Q2_K] = pf_dot_q2_K_ref, [PF_TYPE_Q3_K] = pf_dot_q3_K_ref, [PF_TYPE_Q4_K] = pf_dot_q4_K_ref,
+        [PF_TYPE_Q5_K] = pf_dot_q5_K_ref, [PF_TYPE_Q6_K] = pf_dot_q6_K_ref, [PF_TYPE_Q8_K] = pf_dot_q8_K_ref,
     },
     .gemm = {
         [PF_TYPE_F32] = gemm_f32, [PF_TYPE_F16] = gemm_f16, [PF_TYPE_BF16] = gemm_bf16,
@@ -193,6 +197,8 @@ const struct pf_kernels pf_kernels_ref = {
         /* tensor/quants_extra_ref.c */
         [PF_TYPE_Q4_1] = pf_gemm_q4_1_ref, [PF_TYPE_Q5_0] = pf_gemm_q5_0_ref, [PF_TYPE_Q5_1] = pf_gemm_q5_1_ref,
         [PF_TYPE_IQ4_NL] = pf_gemm_iq4_nl_ref, [PF_TYPE_Q8_1] = pf_gemm_q8_1_ref,
+        [PF_TYPE_Q2_K] = pf_gemm_q2_K_ref, [PF_TYPE_Q3_K] = pf_gemm_q3_K_ref, [PF_TYPE_Q4_K] = pf_gemm_q4_K_ref,
+        [PF_TYPE_Q5_K] = pf_gemm_q5_K_ref, [PF_TYPE_Q6_K] = pf_gemm_q6_K_ref, [PF_TYPE_Q8_K] = pf_gemm_q8_K_ref,
     },
     .dequant = {
         [PF_TYPE_F32] = dequant_f32, [PF_TYPE_F16] = dequant_f16, [PF_TYPE_BF16] = dequant_bf16,
@@ -200,6 +206,8 @@ const struct pf_kernels pf_kernels_ref = {
         /* tensor/quants_extra_ref.c */
         [PF_TYPE_Q4_1] = pf_dequant_q4_1_ref, [PF_TYPE_Q5_0] = pf_dequant_q5_0_ref, [PF_TYPE_Q5_1] = pf_dequant_q5_1_ref,
         [PF_TYPE_IQ4_NL] = pf_dequant_iq4_nl_ref, [PF_TYPE_Q8_1] = pf_dequant_q8_1_ref,
+        [PF_TYPE_Q2_K] = pf_dequant_q2_K_ref, [PF_TYPE_Q3_K] = pf_dequant_q3_K_ref, [PF_TYPE_Q4_K] = pf_dequant_q4_K_ref,
+        [PF_TYPE_Q5_K] = pf_dequant_q5_K_ref, [PF_TYPE_Q6_K] = pf_dequant_q6_K_ref, [PF_TYPE_Q8_K] = pf_dequant_q8_K_ref,
     },
     .from_f32 = {
         [PF_TYPE_F32] = from_f32_f32, [PF_TYPE_F16] = from_f32_f16, [PF_TYPE_BF16] = from_f32_bf16,
@@ -207,6 +215,8 @@ const struct pf_kernels pf_kernels_ref = {
         /* tensor/quants_extra_ref.c */
         [PF_TYPE_Q4_1] = pf_from_f32_q4_1_ref, [PF_TYPE_Q5_0] = pf_from_f32_q5_0_ref, [PF_TYPE_Q5_1] = pf_from_f32_q5_1_ref,
         [PF_TYPE_IQ4_NL] = pf_from_f32_iq4_nl_ref, [PF_TYPE_Q8_1] = pf_from_f32_q8_1_ref,
+        [PF_TYPE_Q2_K] = pf_from_f32_q2_K_ref, [PF_TYPE_Q3_K] = pf_from_f32_q3_K_ref, [PF_TYPE_Q4_K] = pf_from_f32_q4_K_ref,
+        [PF_TYPE_Q5_K] = pf_from_f32_q5_K_ref, [PF_TYPE_Q6_K] = pf_from_f32_q6_K_ref, [PF_TYPE_Q8_K] = pf_from_f32_q8_K_ref,
     },
     /* bundle kernels: tensor/bundle_kernels_ref.c (the last five types: tensor/quants_extra_ref.c) */
     .down_accum = {

@@ -5,6 +5,7 @@
 
 #include "core/checked.h"
 #include "tensor/quants_extra.h"
+#include "tensor/kquants.h"
 
 #include <string.h>
 #include <strings.h>
@@ -20,6 +21,13 @@ static const struct pf_type_info type_table[PF_TYPE_COUNT] = {
     [PF_TYPE_Q8_1] = { "q8_1", QK8_1, sizeof(struct block_q8_1), PF_TYPE_Q8_1 },
     [PF_TYPE_Q8_0] = { "q8_0", QK8_0, sizeof(struct block_q8_0), PF_TYPE_Q8_0 },
     [PF_TYPE_BF16] = { "bf16", 1, 2, PF_TYPE_BF16 },
+    /* K-quants, named as ggml names them; every one is dotted with Q8_K activations */
+    [PF_TYPE_Q2_K] = { "q2_K", QK_K, sizeof(struct block_q2_K), PF_TYPE_Q8_K },
+    [PF_TYPE_Q3_K] = { "q3_K", QK_K, sizeof(struct block_q3_K), PF_TYPE_Q8_K },
+    [PF_TYPE_Q4_K] = { "q4_K", QK_K, sizeof(struct block_q4_K), PF_TYPE_Q8_K },
+    [PF_TYPE_Q5_K] = { "q5_K", QK_K, sizeof(struct block_q5_K), PF_TYPE_Q8_K },
+    [PF_TYPE_Q6_K] = { "q6_K", QK_K, sizeof(struct block_q6_K), PF_TYPE_Q8_K },
+    [PF_TYPE_Q8_K] = { "q8_K", QK_K, sizeof(struct block_q8_K), PF_TYPE_Q8_K },
 };
 
 const struct pf_type_info *pf_type_get(int type)

@@ -5,6 +5,7 @@
  *   Q8_0: 32 weights per 34-byte block: f16 scale d, then 32 int8; value = q * d.
  *   F16 / BF16: IEEE half / bfloat16, 2 bytes per element.
  *   Q4_1, Q5_0, Q5_1, IQ4_NL, Q8_1: tensor/quants_extra.h.
+ *   Q2_K .. Q6_K, Q8_K: 256 weights per super-block; layouts in tensor/kquants.h.
  */
 #ifndef PF_TENSOR_TYPES_H
 #define PF_TENSOR_TYPES_H
@@ -19,6 +20,12 @@ enum pf_type {
     PF_TYPE_Q4_0 = 2,
     PF_TYPE_Q4_1 = 3, PF_TYPE_Q5_0 = 6, PF_TYPE_Q5_1 = 7, PF_TYPE_Q8_1 = 9, PF_TYPE_IQ4_NL = 20,
     PF_TYPE_Q8_0 = 8,
+    PF_TYPE_Q2_K = 10, /* K-quants: 256-weight super-blocks, layouts in tensor/kquants.h */
+    PF_TYPE_Q3_K = 11,
+    PF_TYPE_Q4_K = 12,
+    PF_TYPE_Q5_K = 13,
+    PF_TYPE_Q6_K = 14,
+    PF_TYPE_Q8_K = 15, /* the activations K-quant weights are dotted with */
     PF_TYPE_BF16 = 30,
     PF_TYPE_COUNT = 40, /* table size: ggml ids go up to 39 */
 };
