@@ -1,9 +1,17 @@
 /* Teacher-forced logits against llama.cpp's, on small files whose reference logits llama.cpp
  * computed (tests/data/llama-ref/README.md: how each file and its logits were made). For every
  * <name>.gguf there is <name>.logits.txt (one line per position: pos, input id, argmax id, then
- * n_vocab logits); pinfer runs the same ids as one batch and as single-token steps, and every
- * logit must agree within 2e-2 (issue 11's bar), the argmax wherever llama.cpp's top two are
- * apart by more than that. */
+ * n_vocab logits); pinfer runs the same ids as one batch and as single-token steps.
+ *
+ * With the reference kernels (PINFER_KERNELS=ref, the arithmetic specification) every logit must
+ * agree within 2e-2 (issue 11's bar), and the argmax wherever llama.cpp's top two are apart by
+ * more than that. The SIMD kernels sum in another order (tested against the reference per
+ * kernel in test_kernels, test_kquants, test_quants_extra); on these tiny, coarse models a
+ * difference in the last bit can move one activation across a Q8 rounding boundary, which moves
+ * that position's logits by up to ~0.1 (seen on the Q2_K file: one or two positions of 24). So
+ * with the machine's kernels a position may exceed 2e-2 only as such a flip: at most n/8 of the
+ * positions, each within FLIP, and the argmax must still agree wherever the margin exceeds FLIP.
+ * The test runs itself once more with PINFER_KERNELS=ref (the strict pass) unless it is set. */
 #include "testutil.h"
 
 #include "pinfer.h"
@@ -16,6 +24,7 @@
 
 #define DIR_REL "tests/data/llama-ref"
 #define TOL 2e-2f
+#define FLIP 0.25f
 #define MAX_POS 256
 
 struct ref {
@@ -54,9 +63,12 @@ static int argmax(const float *x, int n)
     return a;
 }
 
+static bool strict;
+
 /* max |pinfer - llama.cpp| over a row; counts argmax disagreements where llama.cpp's margin is clear */
 static float compare_row(const float *ours, const float *ref, int nv, int *bad_argmax)
 {
+    const float clear = strict ? TOL : FLIP;
     float m = 0;
     for (int k = 0; k < nv; k++) {
         float d = fabsf(ours[k] - ref[k]);
@@ -65,7 +77,7 @@ static float compare_row(const float *ours, const float *ref, int nv, int *bad_a
     int a = argmax(ref, nv), b = argmax(ours, nv);
     float second = -INFINITY;
     for (int k = 0; k < nv; k++) if (k != a && ref[k] > second) second = ref[k];
-    if (a != b && ref[a] - second > TOL) ++*bad_argmax;
+    if (a != b && ref[a] - second > clear) ++*bad_argmax;
     return m;
 }
 
@@ -89,33 +101,47 @@ static void check_file(const char *dir, const char *name)
     CHECKF(rc == 0 && pinfer_n_vocab(m) == r.n_vocab, "%s: context: %s", name, pinfer_last_error());
     if (!rc && pinfer_n_vocab(m) == r.n_vocab) {
         float worst_b = 0, worst_s = 0;
-        int bad_b = 0, bad_s = 0;
+        int bad_b = 0, bad_s = 0, flips_b = 0, flips_s = 0;
         rc = pinfer_decode(c, r.ids, r.n, 0, true);
         CHECKF(rc == 0, "%s: batch: %s", name, pinfer_last_error());
         for (int i = 0; !rc && i < r.n; i++) {
             float d = compare_row(pinfer_ctx_logits(c, i), r.logits + (size_t)i * r.n_vocab, r.n_vocab, &bad_b);
             if (!(d <= worst_b)) worst_b = d;
+            flips_b += !(d <= TOL);
         }
         for (int i = 0; !rc && i < r.n; i++) { /* the same ids one at a time (decode kernels) */
             rc = pinfer_decode(c, &r.ids[i], 1, i, false);
             if (rc) break;
             float d = compare_row(pinfer_ctx_logits(c, -1), r.logits + (size_t)i * r.n_vocab, r.n_vocab, &bad_s);
             if (!(d <= worst_s)) worst_s = d;
+            flips_s += !(d <= TOL);
         }
         CHECKF(rc == 0, "%s: steps: %s", name, pinfer_last_error());
-        CHECKF(worst_b <= TOL && worst_s <= TOL && bad_b == 0 && bad_s == 0,
-               "%s: max |dlogit| vs llama.cpp %.4g (batch), %.4g (steps); argmax differs at %d / %d clear positions", name,
-               (double)worst_b, (double)worst_s, bad_b, bad_s);
-        printf("%-28s %3d positions: max |dlogit| vs llama.cpp %.2e batch, %.2e steps; argmax differs at %d + %d\n", name,
-               r.n, (double)worst_b, (double)worst_s, bad_b, bad_s);
+        const int max_flips = strict ? 0 : (r.n + 7) / 8;
+        const float bound = strict ? TOL : FLIP;
+        CHECKF(worst_b <= bound && worst_s <= bound && flips_b <= max_flips && flips_s <= max_flips && bad_b == 0 && bad_s == 0,
+               "%s (%s kernels): max |dlogit| vs llama.cpp %.4g (batch), %.4g (steps); positions beyond %g: %d, %d (at most %d); "
+               "argmax differs at %d, %d clear positions", name, strict ? "reference" : "this machine's", (double)worst_b,
+               (double)worst_s, (double)TOL, flips_b, flips_s, max_flips, bad_b, bad_s);
+        printf("%-20s %-9s %3d positions: max |dlogit| vs llama.cpp %.2e batch, %.2e steps; beyond 2e-2 (Q8 flips): %d, %d\n",
+               name, strict ? "ref" : "machine", r.n, (double)worst_b, (double)worst_s, flips_b, flips_s);
     }
     pinfer_ctx_free(c);
     pinfer_model_free(m);
     free(r.logits);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    const char *k = getenv("PINFER_KERNELS");
+    strict = k && !strcmp(k, "ref");
+    if (!k || !*k) { /* the strict pass: this program again with the reference kernels */
+        char cmd[4200];
+        snprintf(cmd, sizeof cmd, "PINFER_KERNELS=ref '%.4000s'", argv[0]);
+        int st = system(cmd);
+        CHECKF(st == 0, "the pass with the reference kernels failed (status %d)", st);
+    }
     DIR *d = opendir(DIR_REL);
     if (!d) { CHECKF(0, "%s is missing (run from the repository root)", DIR_REL); TEST_DONE(); }
     char names[64][256];
