@@ -20,13 +20,12 @@
 #include "tensor/kernels.h"
 #include "tensor/q8x.h"
 
+#include "tensor/simd_x86.h"
+
 #include <immintrin.h>
 #include <string.h>
 
-#define INLINE static inline __attribute__((always_inline))
-#define UNROLL _Pragma("GCC unroll 16")
 
-static inline uint16_t load_u16(const void *p) { uint16_t v; memcpy(&v, p, 2); return v; }
 
 INLINE __m512 bcast_f16(const void *p) { return _mm512_cvtph_ps(_mm256_set1_epi16((short)load_u16(p))); }
 
@@ -334,14 +333,6 @@ INLINE __m256i q4_nibbles16(const uint8_t *qs)
 {
     __m256i q = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
     return _mm256_and_si256(q, _mm256_set_m128i(_mm_set1_epi8((char)0xf0), _mm_set1_epi8(0x0f)));
-}
-
-static inline float hsum256(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 INLINE void q4_gather_rows(int R, int64_t nb, const uint8_t *const *w, const void *xa, float *out, struct pf_pq *pq)

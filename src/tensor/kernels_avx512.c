@@ -19,27 +19,15 @@
 #include "tensor/q8x.h"
 #include "tensor/quants_extra.h"
 
+#include "tensor/simd_x86.h"
+
 #include <immintrin.h>
 #include <string.h>
 
-#define INLINE static inline __attribute__((always_inline))
-/* Loops over the rows/tokens of a register tile must be fully unrolled, or the accumulators
- * live in memory and every block waits on a store-to-load round trip. */
-#define UNROLL _Pragma("GCC unroll 16")
 
 static inline __mmask16 tail_mask16(int64_t k) { return (__mmask16)((1u << k) - 1); }
 static inline __mmask32 tail_mask32(int64_t k) { return (__mmask32)(k >= 32 ? 0xffffffffu : (1u << k) - 1); }
 
-static inline float hsum256(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
-static inline uint16_t load_u16(const void *p) { uint16_t v; memcpy(&v, p, 2); return v; }
 static inline int32_t load_i32(const void *p) { int32_t v; memcpy(&v, p, 4); return v; }
 
 /* 16 nibbles of a Q4_0 block as 32 u8 in element order: low nibbles (elements 0..15) in the low

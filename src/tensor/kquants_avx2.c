@@ -10,25 +10,15 @@
  * equal the reference up to float reassociation. */
 #include "tensor/kquants.h"
 
+#include "tensor/simd_x86.h"
+
 #include <immintrin.h>
 #include <string.h>
 
-#define INLINE static inline __attribute__((always_inline))
-#define UNROLL _Pragma("GCC unroll 16")
 
 /* tokens sharing each unpacked weight chunk in the gemm */
 #define KQ_TT 4
 
-static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
-static inline uint16_t load_u16(const void *p) { uint16_t v; memcpy(&v, p, 2); return v; }
-
-static inline float hsum256(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 INLINE __m256i load256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
 INLINE __m256i bcast128(__m128i v) { return _mm256_broadcastsi128_si256(v); }

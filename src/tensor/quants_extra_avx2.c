@@ -19,32 +19,13 @@
 #include "tensor/kernels.h"
 #include "tensor/quants_extra.h"
 
+#include "tensor/simd_x86.h"
+
 #include <immintrin.h>
 
-#define INLINE static inline __attribute__((always_inline))
-/* Loops over the rows/tokens of a register tile must be fully unrolled, or the accumulators
- * live in memory and every block waits on a store-to-load round trip. */
-#define UNROLL _Pragma("GCC unroll 16")
 
 enum qx_kind { QX_Q4_1, QX_Q5_0, QX_Q5_1, QX_IQ4_NL };
 
-static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
-
-static inline float hsum256(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static inline int32_t hsum256_epi32(__m256i v)
-{
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
-}
 
 /* u8 x s8 dot of 32 bytes into 8 s32 lanes (each lane: 4 consecutive bytes). */
 INLINE __m256i dot_u8s8(__m256i u, __m256i s)

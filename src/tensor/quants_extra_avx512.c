@@ -17,24 +17,13 @@
 #include "tensor/kernels.h"
 #include "tensor/quants_extra.h"
 
+#include "tensor/simd_x86.h"
+
 #include <immintrin.h>
 
-#define INLINE static inline __attribute__((always_inline))
-/* Loops over the rows/tokens of a register tile must be fully unrolled, or the accumulators
- * live in memory and every block waits on a store-to-load round trip. */
-#define UNROLL _Pragma("GCC unroll 16")
 
 enum qx_kind { QX_Q4_1, QX_Q5_0, QX_Q5_1, QX_IQ4_NL };
 
-static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
-
-static inline float hsum256(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 /* The 32 4-bit fields of a block in element order: low nibbles of qs[0..15], then high. */
 INLINE __m256i nibbles(const uint8_t *qs)
