@@ -90,10 +90,10 @@ summary() {
     log=$B/$t.log
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-    last=$(grep -E '^#[0-9]+' "$log" | tail -1)
-    cov=$(echo "$last" | sed -n 's/.*cov: \([0-9]*\).*/\1/p')
-    ft=$(echo "$last" | sed -n 's/.*ft: \([0-9]*\).*/\1/p')
-    corp=$(echo "$last" | sed -n 's/.*corp: \([0-9]*\).*/\1/p')
+    last=$(LC_ALL=C grep -aE '^#[0-9]+' "$log" | tail -1)
+    cov=$(printf "%s\n" "$last" | LC_ALL=C sed -n 's/.*cov: \([0-9]*\).*/\1/p')
+    ft=$(printf "%s\n" "$last" | LC_ALL=C sed -n 's/.*ft: \([0-9]*\).*/\1/p')
+    corp=$(printf "%s\n" "$last" | LC_ALL=C sed -n 's/.*corp: \([0-9]*\).*/\1/p')
     crashes=$(ls "$B/crashes/" 2>/dev/null | grep -c "^$t-" || true)
     cpu=$(cat "$B/$t.cpu" 2>/dev/null || echo "-")
     printf "%-15s %8s %10s %8s %7s %7s %7s %8s\n" "$t" "$cpu" "${runs:-?}" "${eps:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "$crashes"
