@@ -44,6 +44,9 @@ struct pinfer_model_params {
     bool use_mmap;  /* leave weights in the file mapping instead of copying them into
                        (huge-page backed) anonymous memory; default false */
     bool vocab_only; /* load metadata and tokenizer only (no tensors needed) */
+    bool check_tensors; /* refuse weights holding NaN or infinite values (float types) or block
+                           scales (quantized types); one pass over the resident weights at load
+                           (with use_mmap it reads the whole file); default true */
     uint64_t mem_budget; /* bytes; 0 = none. A hard limit on what the model and its context hold
                             (docs/offload.md): needs a prepared model; the FFN bundles stay in
                             the file and a neuron cache in the context serves them */

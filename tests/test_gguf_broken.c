@@ -300,6 +300,15 @@ static void test_tensors(void)
     expect_fail(&b, PINFER_EFORMAT, "row of 48 elements is not a multiple of the q4_0 block size 32");
     one_tensor(&b, 1, (int64_t[]){ 16 }, PF_TYPE_Q8_0, 0, 64);
     expect_fail(&b, PINFER_EFORMAT, "not a multiple of the q8_0 block size 32");
+    /* K-quant rows hold whole 256-weight super-blocks */
+    one_tensor(&b, 2, (int64_t[]){ 384, 2 }, PF_TYPE_Q4_K, 0, 576);
+    expect_fail(&b, PINFER_EFORMAT, "row of 384 elements is not a multiple of the q4_K block size 256");
+    one_tensor(&b, 1, (int64_t[]){ 128 }, PF_TYPE_Q6_K, 0, 256);
+    expect_fail(&b, PINFER_EFORMAT, "not a multiple of the q6_K block size 256");
+    one_tensor(&b, 1, (int64_t[]){ 256 + 32 }, PF_TYPE_Q2_K, 0, 256);
+    expect_fail(&b, PINFER_EFORMAT, "not a multiple of the q2_K block size 256");
+    one_tensor(&b, 2, (int64_t[]){ 256, 2 }, PF_TYPE_Q5_K, 0, 352);
+    expect_ok(&b);
     one_tensor(&b, 2, (int64_t[]){ 32, 2 }, PF_TYPE_Q4_0, 0, 36);
     expect_ok(&b);
 

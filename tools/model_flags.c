@@ -14,7 +14,7 @@
 
 /* ==== The flags ==== */
 
-enum flag_id { F_MODEL, F_THREADS, F_CTX, F_MMAP, F_NO_MMAP, F_SPARSE, F_TARGET, F_CALIB, F_VERIFY, F_BUDGET, F_IO, F_HOT, F_PREFETCH, F_STAGE, F_IDEAL };
+enum flag_id { F_MODEL, F_THREADS, F_CTX, F_MMAP, F_NO_MMAP, F_CHECK, F_NO_CHECK, F_SPARSE, F_TARGET, F_CALIB, F_VERIFY, F_BUDGET, F_IO, F_HOT, F_PREFETCH, F_STAGE, F_IDEAL };
 
 static const struct flag_spec {
     const char *name, *alias; /* long spelling; the short one or NULL */
@@ -31,6 +31,10 @@ static const struct flag_spec {
                  "                          (the file must not change meanwhile: if it is truncated, pinfer\n"
                  "                          stops with an error at the next read of a lost page)\n" },
     [F_NO_MMAP] = { "--no-mmap", NULL, MODEL_FLAGS_MMAP, false, NULL },
+    [F_CHECK] = { "--check-tensors", NULL, 0, false, NULL },
+    [F_NO_CHECK] = { "--no-check-tensors", NULL, 0, false,
+                     "      --no-check-tensors  skip the load-time check that weights and block scales are\n"
+                     "                          finite (one pass over the weights; with --mmap it reads the file)\n" },
     [F_SPARSE] = { "--sparse", NULL, 0, true,
                    "      --sparse MODE       FFN of generated tokens: off, oracle, predictor, threshold (default off)\n" },
     [F_TARGET] = { "--sparsity-target", NULL, 0, true,
@@ -130,6 +134,8 @@ int model_flags_parse(const char *cmd, int argc, char **argv, int *i, struct mod
         break;
     case F_MMAP: f->mp.use_mmap = true; break;
     case F_NO_MMAP: f->mp.use_mmap = false; break;
+    case F_CHECK: f->mp.check_tensors = true; break;
+    case F_NO_CHECK: f->mp.check_tensors = false; break;
     case F_SPARSE:
         if (pinfer_sparse_mode_parse(v, &f->cp.sparse)) { args_usage_error(cmd, "%s", pinfer_last_error()); return -1; }
         break;

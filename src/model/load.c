@@ -27,6 +27,7 @@
 #include "model/act.h"
 #include "tensor/kernels.h"
 #include "tensor/types.h"
+#include "tensor/validate.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -46,7 +47,7 @@ void (*pf_model_after_parse_hook)(const char *path);
 
 struct pinfer_model_params pinfer_model_default_params(void)
 {
-    struct pinfer_model_params p = { .use_mmap = false, .vocab_only = false };
+    struct pinfer_model_params p = { .use_mmap = false, .vocab_only = false, .check_tensors = true };
     return p;
 }
 
@@ -435,7 +436,7 @@ static int read_range(const struct gguf_file *f, const char *path, uint64_t off,
  * section every row of a tensor at 32 mod 64 straddles cache lines and each 64-byte SIMD load is
  * split in two (about 10% of Q4_0 decode time on Zen 5). After the one big read, tensors are
  * moved up to 64-byte boundaries; relocs maps a file offset to its tensor's shift. */
-struct reloc { uint64_t off, end, shift; };
+struct reloc { uint64_t off, end, shift, ti; /* ti: index in f->tensors */ };
 
 static int reloc_cmp(const void *a, const void *b)
 {
@@ -483,7 +484,7 @@ static int read_run(const struct gguf_file *f, const char *path, uint8_t *p, uin
  * tensor moved up to a 64-byte boundary). With offload_ffn the bundle tensors are neither read
  * nor moved: their room in the arena stays untouched (so never resident) and the neuron cache
  * (src/cache/) reads them from the file. */
-static int load_weights(struct pinfer_model *m, const char *path, bool use_mmap, bool offload_ffn)
+static int load_weights(struct pinfer_model *m, const char *path, bool use_mmap, bool offload_ffn, bool check)
 {
     const struct gguf_file *f = m->gguf;
     uint64_t lo = UINT64_MAX, hi = 0, n = f->n_tensors;
@@ -495,6 +496,7 @@ static int load_weights(struct pinfer_model *m, const char *path, bool use_mmap,
         const struct gguf_tensor *t = &f->tensors[i];
         rel[i].off = t->file_offset;
         rel[i].end = t->file_offset + t->nbytes;
+        rel[i].ti = i;
         if (t->file_offset < lo) lo = t->file_offset;
         if (rel[i].end > hi) hi = rel[i].end;
     }
@@ -543,6 +545,20 @@ static int load_weights(struct pinfer_model *m, const char *path, bool use_mmap,
         for (uint64_t i = n; i-- > 0;)
             if (rel[i].shift && !skip[i])
                 memmove((uint8_t *)(uintptr_t)(base + rel[i].off + rel[i].shift), base + rel[i].off, (size_t)(rel[i].end - rel[i].off));
+    }
+    /* every resident tensor's numbers finite (tensor/validate.c); costs one pass over the weights */
+    for (uint64_t j = 0; check && j < n; j++) {
+        const struct gguf_tensor *t = &f->tensors[rel[j].ti];
+        size_t bad;
+        if (skip[j] || !t->nbytes || pf_validate_data(t->type, reloc_addr(base, rel, n, t->file_offset), (size_t)t->nbytes, &bad))
+            continue;
+        const struct pf_type_info *ti = pf_type_get(t->type);
+        const bool blocks = ti && ti->blck > 1;
+        const int64_t per_row = ti ? t->ne[0] / ti->blck : 1;
+        free(rel); free(skip);
+        return pf_fail(PINFER_EFORMAT, "tensor '%s' (%s) holds a non-finite %s in row %lld (%s %zu): the file is corrupt",
+                       t->name, pf_type_name(t->type), blocks ? "block scale" : "value",
+                       (long long)(per_row > 0 ? (int64_t)bad / per_row : 0), blocks ? "block" : "element", bad);
     }
     free(skip);
     /* rebase every weight pointer (stored as file offsets) onto memory */
@@ -632,7 +648,7 @@ int pinfer_model_load(struct pinfer_model **out, const char *path, const struct 
         m->mem_budget = p.mem_budget;
         if (!(m->path = strdup(path))) { rc = pf_fail(PINFER_ENOMEM, "out of memory"); goto err; }
     }
-    if ((rc = load_weights(m, path, p.use_mmap, p.mem_budget > 0))) goto err;
+    if ((rc = load_weights(m, path, p.use_mmap, p.mem_budget > 0, p.check_tensors))) goto err;
     if (p.mem_budget && m->resident_bytes > p.mem_budget) {
         rc = pf_fail(PINFER_ENOMEM, "memory budget of %.1f MiB is too small: the weights that always stay in memory (attention, embeddings, output, predictors) alone take %.1f MiB",
                      (double)p.mem_budget / (1 << 20), (double)m->resident_bytes / (1 << 20));

@@ -139,6 +139,17 @@ static void mm(struct pinfer_ctx *c, float *y, const struct pf_weight *w, const 
     pf_matmul(c->pool, y, w->data, w->type, w->n_in, w->n_out, x, n_tok, c->scratch);
 }
 
+/* Row of the first non-finite value of rows x cols floats, or -1. */
+static int first_nonfinite(const float *v, int rows, int cols)
+{
+    for (int r = 0; r < rows; r++) {
+        float acc = 0; /* NaN or infinity in any term makes the sum x * 0 NaN */
+        for (int i = 0; i < cols; i++) acc += v[(size_t)r * cols + i] * 0.0f;
+        if (acc != 0) return r;
+    }
+    return -1;
+}
+
 int pinfer_decode(struct pinfer_ctx *c, const int32_t *tokens, int n, int pos, bool all_logits)
 {
     struct pinfer_model *m = c->m;
@@ -226,6 +237,17 @@ int pinfer_decode(struct pinfer_ctx *c, const int32_t *tokens, int n, int pos, b
         c->ph_tokens++;
     }
     pf_ffn_batch_end(c->ffn);
+    /* a NaN logit would be sampled as some token: say so instead (a corrupt weight the load-time
+       check did not see, e.g. an offloaded bundle, or activations overflowing). The residual
+       stream is checked too: quantizing activations drops NaNs (as ggml does), so NaN hidden
+       states can end in finite, meaningless logits. */
+    int bad = first_nonfinite(c->x, n, E);
+    if (bad < 0) bad = first_nonfinite(c->logits, rows, h->n_vocab) >= 0 ? first + first_nonfinite(c->logits, rows, h->n_vocab) : -1;
+    if (bad >= 0) {
+        c->n_logits = 0;
+        return pf_fail(PINFER_EFORMAT, "the model computed non-finite values (token %d of the batch, position %d): "
+                       "a weight is NaN or infinite, or the activations overflow", bad, pos + bad);
+    }
     c->n_logits = rows;
     c->logits_first = first;
     return 0;
