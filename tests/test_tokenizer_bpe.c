@@ -387,6 +387,49 @@ static void test_pretok(void)
     pf_pretok_free(NULL);
 }
 
+/* Pre-tokenizers without a vocabulary here (Llama 3, Qwen2) against the splits Python's regex
+ * module makes with the patterns of the models' tokenizer.json (tests/data/pretok, made by
+ * scripts/pretok-ref.py). */
+static size_t unhex(const char *h, size_t n, char *out)
+{
+    size_t k = 0;
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        unsigned v;
+        if (sscanf(h + i, "%2x", &v) != 1) break;
+        out[k++] = (char)v;
+    }
+    return k;
+}
+
+static void test_pretok_ref(const char *name)
+{
+    char path[256], line[4096], in[1024], want[1536];
+    snprintf(path, sizeof path, "tests/data/pretok/%s.txt", name);
+    FILE *fp = fopen(path, "r");
+    CHECKF(fp != NULL, "%s: cannot open (run from the repository root)", path);
+    if (!fp) return;
+    int cases = 0;
+    size_t in_n = 0;
+    while (fgets(line, sizeof line, fp)) {
+        size_t n = strcspn(line, "\n");
+        if (!strncmp(line, "in ", 3)) {
+            in_n = unhex(line + 3, n - 3, in);
+        } else if (!strncmp(line, "out ", 4)) {
+            size_t w = 0;
+            for (const char *q = line + 4, *end = line + n; q < end;) {
+                size_t k = strcspn(q, "|\n");
+                if (k) { w += unhex(q, k, want + w); want[w++] = '|'; }
+                q += k + 1;
+            }
+            expect_words(name, in, in_n, want, w);
+            cases++;
+        }
+    }
+    fclose(fp);
+    printf("pre-tokenizer %s: %d cases against Python regex\n", name, cases);
+    CHECK(cases > 300);
+}
+
 /* ==== Tiny vocabularies ==== */
 
 /* id:                                      0    1    2    3     4      5         6       7 */
@@ -527,6 +570,8 @@ static void test_broken(void)
 int main(void)
 {
     test_pretok();
+    test_pretok_ref("llama-bpe");
+    test_pretok_ref("qwen2");
     test_tiny();
     test_broken();
     test_gpt2();
