@@ -377,7 +377,9 @@ struct pinfer_synth_params {
     bool progress;      /* progress bar on stderr */
     int rank_structure; /* ReLU family: gate rows live mostly in a K-dim subspace per layer, so a
                            low-rank predictor sees the activations (docs/synth.md); 0 = isotropic
-                           rows (synth version 1); the default is 48 */
+                           rows (synth version 1); the default is 48 */    const char *vocab_from; /* a GGUF file whose tokenizer.* keys (vocabulary, merges, special
+                           tokens, chat template) the model gets instead of the generated
+                           SentencePiece vocabulary; n_vocab becomes its token count; NULL */
 };
 struct pinfer_synth_params pinfer_synth_default_params(void);
 /* Writes a synthetic GGUF model to path, atomically (temp file + rename). Checks free disk

@@ -17,6 +17,8 @@ static void usage(void)
     printf("usage: pinfer synth -o OUT.gguf [--shape NAME] [options]\n"
            "  --shape NAME        tiny (default), llama2-7b, llama2-13b, mistral-7b, mixtral-8x7b\n"
            "  --dim N --layers N --heads N --kv-heads N --ffn N --vocab N --ctx N\n"
+           "  --vocab-from FILE   take the vocabulary (every tokenizer.* key: tokens, merges, special\n"
+           "                      tokens, chat template) from another GGUF file, e.g. a real model's\n"
            "  --experts N --experts-used N     override the shape's dimensions\n"
            "  --type T            f32, f16, bf16, q8_0, q4_0 (default), q4_1, q5_0, q5_1, iq4_nl,\n"
            "                      q2_k, q3_k, q4_k, q5_k, q6_k for the big matrices\n"
@@ -55,6 +57,7 @@ int cmd_synth(int argc, char **argv)
         if (!(v = args_value(C, argc, argv, &i))) return 2;
         if (!strcmp(a, "-o") || !strcmp(a, "--output")) out = v;
         else if (!strcmp(a, "--shape")) p.shape = v;
+        else if (!strcmp(a, "--vocab-from")) p.vocab_from = v;
 #define INTFLAG(flag, field, lo, hi) \
         else if (!strcmp(a, flag)) { if (!args_int(C, flag, v, lo, hi, &n)) return 2; p.field = (int)n; }
         INTFLAG("--dim", n_embd, 64, 65536)

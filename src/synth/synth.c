@@ -121,6 +121,12 @@ static int set_keys(struct gguf_writer *w, const struct synth_cfg *c, const stru
         if (!rc && c->rank) rc = gguf_writer_set_u32(w, "pinfer.synth.rank_structure", (uint32_t)c->rank);
         if (!rc && c->rank) rc = gguf_writer_set_f32(w, "pinfer.synth.rank_share", (float)SYNTH_LR_SHARE);
     }
+    if (!rc && c->vocab_src) {
+        /* every tokenizer.* key of the source, as it is */
+        for (uint64_t i = 0; i < c->vocab_src->n_kv && !rc; i++)
+            if (c->vocab_src->kv[i].key.len > 10 && !memcmp(c->vocab_src->kv[i].key.s, "tokenizer.", 10)) rc = gguf_writer_copy_kv(w, &c->vocab_src->kv[i]);
+        return rc;
+    }
     if (!rc) rc = gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
     if (!rc) rc = gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)v->tokens, (uint64_t)v->n);
     if (!rc) rc = gguf_writer_set_arr(w, "tokenizer.ggml.scores", GGUF_F32, v->scores, (uint64_t)v->n);
@@ -173,8 +179,26 @@ int pinfer_synth(const char *path, const struct pinfer_synth_params *params)
     float *rowbuf = NULL;
     int n_t = 0, rc;
 
-    if ((rc = synth_cfg_resolve(&cfg, p))) return rc;
-    if ((rc = synth_vocab_build(&vocab, cfg.n_vocab))) goto out;
+    struct pinfer_synth_params pv = *p;
+    struct gguf_file *vsrc = NULL;
+    if (p->vocab_from) {
+        /* the vocabulary of another file: its token count is the model's n_vocab */
+        if ((rc = gguf_open(&vsrc, p->vocab_from))) return pf_fail_context(rc, "--vocab-from %s", p->vocab_from);
+        const struct gguf_kv *kv = gguf_find(vsrc, "tokenizer.ggml.tokens");
+        if (!kv || kv->type != GGUF_ARRAY || kv->arr_type != GGUF_STRING || kv->arr_n < 1 || kv->arr_n > (1u << 21)) {
+            gguf_close(vsrc);
+            return pf_fail(PINFER_EFORMAT, "--vocab-from %s: no tokenizer.ggml.tokens array of 1 to 2^21 strings", p->vocab_from);
+        }
+        if (p->n_vocab && (uint64_t)p->n_vocab != kv->arr_n) {
+            gguf_close(vsrc);
+            return pf_fail(PINFER_EINVAL, "--vocab %d disagrees with the %llu tokens of %s", p->n_vocab,
+                           (unsigned long long)kv->arr_n, p->vocab_from);
+        }
+        pv.n_vocab = (int)kv->arr_n;
+    }
+    if ((rc = synth_cfg_resolve(&cfg, &pv))) { gguf_close(vsrc); return rc; }
+    cfg.vocab_src = vsrc;
+    if (!vsrc && (rc = synth_vocab_build(&vocab, cfg.n_vocab))) goto out;
     if ((rc = synth_plan_build(&plan, &cfg))) goto out;
     ts = calloc(3 + (size_t)cfg.n_layer * 10, sizeof *ts);
     if (!ts) { rc = pf_fail(PINFER_ENOMEM, "out of memory"); goto out; }
@@ -233,5 +257,6 @@ out:
     free(ts);
     synth_plan_free(&plan);
     synth_vocab_free(&vocab);
+    gguf_close(vsrc);
     return rc;
 }

@@ -12,6 +12,8 @@
 #include "pinfer.h"
 #include "model/act.h"
 
+struct gguf_file;
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -43,6 +45,7 @@ struct synth_cfg {
     float sparsity, hot_frac, hot_share;
     uint64_t seed;
     int rank;        /* K of the gate subspace; 0: isotropic rows (ReLU family only) */
+    const struct gguf_file *vocab_src; /* --vocab-from: tokenizer keys copied from it; NULL */
 };
 
 /* Applies the named shape, then the explicit overrides, then checks everything. */
