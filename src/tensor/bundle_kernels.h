@@ -81,6 +81,20 @@ void pf_gather_dot_q8_0_ref(const struct pf_kernels *kt, const void *const *rows
                             float *out, struct pf_pq *pq);
 void pf_gather_dot_q4_0_ref(const struct pf_kernels *kt, const void *const *rows, int k, const void *xa, int64_t n,
                             float *out, struct pf_pq *pq);
+/* K-quants (Q2_K..Q6_K; the activation for gather_dot is Q8_K): */
+#define PF_BUNDLE_REF_DECL(T)                                                                         \
+    void pf_down_accum_##T##_ref(const void *const *rows, const float *h, int k, float *y, int64_t n, \
+                                 struct pf_pq *pq);                                                 \
+    void pf_down_panel_##T##_ref(const void *rows, size_t rs, int np, int64_t e0, int ne,            \
+                                 const float *h, size_t hs, int nt, float *y, size_t ys,             \
+                                 float *scratch);                                                   \
+    void pf_gather_dot_##T##_ref(const struct pf_kernels *kt, const void *const *rows, int k,        \
+                                 const void *xa, int64_t n, float *out, struct pf_pq *pq);
+PF_BUNDLE_REF_DECL(q2_K)
+PF_BUNDLE_REF_DECL(q3_K)
+PF_BUNDLE_REF_DECL(q4_K)
+PF_BUNDLE_REF_DECL(q5_K)
+PF_BUNDLE_REF_DECL(q6_K)
 #if defined(__x86_64__)
 void pf_down_accum_f32_avx512(const void *const *rows, const float *h, int k, float *y, int64_t n, struct pf_pq *pq);
 void pf_down_accum_f16_avx512(const void *const *rows, const float *h, int k, float *y, int64_t n, struct pf_pq *pq);
