@@ -54,8 +54,9 @@ typedef void (*pf_down_panel_fn)(const void *rows, size_t rs, int np, int64_t e0
 
 /* ==== The entries of the ISA tables ====
  * Listed by pf_kernels_ref (tensor/kernels_ref.c) and pf_kernels_avx512 (tensor/kernels_avx512.c);
- * call them through a table. The AVX-512 file has no BF16 kernels and one gather_dot (Q4_0):
- * dispatch.c fills the table's other entries from the reference. */
+ * call them through a table. The AVX-512 file has no BF16 kernels, one gather_dot (Q4_0), decode
+ * kernels of the K-quants Q4_K and Q6_K only (the types of llama.cpp's Q4_K_M), and prefill panels
+ * of every block type: dispatch.c fills the table's other entries from the reference. */
 void pf_down_accum_f32_ref(const void *const *rows, const float *h, int k, float *y, int64_t n, struct pf_pq *pq);
 void pf_down_accum_f16_ref(const void *const *rows, const float *h, int k, float *y, int64_t n, struct pf_pq *pq);
 void pf_down_accum_bf16_ref(const void *const *rows, const float *h, int k, float *y, int64_t n, struct pf_pq *pq);
@@ -108,6 +109,20 @@ void pf_down_panel_q8_0_avx512(const void *rows, size_t rs, int np, int64_t e0, 
                                int nt, float *y, size_t ys, float *scratch);
 void pf_down_panel_q4_0_avx512(const void *rows, size_t rs, int np, int64_t e0, int ne, const float *h, size_t hs,
                                int nt, float *y, size_t ys, float *scratch);
+void pf_down_accum_q4_K_avx512(const void *const *rows, const float *h, int k, float *y, int64_t n, struct pf_pq *pq);
+void pf_down_accum_q6_K_avx512(const void *const *rows, const float *h, int k, float *y, int64_t n, struct pf_pq *pq);
+#define PF_PANEL_AVX512_DECL(T)                                                                          \
+    void pf_down_panel_##T##_avx512(const void *rows, size_t rs, int np, int64_t e0, int ne, const float *h, \
+                                    size_t hs, int nt, float *y, size_t ys, float *scratch);
+PF_PANEL_AVX512_DECL(q2_K)
+PF_PANEL_AVX512_DECL(q3_K)
+PF_PANEL_AVX512_DECL(q4_K)
+PF_PANEL_AVX512_DECL(q5_K)
+PF_PANEL_AVX512_DECL(q6_K)
+PF_PANEL_AVX512_DECL(q4_1)
+PF_PANEL_AVX512_DECL(q5_0)
+PF_PANEL_AVX512_DECL(q5_1)
+PF_PANEL_AVX512_DECL(iq4_nl)
 void pf_gather_dot_q4_0_avx512(const struct pf_kernels *kt, const void *const *rows, int k, const void *xa, int64_t n,
                                float *out, struct pf_pq *pq);
 #endif
