@@ -101,8 +101,13 @@ int tu_gguf_edit(const char *in, const char *out, const struct tu_gguf_edit *e)
     struct gguf_writer *w = NULL;
     int rc = gguf_open(&f, in);
     if (!rc) rc = gguf_writer_new(&w);
-    for (uint64_t i = 0; !rc && i < f->n_kv; i++) rc = gguf_writer_copy_kv(w, &f->kv[i]);
-    if (!rc && e->key) rc = gguf_writer_set_arr(w, e->key, GGUF_U32, e->u32, (uint64_t)e->n_u32);
+    for (uint64_t i = 0; !rc && i < f->n_kv; i++) {
+        const struct gguf_kv *kv = &f->kv[i];
+        if (e->drop && kv->key.len == strlen(e->drop) && !memcmp(kv->key.s, e->drop, kv->key.len)) continue;
+        rc = gguf_writer_copy_kv(w, kv);
+    }
+    if (!rc && e->key)
+        rc = e->scalar ? gguf_writer_set_u32(w, e->key, e->u32[0]) : gguf_writer_set_arr(w, e->key, GGUF_U32, e->u32, (uint64_t)e->n_u32);
     for (uint64_t i = 0; !rc && i < f->n_tensors; i++) {
         const struct gguf_tensor *t = &f->tensors[i];
         int nt = e->retype ? e->retype(t->name) : -1;
