@@ -8,7 +8,12 @@
  * where w_i[e] is the dequantized weight, which is exact in f32 for the types here (Q4_0:
  * (q - 8) * d and Q8_0: q * d are products of a small integer and an f16 value; F16 and BF16
  * widen exactly; for the types of tensor/quants_extra.h it is the value their dequant kernel
- * computes, see there). `ref` (plain C, fmaf) is the specification.
+ * computes, see there; for the K-quants Q2_K..Q6_K, the value their reference dequant computes,
+ * (d * sc) * q - dmin * m with each product and the difference rounded, no fma: what
+ * tensor/kquants_ref.c writes). `ref` (plain C, fmaf) is the specification.
+ *
+ * A bundle slot's parts may differ in type (docs/sparse-format.md): callers pick each kernel by
+ * its part's type, e.g. gather_dot[gate type] on gate rows, down_accum[down type] on down rows.
  *
  * The kernels are entries of struct pf_kernels (tensor/kernels.h), so the one dispatcher
  * (tensor/dispatch.c) picks them with the dense kernels: a caller reaches them as
@@ -45,8 +50,8 @@ typedef void (*pf_gather_dot_fn)(const struct pf_kernels *kt, const void *const 
 
 /* Prefill: for t < nt and e < ne,
  *   y[t*ys + e] += sum over p = 0..np-1 (in that order) of h[t*hs + p] * row_p[e0 + e]
- * where row_p starts at rows + p*rs. e0 and ne are multiples of the block size, ne <=
- * PF_PANEL_COLS and np <= PF_PANEL_ROWS (below); scratch holds np*ne floats (variants
+ * where row_p starts at rows + p*rs. e0 and ne are multiples of the block size (256 for the
+ * K-quants, which PF_PANEL_COLS is a multiple of), ne <= PF_PANEL_COLS and np <= PF_PANEL_ROWS (below); scratch holds np*ne floats (variants
  * dequantize the panel into it once and reuse it for every token). */
 typedef void (*pf_down_panel_fn)(const void *rows, size_t rs, int np, int64_t e0, int ne,
                                  const float *h, size_t hs, int nt, float *y, size_t ys,
