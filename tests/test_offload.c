@@ -133,41 +133,16 @@ static int diff_rows(const struct run *a, const struct run *b, int nv, int steps
     return bad;
 }
 
-/* Writes a copy of the prepared model whose layer-0 bundle is Q8_0 (the same values requantized)
- * and the rest as they are: a mixed-type prepared file (issue 15, defect 1). 0 or -1. */
+/* Writes a copy of the prepared model whose layer-0 bundle is Q8_0 (the same values requantized,
+ * its types key changed to match) and the rest as they are: layers of different slot sizes
+ * (issue 15, defect 1). 0 or -1. */
+static int bundle0_q8(const char *name) { return strcmp(name, "blk.0.ffn_bundle.weight") ? -1 : PF_TYPE_Q8_0; }
+
 static int write_mixed(const char *in, const char *out)
 {
-    struct gguf_file *f = NULL;
-    struct gguf_writer *w = NULL;
-    int rc = gguf_open(&f, in);
-    if (!rc) rc = gguf_writer_new(&w);
-    for (uint64_t i = 0; !rc && i < f->n_kv; i++) rc = gguf_writer_copy_kv(w, &f->kv[i]);
-    for (uint64_t i = 0; !rc && i < f->n_tensors; i++) {
-        const struct gguf_tensor *t = &f->tensors[i];
-        const bool mixed = !strcmp(t->name, "blk.0.ffn_bundle.weight");
-        rc = gguf_writer_add_tensor(w, t->name, mixed ? PF_TYPE_Q8_0 : t->type, t->n_dims, t->ne);
-    }
-    if (!rc) rc = gguf_writer_begin(w, out);
-    for (uint64_t i = 0; !rc && i < f->n_tensors; i++) {
-        const struct gguf_tensor *t = &f->tensors[i];
-        const uint8_t *src = f->data + t->file_offset;
-        if (strcmp(t->name, "blk.0.ffn_bundle.weight")) { rc = gguf_writer_write(w, src, t->nbytes); continue; }
-        const int64_t n = t->ne[0], rows = (int64_t)(t->nbytes / (uint64_t)(n / 32 * 18));
-        float *row = malloc(sizeof(float) * (size_t)n);
-        uint8_t *q = malloc((size_t)(n / 32 * 34));
-        for (int64_t r = 0; !rc && r < rows; r++) {
-            pf_kernels_ref.dequant[PF_TYPE_Q4_0](src + (size_t)r * (size_t)(n / 32 * 18), row, n);
-            pf_kernels_ref.from_f32[PF_TYPE_Q8_0](row, q, n);
-            rc = gguf_writer_write(w, q, (size_t)(n / 32 * 34));
-        }
-        free(row);
-        free(q);
-    }
-    if (!rc) rc = gguf_writer_finish(w);
-    if (rc) fprintf(stderr, "write_mixed: %s\n", pinfer_last_error());
-    gguf_writer_free(w);
-    gguf_close(f);
-    return rc ? -1 : 0;
+    const uint32_t q8[3] = { PF_TYPE_Q8_0, PF_TYPE_Q8_0, PF_TYPE_Q8_0 };
+    struct tu_gguf_edit e = { .key = "pinfer.bundle.0.types", .u32 = q8, .n_u32 = 3, .retype = bundle0_q8 };
+    return tu_gguf_edit(in, out, &e);
 }
 
 /* Issue 15, defect 4: a file replaced or cut after it was parsed. other_path holds a file of the
@@ -389,6 +364,42 @@ int main(void)
             printf("mixed bundle types (q8_0 then q4_0) under a budget%s: %d steps bit-identical to in memory, %llu evictions\n",
                    k ? ", hot 0.5, read-ahead" : "", r.steps_done, (unsigned long long)r.cs.evictions);
         }
+    }
+    /* a K-quant model whose odd layers keep ffn_down in Q6_K (llama.cpp's Q4_K_M does so):
+       bundles of Q4_K gate and up rows with Q6_K down columns next to all-Q4_K ones, oracle and
+       predictor modes under a budget that evicts on every token == in memory, bit for bit */
+    {
+        char kraw[600], kprep[600];
+        snprintf(kraw, sizeof kraw, "%s/kq-raw.gguf", tu_tmpdir());
+        snprintf(kprep, sizeof kprep, "%s/kq-prep.gguf", tu_tmpdir());
+        CHECK(tu_make_kquant(kraw, kprep, PINFER_ACT_DRELU, 5, true, 240, 100) == 0);
+        const int knv = n_vocab_of(kprep), steps = 48;
+        struct run km = { .lg = malloc(sizeof(float) * (size_t)knv * (N_STEPS + 1)) };
+        struct run ko = { .lg = malloc(sizeof(float) * (size_t)knv * (N_STEPS + 1)) };
+        g_prefetch = true;
+        int rc = run_model(kprep, 1ull << 30, PINFER_IO_AUTO, -1, PINFER_SPARSE_PREDICTOR, 1, &ko);
+        g_prefetch = false;
+        const uint64_t kfixed = ko.cs.fixed_bytes;
+        CHECKF(rc == 0 && kfixed > 0, "%s", ko.msg);
+        for (int mode = 0; mode < 2 && rc == 0; mode++) {
+            enum pinfer_sparse_mode sm = mode == 0 ? PINFER_SPARSE_PREDICTOR : PINFER_SPARSE_ORACLE;
+            rc = run_model(kprep, 0, PINFER_IO_AUTO, -1, sm, steps, &km);
+            CHECKF(rc == 0 && km.steps_done == steps, "K-quant model in memory: rc %d: %s", rc, km.msg);
+            for (int k = 0; k < 2 && rc == 0; k++) {
+                g_prefetch = k == 1;
+                rc = run_model(kprep, kfixed + (k ? 256 << 10 : 64 << 10), PINFER_IO_AUTO, k ? 0.5f : 0, sm, steps, &ko);
+                g_prefetch = false;
+                int bad = rc ? -1 : diff_rows(&km, &ko, knv, steps);
+                CHECKF(rc == 0 && ko.steps_done == steps && bad == 0 && !memcmp(km.tk, ko.tk, sizeof km.tk),
+                       "K-quant %s under a budget: rc %d, %d rows differ: %s", pinfer_sparse_mode_name(sm), rc, bad, ko.msg);
+                CHECK(ko.cs.misses > 0 && ko.cs.evictions > 0);
+                printf("K-quant (q4_K, q6_K down in odd layers), %s under a budget%s: %d steps bit-identical to in memory, "
+                       "%llu evictions\n", pinfer_sparse_mode_name(sm), k ? ", hot 0.5, read-ahead" : "", ko.steps_done,
+                       (unsigned long long)ko.cs.evictions);
+            }
+        }
+        free(km.lg);
+        free(ko.lg);
     }
     /* the file replaced or cut between parsing and reading (issue 15, defect 4) */
     check_changed_file("replaced while loading, in memory", 0, true, true, &mem, &off, nv);

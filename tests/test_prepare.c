@@ -1,5 +1,6 @@
-/* pinfer prepare (docs/sparse-format.md) on tiny synthetic ReLU (Q8_0), dReLU (Q4_0) and SiLU
- * (F16) models, checked through the GGUF reader, not through prepare's own code:
+/* pinfer prepare (docs/sparse-format.md) on tiny synthetic ReLU (Q8_0), dReLU (Q4_0), SiLU
+ * (F16), dReLU Q4_K and ReLU Q4_K with Q6_K down in odd layers (mixed-type bundles, as
+ * llama.cpp's Q4_K_M) models, checked through the GGUF reader, not through prepare's own code:
  *  - keys and tensors of the spec with the right shapes and types, no ffn_gate/up/down left,
  *    general.alignment 4096 and every tensor's file offset 4096-aligned;
  *  - perm is a permutation, freq is non-increasing;
@@ -11,7 +12,10 @@
  *  - same seed -> identical bytes, whatever the thread count;
  *  - PowerInfer predictors in the input are kept: fc1 as is, fc2 rows permuted into slot order;
  *  - bad inputs (missing file, missing output directory, a non-GGUF and a non-llama file, an
- *    already prepared model, a bad cluster size) fail with clear messages and leave no file. */
+ *    already prepared model, a bad cluster size) fail with clear messages and leave no file;
+ *  - hostile prepared files (a types array naming an unknown type, a type without bundle
+ *    kernels, a slot size that does not match the tensor, ...) are refused at load with clear
+ *    messages; a version 1 file (one type per layer, no types key) still loads. */
 #include "testutil.h"
 
 #include "gguf/gguf.h"
@@ -50,6 +54,10 @@ static int synth(const char *path, enum pinfer_act act, int type)
     p.hot_share = 0.8f;
     p.type = type;
     p.seed = 7;
+    if (type >= PF_TYPE_Q2_K && type <= PF_TYPE_Q6_K) { /* rows of whole 256-element super-blocks */
+        p.n_embd = 256;
+        p.n_ff = 512;
+    }
     int rc = pinfer_synth(path, &p);
     if (rc) fprintf(stderr, "synth %s: %s\n", path, pinfer_last_error());
     return rc;
@@ -126,8 +134,19 @@ static float quant_tol(int type, float amax)
     case PF_TYPE_F32: return 0;
     case PF_TYPE_F16: return amax * 1e-3f + 1e-7f;
     case PF_TYPE_Q8_0: return amax / 127.0f + 1e-6f;
+    case PF_TYPE_Q6_K: return amax / 20.0f + 1e-6f;
+    case PF_TYPE_Q4_K: return amax / 5.0f + 1e-6f; /* sub-block scale and min, both 6-bit */
     default: return amax / 8.0f * 1.002f + 1e-6f; /* Q4_0: one step at the clipped end, f16 scale */
     }
+}
+
+/* The type prepare must store a layer's down columns in (docs/sparse-format.md), restated here
+ * rather than taken from prepare: the down's own type when n_embd is a whole number of its
+ * blocks, else Q8_0 (n_embd % 32 == 0), else F16. */
+static int want_down_type(int down, int64_t E)
+{
+    if (E % pf_type_get(down)->blck == 0) return down;
+    return E % 32 == 0 ? PF_TYPE_Q8_0 : PF_TYPE_F16;
 }
 
 /* ==== Re-measuring recall ==== */
@@ -238,7 +257,7 @@ static void check_prepared(const char *in_path, const char *out_path, const char
     char act[32] = "", src[32] = "";
     CHECK(gguf_get_i64(in, "llama.embedding_length", &E) == 0 && gguf_get_i64(in, "llama.feed_forward_length", &F) == 0 &&
           gguf_get_i64(in, "llama.block_count", &L) == 0);
-    CHECK(gguf_get_u32(out, "pinfer.prepared", &u) == 0 && u == 1);
+    CHECK(gguf_get_u32(out, "pinfer.prepared", &u) == 0 && u == 2);
     CHECK(gguf_get_u32(out, "general.alignment", &u) == 0 && u == 4096 && out->alignment == 4096);
     CHECK(out->data_offset % 4096 == 0);
     CHECK(gguf_get_str(out, "pinfer.ffn_act", act, sizeof act) == 0);
@@ -271,7 +290,18 @@ static void check_prepared(const char *in_path, const char *out_path, const char
         const struct gguf_tensor *b = tensor(out, "blk.%d.ffn_bundle.weight", l);
         const struct gguf_tensor *gi = tensor(in, "blk.%d.ffn_gate.weight", l), *ui = tensor(in, "blk.%d.ffn_up.weight", l),
                                  *di = tensor(in, "blk.%d.ffn_down.weight", l);
-        CHECKF(b && b->n_dims == 3 && b->ne[0] == E && b->ne[1] == 3 && b->ne[2] == F && b->type == gi->type, "bundle %d", l);
+        /* the part types, and the tensor: one type {E, 3, F} of it, else I8 {slot bytes, F} */
+        const int tg = gi->type, tu = ui->type, td = want_down_type(di->type, E);
+        uint32_t *ty = arr(out, "pinfer.bundle.%d.types", l, GGUF_U32, 3);
+        CHECKF(ty && (int)ty[0] == tg && (int)ty[1] == tu && (int)ty[2] == td, "layer %d: types key", l);
+        free(ty);
+        size_t rg = 0, ru = 0, rd = 0;
+        CHECK(pf_row_size(tg, E, &rg) && pf_row_size(tu, E, &ru) && pf_row_size(td, E, &rd));
+        const size_t slot_b = rg + ru + rd;
+        const bool one = tg == tu && tu == td;
+        if (one) CHECKF(b && b->n_dims == 3 && b->ne[0] == E && b->ne[1] == 3 && b->ne[2] == F && b->type == tg, "bundle %d", l);
+        else CHECKF(b && b->n_dims == 2 && b->ne[0] == (int64_t)slot_b && b->ne[1] == F && b->type == PF_TYPE_I8,
+                    "bundle %d: mixed types need I8 [%zu, %lld]", l, slot_b, (long long)F);
         int32_t *perm = arr(out, "pinfer.bundle.%d.perm", l, GGUF_I32, (uint64_t)F);
         float *freq = arr(out, "pinfer.bundle.%d.freq", l, GGUF_F32, (uint64_t)F);
         float *am = arr(out, "pinfer.bundle.%d.act_mean", l, GGUF_F32, (uint64_t)F);
@@ -289,25 +319,25 @@ static void check_prepared(const char *in_path, const char *out_path, const char
         free(seen);
         if (!is_perm) { free(perm); free(freq); free(am); continue; }
         /* slots */
-        size_t rs, rsd;
-        pf_row_size(b->type, E, &rs);
+        size_t rsd;
         pf_row_size(di->type, F, &rsd);
-        CHECKF((size_t)res->cluster_size * 3 * rs % 4096 == 0 || res->cluster_size == F, "cluster of %d slots of %zu bytes",
-               res->cluster_size, 3 * rs);
+        CHECKF((size_t)res->cluster_size * slot_b % 4096 == 0 || res->cluster_size == F, "cluster of %d slots of %zu bytes",
+               res->cluster_size, slot_b);
+        const int64_t win = pf_type_get(td)->blck > 32 ? pf_type_get(td)->blck : 32; /* a quantization block */
         float *down = malloc(sizeof *down * (size_t)E * F), *row = malloc(sizeof *row * (size_t)E);
         for (int e = 0; e < E; e++) pf_kernels_ref.dequant[di->type]((const char *)tdata(in, di) + e * rsd, down + (size_t)e * F, F);
         int bad_g = 0, bad_u = 0, bad_d = 0;
         for (int j = 0; j < F; j++) {
-            const char *slot = (const char *)tdata(out, b) + (size_t)j * 3 * rs;
+            const char *slot = (const char *)tdata(out, b) + (size_t)j * slot_b;
             int i = perm[j];
-            bad_g += memcmp(slot, (const char *)tdata(in, gi) + (size_t)i * rs, rs) != 0;
-            bad_u += memcmp(slot + rs, (const char *)tdata(in, ui) + (size_t)i * rs, rs) != 0;
-            pf_kernels_ref.dequant[b->type](slot + 2 * rs, row, E);
-            for (int e0 = 0; e0 < E; e0 += 32) { /* tolerance per quantization block */
+            bad_g += memcmp(slot, (const char *)tdata(in, gi) + (size_t)i * rg, rg) != 0;
+            bad_u += memcmp(slot + rg, (const char *)tdata(in, ui) + (size_t)i * ru, ru) != 0;
+            pf_kernels_ref.dequant[td](slot + rg + ru, row, E);
+            for (int e0 = 0; e0 < E; e0 += (int)win) { /* tolerance per quantization block */
                 float amax = 0;
-                for (int e = e0; e < e0 + 32 && e < E; e++) amax = fmaxf(amax, fabsf(down[(size_t)e * F + i]));
-                for (int e = e0; e < e0 + 32 && e < E; e++)
-                    if (fabsf(row[e] - down[(size_t)e * F + i]) > quant_tol(b->type, amax)) bad_d++;
+                for (int e = e0; e < e0 + win && e < E; e++) amax = fmaxf(amax, fabsf(down[(size_t)e * F + i]));
+                for (int e = e0; e < e0 + win && e < E; e++)
+                    if (fabsf(row[e] - down[(size_t)e * F + i]) > quant_tol(td, amax)) bad_d++;
             }
             slot_checked++;
         }
@@ -348,13 +378,28 @@ static void check_prepared(const char *in_path, const char *out_path, const char
     gguf_close(out);
 }
 
-static void test_model(const char *name, enum pinfer_act act, int type, const char *text, size_t len, int rank)
+/* ffn_down of odd layers -> Q6_K: llama.cpp's Q4_K_M keeps some layers' down in Q6_K */
+static int odd_down_q6k(const char *name)
 {
-    char in[64], out[64];
+    int l;
+    char rest[64];
+    if (sscanf(name, "blk.%d.%63s", &l, rest) == 2 && l % 2 == 1 && !strcmp(rest, "ffn_down.weight")) return PF_TYPE_Q6_K;
+    return -1;
+}
+
+/* mixed: the synthetic model's odd layers' ffn_down re-quantized to Q6_K before preparing */
+static void test_model(const char *name, enum pinfer_act act, int type, const char *text, size_t len, int rank, bool mixed)
+{
+    char in[64], out[64], uni[64];
     snprintf(in, sizeof in, "%s.gguf", name);
     snprintf(out, sizeof out, "%s.prepared.gguf", name);
+    snprintf(uni, sizeof uni, "%s.uniform.gguf", name);
     const char *ip = tmp(in), *op = tmp(out);
-    if (synth(ip, act, type)) { CHECK(0); return; }
+    if (synth(mixed ? tmp(uni) : ip, act, type)) { CHECK(0); return; }
+    if (mixed) {
+        struct tu_gguf_edit e = { .retype = odd_down_q6k };
+        if (tu_gguf_edit(tmp(uni), ip, &e)) { CHECK(0); return; }
+    }
     struct pinfer_prepare_params p = params(text, len);
     p.rank = rank;
     struct pinfer_prepare_result *res = NULL;
@@ -524,6 +569,67 @@ static void test_errors(const char *text, size_t len)
     CHECK(!dir_has_tmp());
 }
 
+/* ==== Hostile prepared files ====
+ * The prepared mixed K-quant file (q4km: layer 0 all Q4_K, typed {n_embd, 3, n_ff}; layer 1
+ * Q4_K / Q4_K / Q6_K, I8 slots of 498 bytes) with one key changed: every case is refused at load
+ * with its own code and a message that says what is wrong. */
+static void expect_load(const char *what, const struct tu_gguf_edit *e, int code, const char *needle)
+{
+    const char *path = tmp("hostile.gguf");
+    if (tu_gguf_edit(tmp("q4km.prepared.gguf"), path, e)) { CHECK(0); return; }
+    struct pinfer_model *m = NULL;
+    int rc = pinfer_model_load(&m, path, NULL);
+    const char *msg = rc ? pinfer_last_error() : "(loaded)";
+    printf("  %-44.44s -> %d: %s\n", what, rc, msg);
+    CHECKF(rc == code, "%s: expected %d, got %d (%s)", what, code, rc, msg);
+    if (code) CHECKF(strstr(msg, needle) != NULL, "%s: message lacks '%s': %s", what, needle, msg);
+    pinfer_model_free(m);
+    remove(path);
+}
+
+static void test_hostile(void)
+{
+    const uint32_t iq2[3] = { PF_TYPE_Q4_K, PF_TYPE_Q4_K, 16 /* iq2_xxs */ };
+    const uint32_t q8k[3] = { PF_TYPE_Q4_K, PF_TYPE_Q4_K, PF_TYPE_Q8_K };
+    const uint32_t q5k[3] = { PF_TYPE_Q4_K, PF_TYPE_Q4_K, PF_TYPE_Q5_K };
+    const uint32_t one[3] = { PF_TYPE_Q4_K, PF_TYPE_Q4_K, PF_TYPE_Q4_K };
+    const uint32_t q6k[3] = { PF_TYPE_Q4_K, PF_TYPE_Q4_K, PF_TYPE_Q6_K };
+    const uint32_t big[3] = { PF_TYPE_Q4_K, PF_TYPE_Q4_K, 0xffffffffu };
+    const uint32_t v1 = 1, v3 = 3;
+    const struct { const char *what; struct tu_gguf_edit e; int code; const char *needle; } c[] = {
+        { "as written", { 0 }, 0, "" },
+        { "down type iq2_xxs (unknown to pinfer)", { .key = "pinfer.bundle.1.types", .u32 = iq2, .n_u32 = 3 },
+          PINFER_EUNSUPPORTED, "cannot compute" },
+        { "down type q8_K (no bundle kernels)", { .key = "pinfer.bundle.1.types", .u32 = q8k, .n_u32 = 3 },
+          PINFER_EUNSUPPORTED, "no bundle kernels" },
+        { "down type 0xffffffff", { .key = "pinfer.bundle.1.types", .u32 = big, .n_u32 = 3 }, PINFER_EUNSUPPORTED, "type -1" },
+        { "slot size: q5_K down says 464 bytes, not 498", { .key = "pinfer.bundle.1.types", .u32 = q5k, .n_u32 = 3 },
+          PINFER_EFORMAT, "expected [464, 512]" },
+        { "one type on I8 slots of another size", { .key = "pinfer.bundle.1.types", .u32 = one, .n_u32 = 3 }, PINFER_EFORMAT,
+          "expected [432, 512]" },
+        { "mixed types on a typed tensor", { .key = "pinfer.bundle.0.types", .u32 = q6k, .n_u32 = 3 }, PINFER_EFORMAT, "need i8" },
+        { "types array of 2", { .key = "pinfer.bundle.1.types", .u32 = q6k, .n_u32 = 2 }, PINFER_EFORMAT, "array of 3" },
+        { "types key missing", { .drop = "pinfer.bundle.1.types" }, PINFER_EFORMAT, "pinfer.bundle.1.types is missing" },
+        { "version 1 (no types: one type per tensor)", { .key = "pinfer.prepared", .u32 = &v1, .scalar = true },
+          PINFER_EUNSUPPORTED, "cannot compute" },
+        { "version 3", { .key = "pinfer.prepared", .u32 = &v3, .scalar = true }, PINFER_EUNSUPPORTED, "version 3" },
+    };
+    printf("hostile prepared files:\n");
+    for (size_t i = 0; i < sizeof c / sizeof *c; i++) expect_load(c[i].what, &c[i].e, c[i].code, c[i].needle);
+    /* a version 1 file of one type per layer (what pinfer wrote before) still loads */
+    struct tu_gguf_edit e = { .key = "pinfer.prepared", .u32 = &v1, .scalar = true };
+    const char *path = tmp("v1.gguf");
+    struct pinfer_model *m = NULL;
+    CHECK(tu_gguf_edit(tmp("drelu.prepared.gguf"), path, &e) == 0);
+    CHECKF(pinfer_model_load(&m, path, NULL) == 0, "a version 1 file: %s", pinfer_last_error());
+    struct pinfer_model_info info;
+    if (m) {
+        pinfer_model_get_info(m, &info);
+        CHECK(info.prepared == 1 && info.weight_type == PF_TYPE_Q4_0);
+    }
+    pinfer_model_free(m);
+}
+
 /* ==== CLI ==== */
 
 static void test_cli(void)
@@ -548,9 +654,12 @@ int main(void)
     size_t len;
     char *text = calib_text(&len);
     if (!text) return 1;
-    test_model("relu", PINFER_ACT_RELU, PF_TYPE_Q8_0, text, len, 0);
-    test_model("drelu", PINFER_ACT_DRELU, PF_TYPE_Q4_0, text, len, 64);
-    test_model("silu", PINFER_ACT_SILU, PF_TYPE_F16, text, len, 0);
+    test_model("relu", PINFER_ACT_RELU, PF_TYPE_Q8_0, text, len, 0, false);
+    test_model("drelu", PINFER_ACT_DRELU, PF_TYPE_Q4_0, text, len, 64, false);
+    test_model("silu", PINFER_ACT_SILU, PF_TYPE_F16, text, len, 0, false);
+    test_model("q4k", PINFER_ACT_DRELU, PF_TYPE_Q4_K, text, len, 64, false);
+    test_model("q4km", PINFER_ACT_RELU, PF_TYPE_Q4_K, text, len, 0, true);
+    test_hostile();
     test_determinism(text, len);
     test_powerinfer(text, len);
     test_errors(text, len);

@@ -3,7 +3,8 @@
  *    specified exactly: one fma per term, in order), on seeded random data, odd sizes, every
  *    type, with NaN-poisoned padding around rows and outputs; the reference against a double
  *    sum; the prefill panel kernel against the decode kernel;
- *  - tiny synthetic ReLU, ReGLU and dReLU models (and SiLU) prepared with pinfer_prepare:
+ *  - tiny synthetic ReLU, ReGLU and dReLU models (and SiLU) prepared with pinfer_prepare, in
+ *    Q4_0 and in K-quants (Q4_K; Q4_K with Q6_K down in odd layers, bundles of mixed types):
  *    oracle == off on 256 greedy tokens, identical tokens and logits equal with tolerance 0
  *    (both run the same per-neuron operations in the same order; a skipped neuron adds exactly
  *    ±0, see src/ffn/decode.c), batched prefill on bundles == one token per step within
@@ -49,7 +50,9 @@ static char *tmp(const char *name)
 
 /* ==== Kernels ==== */
 
-static const int types[] = { PF_TYPE_F32, PF_TYPE_F16, PF_TYPE_BF16, PF_TYPE_Q8_0, PF_TYPE_Q4_0 };
+static const int types[] = { PF_TYPE_F32, PF_TYPE_F16, PF_TYPE_BF16, PF_TYPE_Q8_0, PF_TYPE_Q4_0, PF_TYPE_Q4_1,
+                             PF_TYPE_Q5_0, PF_TYPE_Q5_1, PF_TYPE_IQ4_NL, PF_TYPE_Q2_K, PF_TYPE_Q3_K, PF_TYPE_Q4_K,
+                             PF_TYPE_Q5_K, PF_TYPE_Q6_K };
 
 static bool nan_bytes(const void *p, size_t n)
 {
@@ -75,14 +78,6 @@ static void **make_rows(int type, int k, int64_t n, unsigned long long *st, size
     return rows;
 }
 
-static float w_at(int type, const void *row, int64_t e)
-{
-    float v[32];
-    int64_t blk = pf_type_get(type)->blck, b = e / blk;
-    pf_kernels_ref.dequant[type]((const char *)row + (size_t)b * pf_type_get(type)->size, v, blk);
-    return v[e % blk];
-}
-
 static struct pf_pq pq; /* a prefetch queue holding ranges of rows that are long gone: harmless */
 
 static void test_down_accum(const struct pf_kernels *sk, int type, int64_t n, int k, unsigned long long *st)
@@ -101,10 +96,12 @@ static void test_down_accum(const struct pf_kernels *sk, int type, int64_t n, in
     sk->down_accum[type]((const void *const *)rows, h, k, ya, n, &pq);
     int bad = 0;
     double worst = 0;
+    float *wd = malloc(sizeof *wd * (size_t)n * (size_t)k); /* the rows dequantized */
+    for (int i = 0; i < k; i++) pf_kernels_ref.dequant[type](rows[i], wd + (size_t)i * (size_t)n, n);
     for (int64_t e = 0; e < n; e++) {
         if (!(ya[e] == yr[e])) bad++;
         double truth = y0[e], mag = fabs(y0[e]);
-        for (int i = 0; i < k; i++) { double w = w_at(type, rows[i], e); truth += (double)h[i] * w; mag += fabs((double)h[i] * w); }
+        for (int i = 0; i < k; i++) { double w = wd[(size_t)i * (size_t)n + (size_t)e]; truth += (double)h[i] * w; mag += fabs((double)h[i] * w); }
         double err = fabs(yr[e] - truth) / (mag + 1e-30);
         if (err > worst) worst = err;
     }
@@ -112,7 +109,7 @@ static void test_down_accum(const struct pf_kernels *sk, int type, int64_t n, in
     CHECKF(worst < 1e-6 * (k + 1), "ref down_accum %s n=%lld k=%d: relative error %g vs double", pf_type_name(type), (long long)n, k, worst);
     CHECKF(nan_bytes(ya + n, 16 * sizeof(float)) && nan_bytes(yr + n, 16 * sizeof(float)), "down_accum wrote past y");
     for (int i = 0; i < k; i++) free(rows[i]);
-    free(rows); free(h); free(y0); free(yr); free(ya);
+    free(rows); free(h); free(y0); free(yr); free(ya); free(wd);
 }
 
 /* np rows at a 3-row stride (as in a bundle), the gaps poisoned; panel vs ref vs accum. */
@@ -192,9 +189,11 @@ static void test_gather(const struct pf_kernels *sk, const struct pf_kernels *kt
     for (int i = 0; i < k; i++) pf_pq_push_ahead(&pq, rows[i], rs);
     sk->gather_dot[type](kt, (const void *const *)rows, k, xa, n, out, &pq);
     int bad = 0, exact = 0;
+    float *wd = malloc(sizeof *wd * (size_t)n);
     for (int i = 0; i < k; i++) {
         double mag = 0;
-        for (int64_t e = 0; e < n; e++) mag += fabs(w_at(type, rows[i], e) * x[e]);
+        pf_kernels_ref.dequant[type](rows[i], wd, n);
+        for (int64_t e = 0; e < n; e++) mag += fabs(wd[e] * x[e]);
         if (!(fabs(out[i] - want[i]) <= 1e-5 * mag)) bad++;
         exact += out[i] == want[i];
     }
@@ -213,7 +212,7 @@ static void test_gather(const struct pf_kernels *sk, const struct pf_kernels *kt
         printf("gather_dot %s with %s tensor kernels: %d of %d rows bit-identical to the tensor kernel's (SIMD: "
                "reassociated)\n", sk->name, kt->name, exact, k);
     for (int i = 0; i < k; i++) free(rows[i]);
-    free(rows); free(x); free(xa); free(out); free(want);
+    free(rows); free(x); free(xa); free(out); free(want); free(wd);
 }
 
 static void test_kernels(void)
@@ -226,19 +225,21 @@ static void test_kernels(void)
         unsigned long long st = 99 + ni;
         for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
             int type = types[ti];
-            bool flt = pf_type_get(type)->blck == 1;
-            const int64_t ns[] = { 32, 64, 96, 4096 + 96, 17, 45 };
+            const int64_t blck = pf_type_get(type)->blck;
+            const bool flt = blck == 1;
+            const int64_t ns[] = { 32, 64, 96, 4096 + 96, 17, 45, 256, 768 };
             const int ks[] = { 1, 3, 7, 17, 64 };
             for (size_t a = 0; a < sizeof ns / sizeof *ns; a++) {
-                if (ns[a] % 32 && !flt) continue;
+                if (ns[a] % blck) continue;
                 for (size_t b = 0; b < sizeof ks / sizeof *ks; b++) test_down_accum(sk, type, ns[a], ks[b], &st);
             }
             struct { int64_t n; int np; int64_t e0; int ne, nt; } pc[] = {
                 { 64, 1, 0, 32, 1 }, { 256, 5, 32, 96, 3 }, { 512, 64, 256, 256, 9 }, { 320, 17, 64, 256, 4 },
                 { 96, 64, 0, 96, 5 }, { 45, 3, 0, 45, 2 }, { 80, 7, 0, 80, 6 },
+                { 256, 3, 0, 256, 1 }, { 768, 13, 512, 256, 5 }, { 1024, 64, 256, 256, 7 },
             };
             for (size_t a = 0; a < sizeof pc / sizeof *pc; a++) {
-                if (!flt && (pc[a].n % 32 || pc[a].ne % 32)) continue;
+                if (pc[a].n % blck || pc[a].ne % blck || pc[a].e0 % blck || (!flt && pc[a].ne % 32)) continue;
                 test_down_panel(sk, type, pc[a].n, pc[a].np, pc[a].e0, pc[a].ne, pc[a].nt, &st);
             }
             const char *kts[] = { "ref", "avx2", "avx512" };
@@ -248,7 +249,7 @@ static void test_kernels(void)
                 const int64_t gn[] = { 32, 96, 256, 4096, 288, 17 };
                 const int gk[] = { 1, 2, 3, 4, 5, 7, 9 };
                 for (size_t x = 0; x < sizeof gn / sizeof *gn; x++) {
-                    if (gn[x] % 32 && !flt) continue;
+                    if (gn[x] % blck) continue;
                     for (size_t y = 0; y < sizeof gk / sizeof *gk; y++) test_gather(sk, kt, type, gn[x], gk[y], &st);
                 }
             }
@@ -260,8 +261,11 @@ static void test_kernels(void)
 
 /* ==== Tiny prepared models ==== */
 
-static int make_models(const char *raw, const char *prep, enum pinfer_act act)
+/* kq: 0 a Q4_0 model; 1 a Q4_K one (n_embd 256); 2 the same with Q6_K ffn_down in odd layers,
+ * so those layers' bundles mix types (Q4_K gate and up, Q6_K down) */
+static int make_models(const char *raw, const char *prep, enum pinfer_act act, int kq)
 {
+    if (kq) return tu_make_kquant(raw, prep, act, 11, kq == 2, 240, 120);
     struct pinfer_synth_params sp = pinfer_synth_default_params();
     sp.act = act;
     sp.type = PF_TYPE_Q4_0;
@@ -407,7 +411,7 @@ static void check_time_stats(struct pinfer_ctx *c, struct pinfer_model *m, const
     CHECK(pinfer_ctx_time_stats(c, &ts) == 0 && ts.n_tokens == 0 && ts.total == 0);
 }
 
-static void test_model(enum pinfer_act act, const char *name)
+static void test_model(enum pinfer_act act, const char *name, int kq)
 {
     char rawn[64], prepn[64];
     snprintf(rawn, sizeof rawn, "%s.gguf", name);
@@ -415,14 +419,14 @@ static void test_model(enum pinfer_act act, const char *name)
     char raw_path[512], prep_path[512];
     snprintf(raw_path, sizeof raw_path, "%s", tmp(rawn));
     snprintf(prep_path, sizeof prep_path, "%s", tmp(prepn));
-    if (make_models(raw_path, prep_path, act)) { CHECKF(0, "%s: could not make the models", name); return; }
+    if (make_models(raw_path, prep_path, act, kq)) { CHECKF(0, "%s: could not make the models", name); return; }
     struct pinfer_model *raw = NULL, *prep = NULL;
     CHECK(pinfer_model_load(&raw, raw_path, NULL) == 0);
     CHECKF(pinfer_model_load(&prep, prep_path, NULL) == 0, "%s", pinfer_last_error());
     if (!raw || !prep) { pinfer_model_free(raw); pinfer_model_free(prep); return; }
     struct pinfer_model_info info;
     pinfer_model_get_info(prep, &info);
-    CHECK(info.prepared == 1 && info.cluster_size > 0);
+    CHECK(info.prepared == 2 && info.cluster_size > 0);
     CHECK(info.has_predictors == pf_act_relu_family(act));
     const int nv = info.n_vocab;
     int32_t *t_off = malloc(sizeof(int32_t) * N_GREEDY), *t_or = malloc(sizeof(int32_t) * N_GREEDY);
@@ -681,10 +685,13 @@ int main(void)
 {
     test_kernels();
     test_errors();
-    test_model(PINFER_ACT_RELU, "relu");
-    test_model(PINFER_ACT_REGLU, "reglu");
-    test_model(PINFER_ACT_DRELU, "drelu");
-    test_model(PINFER_ACT_SILU, "silu");
+    test_model(PINFER_ACT_RELU, "relu", 0);
+    test_model(PINFER_ACT_REGLU, "reglu", 0);
+    test_model(PINFER_ACT_DRELU, "drelu", 0);
+    test_model(PINFER_ACT_SILU, "silu", 0);
+    test_model(PINFER_ACT_DRELU, "drelu-q4_K", 1);
+    test_model(PINFER_ACT_DRELU, "drelu-q4_K-q6_K-down", 2);
+    test_model(PINFER_ACT_SILU, "silu-q4_K-q6_K-down", 2);
     test_stories();
     TEST_DONE();
 }

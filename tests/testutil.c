@@ -2,6 +2,9 @@
 #include "testutil.h"
 
 #include "pinfer.h"
+#include "gguf/gguf.h"
+#include "tensor/kernels.h"
+#include "tensor/types.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -84,6 +87,84 @@ float tu_randf(unsigned long long *s)
 int tu_make_prepared(const char *raw, const char *prep, const struct pinfer_synth_params *sp, int n_tokens, int steps)
 {
     if (pinfer_synth(raw, sp)) { fprintf(stderr, "synth: %s\n", pinfer_last_error()); return -1; }
+    struct pinfer_prepare_params pp = pinfer_prepare_default_params();
+    pp.n_tokens = n_tokens;
+    pp.train_steps = steps;
+    pp.n_threads = 2;
+    if (pinfer_prepare(raw, prep, &pp, NULL)) { fprintf(stderr, "prepare: %s\n", pinfer_last_error()); return -1; }
+    return 0;
+}
+
+int tu_gguf_edit(const char *in, const char *out, const struct tu_gguf_edit *e)
+{
+    struct gguf_file *f = NULL;
+    struct gguf_writer *w = NULL;
+    int rc = gguf_open(&f, in);
+    if (!rc) rc = gguf_writer_new(&w);
+    for (uint64_t i = 0; !rc && i < f->n_kv; i++) {
+        const struct gguf_kv *kv = &f->kv[i];
+        if (e->drop && kv->key.len == strlen(e->drop) && !memcmp(kv->key.s, e->drop, kv->key.len)) continue;
+        rc = gguf_writer_copy_kv(w, kv);
+    }
+    if (!rc && e->key)
+        rc = e->scalar ? gguf_writer_set_u32(w, e->key, e->u32[0]) : gguf_writer_set_arr(w, e->key, GGUF_U32, e->u32, (uint64_t)e->n_u32);
+    for (uint64_t i = 0; !rc && i < f->n_tensors; i++) {
+        const struct gguf_tensor *t = &f->tensors[i];
+        int nt = e->retype ? e->retype(t->name) : -1;
+        rc = gguf_writer_add_tensor(w, t->name, nt >= 0 ? nt : t->type, t->n_dims, t->ne);
+    }
+    if (!rc) rc = gguf_writer_begin(w, out);
+    for (uint64_t i = 0; !rc && i < f->n_tensors; i++) {
+        const struct gguf_tensor *t = &f->tensors[i];
+        const uint8_t *src = f->data + t->file_offset;
+        int nt = e->retype ? e->retype(t->name) : -1;
+        if (nt < 0) { rc = gguf_writer_write(w, src, t->nbytes); continue; }
+        const int64_t n = t->ne[0];
+        size_t rs_in = 0, rs_out = 0;
+        if (!pf_row_size(t->type, n, &rs_in) || !pf_row_size(nt, n, &rs_out)) { rc = -1; break; }
+        float *row = malloc(sizeof(float) * (size_t)n);
+        uint8_t *q = malloc(rs_out);
+        for (uint64_t r = 0; !rc && r < t->nbytes / rs_in; r++) {
+            pf_kernels_ref.dequant[t->type](src + r * rs_in, row, n);
+            pf_kernels_ref.from_f32[nt](row, q, n);
+            rc = gguf_writer_write(w, q, rs_out);
+        }
+        free(row);
+        free(q);
+    }
+    if (!rc) rc = gguf_writer_finish(w);
+    if (rc) fprintf(stderr, "tu_gguf_edit %s: %s\n", in, pinfer_last_error());
+    gguf_writer_free(w);
+    gguf_close(f);
+    return rc ? -1 : 0;
+}
+
+/* ffn_down of odd layers -> Q6_K */
+static int odd_down_q6k(const char *name)
+{
+    int l;
+    char rest[64];
+    if (sscanf(name, "blk.%d.%63s", &l, rest) == 2 && l % 2 == 1 && !strcmp(rest, "ffn_down.weight")) return PF_TYPE_Q6_K;
+    return -1;
+}
+
+int tu_make_kquant(const char *raw, const char *prep, int act, unsigned seed, bool mixed, int n_tokens, int steps)
+{
+    struct pinfer_synth_params sp = pinfer_synth_default_params();
+    sp.act = (enum pinfer_act)act;
+    sp.type = PF_TYPE_Q4_K;
+    sp.n_embd = 256;
+    sp.n_ff = 512;
+    sp.seed = seed;
+    char uni[PATH_MAX];
+    snprintf(uni, sizeof uni, "%s.q4k.gguf", raw);
+    if (pinfer_synth(mixed ? uni : raw, &sp)) { fprintf(stderr, "synth: %s\n", pinfer_last_error()); return -1; }
+    if (mixed) {
+        struct tu_gguf_edit e = { .retype = odd_down_q6k };
+        int rc = tu_gguf_edit(uni, raw, &e);
+        remove(uni);
+        if (rc) return -1;
+    }
     struct pinfer_prepare_params pp = pinfer_prepare_default_params();
     pp.n_tokens = n_tokens;
     pp.train_steps = steps;

@@ -3,6 +3,8 @@
 #ifndef PF_TESTUTIL_H
 #define PF_TESTUTIL_H
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -33,5 +35,26 @@ float tu_randf(unsigned long long *state); /* uniform in [-1, 1) */
  * tokens, steps Adam steps, 2 threads); 0, or -1 after printing why. */
 struct pinfer_synth_params;
 int tu_make_prepared(const char *raw, const char *prep, const struct pinfer_synth_params *sp, int n_tokens, int steps);
+
+/* Copies the GGUF file in to out with edits: the key `drop` (if not NULL) left out; the key
+ * `key` (if not NULL) set to the u32 array u32[0..n_u32), or with scalar to the u32 u32[0];
+ * every tensor for which retype(name) returns a type >= 0 converted to that type (dequantized
+ * and re-quantized row by row along ne[0], with the reference kernels). 0, or -1 after
+ * printing why. */
+struct tu_gguf_edit {
+    const char *drop;
+    const char *key;
+    const uint32_t *u32;
+    int n_u32;
+    bool scalar;
+    int (*retype)(const char *name);
+};
+int tu_gguf_edit(const char *in, const char *out, const struct tu_gguf_edit *e);
+
+/* A tiny K-quant model (act, Q4_K, n_embd 256, n_ff 512, seed) to raw; with mixed, the
+ * ffn_down of every odd layer re-quantized to Q6_K (as llama.cpp's Q4_K_M does in some
+ * layers); and its prepared form to prep (n_tokens calibration tokens, steps Adam steps).
+ * 0, or -1 after printing why. */
+int tu_make_kquant(const char *raw, const char *prep, int act, unsigned seed, bool mixed, int n_tokens, int steps);
 
 #endif

@@ -3,7 +3,8 @@
  *   1. predictor mode: logit = fc2 · relu(fc1 · x) with the forward pass's matmuls; slot j is a
  *      candidate when logit_j > the layer's threshold (exactly what prepare evaluated); other
  *      modes: every slot. The candidates are listed in slot order;
- *   2. x is converted once into the dot format of the FFN type;
+ *   2. x is converted once into the dot format of the gate rows' type (and once more for the up
+ *      rows when their type reads another format);
  *   3. the list is cut into parts of equal counts (pf_dec_parts); threads take the parts in
  *      order, each as soon as it needs one, and run a part's candidates PF_DEC_BATCH at a time
  *      through three stages on consecutive steps: the gate dots (gather_dot: several rows at
@@ -104,19 +105,19 @@ void pf_dec_free(struct pf_dec *d)
 void pf_dec_gates(const struct dec_task *t, struct pf_dec_thread *w, struct pf_dec_batch *q, struct pf_pq *pq)
 {
     const struct pf_bundles *b = t->b;
-    const size_t rs = b->row_size;
+    const size_t uo = b->off[PF_PART_UP], ur = b->row[PF_PART_UP];
     const bool off = t->mode == PINFER_SPARSE_OFF;
     q->nu = q->nd = 0;
     if (!q->ng) return;
-    for (int i = 0; i < q->ng; i++) w->rows[i] = q->slot[i];
-    t->kt->gather_dot[b->type](t->kt, w->rows, q->ng, t->xa, b->n_embd, q->g, pq);
+    for (int i = 0; i < q->ng; i++) w->rows[i] = q->slot[i] + b->off[PF_PART_GATE];
+    t->kt->gather_dot[b->type[PF_PART_GATE]](t->kt, w->rows, q->ng, t->xa[0], b->n_embd, q->g, pq);
     for (int i = 0; i < q->ng; i++) {
         float g = q->g[i];
         bool pass = off || !t->relu || g > 0;
         if (!off && t->mode == PINFER_SPARSE_THRESHOLD && !(fabsf(pf_act_gate(t->act, g)) >= t->cut)) pass = false;
         if (!pass) continue;
         q->up[q->nu++] = i;
-        pf_pq_push_urgent(pq, q->slot[i] + rs, rs);
+        pf_pq_push_urgent(pq, q->slot[i] + uo, ur);
     }
 }
 
@@ -125,11 +126,11 @@ void pf_dec_ups(const struct dec_task *t, struct pf_dec_thread *w, struct pf_dec
 {
     const struct pf_bundles *b = t->b;
     const int E = b->n_embd;
-    const size_t rs = b->row_size;
+    const size_t uo = b->off[PF_PART_UP], dof = b->off[PF_PART_DOWN], dr = b->row[PF_PART_DOWN];
     float *hout = t->f->hg, *gout = t->f->hu;
-    pf_gather_dot_fn gather = t->kt->gather_dot[b->type];
-    for (int i = 0; i < q->nu; i++) w->rows[i] = q->slot[q->up[i]] + rs;
-    if (q->nu) gather(t->kt, w->rows, q->nu, t->xa, E, q->u, pq);
+    pf_gather_dot_fn gather = t->kt->gather_dot[b->type[PF_PART_UP]];
+    for (int i = 0; i < q->nu; i++) w->rows[i] = q->slot[q->up[i]] + uo;
+    if (q->nu) gather(t->kt, w->rows, q->nu, t->xa[1], E, q->u, pq);
     uint32_t active = 0;
     for (int i = 0, ui = 0; i < q->ng; i++) {
         const int j = q->idx[i];
@@ -141,8 +142,8 @@ void pf_dec_ups(const struct dec_task *t, struct pf_dec_thread *w, struct pf_dec
         if (t->verify) {
             /* the dense activation of this neuron, for recall and precision */
             float ut = u;
-            const void *ur = s + rs;
-            if (!upd) gather(t->kt, &ur, 1, t->xa, E, &ut, NULL);
+            const void *ur = s + uo;
+            if (!upd) gather(t->kt, &ur, 1, t->xa[1], E, &ut, NULL);
             float full = pf_act_full(t->act, g, ut);
             if (full != 0) {
                 k->true_active++;
@@ -154,9 +155,9 @@ void pf_dec_ups(const struct dec_task *t, struct pf_dec_thread *w, struct pf_dec
         hout[j] = h;
         active += h != 0;
         if (want_downs && (h != 0 || t->mode == PINFER_SPARSE_OFF)) {
-            q->drow[q->nd] = s + 2 * rs;
+            q->drow[q->nd] = s + dof;
             q->dh[q->nd++] = h;
-            pf_pq_push_urgent(pq, s + 2 * rs, rs);
+            pf_pq_push_urgent(pq, s + dof, dr);
         }
     }
     k->gate += (uint32_t)q->ng;
@@ -195,9 +196,11 @@ static bool next_batch(const struct dec_task *t, struct cursor *cu, float *ypart
             int j1 = np == t->n_parts - 1 || cu->end >= t->n_cand ? b->n_ff : t->cand[cu->end];
             for (int j = j0, ci = cu->i; j < j1; j++) {
                 if (ci < cu->end && t->cand[ci] == j) { ci++; continue; }
-                const void *gu[2] = { base + (size_t)j * b->slot_size, base + (size_t)j * b->slot_size + b->row_size };
+                const char *s = base + (size_t)j * b->slot_size;
+                const void *g = s + b->off[PF_PART_GATE], *u = s + b->off[PF_PART_UP];
                 float r[2];
-                t->kt->gather_dot[b->type](t->kt, gu, 2, t->xa, b->n_embd, r, NULL);
+                t->kt->gather_dot[b->type[PF_PART_GATE]](t->kt, &g, 1, t->xa[0], b->n_embd, &r[0], NULL);
+                t->kt->gather_dot[b->type[PF_PART_UP]](t->kt, &u, 1, t->xa[1], b->n_embd, &r[1], NULL);
                 float full = pf_act_full(t->act, r[0], r[1]);
                 if (full != 0) { k->true_active++; k->mass_all += fabsf(full); }
             }
@@ -215,7 +218,7 @@ static void push_batch(const struct dec_task *t, struct pf_pq *pq, int i0, int n
 {
     const char *base = t->b->data;
     for (int i = i0; i < i0 + n; i++)
-        pf_pq_push_ahead(pq, base + (size_t)t->cand[i] * t->b->slot_size, t->pf_rows * t->b->row_size);
+        pf_pq_push_ahead(pq, base + (size_t)t->cand[i] * t->b->slot_size, t->pf_bytes);
 }
 
 /* Batch s of a thread computes its gates at step s, its ups at step s + 1 and adds its down rows
@@ -230,7 +233,7 @@ static void dec_fn(void *arg, int ith, int nth)
     const int E = b->n_embd;
     const char *base = b->data;
     struct pf_dec_thread *w = &f->dec->th[ith];
-    pf_down_accum_fn accum = t->kt->down_accum[b->type];
+    pf_down_accum_fn accum = t->kt->down_accum[b->type[PF_PART_DOWN]];
     struct pf_sparse_count k;
     memset(&k, 0, sizeof k);
     pf_pq_reset(&w->pq);
@@ -280,12 +283,13 @@ void pf_dec_setup(struct pf_ffn *f, int l, struct dec_task *tp)
     /* ReLU family: the gate decides whether the up row is read at all (for dReLU at 90%
        sparsity about a third are), so prefetching every candidate's up row would waste more
        bandwidth than it saves; SiLU and dense steps read both */
-    t.pf_rows = t.relu && t.mode != PINFER_SPARSE_OFF ? 1 : 2;
+    const size_t gate_bytes = b->row[PF_PART_GATE], gate_up_bytes = b->off[PF_PART_UP] + b->row[PF_PART_UP];
+    t.pf_bytes = t.relu && t.mode != PINFER_SPARSE_OFF ? gate_bytes : gate_up_bytes;
     if (t.mode == PINFER_SPARSE_PREDICTOR && f->ideal_every > 0) {
         /* benchmark aid: a perfect predictor's bytes, every k-th slot read whole */
         t.ideal_every = f->ideal_every;
         t.mode = PINFER_SPARSE_OFF;
-        t.pf_rows = 2;
+        t.pf_bytes = gate_up_bytes;
     } else if (t.mode == PINFER_SPARSE_PREDICTOR) {
         /* relu(fc1 x) then fc2; scratch is free until x is converted below */
         const double t0 = pf_now();
@@ -316,13 +320,21 @@ void pf_dec_setup(struct pf_ffn *f, int l, struct dec_task *tp)
         n = F;
     }
     t.n_cand = n;
-    if (b->type == PF_TYPE_F32) {
-        t.xa = f->xb;
-    } else {
-        void *xa = (void *)(((uintptr_t)f->scratch + 63) & ~(uintptr_t)63);
-        if (b->type == PF_TYPE_Q4_0 && k->q4_act && k->q4_matvec) k->q4_act(f->xb, xa, E);
-        else k->from_f32[pf_type_get(b->type)->vec_dot_type](f->xb, xa, E);
-        t.xa = xa;
+    /* x in the dot format of the gate rows, and of the up rows unless they read the same one
+       (scratch holds both: pf_bundle_scratch_size) */
+    char *xa = (char *)(((uintptr_t)f->scratch + 63) & ~(uintptr_t)63);
+    for (int p = 0; p < 2; p++) {
+        const int fmt = pf_bundle_act_format(k, b->type[p], true);
+        if (p == 1 && fmt == pf_bundle_act_format(k, b->type[0], true)) {
+            t.xa[1] = t.xa[0];
+        } else if (fmt == -1) {
+            t.xa[p] = f->xb;
+        } else {
+            if (fmt == -2) k->q4_act(f->xb, xa, E);
+            else k->from_f32[fmt](f->xb, xa, E);
+            t.xa[p] = xa;
+            xa += pf_bundle_act_stride(b->type[p], E);
+        }
     }
     *tp = t;
 }

@@ -16,12 +16,14 @@ struct dec_task {
     enum pinfer_sparse_mode mode;
     enum pinfer_act act;
     bool relu, verify, want_gates;
-    const void *xa;
+    const void *xa[2];    /* the FFN input in the dot formats of the gate and the up rows
+                             (one pointer twice when they share it) */
     const float *logit;   /* predictor mode */
     float cut;            /* predictor threshold or threshold-mode cut */
     int cluster_size;
     int ideal_every;      /* benchmark aid (docs/sparse.md): candidates are every k-th slot */
-    size_t pf_rows;       /* rows of a candidate slot to prefetch ahead: gate, or gate and up */
+    size_t pf_bytes;      /* bytes of a candidate slot to prefetch ahead: its gate row, or its
+                             gate and up rows */
     const int *cand;      /* the candidate slots, ascending (f->dec->cand) */
     int n_cand, n_parts;
     _Atomic int *next_part; /* in-memory step: the next part nobody took yet */

@@ -127,8 +127,16 @@ void pf_bundle_gate_up(struct pf_pool *pool, const struct pf_kernels *k, const s
                        const float *x, int n_tok, float *hg, float *hu, void *scratch);
 void pf_bundle_down(struct pf_pool *pool, const struct pf_kernels *k, const struct pf_bundles *b, const float *h,
                     int n_tok, float *out, float *panel, bool accumulate);
-/* Bytes of scratch pf_bundle_gate_up needs (the activations in the dot format). */
+/* Bytes of scratch pf_bundle_gate_up (and a decode step) needs: the activations in the dot
+ * formats of the gate and the up rows. */
 size_t pf_bundle_scratch_size(const struct pf_bundles *b, int n_tok);
+/* Bytes between two tokens' activations converted for rows of `type` (0 for F32: dots read the
+ * f32 input; SIZE_MAX on overflow). */
+size_t pf_bundle_act_stride(int type, int64_t n);
+/* The format kernel table k's dots with rows of `type` read: -1 the f32 input itself, -2 the
+ * q8x layout of the Q4_0 fast path (decode: q4_act and q4_matvec; batches also need q4_gemm),
+ * else the vec_dot_type. Rows of two types whose formats are equal share one conversion. */
+int pf_bundle_act_format(const struct pf_kernels *k, int type, bool decode);
 
 /* ==== Threshold mode (threshold.c) ==== */
 

@@ -79,7 +79,7 @@ static void off_fn(void *arg, int ith, int nth)
     const int E = b->n_embd;
     struct pf_dec_thread *w = &f->dec->th[ith];
     struct pf_sparse_count *k = &f->cnt[ith];
-    pf_down_accum_fn accum = t->kt->down_accum[b->type];
+    pf_down_accum_fn accum = t->kt->down_accum[b->type[PF_PART_DOWN]];
     for (int p = ith; p < t->n_parts; p += nth) {
         int i0, i1;
         part_range(t, p, &i0, &i1);
@@ -97,7 +97,7 @@ static void off_fn(void *arg, int ith, int nth)
             k->active += h != 0;
             k->clusters += new_cluster(t, i);
             if (h != 0 || t->mode == PINFER_SPARSE_OFF) {
-                q->drow[q->nd] = o->slotp[j] + 2 * b->row_size;
+                q->drow[q->nd] = o->slotp[j] + b->off[PF_PART_DOWN];
                 q->dh[q->nd++] = h;
                 k->down++;
             }

@@ -55,7 +55,9 @@ static void neuron_bytes(const struct pinfer_model *m, int l, double *g, double 
 {
     const struct pf_layer *L = &m->layers[l];
     if (L->ffn_b) {
-        *g = *u = *d = (double)L->ffn_b->row_size;
+        *g = (double)L->ffn_b->row[PF_PART_GATE];
+        *u = (double)L->ffn_b->row[PF_PART_UP];
+        *d = (double)L->ffn_b->row[PF_PART_DOWN];
         return;
     }
     *g = (double)L->ffn_gate.row_size;

@@ -149,8 +149,8 @@ static int load_hparams(struct pinfer_model *m)
     uint32_t ver = 0;
     rc = gguf_get_u32(f, "pinfer.prepared", &ver);
     if (rc < 0) return pf_fail_context(rc, "metadata pinfer.prepared");
-    if (rc == 0 && ver != 1)
-        return pf_fail(PINFER_EUNSUPPORTED, "prepared-model format version %u is not supported (this pinfer reads version 1)", ver);
+    if (rc == 0 && ver != 1 && ver != 2)
+        return pf_fail(PINFER_EUNSUPPORTED, "prepared-model format version %u is not supported (this pinfer reads versions 1 and 2)", ver);
     h->prepared = (int)ver;
     return 0;
 }
@@ -222,20 +222,38 @@ static int load_prepared_layer(struct pinfer_model *m, int l, int32_t *perm, flo
     int idx = gguf_find_tensor(f, name);
     if (idx < 0) return pf_fail(PINFER_EFORMAT, "prepared model: tensor %s is missing", name);
     const struct gguf_tensor *t = &f->tensors[idx];
-    if (!pf_type_supported(t->type))
-        return pf_fail(PINFER_EUNSUPPORTED, "tensor %s has type %d (%s), which pinfer does not support yet", name, t->type, pf_type_name(t->type));
-    /* the sparse FFN computes bundles with their own kernels, which not every type has (K-quants) */
-    if (!pf_kernels_ref.down_accum[t->type] || !pf_kernels_ref.down_panel[t->type] || !pf_kernels_ref.gather_dot[t->type])
-        return pf_fail(PINFER_EUNSUPPORTED, "tensor %s: pinfer has no bundle kernels for type %s", name, pf_type_name(t->type));
-    if (t->ne[0] != E || t->ne[1] != 3 || t->ne[2] != F || t->ne[3] != 1)
-        return pf_fail(PINFER_EFORMAT, "tensor %s has shape [%lld, %lld, %lld, %lld], expected [%lld, 3, %lld]", name,
-                       (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
-                       (long long)E, (long long)F);
-    B->type = t->type;
-    B->n_embd = (int)E;
+    /* the part types: version 1, the tensor's one type; version 2, the key's three */
+    int types[3] = { t->type, t->type, t->type };
+    if (h->prepared >= 2) {
+        snprintf(key, sizeof key, "pinfer.bundle.%d.types", l);
+        const uint32_t *ta = get_array(f, key, GGUF_U32, 3, &rc);
+        if (!ta) return rc;
+        for (int p = 0; p < 3; p++) {
+            uint32_t v;
+            memcpy(&v, &ta[p], sizeof v);
+            types[p] = v <= 0xffff ? (int)v : -1; /* any id pf_bundle_layout can name */
+        }
+    }
+    if ((rc = pf_bundle_layout(B, types, E, name))) return rc;
+    /* one type: {n_embd, 3, n_ff} of it; parts of different types: I8 {slot bytes, n_ff} */
+    const bool one = types[0] == types[1] && types[1] == types[2];
+    if (one && t->type == types[0]) {
+        if (t->ne[0] != E || t->ne[1] != 3 || t->ne[2] != F || t->ne[3] != 1)
+            return pf_fail(PINFER_EFORMAT, "tensor %s has shape [%lld, %lld, %lld, %lld], expected [%lld, 3, %lld]", name,
+                           (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
+                           (long long)E, (long long)F);
+    } else if (h->prepared >= 2 && t->type == PF_TYPE_I8) {
+        if ((uint64_t)t->ne[0] != B->slot_size || t->ne[1] != F || t->ne[2] != 1 || t->ne[3] != 1)
+            return pf_fail(PINFER_EFORMAT, "tensor %s has shape [%lld, %lld, %lld, %lld], expected [%zu, %lld]: slots of "
+                           "%zu bytes (gate %s, up %s, down %s)", name, (long long)t->ne[0], (long long)t->ne[1],
+                           (long long)t->ne[2], (long long)t->ne[3], B->slot_size, (long long)F, B->slot_size,
+                           pf_type_name(types[0]), pf_type_name(types[1]), pf_type_name(types[2]));
+    } else {
+        return pf_fail(PINFER_EFORMAT, "tensor %s has type %s; its parts (gate %s, up %s, down %s) need %s", name,
+                       pf_type_name(t->type), pf_type_name(types[0]), pf_type_name(types[1]), pf_type_name(types[2]),
+                       one ? pf_type_name(types[0]) : "i8");
+    }
     B->n_ff = (int)F;
-    if (!pf_row_size(t->type, E, &B->row_size) || ck_mul(B->row_size, 3, &B->slot_size))
-        return pf_fail(PINFER_EFORMAT, "tensor %s: row of %lld is not a whole number of %s blocks", name, (long long)E, pf_type_name(t->type));
     B->data = (const void *)(uintptr_t)t->file_offset; /* rebased onto memory later */
 
     snprintf(key, sizeof key, "pinfer.bundle.%d.perm", l);
@@ -384,7 +402,7 @@ static int load_tensors(struct pinfer_model *m)
     if (h->prepared && (rc = load_prepared(m))) return rc;
     if ((rc = load_rope_freqs(m))) return rc;
     /* most common big-matrix type, for reporting */
-    h->weight_type = h->prepared ? m->bundles[0].type : m->layers[0].ffn_gate.type;
+    h->weight_type = h->prepared ? m->bundles[0].type[PF_PART_GATE] : m->layers[0].ffn_gate.type;
     uint64_t np = 0;
     for (uint64_t i = 0; i < m->gguf->n_tensors; i++) {
         const struct gguf_tensor *t = &m->gguf->tensors[i];
@@ -480,6 +498,27 @@ static int read_run(const struct gguf_file *f, const char *path, uint8_t *p, uin
     return read_range(f, path, a, b - a, p + (a - alo));
 }
 
+/* The finite-number check of an I8 bundle tensor t (at p in memory): every slot's gate, up and
+ * down rows in their own types. I8 tensors are only ever bundles (the loader refuses others). */
+static int check_bundle(const struct pinfer_model *m, const struct gguf_tensor *t, const uint8_t *p)
+{
+    for (int l = 0; m->bundles && l < m->info.n_layer; l++) {
+        const struct pf_bundles *B = &m->bundles[l];
+        if ((uintptr_t)B->data != t->file_offset) continue;
+        static const char *const part[3] = { "gate", "up", "down" };
+        for (int64_t k = 0; k < B->n_ff; k++)
+            for (int q = 0; q < 3; q++) {
+                size_t bad;
+                if (!pf_validate_data(B->type[q], p + (size_t)k * B->slot_size + B->off[q], B->row[q], &bad))
+                    return pf_fail(PINFER_EFORMAT, "tensor '%s': slot %lld holds a non-finite %s in its %s row (%s): the file is corrupt",
+                                   t->name, (long long)k, pf_type_get(B->type[q])->blck > 1 ? "block scale" : "value",
+                                   part[q], pf_type_name(B->type[q]));
+            }
+        return 0;
+    }
+    return pf_fail(PINFER_EFORMAT, "tensor '%s' has type i8 but is not a neuron bundle", t->name);
+}
+
 /* Copies the tensor data into one anonymous arena (file offset x at arena + x - alo, then each
  * tensor moved up to a 64-byte boundary). With offload_ffn the bundle tensors are neither read
  * nor moved: their room in the arena stays untouched (so never resident) and the neuron cache
@@ -550,8 +589,13 @@ static int load_weights(struct pinfer_model *m, const char *path, bool use_mmap,
     for (uint64_t j = 0; check && j < n; j++) {
         const struct gguf_tensor *t = &f->tensors[rel[j].ti];
         size_t bad;
-        if (skip[j] || !t->nbytes || pf_validate_data(t->type, reloc_addr(base, rel, n, t->file_offset), (size_t)t->nbytes, &bad))
+        if (skip[j] || !t->nbytes) continue;
+        if (t->type == PF_TYPE_I8) { /* a mixed-type bundle: raw slots, checked part by part */
+            int rc = check_bundle(m, t, reloc_addr(base, rel, n, t->file_offset));
+            if (rc) { free(rel); free(skip); return rc; }
             continue;
+        }
+        if (pf_validate_data(t->type, reloc_addr(base, rel, n, t->file_offset), (size_t)t->nbytes, &bad)) continue;
         const struct pf_type_info *ti = pf_type_get(t->type);
         const bool blocks = ti && ti->blck > 1;
         const int64_t per_row = ti ? t->ne[0] / ti->blck : 1;

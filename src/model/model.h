@@ -21,16 +21,22 @@ struct pf_weight {
 /* Bytes of all of w's rows (what a product with it reads). */
 static inline double pf_weight_bytes(const struct pf_weight *w) { return (double)w->row_size * (double)w->n_out; }
 
+/* The three parts of a bundle slot, in slot order. */
+enum { PF_PART_GATE = 0, PF_PART_UP = 1, PF_PART_DOWN = 2 };
+
 /* One layer's FFN in bundle layout (docs/sparse-format.md). */
 struct pf_bundles {
-    const void *data;      /* n_ff slots, each 3 rows of n_embd elements of `type`:
-                              gate row, up row, down column (transposed); NULL when
-                              offloaded (a memory budget: src/cache/ serves the slots) */
+    const void *data;      /* n_ff slots of slot_size bytes, each 3 rows of n_embd elements:
+                              gate row, up row, down column (transposed), part p of type[p] at
+                              byte off[p]; NULL when offloaded (a memory budget: src/cache/
+                              serves the slots) */
     uint64_t file_off;     /* absolute offset of the bundle tensor in the file */
-    int type;
+    int type[3];           /* per part (PF_PART_*): gate and up as in the source model, down as
+                              prepare re-quantized it */
     int n_embd, n_ff;
-    size_t row_size;       /* bytes of one row (n_embd elements) */
-    size_t slot_size;      /* 3 * row_size */
+    size_t row[3];         /* bytes of each part (n_embd elements of its type) */
+    size_t off[3];         /* byte offset of each part in a slot: 0, row[0], row[0] + row[1] */
+    size_t slot_size;      /* row[0] + row[1] + row[2] */
     int32_t *perm;         /* slot -> original neuron index (n_ff); owned by the model */
     float *freq;           /* slot activation frequency, hottest first (n_ff); owned */
     struct pf_weight fc1;  /* predictor: n_embd -> r (n_out = r); data NULL if none */
@@ -49,6 +55,13 @@ struct pf_layer {
     struct pf_weight ffn_down;       /* n_ff -> n_embd      (data NULL in prepared models) */
     struct pf_bundles *ffn_b;        /* prepared models: the FFN as neuron bundles; else NULL */
 };
+
+/* Fills b's type, row, off and slot_size for slots of the three part types (gate, up, down) and
+ * rows of n_embd (model/bundle.c). Checks what the sparse FFN needs: each type computable, with
+ * gather dots (gate, up) or down kernels (down), a row a whole number of its blocks, each part at
+ * an offset its type's loads may use (F32: 4 bytes; every block type: 2). 0, or
+ * PINFER_EUNSUPPORTED (no kernels for a type) / PINFER_EFORMAT, the message naming `what`. */
+int pf_bundle_layout(struct pf_bundles *b, const int types[3], int64_t n_embd, const char *what);
 
 /* Test hook (NULL in every real run): called by pinfer_model_load after the file is parsed and
  * before its weights are read, so a test can truncate or replace the file in that window. */

@@ -100,12 +100,26 @@ static int gcd(int a, int b)
     return a;
 }
 
-/* Neurons per cluster: a multiple of the smallest count whose slots fill whole 4 KiB pages, and
- * at most n_ff (a layer narrower than that count is one cluster, aligned as the tensor is). */
-static int cluster_size(size_t slot, int n_ff, int requested, int *out)
+/* Neurons whose slots of `slot` bytes fill whole 4 KiB pages (a power of two). */
+static int page_unit(size_t slot)
 {
     int rem = (int)(slot % PF_PREPARE_ALIGN);
-    int unit = PF_PREPARE_ALIGN / gcd(rem ? rem : PF_PREPARE_ALIGN, PF_PREPARE_ALIGN);
+    return PF_PREPARE_ALIGN / gcd(rem ? rem : PF_PREPARE_ALIGN, PF_PREPARE_ALIGN);
+}
+
+/* Neurons per cluster: a multiple of the smallest count whose slots fill whole 4 KiB pages in
+ * every layer (layers may differ in slot size; each count is a power of two, so the largest is
+ * a multiple of the others), and at most n_ff (a layer narrower than that count is one cluster,
+ * aligned as the tensor is). */
+static int cluster_size(const struct pf_prep *P, int requested, int *out)
+{
+    int unit = 1, n_ff = P->n_ff;
+    size_t slot = P->layers[0].lay.slot_size;
+    for (int l = 0; l < P->n_layer; l++)
+        if (page_unit(P->layers[l].lay.slot_size) > unit) {
+            unit = page_unit(P->layers[l].lay.slot_size);
+            slot = P->layers[l].lay.slot_size;
+        }
     if (requested > 0) {
         if (requested > n_ff)
             return pf_fail(PINFER_EINVAL, "cluster size %d exceeds the %d neurons of a layer", requested, n_ff);
@@ -249,22 +263,33 @@ static void prep_free(struct pf_prep *P)
     free(P->layers);
 }
 
-/* All FFN matrices share one supported type, so a bundle is one tensor. */
-static int check_ffn(const struct pinfer_model *m, int *type, size_t *row)
+/* The type layer's down columns are stored in (docs/sparse-format.md): the down matrix's own
+ * type when a row of n_embd is a whole number of its blocks and it has down kernels (a K-quant
+ * needs n_embd % 256 == 0), else Q8_0 when n_embd % 32 == 0, else F16. */
+int pf_prepare_down_type(int down, int n_embd)
 {
-    int t = m->layers[0].ffn_gate.type;
-    for (int l = 0; l < m->info.n_layer; l++) {
+    const struct pf_type_info *ti = pf_type_get(down);
+    if (ti && pf_type_supported(down) && n_embd % ti->blck == 0 && pf_kernels_ref.down_accum[down] &&
+        pf_kernels_ref.down_panel[down] && pf_kernels_ref.from_f32[down])
+        return down;
+    return n_embd % QK8_0 == 0 ? PF_TYPE_Q8_0 : PF_TYPE_F16;
+}
+
+/* Each layer's slot layout: gate and up rows in their own types, the down column in
+ * pf_prepare_down_type's. Refuses types the sparse FFN cannot compute, saying which. */
+static int plan_layouts(struct pf_prep *P)
+{
+    const struct pinfer_model *m = P->m;
+    for (int l = 0; l < P->n_layer; l++) {
         const struct pf_layer *L = &m->layers[l];
-        if (L->ffn_gate.type != t || L->ffn_up.type != t || L->ffn_down.type != t)
-            return pf_fail(PINFER_EUNSUPPORTED, "layer %d mixes FFN types (%s/%s/%s); bundles need one type", l,
-                           pf_type_name(L->ffn_gate.type), pf_type_name(L->ffn_up.type), pf_type_name(L->ffn_down.type));
+        const int types[3] = { L->ffn_gate.type, L->ffn_up.type, pf_prepare_down_type(L->ffn_down.type, P->n_embd) };
+        char what[64];
+        snprintf(what, sizeof what, "layer %d's FFN (gate %s, up %s, down %s)", l, pf_type_name(L->ffn_gate.type),
+                 pf_type_name(L->ffn_up.type), pf_type_name(L->ffn_down.type));
+        int rc = pf_bundle_layout(&P->layers[l].lay, types, P->n_embd, what);
+        if (rc) return pf_fail_context(rc, "pinfer cannot prepare it");
+        P->layers[l].lay.n_ff = P->n_ff;
     }
-    if (!pf_kernels_ref.down_accum[t] || !pf_kernels_ref.down_panel[t] || !pf_kernels_ref.gather_dot[t])
-        return pf_fail(PINFER_EUNSUPPORTED, "FFN weights of type %s: pinfer has no bundle kernels for it yet, so "
-                       "it cannot prepare them", pf_type_name(t));
-    if (!pf_row_size(t, m->info.n_embd, row))
-        return pf_fail(PINFER_EUNSUPPORTED, "n_embd %d is not a whole number of %s blocks", m->info.n_embd, pf_type_name(t));
-    *type = t;
     return 0;
 }
 
@@ -293,7 +318,6 @@ int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfe
     if ((rc = pinfer_model_load(&m, in_path, NULL))) return rc;
     P.m = m;
     const struct pinfer_model_info *h = &m->info;
-    if ((rc = check_ffn(m, &P.ffn_type, &P.row_size))) goto out;
     if (p.rank > h->n_embd) {
         rc = pf_fail(PINFER_EINVAL, "rank %d exceeds n_embd %d", p.rank, h->n_embd);
         goto out;
@@ -301,12 +325,11 @@ int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfe
     P.n_layer = h->n_layer;
     P.n_embd = h->n_embd;
     P.n_ff = h->n_ff;
-    P.slot_size = 3 * P.row_size;
-    if ((rc = cluster_size(P.slot_size, P.n_ff, p.cluster_size, &P.cluster_size))) goto out;
     const bool relu = pf_act_relu_family(h->act);
     const bool import = relu && gguf_find_tensor(m->gguf, "blk.0.fc1.weight") >= 0;
     P.pred_source = !relu ? "none" : import ? "powerinfer" : "trained";
     if (!(P.layers = calloc((size_t)P.n_layer, sizeof *P.layers))) { rc = pf_fail(PINFER_ENOMEM, "out of memory"); goto out; }
+    if ((rc = plan_layouts(&P)) || (rc = cluster_size(&P, p.cluster_size, &P.cluster_size))) goto out;
 
     pf_progress_start(&pg, p.progress, PHASE, "profiling");
     rc = pf_calib_run(&calib, m, &p, relu, &pg);
@@ -317,12 +340,14 @@ int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfe
 
     int nth = p.n_threads > 0 ? p.n_threads : pf_cpu_count();
     if ((rc = pf_pool_new(&pool, nth))) goto out;
-    const double ffn_layer = (double)P.slot_size * P.n_ff;
-    const double base_layer = ((double)h->decode_bytes - ffn_layer * P.n_layer) / P.n_layer;
+    double ffn_all = 0; /* bytes of every layer's bundles */
+    for (int l = 0; l < P.n_layer; l++) ffn_all += (double)P.layers[l].lay.slot_size * P.n_ff;
+    const double base_layer = ((double)h->decode_bytes - ffn_all) / P.n_layer;
     struct pf_pred_cfg cfg = { .recall_target = p.recall_target, .steps = p.train_steps, .pool = pool };
     pf_progress_start(&pg, p.progress && relu, PHASE, "predictors");
     for (int l = 0; l < P.n_layer; l++) {
         struct pf_prep_layer *L = &P.layers[l];
+        const double ffn_layer = (double)L->lay.slot_size * P.n_ff;
         if ((rc = order_layer(L, &calib->layers[l], P.n_ff, calib->n_tok))) break;
         if (!relu) continue;
         struct pf_pred_data d = pf_calib_data(calib, l);
@@ -364,10 +389,11 @@ int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfe
         res->source = calib->source;
         res->predictor = P.pred_source;
         res->bytes_dense = h->decode_bytes;
-        double sparse = (double)h->decode_bytes - ffn_layer * P.n_layer;
+        double sparse = (double)h->decode_bytes - ffn_all;
         for (int l = 0; l < P.n_layer; l++) {
             struct pinfer_prepare_layer *R = &res->layers[l];
             const struct pf_prep_layer *L = &P.layers[l];
+            const double ffn_layer = (double)L->lay.slot_size * P.n_ff;
             R->ffn_bytes = (uint64_t)ffn_layer;
             if (L->has_pred) {
                 R->rank = L->pred.rank;

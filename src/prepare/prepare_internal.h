@@ -17,7 +17,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define PF_PREPARED_VERSION 1
+/* 2: per-layer part types (pinfer.bundle.N.types); mixed-type bundles stored as I8 bytes */
+#define PF_PREPARED_VERSION 2
 #define PF_PREPARE_ALIGN 4096
 /* Held-out tokens: blocks of 16 consecutive tokens, every fifth block (tokens 64..79, 144..159,
  * ...), so neighbours of a held-out token, which the previous-token head correlates with it, are
@@ -68,19 +69,22 @@ struct pf_prep_layer {
     float *freq, *act_mean;   /* (n_ff) per slot */
     bool has_pred;
     struct pf_predictor pred; /* fc2 rows in original order */
+    struct pf_bundles lay;    /* the slot layout: part types, rows, offsets, slot size */
 };
 
 struct pf_prep {
     struct pinfer_model *m;
     const char *in_path;
-    int n_layer, n_embd, n_ff, ffn_type;
-    size_t row_size, slot_size;
+    int n_layer, n_embd, n_ff;
     int cluster_size;
     const char *pred_source;  /* "trained", "powerinfer", "none" */
     const struct pf_calib *calib;
     uint64_t seed;
     struct pf_prep_layer *layers;
 };
+
+/* The type a layer's down columns are re-quantized to, for a down matrix of type `down`. */
+int pf_prepare_down_type(int down, int n_embd);
 
 /* Writes the prepared file (temp + rename). Returns the file size through *bytes. */
 int pf_prepare_write(const struct pf_prep *P, const char *out_path, struct pf_progress *pg, uint64_t *bytes);

@@ -65,7 +65,9 @@ static int set_keys(struct gguf_writer *w, const struct pf_prep *P)
     for (int l = 0; l < P->n_layer; l++) {
         const struct pf_prep_layer *L = &P->layers[l];
 #define KEY(fmt) (snprintf(key, sizeof key, fmt, l), key)
-        if ((rc = gguf_writer_set_arr(w, KEY("pinfer.bundle.%d.perm"), GGUF_I32, L->perm, (uint64_t)P->n_ff)) ||
+        const uint32_t types[3] = { (uint32_t)L->lay.type[0], (uint32_t)L->lay.type[1], (uint32_t)L->lay.type[2] };
+        if ((rc = gguf_writer_set_arr(w, KEY("pinfer.bundle.%d.types"), GGUF_U32, types, 3)) ||
+            (rc = gguf_writer_set_arr(w, KEY("pinfer.bundle.%d.perm"), GGUF_I32, L->perm, (uint64_t)P->n_ff)) ||
             (rc = gguf_writer_set_arr(w, KEY("pinfer.bundle.%d.freq"), GGUF_F32, L->freq, (uint64_t)P->n_ff)) ||
             (rc = gguf_writer_set_arr(w, KEY("pinfer.bundle.%d.act_mean"), GGUF_F32, L->act_mean, (uint64_t)P->n_ff)))
             return rc;
@@ -96,9 +98,17 @@ static int declare(struct gguf_writer *w, const struct pf_prep *P, struct job *j
         int l = block_of(t->name, &rest);
         if (l >= 0 && l < P->n_layer) {
             if (!strcmp(rest, "ffn_gate.weight")) {
-                int64_t ne[3] = { P->n_embd, 3, P->n_ff };
+                /* one type: {n_embd, 3, n_ff} of it; parts of different types: I8 slot bytes */
+                const struct pf_bundles *B = &P->layers[l].lay;
                 snprintf(name, sizeof name, "blk.%d.ffn_bundle.weight", l);
-                if ((rc = gguf_writer_add_tensor(w, name, P->ffn_type, 3, ne))) return rc;
+                if (B->type[0] == B->type[1] && B->type[1] == B->type[2]) {
+                    int64_t ne[3] = { P->n_embd, 3, P->n_ff };
+                    rc = gguf_writer_add_tensor(w, name, B->type[0], 3, ne);
+                } else {
+                    int64_t ne[2] = { (int64_t)B->slot_size, P->n_ff };
+                    rc = gguf_writer_add_tensor(w, name, PF_TYPE_I8, 2, ne);
+                }
+                if (rc) return rc;
                 jobs[n++] = (struct job){ J_BUNDLE, l };
                 const struct pf_predictor *p = &P->layers[l].pred;
                 if (!P->layers[l].has_pred) continue;
@@ -164,8 +174,9 @@ static int copy_tensor(struct wstate *S, const struct gguf_tensor *t, const char
 static int write_bundle(struct wstate *S, const struct pf_prep *P, int l)
 {
     const struct pf_layer *L = &P->m->layers[l];
+    const struct pf_bundles *B = &P->layers[l].lay;
     const int E = P->n_embd, F = P->n_ff;
-    const size_t rs = P->row_size;
+    const size_t gs = B->row[PF_PART_GATE], us = B->row[PF_PART_UP];
     /* down is E rows of F: dequantize a few rows at a time and scatter into dt[i][e] */
     for (int e0 = 0; e0 < E; e0 += TRANSPOSE_ROWS) {
         int ne = E - e0 < TRANSPOSE_ROWS ? E - e0 : TRANSPOSE_ROWS;
@@ -182,12 +193,12 @@ static int write_bundle(struct wstate *S, const struct pf_prep *P, int l)
         int nj = F - j0 < SLOT_CHUNK ? F - j0 : SLOT_CHUNK;
         for (int k = 0; k < nj; k++) {
             int i = perm[j0 + k];
-            uint8_t *slot = S->buf + (size_t)k * P->slot_size;
-            memcpy(slot, (const char *)L->ffn_gate.data + (size_t)i * rs, rs);
-            memcpy(slot + rs, (const char *)L->ffn_up.data + (size_t)i * rs, rs);
-            pf_kernels_ref.from_f32[P->ffn_type](S->dt + (size_t)i * E, slot + 2 * rs, E);
+            uint8_t *slot = S->buf + (size_t)k * B->slot_size;
+            memcpy(slot + B->off[PF_PART_GATE], (const char *)L->ffn_gate.data + (size_t)i * gs, gs);
+            memcpy(slot + B->off[PF_PART_UP], (const char *)L->ffn_up.data + (size_t)i * us, us);
+            pf_kernels_ref.from_f32[B->type[PF_PART_DOWN]](S->dt + (size_t)i * E, slot + B->off[PF_PART_DOWN], E);
         }
-        int rc = put(S, S->buf, (size_t)nj * P->slot_size);
+        int rc = put(S, S->buf, (size_t)nj * B->slot_size);
         if (rc) return rc;
     }
     return 0;
@@ -221,7 +232,9 @@ int pf_prepare_write(const struct pf_prep *P, const char *out_path, struct pf_pr
         free(jobs);
         return pf_fail(PINFER_ENOMEM, "FFN size overflows");
     }
-    size_t buf_n = COPY_CHUNK > SLOT_CHUNK * P->slot_size ? COPY_CHUNK : SLOT_CHUNK * P->slot_size;
+    size_t buf_n = COPY_CHUNK;
+    for (int l = 0; l < P->n_layer; l++)
+        if (SLOT_CHUNK * P->layers[l].lay.slot_size > buf_n) buf_n = SLOT_CHUNK * P->layers[l].lay.slot_size;
     S.buf = malloc(buf_n);
     S.dt = malloc(dt_n);
     S.rows = malloc((size_t)TRANSPOSE_ROWS * (size_t)P->n_ff * sizeof *S.rows);

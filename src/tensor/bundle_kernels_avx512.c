@@ -18,7 +18,9 @@
  * 4 tokens x 64 columns of outputs live in 16 registers while the np rows stream by: per row, 4
  * loads and 4 broadcasts feed 16 fmas. */
 #include "tensor/kernels.h"
+#include "tensor/kquants.h"
 #include "tensor/q8x.h"
+#include "tensor/quants_extra.h"
 
 #include "tensor/simd_x86.h"
 
@@ -317,6 +319,160 @@ DOWN_PANEL(q4_0, 18, dq_q4_0)
 DOWN_PANEL(q8_0, 34, dq_q8_0)
 DOWN_PANEL(f16, 64, dq_f16)
 DOWN_PANEL(f32, 128, dq_f32)
+
+/* ==== K-quants (Q4_K, Q6_K): a super-block of 256 as 16 vectors ====
+ * Each vector is computed as tensor/kquants_ref.c's dequant computes it, operation for operation:
+ * the sub-block's scale dl = d * sc (and for Q4_K its min ml = dmin * m) as scalar products,
+ * then dl * q (- ml), a multiply and a subtract with no fma (C11 mode keeps -ffp-contract=off),
+ * so the weights are the reference's floats and the fmas that add them are the reference's too.
+ * Decode keeps a whole super-block of outputs (16 vectors) in registers while the rows pass. */
+
+/* Per-sub-block scale and min of a Q4_K block as floats: dl[j] = d * sc_j, ml[j] = dmin * m_j
+ * (j < 8), by one 16-lane multiply of the unpacked 6-bit values. */
+INLINE void q4k_scales(const uint8_t *blk, float dl[8], float ml[8])
+{
+    uint64_t w[2];
+    kq_scales_k4_words(blk + 4, w);
+    __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)w)));
+    __m512 dm = _mm512_insertf32x8(_mm512_set1_ps(h2f(load_u16(blk))), _mm256_set1_ps(h2f(load_u16(blk + 2))), 1);
+    float out[16];
+    _mm512_storeu_ps(out, _mm512_mul_ps(v, dm));
+    memcpy(dl, out, 8 * sizeof(float));
+    memcpy(ml, out + 8, 8 * sizeof(float));
+}
+
+/* Elements 16v .. 16v+15 of a Q4_K block: sub-block j = v / 2 in bytes qs[32 (v / 4) + 16 (v % 2)
+ * ...], low nibbles for even j, high for odd. */
+INLINE __m512 q4k_vec(const uint8_t *blk, int v, const float *dl, const float *ml)
+{
+    const int j = v / 2;
+    __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 16 + 32 * (v / 4) + 16 * (v % 2))));
+    if (j & 1) q = _mm512_srli_epi32(q, 4);
+    q = _mm512_and_si512(q, _mm512_set1_epi32(15));
+    return _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(dl[j]), _mm512_cvtepi32_ps(q)), _mm512_set1_ps(ml[j]));
+}
+
+/* dl[j] = d * scales[j] of a Q6_K block (j < 16). */
+INLINE void q6k_scales(const uint8_t *blk, float dl[16])
+{
+    __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 192))));
+    _mm512_storeu_ps(dl, _mm512_mul_ps(v, _mm512_set1_ps(h2f(load_u16(blk + 208)))));
+}
+
+/* Elements 16v .. 16v+15 of a Q6_K block (sub-block v): half h = v / 8, r0 = 16 (v % 8), quarter
+ * k = r0 / 32; low 4 bits from ql[64h + r0 % 64] (high nibble for k >= 2), top 2 bits from
+ * qh[32h + r0 % 32] >> 2k; q - 32. */
+INLINE __m512 q6k_vec(const uint8_t *blk, int v, const float *dl)
+{
+    const int h = v / 8, r0 = 16 * (v % 8), k = r0 / 32;
+    __m512i lo = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 64 * h + r0 % 64)));
+    __m512i hi = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 128 + 32 * h + r0 % 32)));
+    if (k >= 2) lo = _mm512_srli_epi32(lo, 4);
+    lo = _mm512_and_si512(lo, _mm512_set1_epi32(15));
+    hi = _mm512_and_si512(_mm512_srli_epi32(hi, 2 * k), _mm512_set1_epi32(3));
+    __m512i q = _mm512_sub_epi32(_mm512_or_si512(_mm512_slli_epi32(hi, 4), lo), _mm512_set1_epi32(32));
+    return _mm512_mul_ps(_mm512_set1_ps(dl[v]), _mm512_cvtepi32_ps(q));
+}
+
+/* A whole block into 256 floats (the prefill panels). */
+INLINE void q4k_block(const uint8_t *blk, float *dst)
+{
+    float dl[8], ml[8];
+    q4k_scales(blk, dl, ml);
+    UNROLL
+    for (int v = 0; v < 16; v++) _mm512_storeu_ps(dst + 16 * v, q4k_vec(blk, v, dl, ml));
+}
+
+INLINE void q6k_block(const uint8_t *blk, float *dst)
+{
+    float dl[16];
+    q6k_scales(blk, dl);
+    UNROLL
+    for (int v = 0; v < 16; v++) _mm512_storeu_ps(dst + 16 * v, q6k_vec(blk, v, dl));
+}
+
+void pf_down_accum_q4_K_avx512(const void *const *rows, const float *h, int k, float *y, int64_t n, struct pf_pq *pq)
+{
+    const int lines = (k * (int)sizeof(struct block_q4_K) + 63) / 64 + 1;
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        float *yp = y + b * QK_K;
+        pf_pq_issue(pq, lines);
+        __m512 acc[16];
+        UNROLL
+        for (int v = 0; v < 16; v++) acc[v] = _mm512_loadu_ps(yp + 16 * v);
+        for (int i = 0; i < k; i++) {
+            const uint8_t *blk = (const uint8_t *)rows[i] + (size_t)b * sizeof(struct block_q4_K);
+            float dl[8], ml[8];
+            q4k_scales(blk, dl, ml);
+            const __m512 hv = _mm512_set1_ps(h[i]);
+            UNROLL
+            for (int v = 0; v < 16; v++) acc[v] = _mm512_fmadd_ps(hv, q4k_vec(blk, v, dl, ml), acc[v]);
+        }
+        UNROLL
+        for (int v = 0; v < 16; v++) _mm512_storeu_ps(yp + 16 * v, acc[v]);
+    }
+}
+
+void pf_down_accum_q6_K_avx512(const void *const *rows, const float *h, int k, float *y, int64_t n, struct pf_pq *pq)
+{
+    const int lines = (k * (int)sizeof(struct block_q6_K) + 63) / 64 + 1;
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        float *yp = y + b * QK_K;
+        pf_pq_issue(pq, lines);
+        __m512 acc[16];
+        UNROLL
+        for (int v = 0; v < 16; v++) acc[v] = _mm512_loadu_ps(yp + 16 * v);
+        for (int i = 0; i < k; i++) {
+            const uint8_t *blk = (const uint8_t *)rows[i] + (size_t)b * sizeof(struct block_q6_K);
+            float dl[16];
+            q6k_scales(blk, dl);
+            const __m512 hv = _mm512_set1_ps(h[i]);
+            UNROLL
+            for (int v = 0; v < 16; v++) acc[v] = _mm512_fmadd_ps(hv, q6k_vec(blk, v, dl), acc[v]);
+        }
+        UNROLL
+        for (int v = 0; v < 16; v++) _mm512_storeu_ps(yp + 16 * v, acc[v]);
+    }
+}
+
+/* Prefill panels of block types: the panel dequantized into scratch block by block (Q4_K and
+ * Q6_K above; every other block type by its reference dequant, which is the specification's
+ * value by definition), then the shared register tiles. e0 and ne are multiples of the block. */
+static void panel_blocks(int type, const void *rows, size_t rs, int np, int64_t e0, int ne, const float *h, size_t hs,
+                         int nt, float *y, size_t ys, float *scratch)
+{
+    const struct pf_type_info *ti = pf_type_get(type);
+    const int blck = ti->blck;
+    for (int p = 0; p < np; p++) {
+        const uint8_t *src = (const uint8_t *)rows + (size_t)p * rs + (size_t)(e0 / blck) * ti->size;
+        float *dst = scratch + (size_t)p * ne;
+        for (int e = 0; e < ne; e += blck) {
+            const uint8_t *blk = src + (size_t)(e / blck) * ti->size;
+            if (type == PF_TYPE_Q4_K) q4k_block(blk, dst + e);
+            else if (type == PF_TYPE_Q6_K) q6k_block(blk, dst + e);
+            else pf_kernels_ref.dequant[type](blk, dst + e, blck);
+        }
+    }
+    panel_run(np, scratch, ne, h, hs, nt, y, ys);
+}
+
+#define DOWN_PANEL_BLOCKS(T, U)                                                                     \
+    void pf_down_panel_##T##_avx512(const void *rows, size_t rs, int np, int64_t e0, int ne,        \
+                                    const float *h, size_t hs, int nt, float *y, size_t ys,         \
+                                    float *scratch)                                                 \
+    {                                                                                               \
+        panel_blocks(PF_TYPE_##U, rows, rs, np, e0, ne, h, hs, nt, y, ys, scratch);                 \
+    }
+
+DOWN_PANEL_BLOCKS(q2_K, Q2_K)
+DOWN_PANEL_BLOCKS(q3_K, Q3_K)
+DOWN_PANEL_BLOCKS(q4_K, Q4_K)
+DOWN_PANEL_BLOCKS(q5_K, Q5_K)
+DOWN_PANEL_BLOCKS(q6_K, Q6_K)
+DOWN_PANEL_BLOCKS(q4_1, Q4_1)
+DOWN_PANEL_BLOCKS(q5_0, Q5_0)
+DOWN_PANEL_BLOCKS(q5_1, Q5_1)
+DOWN_PANEL_BLOCKS(iq4_nl, IQ4_NL)
 
 /* ==== Decode: gathered Q4_0 rows against a q8x activation ====
  * Per block the arithmetic of the tensor table's AVX-512 q4_matvec (kernels_avx512.c): an u8 x

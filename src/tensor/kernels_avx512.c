@@ -697,10 +697,16 @@ const struct pf_kernels pf_kernels_avx512 = {
     .down_accum = {
         [PF_TYPE_F32] = pf_down_accum_f32_avx512, [PF_TYPE_F16] = pf_down_accum_f16_avx512,
         [PF_TYPE_Q8_0] = pf_down_accum_q8_0_avx512, [PF_TYPE_Q4_0] = pf_down_accum_q4_0_avx512,
+        [PF_TYPE_Q4_K] = pf_down_accum_q4_K_avx512, [PF_TYPE_Q6_K] = pf_down_accum_q6_K_avx512,
     },
     .down_panel = {
         [PF_TYPE_F32] = pf_down_panel_f32_avx512, [PF_TYPE_F16] = pf_down_panel_f16_avx512,
         [PF_TYPE_Q8_0] = pf_down_panel_q8_0_avx512, [PF_TYPE_Q4_0] = pf_down_panel_q4_0_avx512,
+        [PF_TYPE_Q2_K] = pf_down_panel_q2_K_avx512, [PF_TYPE_Q3_K] = pf_down_panel_q3_K_avx512,
+        [PF_TYPE_Q4_K] = pf_down_panel_q4_K_avx512, [PF_TYPE_Q5_K] = pf_down_panel_q5_K_avx512,
+        [PF_TYPE_Q6_K] = pf_down_panel_q6_K_avx512, [PF_TYPE_Q4_1] = pf_down_panel_q4_1_avx512,
+        [PF_TYPE_Q5_0] = pf_down_panel_q5_0_avx512, [PF_TYPE_Q5_1] = pf_down_panel_q5_1_avx512,
+        [PF_TYPE_IQ4_NL] = pf_down_panel_iq4_nl_avx512,
     },
     .gather_dot = { [PF_TYPE_Q4_0] = pf_gather_dot_q4_0_avx512 },
 };

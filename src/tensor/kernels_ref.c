@@ -218,7 +218,7 @@ const struct pf_kernels pf_kernels_ref = {
         [PF_TYPE_Q2_K] = pf_from_f32_q2_K_ref, [PF_TYPE_Q3_K] = pf_from_f32_q3_K_ref, [PF_TYPE_Q4_K] = pf_from_f32_q4_K_ref,
         [PF_TYPE_Q5_K] = pf_from_f32_q5_K_ref, [PF_TYPE_Q6_K] = pf_from_f32_q6_K_ref, [PF_TYPE_Q8_K] = pf_from_f32_q8_K_ref,
     },
-    /* bundle kernels: tensor/bundle_kernels_ref.c (the last five types: tensor/quants_extra_ref.c) */
+    /* bundle kernels: tensor/bundle_kernels_ref.c (Q4_1, Q5_0, Q5_1, IQ4_NL, Q8_1: tensor/quants_extra_ref.c) */
     .down_accum = {
         [PF_TYPE_F32] = pf_down_accum_f32_ref, [PF_TYPE_F16] = pf_down_accum_f16_ref,
         [PF_TYPE_BF16] = pf_down_accum_bf16_ref, [PF_TYPE_Q8_0] = pf_down_accum_q8_0_ref,
@@ -226,6 +226,8 @@ const struct pf_kernels pf_kernels_ref = {
         [PF_TYPE_Q4_1] = pf_down_accum_q4_1_ref, [PF_TYPE_Q5_0] = pf_down_accum_q5_0_ref,
         [PF_TYPE_Q5_1] = pf_down_accum_q5_1_ref, [PF_TYPE_IQ4_NL] = pf_down_accum_iq4_nl_ref,
         [PF_TYPE_Q8_1] = pf_down_accum_q8_1_ref,
+        [PF_TYPE_Q2_K] = pf_down_accum_q2_K_ref, [PF_TYPE_Q3_K] = pf_down_accum_q3_K_ref, [PF_TYPE_Q4_K] = pf_down_accum_q4_K_ref,
+        [PF_TYPE_Q5_K] = pf_down_accum_q5_K_ref, [PF_TYPE_Q6_K] = pf_down_accum_q6_K_ref,
     },
     .down_panel = {
         [PF_TYPE_F32] = pf_down_panel_f32_ref, [PF_TYPE_F16] = pf_down_panel_f16_ref,
@@ -234,6 +236,8 @@ const struct pf_kernels pf_kernels_ref = {
         [PF_TYPE_Q4_1] = pf_down_panel_q4_1_ref, [PF_TYPE_Q5_0] = pf_down_panel_q5_0_ref,
         [PF_TYPE_Q5_1] = pf_down_panel_q5_1_ref, [PF_TYPE_IQ4_NL] = pf_down_panel_iq4_nl_ref,
         [PF_TYPE_Q8_1] = pf_down_panel_q8_1_ref,
+        [PF_TYPE_Q2_K] = pf_down_panel_q2_K_ref, [PF_TYPE_Q3_K] = pf_down_panel_q3_K_ref, [PF_TYPE_Q4_K] = pf_down_panel_q4_K_ref,
+        [PF_TYPE_Q5_K] = pf_down_panel_q5_K_ref, [PF_TYPE_Q6_K] = pf_down_panel_q6_K_ref,
     },
     .gather_dot = {
         [PF_TYPE_F32] = pf_gather_dot_f32_ref, [PF_TYPE_F16] = pf_gather_dot_f16_ref,
@@ -242,5 +246,7 @@ const struct pf_kernels pf_kernels_ref = {
         [PF_TYPE_Q4_1] = pf_gather_dot_q4_1_ref, [PF_TYPE_Q5_0] = pf_gather_dot_q5_0_ref,
         [PF_TYPE_Q5_1] = pf_gather_dot_q5_1_ref, [PF_TYPE_IQ4_NL] = pf_gather_dot_iq4_nl_ref,
         [PF_TYPE_Q8_1] = pf_gather_dot_q8_1_ref,
+        [PF_TYPE_Q2_K] = pf_gather_dot_q2_K_ref, [PF_TYPE_Q3_K] = pf_gather_dot_q3_K_ref, [PF_TYPE_Q4_K] = pf_gather_dot_q4_K_ref,
+        [PF_TYPE_Q5_K] = pf_gather_dot_q5_K_ref, [PF_TYPE_Q6_K] = pf_gather_dot_q6_K_ref,
     },
 };

@@ -28,6 +28,8 @@ static const struct pf_type_info type_table[PF_TYPE_COUNT] = {
     [PF_TYPE_Q5_K] = { "q5_K", QK_K, sizeof(struct block_q5_K), PF_TYPE_Q8_K },
     [PF_TYPE_Q6_K] = { "q6_K", QK_K, sizeof(struct block_q6_K), PF_TYPE_Q8_K },
     [PF_TYPE_Q8_K] = { "q8_K", QK_K, sizeof(struct block_q8_K), PF_TYPE_Q8_K },
+    /* raw bytes: the bundle tensor of a prepared layer whose parts differ in type */
+    [PF_TYPE_I8] = { "i8", 1, 1, -1 },
 };
 
 const struct pf_type_info *pf_type_get(int type)
@@ -36,7 +38,11 @@ const struct pf_type_info *pf_type_get(int type)
     return &type_table[type];
 }
 
-bool pf_type_supported(int type) { return pf_type_get(type) != NULL; }
+bool pf_type_supported(int type)
+{
+    const struct pf_type_info *ti = pf_type_get(type);
+    return ti && ti->vec_dot_type >= 0;
+}
 
 const char *pf_type_name(int type)
 {
@@ -48,7 +54,7 @@ int pf_type_parse(const char *name)
 {
     if (!name) return -1;
     for (int t = 0; t < PF_TYPE_COUNT; t++)
-        if (type_table[t].name && strcasecmp(type_table[t].name, name) == 0) return t;
+        if (pf_type_supported(t) && strcasecmp(type_table[t].name, name) == 0) return t;
     return -1;
 }
 

@@ -26,6 +26,7 @@ enum pf_type {
     PF_TYPE_Q5_K = 13,
     PF_TYPE_Q6_K = 14,
     PF_TYPE_Q8_K = 15, /* the activations K-quant weights are dotted with */
+    PF_TYPE_I8 = 24,   /* storage only: raw bytes (a prepared file's mixed-type bundles) */
     PF_TYPE_BF16 = 30,
     PF_TYPE_COUNT = 40, /* table size: ggml ids go up to 39 */
 };
@@ -42,14 +43,17 @@ struct pf_type_info {
     const char *name;    /* "q4_0" */
     int blck;            /* elements per block (1 for float types) */
     size_t size;         /* bytes per block */
-    int vec_dot_type;    /* type activations are converted to for dots with this type */
+    int vec_dot_type;    /* type activations are converted to for dots with this type; -1 for a
+                            storage-only type (I8), which no kernel computes with */
 };
 
-/* NULL for ids pinfer does not support (type ids from files must be checked with this). */
+/* NULL for ids pinfer does not know (type ids from files must be checked with this). Known
+ * includes the storage-only I8, which a GGUF file may hold but no weight may have. */
 const struct pf_type_info *pf_type_get(int type);
+/* A type pinfer computes with (known and not storage-only): what a weight tensor must have. */
 bool pf_type_supported(int type);
 const char *pf_type_name(int type); /* "?" for unknown */
-/* Parses "f32", "q4_0", ... (case-insensitive); -1 if unknown. */
+/* Parses "f32", "q4_0", ... (case-insensitive; types pinfer computes with); -1 if unknown. */
 int pf_type_parse(const char *name);
 /* Bytes of a row of n elements; false if the type is unknown, n is not a multiple of the block
  * size, or the size overflows. */
