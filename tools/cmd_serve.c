@@ -1,0 +1,2 @@
+#include "cmds.h"
+int cmd_serve(int argc, char **argv) { (void)argc; (void)argv; return 2; }
