@@ -24,7 +24,7 @@ struct tserver {
     char out[1024], err[1024]; /* its stdout and stderr */
 };
 
-static void ts_sleep_ms(int ms)
+static inline void ts_sleep_ms(int ms)
 {
     struct timespec t = { ms / 1000, (long)(ms % 1000) * 1000000L };
     nanosleep(&t, NULL);
@@ -33,7 +33,7 @@ static void ts_sleep_ms(int ms)
 /* Starts `env pinfer serve args --port 0` (env: "VAR=value ..." or ""), named `name` in the
  * temp dir. 0 once it listens (its port in s->port); -1 if it exited or did not listen within
  * 30 s (then s->pid is 0 and its exit status is in *status if not NULL). */
-static int ts_start(struct tserver *s, const char *name, const char *env, const char *args, int *status)
+static inline int ts_start(struct tserver *s, const char *name, const char *env, const char *args, int *status)
 {
     const char *bin = getenv("PINFER_BIN");
     if (!bin) bin = "build/pinfer";
@@ -71,7 +71,7 @@ static int ts_start(struct tserver *s, const char *name, const char *env, const 
 
 /* Sends sig and waits up to timeout_s for the exit; its exit status (128+signal if killed by
  * one), or -1 if it had to be killed after the timeout. */
-static int ts_stop(struct tserver *s, int sig, int timeout_s)
+static inline int ts_stop(struct tserver *s, int sig, int timeout_s)
 {
     if (s->pid <= 0) return -1;
     kill(s->pid, sig);
@@ -92,9 +92,9 @@ static int ts_stop(struct tserver *s, int sig, int timeout_s)
 /* Runs `curl -s <args>` against the server (the string "URL" in args is replaced by
  * http://127.0.0.1:PORT). The response body goes to body (cap bytes, NUL-terminated) and the
  * headers to hdr when not NULL. Returns the HTTP status, 0 when there was no response. */
-static int ts_curl(const struct tserver *s, char *body, size_t cap, char *hdr, size_t hcap, const char *fmt, ...)
+static inline int ts_curl(const struct tserver *s, char *body, size_t cap, char *hdr, size_t hcap, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
-static int ts_curl(const struct tserver *s, char *body, size_t cap, char *hdr, size_t hcap, const char *fmt, ...)
+static inline int ts_curl(const struct tserver *s, char *body, size_t cap, char *hdr, size_t hcap, const char *fmt, ...)
 {
     char args[16384], exp[16384 + 64], url[64], cmd[20000], bpath[1100], hpath[1100];
     va_list ap;
@@ -128,7 +128,7 @@ static int ts_curl(const struct tserver *s, char *body, size_t cap, char *hdr, s
 }
 
 /* A metric's value from GET /metrics (the line "name value"), or -1. */
-static double ts_metric(const struct tserver *s, const char *auth, const char *name)
+static inline double ts_metric(const struct tserver *s, const char *auth, const char *name)
 {
     static char body[1 << 16];
     if (ts_curl(s, body, sizeof body, NULL, 0, "%s URL/metrics", auth) != 200) return -1;
@@ -139,7 +139,7 @@ static double ts_metric(const struct tserver *s, const char *auth, const char *n
 }
 
 /* Polls a metric until it equals want (up to timeout_ms); true when it did. */
-static bool ts_metric_wait(const struct tserver *s, const char *auth, const char *name, double want, int timeout_ms)
+static inline bool ts_metric_wait(const struct tserver *s, const char *auth, const char *name, double want, int timeout_ms)
 {
     for (int t = 0; t < timeout_ms; t += 20) {
         if (ts_metric(s, auth, name) == want) return true;
@@ -149,7 +149,7 @@ static bool ts_metric_wait(const struct tserver *s, const char *auth, const char
 }
 
 /* A background `curl -sN -o path URL<args>` (args: the path, then options); its pid. */
-static pid_t ts_curl_bg(const struct tserver *s, const char *path, const char *args)
+static inline pid_t ts_curl_bg(const struct tserver *s, const char *path, const char *args)
 {
     char cmd[16384];
     snprintf(cmd, sizeof cmd, "exec curl -sN --max-time 120 -o %s http://127.0.0.1:%d%s", path, s->port, args);
@@ -162,7 +162,7 @@ static pid_t ts_curl_bg(const struct tserver *s, const char *path, const char *a
 }
 
 /* Waits until the file at path holds needle (up to timeout_ms). */
-static bool ts_file_wait(const char *path, const char *needle, int timeout_ms)
+static inline bool ts_file_wait(const char *path, const char *needle, int timeout_ms)
 {
     for (int t = 0; t < timeout_ms; t += 10) {
         char *f = tu_read_file(path, NULL);
