@@ -98,16 +98,22 @@ struct req {
     char *body;
     size_t len, cap;
     size_t dropped;   /* bytes past the cap, read and thrown away (chunked bodies) */
+    bool body_wanted; /* a completion whose body is being read; else answered in the first call */
 };
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
-    (void)cls; (void)c; (void)toe;
+    (void)c; (void)toe;
+    struct srv *s = cls;
     struct req *r = *con_cls;
     if (!r) return;
     free(r->body);
     free(r);
     *con_cls = NULL;
+    pthread_mutex_lock(&s->mu);
+    s->in_flight--;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
 }
 
 /* Whether the request carries "Authorization: Bearer <key>"; compared in constant time. */
@@ -133,6 +139,12 @@ static enum MHD_Result fail_with(struct srv *s, struct MHD_Connection *c, int st
 /* The first call for a request (its headers are in): route, method, key, Content-Length. */
 static enum MHD_Result begin(struct srv *s, struct MHD_Connection *c, const char *url, const char *method, void **con_cls)
 {
+    struct req *r = calloc(1, sizeof *r);
+    if (!r) return MHD_NO;
+    *con_cls = r; /* on_completed frees it and counts the request out */
+    pthread_mutex_lock(&s->mu);
+    s->in_flight++;
+    pthread_mutex_unlock(&s->mu);
     int route = -1;
     for (int i = 0; i < N_ROUTES; i++)
         if (!strcmp(url, routes[i].path)) route = i;
@@ -170,10 +182,8 @@ static enum MHD_Result begin(struct srv *s, struct MHD_Connection *c, const char
             return fail_with(s, c, 413, "invalid_request_error", "request_too_large", msg, NULL, NULL);
         }
     }
-    struct req *r = calloc(1, sizeof *r);
-    if (!r) return MHD_NO;
     r->route = (enum route)route;
-    *con_cls = r;
+    r->body_wanted = true;
     return MHD_YES;
 }
 
@@ -207,6 +217,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     struct srv *s = cls;
     struct req *r = *con_cls;
     if (!r) return begin(s, c, url, method, con_cls);
+    if (!r->body_wanted) { /* answered already: the rest of what the client sends is dropped */
+        *upload_size = 0;
+        return MHD_YES;
+    }
     if (*upload_size) {
         enum MHD_Result ok = take_body(s, r, upload, *upload_size);
         *upload_size = 0;
@@ -285,6 +299,8 @@ int srv_start(struct srv **out, struct pinfer_model *model, const char *model_pa
     s->listen_fd = -1;
     s->started = (long long)time(NULL);
     atomic_init(&s->next_id, 0);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
     int rc = PINFER_ENOMEM;
     s->model_id = p->model_id ? strdup(p->model_id) : base_name(model_path ? model_path : "model");
     s->api_key = p->api_key ? strdup(p->api_key) : NULL;
@@ -340,6 +356,15 @@ void srv_stop(struct srv *s, double grace_s)
     }
     if (s->eng) srv_engine_stop(s->eng, grace_s);
     if (s->d) {
+        /* every job has ended: let their responses go out (a stream's last events), for a few
+           seconds at most, then close every connection */
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += 5;
+        pthread_mutex_lock(&s->mu);
+        while (s->in_flight > 0)
+            if (pthread_cond_timedwait(&s->cv, &s->mu, &dl) == ETIMEDOUT) break;
+        pthread_mutex_unlock(&s->mu);
         MHD_stop_daemon(s->d);
         s->d = NULL;
     }
@@ -356,5 +381,7 @@ void srv_free(struct srv *s)
     free(s->model_id);
     free(s->chat_tmpl);
     free(s->host);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
     free(s);
 }

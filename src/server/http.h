@@ -20,6 +20,11 @@ struct srv {
     int listen_fd, port;
     atomic_uint_fast64_t next_id; /* response ids */
     long long started;       /* unix time */
+    /* requests between their first call and their end (the response sent or the connection
+       gone): srv_stop lets them finish before it closes the connections */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int in_flight;
 };
 
 /* Sends body (malloc'd; owned from here on; NULL = out of memory, a 500) with status.
