@@ -129,6 +129,17 @@ static void busy_and_disconnect(const struct tserver *s)
     got = ts_curl(s, body, sizeof body, NULL, 0, "%s -d '{\"prompt\":\"a\",\"max_tokens\":2}' URL/v1/completions", AUTH);
     CHECKF(got == 200, "after the disconnect: %d %.300s", got, body);
     printf("%-58s -> %d\n", "a request after the streaming client disconnected", got);
+
+    /* the same with a whole (not streamed) response: cancelled, not run to its end */
+    double cancelled = ts_metric(s, AUTH, "pinfer_requests_cancelled_total");
+    c = ts_curl_bg(s, path, "/v1/completions -H 'Authorization: Bearer k' -d '{\"prompt\":\"Once\",\"max_tokens\":100}'");
+    CHECK(ts_metric_wait(s, AUTH, "pinfer_slots_busy", 1, 5000));
+    ts_sleep_ms(300);
+    kill(c, SIGKILL);
+    waitpid(c, NULL, 0);
+    CHECKF(ts_metric_wait(s, AUTH, "pinfer_slots_busy", 0, 5000), "the slot stayed busy after the client disconnected");
+    CHECKF(ts_metric(s, AUTH, "pinfer_requests_cancelled_total") == cancelled + 1, "the request was not cancelled");
+    printf("%-58s -> cancelled, slot free\n", "a client gone while waiting for a whole response");
 }
 
 int main(void)

@@ -30,16 +30,25 @@ static bool peer_gone(int fd)
     return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
 }
 
+static void deadline_in(struct timespec *t, long ms)
+{
+    clock_gettime(CLOCK_REALTIME, t);
+    t->tv_nsec += ms * 1000000L;
+    while (t->tv_nsec >= 1000000000L) { t->tv_sec++; t->tv_nsec -= 1000000000L; }
+}
+
 /* Waits (j->mu held) until the job is done or, when sent != SIZE_MAX, has more than `sent`
- * bytes ready; false when the client at fd is gone first. */
+ * bytes ready; false when the client at fd is gone first. The socket is looked at every
+ * WAIT_MS, however often the job signals meanwhile. */
 static bool wait_job(struct srv_job *j, int fd, size_t sent)
 {
+    struct timespec next;
+    deadline_in(&next, WAIT_MS);
     while (!j->done && !(sent != SIZE_MAX && j->ready > sent)) {
-        struct timespec dl;
-        clock_gettime(CLOCK_REALTIME, &dl);
-        dl.tv_nsec += WAIT_MS * 1000000L;
-        if (dl.tv_nsec >= 1000000000L) { dl.tv_sec++; dl.tv_nsec -= 1000000000L; }
-        if (pthread_cond_timedwait(&j->cv, &j->mu, &dl) == ETIMEDOUT && peer_gone(fd)) return false;
+        if (pthread_cond_timedwait(&j->cv, &j->mu, &next) == ETIMEDOUT) {
+            if (peer_gone(fd)) return false;
+            deadline_in(&next, WAIT_MS);
+        }
     }
     return true;
 }
