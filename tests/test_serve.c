@@ -203,6 +203,49 @@ int main(void)
         CHECKF(0, "the second server did not start");
     }
 
+    /* two slots, six requests at once (four wait): every one served, greedy text the same in
+       each slot, streamed or not */
+    snprintf(args, sizeof args, "-m %s --parallel 2 --queue-size 4 -t 1", m);
+    if (ts_start(&s, "serve-par", "PINFER_SERVE_DELAY_MS=5", args, NULL) == 0) {
+        char path[6][1100];
+        pid_t pids[6];
+        for (int i = 0; i < 6; i++) {
+            snprintf(path[i], sizeof path[i], "%s/par%d.txt", tu_tmpdir(), i);
+            pids[i] = ts_curl_bg(&s, path[i], i % 3 == 2 ? "/v1/completions -d '{\"prompt\":\"Once upon a time\",\"max_tokens\":24,"
+                                                           "\"temperature\":0,\"stream\":true}'"
+                                                         : "/v1/completions -d '{\"prompt\":\"Once upon a time\",\"max_tokens\":24,"
+                                                           "\"temperature\":0}'");
+        }
+        char *first = NULL, *text = NULL;
+        for (int i = 0; i < 6; i++) {
+            int st;
+            waitpid(pids[i], &st, 0);
+            char *f = tu_read_file(path[i], NULL);
+            /* the whole responses' text, or the streamed pieces joined */
+            size_t cap = f ? strlen(f) + 1 : 1, n = 0;
+            text = calloc(1, cap);
+            for (const char *q = f; q && text && (q = strstr(q, "\"text\":\"")); ) {
+                q += 8;
+                const char *e = q;
+                while (*e && !(*e == '"' && e[-1] != '\\')) e++;
+                memcpy(text + n, q, (size_t)(e - q));
+                n += (size_t)(e - q);
+                q = e;
+            }
+            CHECKF(f && strstr(f, "\"finish_reason\":\"length\"") && n > 0, "parallel request %d: %.300s", i, f ? f : "");
+            if (!first) first = text, text = NULL;
+            else CHECKF(text && !strcmp(first, text), "parallel request %d: '%s' vs '%s'", i, text ? text : "", first);
+            free(text);
+            free(f);
+        }
+        printf("%-58s -> all served: '%.40s...'\n", "6 requests at once on 2 slots", first ? first : "");
+        free(first);
+        CHECK(ts_metric(&s, "", "pinfer_requests_total") == 6);
+        CHECK(ts_stop(&s, SIGTERM, 20) == 0);
+    } else {
+        CHECKF(0, "the parallel server did not start");
+    }
+
     /* a memory budget covers every slot: a tiny prepared model, slots that fit and that do not */
     char raw[1100], prep[1100], cmd[8192];
     snprintf(raw, sizeof raw, "%s/raw.gguf", tu_tmpdir());
