@@ -112,9 +112,13 @@ int cmd_serve(int argc, char **argv)
         goto out;
     }
     char desc[256];
+    const char *tname = "?";
+    bool tdefault = false;
     pinfer_model_desc(model, desc, sizeof desc);
-    fprintf(stderr, "pinfer serve: %s; %d slot%s, queue %d%s\n", desc, sp.parallel, sp.parallel > 1 ? "s" : "",
-            sp.queue_size, sp.api_key ? "; API key required" : "");
+    pinfer_chat_template_name(model, sp.chat_tmpl, &tname, &tdefault);
+    fprintf(stderr, "pinfer serve: %s; %d slot%s of %d tokens, queue %d; chat template %s%s%s\n", desc, sp.parallel,
+            sp.parallel > 1 ? "s" : "", srv_n_ctx(srv), sp.queue_size, tname,
+            tdefault ? " (the model has none: the default)" : "", sp.api_key ? "; API key required" : "");
     printf("pinfer serve: listening on http://%s%s%s:%d\n", strchr(sp.host, ':') ? "[" : "", sp.host,
            strchr(sp.host, ':') ? "]" : "", srv_port(srv));
     fflush(stdout);

@@ -313,6 +313,11 @@ int srv_start(struct srv **out, struct pinfer_model *model, const char *model_pa
     json_t *id = json_string(s->model_id); /* NULL unless valid UTF-8 */
     if (!id) { rc = fail(PINFER_EINVAL, "the model id '%s' is not UTF-8", s->model_id); goto err; }
     json_decref(id);
+    const char *tname; /* a model whose template is not one pinfer knows: say so now, not per request */
+    if (pinfer_chat_template_name(model, s->chat_tmpl, &tname, NULL)) {
+        rc = fail(PINFER_EINVAL, "%s (pass --chat-template NAME)", pinfer_last_error());
+        goto err;
+    }
     json_object_seed(0); /* before any thread uses jansson */
     if (srv_metrics_init(&s->metrics, p->parallel, p->queue_size, p->mem_budget)) { fail(rc, "out of memory"); goto err; }
 
@@ -342,6 +347,7 @@ err:
 }
 
 int srv_port(const struct srv *s) { return s->port; }
+int srv_n_ctx(const struct srv *s) { return srv_engine_n_ctx(s->eng); }
 
 void srv_stop(struct srv *s, double grace_s)
 {

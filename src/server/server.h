@@ -45,6 +45,8 @@ struct srv;
 int srv_start(struct srv **out, struct pinfer_model *model, const char *model_path, const struct srv_params *p);
 /* The port the server listens on. */
 int srv_port(const struct srv *s);
+/* Every slot's context length in tokens. */
+int srv_n_ctx(const struct srv *s);
 /* Stops accepting connections, refuses queued requests (503), gives running ones grace_s
  * seconds to finish and cancels the rest, then closes every connection. */
 void srv_stop(struct srv *s, double grace_s);
