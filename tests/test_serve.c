@@ -203,6 +203,23 @@ int main(void)
         CHECKF(0, "the second server did not start");
     }
 
+    /* SIGTERM with a stream that outlasts the grace period: cancelled with an error event */
+    snprintf(args, sizeof args, "-m %s --shutdown-grace 0.3 -t 1", m);
+    if (ts_start(&s, "serve-grace", "PINFER_SERVE_DELAY_MS=20", args, NULL) == 0) {
+        char g[1100];
+        snprintf(g, sizeof g, "%s/grace.txt", tu_tmpdir());
+        pid_t cg = ts_curl_bg(&s, g, "/v1/completions -d '{\"prompt\":\"Once\",\"max_tokens\":100,\"stream\":true}'");
+        CHECK(ts_file_wait(g, "data: ", 10000));
+        int rc = ts_stop(&s, SIGTERM, 20);
+        int st;
+        waitpid(cg, &st, 0);
+        CHECKF(rc == 0 && ts_file_wait(g, "\"code\":\"shutting_down\"", 100) && ts_file_wait(g, "data: [DONE]", 100),
+               "a stream cancelled by SIGTERM: exit %d", rc);
+        printf("%-58s -> exit %d, the stream ended with an error event\n", "SIGTERM, a stream longer than the grace period", rc);
+    } else {
+        CHECKF(0, "the grace server did not start");
+    }
+
     /* two slots, six requests at once (four wait): every one served, greedy text the same in
        each slot, streamed or not */
     snprintf(args, sizeof args, "-m %s --parallel 2 --queue-size 4 -t 1", m);
