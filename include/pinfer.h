@@ -207,6 +207,11 @@ struct pinfer_ctx_params {
      * round(1 / sparse_ideal)-th slot whole instead of asking the predictor, the bytes of a
      * perfect predictor at that density. 0 = off; must be in [0, 1]. */
     float sparse_ideal;
+    /* Under a memory budget: how many contexts of the model share it (pinfer serve's slots).
+     * The resident weights count once; each context plans its KV cache, buffers and neuron
+     * cache in an equal share of the rest, so that all of them together stay within the budget.
+     * Default 1 (this context has the whole budget). */
+    int budget_shares;
 };
 struct pinfer_ctx_params pinfer_ctx_default_params(void);
 

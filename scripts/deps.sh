@@ -1,11 +1,17 @@
 #!/bin/sh
-# Installs the Debian packages pinfer's build and tests need (Debian 12), if any is missing.
+# Installs the Debian packages pinfer's build and tests need (Debian 12), if any is missing:
+# the compilers and libraries (liburing, PCRE2; libmicrohttpd and jansson for pinfer serve),
+# curl for the server tests, and Node.js with npm for the test that drives pinfer serve with
+# OpenAI's npm package (only when no node/npm is installed already, from Debian or elsewhere).
 set -e
-PKGS="gcc make libc6-dev clang libclang-rt-14-dev liburing-dev libpcre2-dev"
+PKGS="gcc make libc6-dev clang libclang-rt-14-dev liburing-dev libpcre2-dev libmicrohttpd-dev libjansson-dev curl"
 missing=""
 for p in $PKGS; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
 done
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    missing="$missing nodejs npm"
+fi
 [ -z "$missing" ] && exit 0
 echo "installing Debian packages:$missing"
 SUDO=""

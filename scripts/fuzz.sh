@@ -6,8 +6,9 @@
 #                                    exec/s, edges, corpus, crashes
 # Targets (fuzz/): fuzz_gguf (the GGUF reader), fuzz_tokenizer (SentencePiece on the llama-spm
 # vocabulary and byte-level BPE on the gpt-2 vocabulary, from ../shared), fuzz_model (the whole model load and two decode steps),
-# fuzz_prepared (a prepared model's keys and tensors, in memory and under a budget).
-# Seeds: fuzz/corpus/gguf and fuzz/corpus/tokenizer (in git), llama.cpp's tokenizer inputs from
+# fuzz_prepared (a prepared model's keys and tensors, in memory and under a budget), fuzz_request
+# (the server's request parser: JSON bodies of chat and text completions).
+# Seeds: fuzz/corpus/gguf, fuzz/corpus/tokenizer and fuzz/corpus/request (in git), llama.cpp's tokenizer inputs from
 # ../shared, and tiny models made here with pinfer synth and pinfer prepare. Corpora grow in
 # build-fuzz/corpus/<target>; crashes land in build-fuzz/crashes/ and make the script fail.
 set -e
@@ -25,15 +26,16 @@ B=build-fuzz
 S=$B/seeds
 P=build/pinfer
 rm -rf "$S"
-mkdir -p "$S/gguf" "$S/tokenizer" "$S/model" "$S/prepared" "$B/crashes"
+mkdir -p "$S/gguf" "$S/tokenizer" "$S/model" "$S/prepared" "$S/request" "$B/crashes"
 
 # ---- seeds ----
 cp fuzz/corpus/gguf/* "$S/gguf/"
 cp fuzz/corpus/tokenizer/* "$S/tokenizer/"
+cp fuzz/corpus/request/* "$S/request/"
 SHARED=../shared/testdata/tokenizer
-TARGETS="fuzz_gguf fuzz_model fuzz_prepared"
+TARGETS="fuzz_gguf fuzz_model fuzz_prepared fuzz_request"
 if [ -f "$SHARED/ggml-vocab-llama-spm.gguf" ] && [ -f "$SHARED/ggml-vocab-gpt-2.gguf" ]; then
-    TARGETS="fuzz_gguf fuzz_tokenizer fuzz_model fuzz_prepared"
+    TARGETS="fuzz_gguf fuzz_tokenizer fuzz_model fuzz_prepared fuzz_request"
     # llama.cpp's test inputs, one seed each; the first byte is the target's flag byte (0x80:
     # the gpt-2 vocabulary, byte-level BPE)
     split_inp() {
@@ -60,7 +62,8 @@ done
 
 # ---- runs ----
 seed_dir() { case "$1" in fuzz_gguf) echo "$S/gguf" ;; fuzz_tokenizer) echo "$S/tokenizer" ;;
-                          fuzz_model) echo "$S/model" ;; fuzz_prepared) echo "$S/prepared" ;; esac; }
+                          fuzz_model) echo "$S/model" ;; fuzz_prepared) echo "$S/prepared" ;;
+                          fuzz_request) echo "$S/request" ;; esac; }
 OPTS="-print_final_stats=1 -timeout=30 -rss_limit_mb=4096 -max_len=262144"
 
 # one target: $1 name, $2 max seconds (wall, smoke) or CPU seconds (long); log in $B/<name>.log
@@ -103,10 +106,10 @@ summary() {
 if [ "$MODE" = smoke ]; then
     for t in $TARGETS; do run_target "$t" "$SMOKE_SECONDS"; done
 else
-    # two lanes (two cores): targets 1 and 3 in one, 2 and 4 in the other
+    # two lanes (two cores): targets 1, 3 and 5 in one, 2 and 4 in the other
     lane() { for t in "$@"; do [ -n "$t" ] && run_target "$t" "$SECS"; done; return 0; }
     set -- $TARGETS
-    lane "$1" "$3" &
+    lane "$1" "$3" "$5" &
     l1=$!
     lane "$2" "$4"
     wait $l1

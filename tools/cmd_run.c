@@ -4,6 +4,7 @@
  * ending with the assistant's opening, and tokenized with its special tokens recognised. */
 #include "args.h"
 #include "cmds.h"
+#include "gen_flags.h"
 #include "model_flags.h"
 #include "pinfer.h"
 
@@ -15,36 +16,17 @@
 
 static const char *C = "run";
 
-static void help(const struct model_flags *mf)
+static void help(const struct model_flags *mf, const struct gen_flags *gf)
 {
     printf("usage: pinfer run -m MODEL [-p PROMPT | -f FILE] [options]\n");
     model_flags_help(mf);
     printf("  -p, --prompt TEXT       prompt (default: empty, BOS only)\n"
            "  -f, --file FILE         read the prompt from a file\n"
-           "  -n, --n-predict N       tokens to generate (default -1: until EOS or the context is full)\n"
-           "  -b, --batch-size N      prompt batch size (default 512)\n"
-           "  -s, --seed N            random seed (default: from the clock)\n"
-           "      --temp T            temperature (default 0.8; 0 = greedy)\n"
-           "      --top-k N           (default 40; 0 = off)\n"
-           "      --top-p P           (default 0.95; 1 = off)\n"
-           "      --min-p P           (default 0.05; 0 = off)\n"
-           "      --repeat-penalty R  (default 1.0 = off)\n"
-           "      --repeat-last-n N   (default 64; 0 = off, -1 = context)\n"
-           "      --ignore-eos        keep generating after end-of-sequence\n"
-           "      --chat              the prompt is a user message: render it with the model's chat\n"
-           "                          template (tokenizer.chat_template; %s if it has none), ending\n"
-           "                          with the assistant's turn\n"
-           "      --chat-template NAME  a built-in template instead of the model's (implies --chat);\n"
-           "                          NAME is one of:\n",
-           PINFER_CHAT_DEFAULT_TEMPLATE);
-    const char *names[64];
-    int n = pinfer_chat_builtin_templates(names, 64);
-    for (int i = 0, col = 0; i < n && i < 64; i++) {
-        if (col == 0) printf("                         ");
-        col += printf(" %s", names[i]);
-        if (col > 60 || i + 1 == n) { printf("\n"); col = 0; }
-    }
-    printf("      --system TEXT       a system message before the prompt (implies --chat)\n");
+           "  -b, --batch-size N      prompt batch size (default 512)\n");
+    gen_flags_help(gf);
+    printf("      --chat              the prompt is a user message: render it with the chat template,\n"
+           "                          ending with the assistant's turn (--chat-template and --system\n"
+           "                          imply it)\n");
 }
 
 /* --chat: the prompt as a user message (after the system message, if any) in the chat
@@ -81,44 +63,33 @@ static char *chat_prompt(const struct pinfer_model *model, const char *tmpl, con
 int cmd_run(int argc, char **argv)
 {
     const char *prompt = NULL, *prompt_file = NULL;
-    long n_predict = -1, n_batch = 512;
-    bool ignore_eos = false, chat = false;
-    const char *chat_tmpl = NULL, *system = NULL;
-    struct pinfer_sampler_params sp = pinfer_sampler_default_params();
-    long lv;
+    long n_batch = 512;
+    bool chat = false;
     struct model_flags mf;
+    struct gen_flags gf;
     model_flags_init(&mf, MODEL_FLAGS_THREADS | MODEL_FLAGS_CTX | MODEL_FLAGS_MMAP | MODEL_FLAGS_BUDGET);
+    gen_flags_init(&gf, GEN_FLAGS_PREDICT | GEN_FLAGS_SAMPLING | GEN_FLAGS_CHAT | GEN_FLAGS_SYSTEM);
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int took = model_flags_parse(C, argc, argv, &i, &mf);
+        if (!took) took = gen_flags_parse(C, argc, argv, &i, &gf);
         if (took < 0) return 2;
         if (took) continue;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { help(&mf); return 0; }
-        else if (!strcmp(a, "--ignore-eos")) ignore_eos = true;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { help(&mf, &gf); return 0; }
         else if (!strcmp(a, "--chat")) chat = true;
-        else if (!strcmp(a, "--chat-template")) { ARGS_TAKE(); chat_tmpl = v; chat = true; }
-        else if (!strcmp(a, "--system")) { ARGS_TAKE(); system = v; chat = true; }
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { ARGS_TAKE(); prompt = v; }
         else if (!strcmp(a, "-f") || !strcmp(a, "--file")) { ARGS_TAKE(); prompt_file = v; }
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { ARGS_TAKE(); if (!args_int(C, a, v, -1, 1L << 30, &n_predict)) return 2; }
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) { ARGS_TAKE(); if (!args_int(C, a, v, 1, 1 << 16, &n_batch)) return 2; }
-        else if (!strcmp(a, "-s") || !strcmp(a, "--seed")) { ARGS_TAKE(); if (!args_u64(C, a, v, &sp.seed)) return 2; }
-        else if (!strcmp(a, "--temp")) { ARGS_TAKE(); if (!args_float(C, a, v, 0, 1e6, &sp.temp)) return 2; }
-        else if (!strcmp(a, "--top-k")) { ARGS_TAKE(); if (!args_int(C, a, v, 0, 1 << 30, &lv)) return 2; sp.top_k = (int)lv; }
-        else if (!strcmp(a, "--top-p")) { ARGS_TAKE(); if (!args_float(C, a, v, 0, 1, &sp.top_p)) return 2; }
-        else if (!strcmp(a, "--min-p")) { ARGS_TAKE(); if (!args_float(C, a, v, 0, 1, &sp.min_p)) return 2; }
-        else if (!strcmp(a, "--repeat-penalty")) { ARGS_TAKE(); if (!args_float(C, a, v, 0, 1e6, &sp.repeat_penalty)) return 2; }
-        else if (!strcmp(a, "--repeat-last-n")) { ARGS_TAKE(); if (!args_int(C, a, v, -1, 1 << 22, &lv)) return 2; sp.repeat_last_n = (int)lv; }
         else return args_usage_error(C, "unknown flag '%s'", a);
     }
-    if (model_flags_check(C, &mf)) return 2;
+    if (model_flags_check(C, &mf) || gen_flags_check(C, &gf)) return 2;
     if (prompt && prompt_file) return args_usage_error(C, "give either -p or -f, not both");
-    if (chat_tmpl) { /* a name (or a Jinja string) is checked before the model loads */
-        const char *name;
-        if (!*chat_tmpl || pinfer_chat_template_name(NULL, chat_tmpl, &name, NULL))
-            return args_usage_error(C, "--chat-template: %s", *chat_tmpl ? pinfer_last_error() : "empty name");
-    }
+    if (gf.chat_tmpl || gf.system) chat = true;
+    const char *chat_tmpl = gf.chat_tmpl, *system = gf.system;
+    const long n_predict = gf.n_predict;
+    const bool ignore_eos = gf.ignore_eos;
+    const struct pinfer_sampler_params sp = gf.sp;
 
     int rc = 1;
     char *file_text = NULL, *chat_text = NULL;

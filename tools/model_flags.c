@@ -203,6 +203,14 @@ int model_flags_load(const char *cmd, const struct model_flags *f, struct pinfer
     return 0;
 }
 
+uint64_t model_flags_budget_bytes(const struct model_flags *f)
+{
+    struct stat st;
+    uint64_t b = 0;
+    if (f->mem_budget && !parse_size(f->mem_budget, stat(f->model, &st) == 0 ? (uint64_t)st.st_size : 0, &b)) b = 0;
+    return b;
+}
+
 /* Calibrates ctx's threshold cuts on the text of --calib. 0 or 1 (error printed). */
 static int calibrate(const char *cmd, const struct model_flags *f, struct pinfer_model *m, struct pinfer_ctx *ctx)
 {

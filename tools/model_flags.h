@@ -60,6 +60,8 @@ void model_flags_help(const struct model_flags *f);
  * (the caller frees it with pinfer_model_free), or the exit code after printing the error: 2
  * for a budget that cannot be resolved, 1 if the load fails. */
 int model_flags_load(const char *cmd, const struct model_flags *f, struct pinfer_model **m);
+/* --mem-budget in bytes, resolved as model_flags_load resolves it; 0 without one. */
+uint64_t model_flags_budget_bytes(const struct model_flags *f);
 /* Creates a context of m with f->cp and, with --calib, calibrates its threshold cuts on that
  * text. 0 and *ctx (the caller frees it with pinfer_ctx_free), or 1 after printing the error,
  * with *ctx NULL. */

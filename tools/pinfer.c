@@ -12,6 +12,8 @@ static const struct {
     const char *help;
 } cmds[] = {
     { "run", cmd_run, "generate text from a prompt" },
+    { "chat", cmd_chat, "an interactive conversation, the KV cache kept across turns" },
+    { "serve", cmd_serve, "an OpenAI-compatible HTTP server (chat and text completions)" },
     { "tokenize", cmd_tokenize, "print the token ids of a text" },
     { "eval", cmd_eval, "teacher-forced evaluation: logits for given token ids" },
     { "bench", cmd_bench, "prompt and generation speed, llama-bench style" },

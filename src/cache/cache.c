@@ -127,18 +127,33 @@ int pf_cache_plan(const struct pinfer_model *m, uint64_t ctx_bytes, const struct
     const uint64_t S = max_slot(m), stride = round_up(S, 64);
     p->budget = m->mem_budget;
     p->weights = m->resident_bytes;
+    /* the weights are held once, whatever shares the budget; the rest is split evenly, so the
+       contexts together stay within it */
+    const uint64_t shares = cfg->shares > 1 ? (uint64_t)cfg->shares : 1;
+    if (shares > 1 && p->budget > p->weights) p->budget = p->weights + (p->budget - p->weights) / shares;
     p->ctx = ctx_bytes;
     p->stage = stage_bytes(m, cfg) * (prefetch ? 2 : 1); /* the second half: next layer's prefetch */
     p->prefetch = prefetch;
     p->meta = meta_bytes(m, 0);
     const uint64_t fixed = p->weights + p->ctx + p->stage + p->meta;
-    if (fixed > p->budget)
+    if (fixed > p->budget) {
+        if (shares > 1) {
+            const uint64_t each = fixed - p->weights;
+            return pf_fail(PINFER_ENOMEM,
+                           "memory budget of %.1f MiB is too small for %d contexts: each needs %.1f MiB (context %.1f, "
+                           "I/O staging %.1f, cache tables %.1f) besides the %.1f MiB of weights kept in memory once; the "
+                           "smallest workable budget is %.0f MiB",
+                           (double)m->mem_budget / (1 << 20), (int)shares, (double)each / (1 << 20),
+                           (double)p->ctx / (1 << 20), (double)p->stage / (1 << 20), (double)p->meta / (1 << 20),
+                           (double)p->weights / (1 << 20), (double)((p->weights + shares * each + (1 << 20) - 1) >> 20));
+        }
         return pf_fail(PINFER_ENOMEM,
                        "memory budget of %.1f MiB is too small: the fixed segment needs %.1f MiB (weights kept in memory "
                        "%.1f, context %.1f, I/O staging %.1f, cache tables %.1f); the smallest workable budget is %.0f MiB",
                        (double)p->budget / (1 << 20), (double)fixed / (1 << 20), (double)p->weights / (1 << 20),
                        (double)p->ctx / (1 << 20), (double)p->stage / (1 << 20), (double)p->meta / (1 << 20),
                        (double)((fixed + (1 << 20) - 1) >> 20));
+    }
     uint64_t avail = p->budget - fixed;
     if (hot_frac < 0) hot_frac = 0.9f; /* measured best on the 7B shape (bench/RESULTS.md) */
     if (hot_frac > 1) hot_frac = 1;

@@ -36,6 +36,8 @@ struct pf_cache_config {
     int chunk_slots;        /* batches stream a layer in multiples of this many slots (the
                                FFN's panel height); the hot segment is rounded to it */
     enum pf_io_backend backend;
+    int shares;             /* contexts sharing the model's budget (< 2: one): this one plans in
+                               an equal share of what the resident weights leave */
 };
 
 /* The segments for a budget. */

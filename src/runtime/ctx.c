@@ -18,7 +18,7 @@ struct pinfer_ctx_params pinfer_ctx_default_params(void)
     struct pinfer_ctx_params p = { .n_ctx = 0, .n_threads = 0, .n_batch = 512, .sparse = PINFER_SPARSE_OFF,
                                    .sparsity_target = 0.5f, .sparse_verify = false,
                                    .io_backend = PINFER_IO_AUTO, .cache_hot = -1, .prefetch = false,
-                                   .stage_bytes = 0, .sparse_ideal = 0 };
+                                   .stage_bytes = 0, .sparse_ideal = 0, .budget_shares = 1 };
     return p;
 }
 
@@ -48,7 +48,7 @@ static int cache_init(struct pinfer_ctx *c, const struct pinfer_ctx_params *p, s
     total += (size_t)c->n_threads * (256u << 10); /* thread stacks actually touched, roughly */
     const struct pf_cache_config cfg = {
         .hot_frac = p->cache_hot, .prefetch = pf_ffn_wants_prefetch(c->ffn), .stage_bytes = p->stage_bytes,
-        .chunk_slots = pf_ffn_chunk_slots(), .backend = io_backend(p->io_backend),
+        .chunk_slots = pf_ffn_chunk_slots(), .backend = io_backend(p->io_backend), .shares = p->budget_shares,
     };
     struct pf_cache_plan plan;
     int rc = pf_cache_plan(m, total, &cfg, &plan);
@@ -61,6 +61,8 @@ static int cache_init(struct pinfer_ctx *c, const struct pinfer_ctx_params *p, s
 static int check_params(const struct pinfer_model *m, const struct pinfer_ctx_params *p)
 {
     if (!m->layers) return pf_fail(PINFER_EINVAL, "model was loaded vocab-only");
+    if (p->budget_shares < 0 || p->budget_shares > 4096)
+        return pf_fail(PINFER_EINVAL, "budget_shares %d out of range 0..4096", p->budget_shares);
     if (p->n_ctx < 0 || p->n_batch < 0 || p->n_threads < 0)
         return pf_fail(PINFER_EINVAL, "negative context, batch or thread count");
     if ((unsigned)p->io_backend > PINFER_IO_PREAD)
