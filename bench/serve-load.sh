@@ -33,14 +33,15 @@ trap 'rm -rf "$W"' EXIT
 TOTAL=$((CLIENTS * REQS))
 BODY="{\"prompt\":\"$PROMPT\",\"max_tokens\":$N,\"temperature\":0}"
 
-# client I PORT: REQS requests in turn; one line per request: "status seconds completion_tokens"
+# client I PORT: REQS requests in turn, one curl process each and nothing else (the token
+# counts are read from the bodies afterwards, so the clients stay light); one line per request:
+# "status seconds body-file"
 client() {
     local i=$1 port=$2 r out
     for r in $(seq 1 "$REQS"); do
-        out=$(curl -s --max-time 600 -o "$W/c$i.body" -w '%{http_code} %{time_total}' \
+        out=$(curl -s --max-time 600 -o "$W/c$i.$r.body" -w '%{http_code} %{time_total}' \
                    -H 'Content-Type: application/json' -d "$BODY" "http://127.0.0.1:$port/v1/completions")
-        tok=$(grep -o '"completion_tokens":[0-9]*' "$W/c$i.body" 2>/dev/null | cut -d: -f2)
-        echo "$out ${tok:-0}" >> "$W/done"
+        echo "$out $W/c$i.$r.body" >> "$W/done"
     done
 }
 
@@ -73,7 +74,12 @@ for par in $PARS; do
     t1=$(date +%s.%N)
     kill -TERM $spid; wait $spid; src=$?
     kill $rpid 2>/dev/null; wait $rpid 2>/dev/null
-    sort -n -k2 "$W/done" > "$W/sorted"    # by latency (mawk has no asort)
+    # "status seconds completion_tokens", by latency (mawk has no asort)
+    while read -r st sec f; do
+        tok=$(grep -o '"completion_tokens":[0-9]*' "$f" 2>/dev/null | cut -d: -f2)
+        echo "$st $sec ${tok:-0}"
+    done < "$W/done" | sort -n -k2 > "$W/sorted"
+    rm -f "$W"/c*.body
     awk -v t0="$t0" -v t1="$t1" -v par="$par" -v total="$TOTAL" -v src="$src" -v rssf="$W/rss" '
         { n++; if ($1 != 200) fail++; lat[n] = $2; tok += $3 }
         END {
