@@ -73,7 +73,6 @@ static int write_conf(const char *dir, int port, int a, int b)
             "            proxy_set_header Connection \"\";\n"
             "            proxy_set_header Authorization $http_authorization;\n"
             "            proxy_buffering off;\n"
-            "            proxy_request_buffering off;\n"
             "            proxy_connect_timeout 2s;\n"
             "            proxy_send_timeout 600s;\n"
             "            proxy_read_timeout 600s;\n"
