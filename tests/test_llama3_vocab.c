@@ -22,15 +22,6 @@
 #define N_VOCAB 128256
 #define N_BASE 128000
 
-static char *tmp(const char *name)
-{
-    static char buf[4][512];
-    static int k;
-    char *p = buf[k++ % 4];
-    snprintf(p, 512, "%s/%s", tu_tmpdir(), name);
-    return p;
-}
-
 static const char *special_name(int i, char *buf)
 {
     static const char *const named[] = { "<|begin_of_text|>", "<|end_of_text|>", NULL, NULL, "<|finetune_right_pad_id|>", NULL,
@@ -121,9 +112,9 @@ int main(void)
 {
     const char *gpt2 = tu_shared_path("testdata/tokenizer/ggml-vocab-gpt-2.gguf");
     if (!gpt2 || access(gpt2, R_OK) != 0) TEST_SKIP("../shared/testdata/tokenizer/ggml-vocab-gpt-2.gguf is absent");
-    const char *vocab = tmp("llama3-vocab.gguf");
+    const char *vocab = tu_tmp("llama3-vocab.gguf");
     CHECK(write_vocab(gpt2, vocab) == 0);
-    struct pinfer_model *m = synth_load(vocab, tmp("llama3.gguf")), *g = synth_load(gpt2, tmp("gpt2.gguf"));
+    struct pinfer_model *m = synth_load(vocab, tu_tmp("llama3.gguf")), *g = synth_load(gpt2, tu_tmp("gpt2.gguf"));
     if (!m || !g) { pinfer_model_free(m); pinfer_model_free(g); TEST_DONE(); }
 
     CHECK(pinfer_n_vocab(m) == N_VOCAB && pinfer_token_bos(m) == 128000 && pinfer_token_eos(m) == 128009);

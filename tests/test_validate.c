@@ -21,15 +21,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static char *tmp(const char *name)
-{
-    static char buf[2][512];
-    static int k;
-    char *p = buf[k++ % 2];
-    snprintf(p, 512, "%s/%s", tu_tmpdir(), name);
-    return p;
-}
-
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static uint8_t rnd_byte(void)
 {
@@ -148,7 +139,7 @@ static void test_models(void)
     sp.n_vocab = 512;
     sp.n_layer = 2;
     sp.type = PF_TYPE_Q4_K;
-    const char *good = tmp("good.gguf"), *bad = tmp("bad.gguf");
+    const char *good = tu_tmp("good.gguf"), *bad = tu_tmp("bad.gguf");
     int rc = pinfer_synth(good, &sp);
     CHECKF(rc == 0, "synth: %s", pinfer_last_error());
     if (rc) return;

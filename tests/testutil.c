@@ -172,3 +172,12 @@ int tu_make_kquant(const char *raw, const char *prep, int act, unsigned seed, bo
     if (pinfer_prepare(raw, prep, &pp, NULL)) { fprintf(stderr, "prepare: %s\n", pinfer_last_error()); return -1; }
     return 0;
 }
+
+const char *tu_tmp(const char *name)
+{
+    static char buf[8][512];
+    static int k;
+    char *p = buf[k++ % 8];
+    snprintf(p, sizeof buf[0], "%s/%s", tu_tmpdir(), name);
+    return p;
+}

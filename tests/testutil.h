@@ -27,6 +27,8 @@ const char *tu_shared_path(const char *rel);
 char *tu_read_file(const char *path, size_t *len);
 /* A fresh temp directory for this test (removed by nobody: lives under build/tmp). */
 const char *tu_tmpdir(void);
+/* tu_tmpdir()/name in one of 8 rotating static buffers. */
+const char *tu_tmp(const char *name);
 /* Deterministic xorshift random numbers for test data. */
 unsigned long long tu_rand(unsigned long long *state);
 float tu_randf(unsigned long long *state); /* uniform in [-1, 1) */
