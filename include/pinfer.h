@@ -228,6 +228,15 @@ int pinfer_ctx_n_ctx(const struct pinfer_ctx *ctx);
  * cache. Logits are kept for every token when all_logits, else for the last token only.
  * Returns 0, or PINFER_ERANGE when pos+n exceeds n_ctx. */
 int pinfer_decode(struct pinfer_ctx *ctx, const int32_t *tokens, int n, int pos, bool all_logits);
+/* One token for each of n sequences, each in its own context of the same model: tokens[i] at
+ * position pos[i] of ctxs[i] (distinct contexts). Where one pass over all of them reads the
+ * weights once instead of n times (a dense FFN with the weights in memory), the products run as
+ * one batch in ctxs[0]'s buffers, on its threads, each row attending over its own context's KV
+ * cache (n <= ctxs[0]'s n_batch); otherwise (sparse modes, a memory budget, hooks) the sequences
+ * are decoded one by one. Either way each context then holds its token's logits
+ * (pinfer_ctx_logits(ctxs[i], -1)), equal to pinfer_decode's up to the batched products'
+ * summation order. pinfer serve steps its slots with it. */
+int pinfer_decode_multi(struct pinfer_ctx *const *ctxs, const int32_t *tokens, const int *pos, int n);
 /* Logits (n_vocab floats) of token i of the last batch (i = -1: the last token). Owned by ctx,
  * valid until the next pinfer_decode. NULL if i has no logits. */
 const float *pinfer_ctx_logits(const struct pinfer_ctx *ctx, int i);

@@ -221,7 +221,7 @@ int main(void)
     }
 
     /* two slots, six requests at once (four wait): every one served, greedy text the same in
-       each slot, streamed or not */
+       each slot, streamed or not, with the slots' tokens decoded together */
     snprintf(args, sizeof args, "-m %s --parallel 2 --queue-size 4 -t 1", m);
     if (ts_start(&s, "serve-par", "PINFER_SERVE_DELAY_MS=5", args, NULL) == 0) {
         char path[6][1100];
@@ -258,6 +258,11 @@ int main(void)
         printf("%-58s -> all served: '%.40s...'\n", "6 requests at once on 2 slots", first ? first : "");
         free(first);
         CHECK(ts_metric(&s, "", "pinfer_requests_total") == 6);
+        /* the two slots' tokens were decoded together (one pass over the weights) */
+        double passes = ts_metric(&s, "", "pinfer_decode_passes_total"),
+               seqs = ts_metric(&s, "", "pinfer_decode_pass_sequences_total");
+        CHECKF(passes > 0 && seqs > passes && seqs <= 2 * passes, "decode passes %g for %g sequences", passes, seqs);
+        printf("%-58s -> %g passes, %.2f slots per pass\n", "their decode steps", passes, passes > 0 ? seqs / passes : 0);
         CHECK(ts_stop(&s, SIGTERM, 20) == 0);
     } else {
         CHECKF(0, "the parallel server did not start");

@@ -114,6 +114,7 @@ enum pinfer_sparse_mode pf_ffn_mode(const struct pf_ffn *f) { return f->sparse; 
 int pf_ffn_chunk_slots(void) { return PF_PANEL_ROWS; }
 void pf_ffn_set_hook(struct pf_ffn *f, pf_ffn_hook fn, void *ud) { f->hook = fn; f->hook_ud = ud; }
 void pf_ffn_set_io_hook(struct pf_ffn *f, pf_ffn_io_hook fn, void *ud) { f->io_hook = fn; f->io_hook_ud = ud; }
+bool pf_ffn_has_hooks(const struct pf_ffn *f) { return f->hook || f->io_hook; }
 double pf_ffn_pred_seconds(const struct pf_ffn *f) { return f->t_pred; }
 void pf_ffn_time_reset(struct pf_ffn *f) { f->t_pred = 0; }
 

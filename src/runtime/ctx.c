@@ -117,6 +117,8 @@ int pinfer_ctx_new(struct pinfer_ctx **out, struct pinfer_model *m, const struct
     c->att = ck_alloc_array(T, (size_t)p.n_ctx * 4, &total);
     c->att16 = ck_alloc_array(T, ((size_t)p.n_ctx > D ? (size_t)p.n_ctx : D) * 2, &total);
     c->logits = ck_alloc_array(B, (size_t)h->n_vocab * 4, &total);
+    c->row_seq = ck_alloc_array(B, sizeof *c->row_seq, &total);
+    c->row_pos = ck_alloc_array(B, sizeof *c->row_pos, &total);
     /* scratch: the largest activation conversion the attention and head products need */
     size_t sc = 0;
 #define NEED(w, nt) do { if ((w)->n_in > 0) { size_t s_ = pf_matmul_scratch_size((w)->type, (w)->n_in, (nt)); if (s_ > sc) sc = s_; } } while (0)
@@ -128,7 +130,7 @@ int pinfer_ctx_new(struct pinfer_ctx **out, struct pinfer_model *m, const struct
 #undef NEED
     c->scratch = sc == SIZE_MAX ? NULL : ck_alloc_array(sc ? sc : 64, 1, &total);
     if (!c->k_cache || !c->v_cache || !c->x || !c->xb || !c->q || !c->k || !c->v || !c->rope || !c->att ||
-        !c->att16 || !c->logits || !c->scratch)
+        !c->att16 || !c->logits || !c->row_seq || !c->row_pos || !c->scratch)
         goto nomem;
     if (m->mem_budget && (rc = cache_init(c, &p, total))) { pinfer_ctx_free(c); return rc; }
     *out = c;
@@ -147,6 +149,7 @@ void pinfer_ctx_free(struct pinfer_ctx *c)
     pf_pool_free(c->pool);
     free(c->k_cache); free(c->v_cache); free(c->x); free(c->xb); free(c->q); free(c->k);
     free(c->v); free(c->rope); free(c->att); free(c->att16); free(c->logits); free(c->scratch);
+    free(c->row_seq); free(c->row_pos);
     free(c);
 }
 

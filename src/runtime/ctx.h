@@ -46,6 +46,10 @@ struct pinfer_ctx {
     float *att;          /* (n_threads, n_ctx) attention scores per thread */
     uint16_t *att16;     /* (n_threads, max(n_ctx, head_dim)) f16 staging per thread */
     float *logits;       /* (n_batch or 1, n_vocab) */
+    /* the rows of the batch in the pass: row t is token t of the sequence whose KV cache
+       row_seq[t] holds (this context, or in pinfer_decode_multi another one), at row_pos[t] */
+    struct pinfer_ctx **row_seq; /* (n_batch) */
+    int *row_pos;                /* (n_batch) */
     int n_logits;        /* rows valid in logits */
     int logits_first;    /* batch index of logits row 0 */
     void *scratch;       /* activations in a dot format for the attention and head products */

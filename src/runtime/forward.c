@@ -31,14 +31,14 @@
 
 /* ==== RoPE ==== */
 
-/* cos/sin of theta_i = pos * scale * base^(-2i/n_rot) / ff[i] for every token of the batch:
- * scale is linear RoPE scaling (1/factor), ff the optional frequency factors of Llama 3.1
- * (rope_freqs.weight; NULL = all 1), as ggml's rope computes them. */
-static void rope_table(float *tab, int pos0, int n_tok, int n_rot, float base, float scale, const float *ff)
+/* cos/sin of theta_i = pos * scale * base^(-2i/n_rot) / ff[i] for every row of the batch (row t
+ * at position pos[t]): scale is linear RoPE scaling (1/factor), ff the optional frequency factors
+ * of Llama 3.1 (rope_freqs.weight; NULL = all 1), as ggml's rope computes them. */
+static void rope_table(float *tab, const int *pos, int n_tok, int n_rot, float base, float scale, const float *ff)
 {
     float theta_scale = powf(base, -2.0f / (float)n_rot);
     for (int t = 0; t < n_tok; t++) {
-        float theta = (float)(pos0 + t);
+        float theta = (float)pos[t];
         float *r = tab + (size_t)t * n_rot;
         for (int i = 0; i < n_rot / 2; i++) {
             float th = scale * (ff ? theta / ff[i] : theta);
@@ -65,20 +65,24 @@ static void rope_apply(float *v, int n_heads, int head_dim, int n_rot, const flo
 
 struct attn_task {
     struct pinfer_ctx *c;
-    int layer, n_tok, pos0;
+    int layer, n_tok;
 };
 
-/* One (token, head) pair: scores over the visible cache, softmax, weighted sum of V. */
-static void attn_one(struct pinfer_ctx *c, int layer, int t, int h, int pos, int ith)
+/* One (row, head) pair: scores over the visible part of the row's sequence's cache, softmax,
+ * weighted sum of V. The row's query and output are in c's buffers, its KV cache and position
+ * are c->row_seq[t]'s and c->row_pos[t]. */
+static void attn_one(struct pinfer_ctx *c, int layer, int t, int h, int ith)
 {
     const struct pinfer_model *m = c->m;
-    const int D = m->head_dim, n_ctx = c->n_ctx, kvh = h / (m->info.n_head / m->info.n_head_kv);
+    const struct pinfer_ctx *kv = c->row_seq[t];
+    const int pos = c->row_pos[t];
+    const int D = m->head_dim, n_ctx = kv->n_ctx, kvh = h / (m->info.n_head / m->info.n_head_kv);
     const pf_dot_fn dot16 = c->kern->dot[PF_TYPE_F16];
     const pf_from_f32_fn to16 = c->kern->from_f32[PF_TYPE_F16];
     size_t cache_off = ((size_t)layer * m->info.n_head_kv + kvh) * (size_t)n_ctx * D;
-    const uint16_t *K = c->k_cache + cache_off, *Vt = c->v_cache + cache_off;
-    float *sc = c->att + (size_t)ith * n_ctx;
-    uint16_t *s16 = c->att16 + (size_t)ith * (n_ctx > D ? n_ctx : D);
+    const uint16_t *K = kv->k_cache + cache_off, *Vt = kv->v_cache + cache_off;
+    float *sc = c->att + (size_t)ith * c->n_ctx;
+    uint16_t *s16 = c->att16 + (size_t)ith * (c->n_ctx > D ? c->n_ctx : D);
     const float *q = c->q + (size_t)t * D * m->info.n_head + (size_t)h * D;
     float *out = c->xb + (size_t)t * D * m->info.n_head + (size_t)h * D;
 
@@ -110,23 +114,24 @@ static void attn_task_fn(void *arg, int ith, int nth)
     pf_split((long)a->n_tok * H, ith, nth, &lo, &hi);
     for (long i = lo; i < hi; i++) {
         int t = (int)(i / H), h = (int)(i % H);
-        attn_one(a->c, a->layer, t, h, a->pos0 + t, ith);
+        attn_one(a->c, a->layer, t, h, ith);
     }
 }
 
-/* Stores the batch's k (after RoPE) and v into the F16 cache at positions pos0.. */
-static void kv_store(struct pinfer_ctx *c, int layer, int n_tok, int pos0)
+/* Stores the batch's k (after RoPE) and v into the F16 caches: row t into c->row_seq[t]'s at
+ * position c->row_pos[t]. */
+static void kv_store(struct pinfer_ctx *c, int layer, int n_tok)
 {
     const struct pinfer_model *m = c->m;
     const int D = m->head_dim, HKV = m->info.n_head_kv;
-    const size_t n_ctx = (size_t)c->n_ctx;
     for (int t = 0; t < n_tok; t++) {
-        size_t pos = (size_t)(pos0 + t);
+        struct pinfer_ctx *kv = c->row_seq[t];
+        const size_t n_ctx = (size_t)kv->n_ctx, pos = (size_t)c->row_pos[t];
         for (int h = 0; h < HKV; h++) {
             size_t off = ((size_t)layer * HKV + h) * n_ctx * D;
             const float *k = c->k + ((size_t)t * HKV + h) * D, *v = c->v + ((size_t)t * HKV + h) * D;
-            c->kern->from_f32[PF_TYPE_F16](k, c->k_cache + off + pos * D, D);
-            uint16_t *vt = c->v_cache + off;
+            c->kern->from_f32[PF_TYPE_F16](k, kv->k_cache + off + pos * D, D);
+            uint16_t *vt = kv->v_cache + off;
             for (int d = 0; d < D; d++) vt[(size_t)d * n_ctx + pos] = pf_fp32_to_fp16(v[d]);
         }
     }
@@ -150,20 +155,14 @@ static int first_nonfinite(const float *v, int rows, int cols)
     return -1;
 }
 
-int pinfer_decode(struct pinfer_ctx *c, const int32_t *tokens, int n, int pos, bool all_logits)
+/* The forward pass of the n rows c->row_seq/row_pos describe (checked by the callers), in c's
+ * buffers, on c's pool and FFN; row t's KV cache is c->row_seq[t]'s. Logits of every row when
+ * all_logits, else of the last; the caller places them. */
+static int forward(struct pinfer_ctx *c, const int32_t *tokens, int n, bool all_logits)
 {
     struct pinfer_model *m = c->m;
     const struct pinfer_model_info *h = &m->info;
     const int E = h->n_embd, D = m->head_dim, Q = D * h->n_head, KV = D * h->n_head_kv;
-    if (n <= 0 || n > c->n_batch)
-        return pf_fail(PINFER_EINVAL, "batch of %d tokens (allowed 1..%d)", n, c->n_batch);
-    if (pos < 0 || pos > c->n_ctx - n)
-        return pf_fail(PINFER_ERANGE, "positions %d..%d do not fit the context of %d tokens", pos, pos + n - 1, c->n_ctx);
-    for (int t = 0; t < n; t++)
-        if (tokens[t] < 0 || tokens[t] >= h->n_vocab)
-            return pf_fail(PINFER_EINVAL, "token id %d is outside the vocabulary (0..%d)", tokens[t], h->n_vocab - 1);
-    if (c->io_error)
-        return pf_fail(c->io_error, "an earlier read of the model failed; this context cannot go on");
 
     for (int t = 0; t < n; t++) {
         const uint8_t *row;
@@ -177,9 +176,8 @@ int pinfer_decode(struct pinfer_ctx *c, const int32_t *tokens, int n, int pos, b
         }
         c->kern->dequant[m->tok_embd.type](row, c->x + (size_t)t * E, E);
     }
-    rope_table(c->rope, pos, n, h->n_rot, h->rope_freq_base, h->rope_freq_scale, m->rope_freqs);
+    rope_table(c->rope, c->row_pos, n, h->n_rot, h->rope_freq_base, h->rope_freq_scale, m->rope_freqs);
     pf_ffn_batch_begin(c->ffn, n);
-
     /* single-token steps: time per phase (a clock read costs ~20 ns, a layer ~1 ms) */
     const bool timed = n == 1;
     double t_step = timed ? pf_now() : 0, t_mark = t_step;
@@ -199,8 +197,8 @@ int pinfer_decode(struct pinfer_ctx *c, const int32_t *tokens, int n, int pos, b
             rope_apply(c->q + (size_t)t * Q, h->n_head, D, h->n_rot, tab);
             rope_apply(c->k + (size_t)t * KV, h->n_head_kv, D, h->n_rot, tab);
         }
-        kv_store(c, l, n, pos);
-        struct attn_task at = { c, l, n, pos };
+        kv_store(c, l, n);
+        struct attn_task at = { c, l, n };
         if (c->attn_hook) pf_pool_run(NULL, attn_task_fn, &at); /* hooks see one thread */
         else pf_pool_run(c->pool, attn_task_fn, &at);
         PHASE(PF_PH_ATTN);
@@ -246,9 +244,94 @@ int pinfer_decode(struct pinfer_ctx *c, const int32_t *tokens, int n, int pos, b
     if (bad >= 0) {
         c->n_logits = 0;
         return pf_fail(PINFER_EFORMAT, "the model computed non-finite values (token %d of the batch, position %d): "
-                       "a weight is NaN or infinite, or the activations overflow", bad, pos + bad);
+                       "a weight is NaN or infinite, or the activations overflow", bad, c->row_pos[bad]);
     }
     c->n_logits = rows;
     c->logits_first = first;
+    return 0;
+}
+
+/* A token id the model has, or an error. */
+static int check_token(const struct pinfer_model *m, int32_t tok)
+{
+    if (tok < 0 || tok >= m->info.n_vocab)
+        return pf_fail(PINFER_EINVAL, "token id %d is outside the vocabulary (0..%d)", tok, m->info.n_vocab - 1);
+    return 0;
+}
+
+int pinfer_decode(struct pinfer_ctx *c, const int32_t *tokens, int n, int pos, bool all_logits)
+{
+    if (n <= 0 || n > c->n_batch)
+        return pf_fail(PINFER_EINVAL, "batch of %d tokens (allowed 1..%d)", n, c->n_batch);
+    if (pos < 0 || pos > c->n_ctx - n)
+        return pf_fail(PINFER_ERANGE, "positions %d..%d do not fit the context of %d tokens", pos, pos + n - 1, c->n_ctx);
+    for (int t = 0; t < n; t++) {
+        int rc = check_token(c->m, tokens[t]);
+        if (rc) return rc;
+    }
+    if (c->io_error)
+        return pf_fail(c->io_error, "an earlier read of the model failed; this context cannot go on");
+    for (int t = 0; t < n; t++) {
+        c->row_seq[t] = c;
+        c->row_pos[t] = pos + t;
+    }
+    return forward(c, tokens, n, all_logits);
+}
+
+/* Whether one pass over n sequences pays against n single-token steps: it does where a step
+ * reads every weight anyway (dense FFN, weights in memory), since the pass reads them once; a
+ * sparse step reads a few neurons of its own token, and under a budget each context has a
+ * neuron cache of its own, so those run one by one. Hooks see single contexts. */
+static bool batch_pays(struct pinfer_ctx *const *ctxs, int n)
+{
+    const struct pinfer_ctx *c = ctxs[0];
+    if (n < 2 || n > c->n_batch || pf_ffn_mode(c->ffn) != PINFER_SPARSE_OFF) return false;
+    for (int i = 0; i < n; i++) {
+        const struct pinfer_ctx *s = ctxs[i];
+        if (s->cache || s->layer_hook || s->attn_hook || s->n_ctx != c->n_ctx) return false;
+        if (pf_ffn_has_hooks(s->ffn)) return false;
+    }
+    return true;
+}
+
+int pinfer_decode_multi(struct pinfer_ctx *const *ctxs, const int32_t *tokens, const int *pos, int n)
+{
+    if (n <= 0) return pf_fail(PINFER_EINVAL, "no sequences to decode");
+    for (int i = 0; i < n; i++) {
+        struct pinfer_ctx *s = ctxs[i];
+        if (!s || s->m != ctxs[0]->m)
+            return pf_fail(PINFER_EINVAL, "sequence %d: every context of a multi-sequence step must be of the same model", i);
+        for (int j = 0; j < i; j++)
+            if (ctxs[j] == s) return pf_fail(PINFER_EINVAL, "sequence %d: a context appears twice in one step", i);
+        if (pos[i] < 0 || pos[i] >= s->n_ctx)
+            return pf_fail(PINFER_ERANGE, "sequence %d: position %d does not fit the context of %d tokens", i, pos[i], s->n_ctx);
+        int rc = check_token(s->m, tokens[i]);
+        if (rc) return rc;
+        if (s->io_error)
+            return pf_fail(s->io_error, "sequence %d: an earlier read of the model failed; this context cannot go on", i);
+    }
+    if (!batch_pays(ctxs, n)) {
+        for (int i = 0; i < n; i++) {
+            int rc = pinfer_decode(ctxs[i], &tokens[i], 1, pos[i], false);
+            if (rc) return rc;
+        }
+        return 0;
+    }
+    struct pinfer_ctx *c = ctxs[0];
+    for (int i = 0; i < n; i++) {
+        c->row_seq[i] = ctxs[i];
+        c->row_pos[i] = pos[i];
+        ctxs[i]->n_logits = 0;
+    }
+    int rc = forward(c, tokens, n, true);
+    if (rc) return rc;
+    const size_t V = (size_t)c->m->info.n_vocab;
+    for (int i = 1; i < n; i++) { /* row i's logits to its context */
+        memcpy(ctxs[i]->logits, c->logits + (size_t)i * V, V * sizeof *c->logits);
+        ctxs[i]->n_logits = 1;
+        ctxs[i]->logits_first = 0;
+    }
+    c->n_logits = 1;
+    c->logits_first = 0;
     return 0;
 }

@@ -25,6 +25,11 @@ struct srv_engine {
     int n_slots, n_ctx, n_batch, delay_ms;
     struct slot *slots;
     int32_t eos;
+    /* an engine step's decode: the generating slots, their contexts, tokens and positions */
+    struct slot **b_slot;
+    struct pinfer_ctx **b_ctx;
+    int32_t *b_tok;
+    int *b_pos;
 
     pthread_t thread;
     bool started;
@@ -113,8 +118,12 @@ int srv_engine_new(struct srv_engine **out, struct pinfer_model *model, const st
     pthread_cond_init(&e->idle_cv, NULL);
     e->slots = calloc((size_t)p->n_slots, sizeof *e->slots);
     e->queue = calloc((size_t)(p->n_slots + p->queue_cap), sizeof *e->queue);
+    e->b_slot = calloc((size_t)p->n_slots, sizeof *e->b_slot);
+    e->b_ctx = calloc((size_t)p->n_slots, sizeof *e->b_ctx);
+    e->b_tok = calloc((size_t)p->n_slots, sizeof *e->b_tok);
+    e->b_pos = calloc((size_t)p->n_slots, sizeof *e->b_pos);
     int rc = PINFER_ENOMEM;
-    if (!e->slots || !e->queue) goto fail;
+    if (!e->slots || !e->queue || !e->b_slot || !e->b_ctx || !e->b_tok || !e->b_pos) goto fail;
     struct pinfer_ctx_params cp = p->cp;
     cp.budget_shares = p->n_slots; /* every slot's KV cache and buffers count against one budget */
     for (int i = 0; i < p->n_slots; i++) {
@@ -146,6 +155,10 @@ void srv_engine_free(struct srv_engine *e)
     for (int i = 0; i < e->n_slots; i++) slot_free(&e->slots[i]);
     free(e->slots);
     free(e->queue);
+    free(e->b_slot);
+    free(e->b_ctx);
+    free(e->b_tok);
+    free(e->b_pos);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     pthread_cond_destroy(&e->idle_cv);
@@ -352,52 +365,80 @@ static const char *append_token(struct srv_engine *e, struct slot *s, int32_t to
     return finish;
 }
 
-/* One step of a busy slot: a batch of the prompt, or one token. */
-static void slot_step(struct srv_engine *e, struct slot *s, bool cancel_all)
+/* A busy slot's part of an engine step before the decode: a batch of the prompt, or the next
+ * token sampled and appended. Returns the token the slot wants decoded next, or -1 (the slot
+ * still reads its prompt, or its job ended). */
+static int32_t slot_step(struct srv_engine *e, struct slot *s, bool cancel_all)
 {
     struct srv_job *j = s->job;
     if (atomic_load(&j->cancel) || cancel_all) {
         slot_end(e, s, NULL, 503, cancel_all ? "shutting_down" : "client_closed",
                  cancel_all ? "the server stopped before the completion ended" : "the client closed the connection");
-        return;
+        return -1;
     }
     if (s->n_toks < j->n_prompt) { /* the prompt, a batch per step */
         int n = j->n_prompt - s->n_toks < e->n_batch ? j->n_prompt - s->n_toks : e->n_batch;
         if (pinfer_decode(s->ctx, s->toks + s->n_toks, n, s->n_toks, false)) {
             s->n_toks = 0; /* what the cache holds is unknown now */
             slot_end(e, s, NULL, 500, "decode_failed", pinfer_last_error());
-            return;
+            return -1;
         }
         s->n_toks += n;
         j->n_processed += n;
-        if (s->n_toks < j->n_prompt) return;
+        if (s->n_toks < j->n_prompt) return -1;
         j->t_prompt = pinfer_now();
         if (pinfer_sampler_new(&s->smp, pinfer_n_vocab(e->model), &j->sp)) {
             slot_end(e, s, NULL, 500, "sampler_failed", pinfer_last_error());
-            return;
+            return -1;
         }
         for (int i = 0; i < j->n_prompt; i++) pinfer_sampler_accept(s->smp, j->prompt[i]);
-        return;
+        return -1;
     }
     /* one token */
     int32_t tok = pinfer_sampler_sample(s->smp, pinfer_ctx_logits(s->ctx, -1));
     pinfer_sampler_accept(s->smp, tok);
     if (tok == e->eos && !j->ignore_eos) {
         slot_end(e, s, "stop", 0, NULL, NULL);
-        return;
+        return -1;
     }
     const char *finish = append_token(e, s, tok);
     if (finish) {
         slot_end(e, s, finish, 0, NULL, NULL);
+        return -1;
+    }
+    return tok;
+}
+
+/* One engine step: every busy slot's part, then the next tokens of all generating slots in one
+ * pinfer_decode_multi (one pass over the weights where that pays, see include/pinfer.h). */
+static void engine_step(struct srv_engine *e, bool cancel_all)
+{
+    int n = 0;
+    for (int i = 0; i < e->n_slots; i++) {
+        struct slot *s = &e->slots[i];
+        if (!s->job) continue;
+        int32_t tok = slot_step(e, s, cancel_all);
+        if (tok < 0) continue;
+        e->b_slot[n] = s;
+        e->b_ctx[n] = s->ctx;
+        e->b_tok[n] = tok;
+        e->b_pos[n] = s->n_toks;
+        n++;
+    }
+    if (n == 0) return;
+    if (pinfer_decode_multi(e->b_ctx, e->b_tok, e->b_pos, n)) {
+        for (int i = 0; i < n; i++) {
+            e->b_slot[i]->n_toks = 0;
+            slot_end(e, e->b_slot[i], NULL, 500, "decode_failed", pinfer_last_error());
+        }
         return;
     }
-    if (pinfer_decode(s->ctx, &tok, 1, s->n_toks, false)) {
-        s->n_toks = 0;
-        slot_end(e, s, NULL, 500, "decode_failed", pinfer_last_error());
-        return;
+    for (int i = 0; i < n; i++) {
+        struct slot *s = e->b_slot[i];
+        s->toks[s->n_toks++] = e->b_tok[i];
+        s->job->steps++;
     }
-    s->toks[s->n_toks++] = tok;
-    j->steps++;
+    if (e->metrics) srv_metrics_step(e->metrics, n);
     if (e->delay_ms > 0) {
         struct timespec ts = { e->delay_ms / 1000, (long)(e->delay_ms % 1000) * 1000000L };
         nanosleep(&ts, NULL);
@@ -429,10 +470,7 @@ static void *engine_main(void *arg)
         }
         const bool cancel_all = e->cancel_all;
         pthread_mutex_unlock(&e->mu);
-        /* one step of every busy slot (a batch of slots, once the runtime decodes several
-           sequences in one pass) */
-        for (int i = 0; i < e->n_slots; i++)
-            if (e->slots[i].job) slot_step(e, &e->slots[i], cancel_all);
+        engine_step(e, cancel_all);
         pthread_mutex_lock(&e->mu);
     }
     pthread_mutex_unlock(&e->mu);

@@ -58,6 +58,14 @@ void srv_metrics_rejected(struct srv_metrics *m)
     pthread_mutex_unlock(&m->mu);
 }
 
+void srv_metrics_step(struct srv_metrics *m, int n)
+{
+    pthread_mutex_lock(&m->mu);
+    m->engine_steps++;
+    m->engine_step_seqs += (uint64_t)n;
+    pthread_mutex_unlock(&m->mu);
+}
+
 void srv_metrics_gauges(struct srv_metrics *m, int queue_len, int slots_busy)
 {
     pthread_mutex_lock(&m->mu);
@@ -121,6 +129,12 @@ char *srv_metrics_render(struct srv_metrics *m)
            s.prompt_s > 0 ? (double)s.prompt_processed / s.prompt_s : 0);
     metric(f, "pinfer_generation_tokens_per_second", "gauge", "Tokens generated per second of a request's generation time.",
            s.gen_s > 0 ? (double)s.completion_tokens / s.gen_s : 0);
+    metric(f, "pinfer_decode_passes_total", "counter",
+           "Engine steps that decoded the next tokens of the generating slots together (one pass over the weights "
+           "where that pays: dense, in memory).", (double)s.engine_steps);
+    metric(f, "pinfer_decode_pass_sequences_total", "counter",
+           "Sequences those steps decoded: divided by pinfer_decode_passes_total, the mean batch of slots.",
+           (double)s.engine_step_seqs);
     metric(f, "pinfer_queue_length", "gauge", "Requests waiting for a slot.", s.queue_len);
     metric(f, "pinfer_queue_capacity", "gauge", "Requests that may wait for a slot (--queue-size).", s.queue_cap);
     metric(f, "pinfer_slots", "gauge", "Slots: contexts of their own, serving one request at a time (--parallel).", s.slots);

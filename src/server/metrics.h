@@ -20,6 +20,7 @@ struct srv_metrics {
     uint64_t rejected;           /* refused with 503: queue full or shutting down */
     uint64_t prompt_tokens, prompt_processed, prompt_reused, completion_tokens;
     uint64_t decode_steps;       /* single-token decode steps (the neuron cache counts those) */
+    uint64_t engine_steps, engine_step_seqs; /* the engine's multi-sequence decodes and their sequences */
     double prompt_s, gen_s;      /* summed over completions */
     int queue_len, queue_cap, slots, slots_busy;
     uint64_t budget;             /* bytes; 0 = none */
@@ -35,6 +36,8 @@ void srv_metrics_response(struct srv_metrics *m, int status);
 void srv_metrics_completion(struct srv_metrics *m, bool cancelled, int prompt, int processed, int reused, int generated,
                             int steps, double prompt_s, double gen_s);
 void srv_metrics_rejected(struct srv_metrics *m);
+/* One engine step decoded the next tokens of n generating slots together (pinfer_decode_multi). */
+void srv_metrics_step(struct srv_metrics *m, int n);
 void srv_metrics_gauges(struct srv_metrics *m, int queue_len, int slots_busy);
 /* A slot's neuron-cache counters (pinfer_ctx_cache_stats), kept until the next call. */
 void srv_metrics_cache(struct srv_metrics *m, int slot, const struct pinfer_cache_stats *st);
