@@ -212,6 +212,11 @@ struct pinfer_ctx_params {
      * cache in an equal share of the rest, so that all of them together stay within the budget.
      * Default 1 (this context has the whole budget). */
     int budget_shares;
+    /* Run on this context's threads instead of starting a pool of its own (n_threads is then
+     * that pool's size): contexts that never decode at the same time, such as pinfer serve's
+     * slots stepped by one thread, keep the machine's cores to one pool, not one spinning pool
+     * each. It must outlive the new context. NULL (default): a pool of its own. */
+    struct pinfer_ctx *threads_from;
 };
 struct pinfer_ctx_params pinfer_ctx_default_params(void);
 

@@ -3,7 +3,7 @@
  *    of different lengths, generated greedily step by step with pinfer_decode_multi, give the
  *    tokens and (within the batched products' rounding) the logits that each sequence gets
  *    alone with pinfer_decode; the pass really was batched (no context but the first counts a
- *    single-token step);
+ *    single-token step); the contexts share the first one's threads (threads_from);
  *  - where batching does not pay (a prepared model in predictor mode) the sequences run one by
  *    one: bit for bit pinfer_decode's logits;
  *  - bad calls: a context twice, contexts of two models, a position outside a context, a token
@@ -73,7 +73,9 @@ static void together(struct pinfer_model *m, const struct pinfer_ctx_params *cp,
     for (int s = 0; s < NSEQ; s++) {
         int32_t ids[16];
         pos[s] = prompt(s, ids, V);
-        CHECK(pinfer_ctx_new(&cs[s], m, cp) == 0);
+        struct pinfer_ctx_params sp = *cp;
+        sp.threads_from = s > 0 ? cs[0] : NULL; /* one pool, as pinfer serve's slots */
+        CHECK(pinfer_ctx_new(&cs[s], m, &sp) == 0);
         if (!cs[s]) goto out;
         CHECK(pinfer_decode(cs[s], ids, pos[s], 0, false) == 0);
         pinfer_ctx_time_stats_reset(cs[s]);
@@ -107,7 +109,7 @@ static void together(struct pinfer_model *m, const struct pinfer_ctx_params *cp,
     }
 out:
     *rel = mag > 0 ? dmax / mag : 1;
-    for (int s = 0; s < NSEQ; s++) pinfer_ctx_free(cs[s]);
+    for (int s = NSEQ - 1; s >= 0; s--) pinfer_ctx_free(cs[s]); /* the pool's owner last */
 }
 
 /* A batched model: the steps agree with the sequences alone within tol, and were batched. */

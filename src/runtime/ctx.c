@@ -84,6 +84,7 @@ int pinfer_ctx_new(struct pinfer_ctx **out, struct pinfer_model *m, const struct
     if (p.n_batch == 0) p.n_batch = 512;
     if (p.n_batch > p.n_ctx) p.n_batch = p.n_ctx;
     if (p.n_threads == 0) p.n_threads = pf_cpu_count();
+    if (p.threads_from) p.n_threads = p.threads_from->n_threads;
 
     struct pinfer_ctx *c = calloc(1, sizeof *c);
     if (!c) return pf_fail(PINFER_ENOMEM, "out of memory");
@@ -92,8 +93,13 @@ int pinfer_ctx_new(struct pinfer_ctx **out, struct pinfer_model *m, const struct
     c->n_batch = p.n_batch;
     c->n_threads = p.n_threads;
     c->kern = pf_kernels();
-    rc = pf_pool_new(&c->pool, p.n_threads);
-    if (rc) { free(c); return rc; }
+    if (p.threads_from) {
+        c->pool = p.threads_from->pool;
+    } else {
+        rc = pf_pool_new(&c->pool, p.n_threads);
+        if (rc) { free(c); return rc; }
+        c->own_pool = true;
+    }
 
     size_t B = (size_t)p.n_batch, E = (size_t)h->n_embd, D = (size_t)m->head_dim;
     size_t Q = D * (size_t)h->n_head, KV = D * (size_t)h->n_head_kv, T = (size_t)p.n_threads;
@@ -146,7 +152,7 @@ void pinfer_ctx_free(struct pinfer_ctx *c)
     if (!c) return;
     pf_ffn_free(c->ffn);
     pf_cache_free(c->cache);
-    pf_pool_free(c->pool);
+    if (c->own_pool) pf_pool_free(c->pool);
     free(c->k_cache); free(c->v_cache); free(c->x); free(c->xb); free(c->q); free(c->k);
     free(c->v); free(c->rope); free(c->att); free(c->att16); free(c->logits); free(c->scratch);
     free(c->row_seq); free(c->row_pos);

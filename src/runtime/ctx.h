@@ -33,6 +33,7 @@ struct pinfer_ctx {
     struct pinfer_model *m;
     int n_ctx, n_batch, n_threads;
     struct pf_pool *pool;
+    bool own_pool;       /* false: pool is another context's (pinfer_ctx_params.threads_from) */
     const struct pf_kernels *kern;
     struct pf_ffn *ffn;  /* the FFN step (src/ffn/) */
     struct pf_cache *cache; /* under a memory budget, else NULL (src/cache/) */

@@ -131,6 +131,7 @@ int srv_engine_new(struct srv_engine **out, struct pinfer_model *model, const st
         s->id = i;
         e->n_slots = i + 1;
         if ((rc = pinfer_ctx_new(&s->ctx, model, &cp))) goto fail;
+        cp.threads_from = e->slots[0].ctx; /* one pool: the engine thread steps the slots one at a time */
         e->n_ctx = pinfer_ctx_n_ctx(s->ctx);
         rc = PINFER_ENOMEM;
         if (!(s->toks = malloc(sizeof *s->toks * (size_t)e->n_ctx))) goto fail;
@@ -152,7 +153,7 @@ void srv_engine_free(struct srv_engine *e)
 {
     if (!e) return;
     if (e->started) srv_engine_stop(e, 0);
-    for (int i = 0; i < e->n_slots; i++) slot_free(&e->slots[i]);
+    for (int i = e->n_slots - 1; i >= 0; i--) slot_free(&e->slots[i]); /* slot 0's pool last */
     free(e->slots);
     free(e->queue);
     free(e->b_slot);
