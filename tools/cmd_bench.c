@@ -15,8 +15,12 @@
  *
  * Under each tg row a line says where a token's time went (pinfer_ctx_time_stats), each weight
  * phase with its GB/s. In sparse modes the FFN's rate is also set against a read of scattered
- * FFN-sized rows by the same threads (pinfer_ctx_scatter_gbs), the roof of that access pattern. */
+ * FFN-sized rows by the same threads (pinfer_ctx_scatter_gbs), the roof of that access pattern.
+ *
+ * --parallel LIST adds, per thread count, a table of several sequences generated at once
+ * (bench_parallel.c). */
 #include "args.h"
+#include "bench_parallel.h"
 #include "cmds.h"
 #include "model_flags.h"
 #include "pinfer.h"
@@ -62,19 +66,21 @@ static void print_phases(const struct pinfer_ctx *ctx, double bytes, double pred
 
 static void help(const struct model_flags *mf)
 {
-    printf("usage: pinfer bench -m MODEL [-p 128] [-n 64] [-t 1,2] [-r 3] [--mmap] [--roof-gbs G]\n");
+    printf("usage: pinfer bench -m MODEL [-p 128] [-n 64] [-t 1,2] [-r 3] [--parallel 1,2,4] [--mmap] [--roof-gbs G]\n");
     model_flags_help(mf);
     printf("  -p, --n-prompt N        prompt tokens for the pp test (default 128; 0 = skip)\n"
            "  -n, --n-gen N           generated tokens for the tg test (default 64; 0 = skip)\n"
            "  -t, --threads LIST      thread counts, comma-separated, a row each (default: all cores)\n"
            "  -r, --repetitions N     runs after one warm-up (default 3)\n"
-           "      --roof-gbs G        bandwidth roof in GB/s (default 42 with one thread, 48 with more)\n");
+           "      --roof-gbs G        bandwidth roof in GB/s (default 42 with one thread, 48 with more)\n"
+           "      --parallel LIST     also generate -n tokens for each of N sequences at once, a row per N\n"
+           "                          (pinfer_decode_multi, as pinfer serve's slots), e.g. 1,2,4\n");
 }
 
 int cmd_bench(int argc, char **argv)
 {
     long n_prompt = 128, n_gen = 64, reps = 3;
-    int threads[16] = { 0 }, n_thr = 0;
+    int threads[16] = { 0 }, n_thr = 0, par[16] = { 0 }, n_par = 0;
     float roof = 0;
     struct model_flags mf; /* -t is bench's own: a list of thread counts, one row each */
     model_flags_init(&mf, MODEL_FLAGS_MMAP | MODEL_FLAGS_BUDGET);
@@ -88,6 +94,7 @@ int cmd_bench(int argc, char **argv)
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) { ARGS_TAKE(); if (!args_int(C, a, v, 0, 1 << 16, &n_gen)) return 2; }
         else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) { ARGS_TAKE(); if (!args_int(C, a, v, 1, 1000, &reps)) return 2; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { ARGS_TAKE(); if ((n_thr = args_int_list(C, a, v, 1, 1024, threads, 16)) < 0) return 2; }
+        else if (!strcmp(a, "--parallel")) { ARGS_TAKE(); if ((n_par = args_int_list(C, a, v, 1, 256, par, 16)) < 0) return 2; }
         else if (!strcmp(a, "--roof-gbs")) { ARGS_TAKE(); if (!args_float(C, a, v, 0.001, 1e6, &roof)) return 2; }
         else return args_usage_error(C, "unknown flag '%s'", a);
     }
@@ -180,6 +187,11 @@ int cmd_bench(int argc, char **argv)
             fflush(stdout);
         }
         pinfer_ctx_free(ctx);
+        if (rc == 0 && n_par > 0 && n_gen > 0) {
+            struct model_flags pf = mf;
+            pf.cp.n_threads = threads[ti];
+            rc = bench_parallel(C, &pf, m, par, n_par, n_gen, reps, nt);
+        }
     }
     if (rc == 0) printf("\npeak memory (RSS) %.1f MiB\n", (double)pinfer_peak_rss() / (1 << 20));
     free(ts);

@@ -366,9 +366,21 @@ static const char *append_token(struct srv_engine *e, struct slot *s, int32_t to
     return finish;
 }
 
+/* The slot's prompt is in its KV cache: the sampler, primed with the prompt. */
+static void prompt_done(struct srv_engine *e, struct slot *s)
+{
+    struct srv_job *j = s->job;
+    j->t_prompt = pinfer_now();
+    if (pinfer_sampler_new(&s->smp, pinfer_n_vocab(e->model), &j->sp)) {
+        slot_end(e, s, NULL, 500, "sampler_failed", pinfer_last_error());
+        return;
+    }
+    for (int i = 0; i < j->n_prompt; i++) pinfer_sampler_accept(s->smp, j->prompt[i]);
+}
+
 /* A busy slot's part of an engine step before the decode: a batch of the prompt, or the next
- * token sampled and appended. Returns the token the slot wants decoded next, or -1 (the slot
- * still reads its prompt, or its job ended). */
+ * token sampled and appended. Returns the token the slot wants decoded with the other slots'
+ * (its next token, or its prompt's last one), or -1 (its prompt goes on, or its job ended). */
 static int32_t slot_step(struct srv_engine *e, struct slot *s, bool cancel_all)
 {
     struct srv_job *j = s->job;
@@ -377,7 +389,10 @@ static int32_t slot_step(struct srv_engine *e, struct slot *s, bool cancel_all)
                  cancel_all ? "the server stopped before the completion ended" : "the client closed the connection");
         return -1;
     }
-    if (s->n_toks < j->n_prompt) { /* the prompt, a batch per step */
+    if (s->n_toks < j->n_prompt) {
+        /* one token left (a prompt that shares all but its end with the slot's cache): in the
+           pass with the generating slots; else a batch of the prompt per step */
+        if (j->n_prompt - s->n_toks == 1) return s->toks[s->n_toks];
         int n = j->n_prompt - s->n_toks < e->n_batch ? j->n_prompt - s->n_toks : e->n_batch;
         if (pinfer_decode(s->ctx, s->toks + s->n_toks, n, s->n_toks, false)) {
             s->n_toks = 0; /* what the cache holds is unknown now */
@@ -386,13 +401,7 @@ static int32_t slot_step(struct srv_engine *e, struct slot *s, bool cancel_all)
         }
         s->n_toks += n;
         j->n_processed += n;
-        if (s->n_toks < j->n_prompt) return -1;
-        j->t_prompt = pinfer_now();
-        if (pinfer_sampler_new(&s->smp, pinfer_n_vocab(e->model), &j->sp)) {
-            slot_end(e, s, NULL, 500, "sampler_failed", pinfer_last_error());
-            return -1;
-        }
-        for (int i = 0; i < j->n_prompt; i++) pinfer_sampler_accept(s->smp, j->prompt[i]);
+        if (s->n_toks == j->n_prompt) prompt_done(e, s);
         return -1;
     }
     /* one token */
@@ -410,7 +419,7 @@ static int32_t slot_step(struct srv_engine *e, struct slot *s, bool cancel_all)
     return tok;
 }
 
-/* One engine step: every busy slot's part, then the next tokens of all generating slots in one
+/* One engine step: every busy slot's part, then the tokens the slots want decoded in one
  * pinfer_decode_multi (one pass over the weights where that pays, see include/pinfer.h). */
 static void engine_step(struct srv_engine *e, bool cancel_all)
 {
@@ -436,8 +445,15 @@ static void engine_step(struct srv_engine *e, bool cancel_all)
     }
     for (int i = 0; i < n; i++) {
         struct slot *s = e->b_slot[i];
-        s->toks[s->n_toks++] = e->b_tok[i];
-        s->job->steps++;
+        struct srv_job *j = s->job;
+        if (s->n_toks < j->n_prompt) { /* the prompt's last token */
+            s->n_toks++;
+            j->n_processed++;
+            prompt_done(e, s);
+        } else {
+            s->toks[s->n_toks++] = e->b_tok[i];
+            j->steps++;
+        }
     }
     if (e->metrics) srv_metrics_step(e->metrics, n);
     if (e->delay_ms > 0) {

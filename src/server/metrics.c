@@ -130,7 +130,7 @@ char *srv_metrics_render(struct srv_metrics *m)
     metric(f, "pinfer_generation_tokens_per_second", "gauge", "Tokens generated per second of a request's generation time.",
            s.gen_s > 0 ? (double)s.completion_tokens / s.gen_s : 0);
     metric(f, "pinfer_decode_passes_total", "counter",
-           "Engine steps that decoded the next tokens of the generating slots together (one pass over the weights "
+           "Engine steps that decoded the slots' next tokens (generated, or a reused prompt's last) together (one pass over the weights "
            "where that pays: dense, in memory).", (double)s.engine_steps);
     metric(f, "pinfer_decode_pass_sequences_total", "counter",
            "Sequences those steps decoded: divided by pinfer_decode_passes_total, the mean batch of slots.",

@@ -26,8 +26,10 @@
 #define CHUNK_ROWS 64
 #define TOK_BLOCK 64
 #define MAX_CURSORS 64
-/* Q4_0: from this many tokens on, the repacking gemm beats matvecs over L2-resident rows. */
-#define Q4_GEMM_MIN_TOK 4
+/* Q4_0: from this many tokens on, the repacking gemm beats matvecs over L2-resident rows. With 4
+ * it made 4 sequences decoded together (pinfer_decode_multi) slower than 2 (0.98x against 1.15x
+ * one sequence's rate, ~1B Q4_0, 2 threads, Zen 5; 8: 1.15x at 4, 1.46x at 8; bench/RESULTS.md). */
+#define Q4_GEMM_MIN_TOK 8
 /* Below this many tokens the caller converts activations itself (a pool task costs more). */
 #define PAR_QUANT_MIN_TOK 4
 
