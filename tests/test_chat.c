@@ -3,11 +3,15 @@
  *     adds for it (end of the answer, the user's turn, the assistant's opening), counted here
  *     with `pinfer tokenize`; all that turn 1 left in the KV cache is reused;
  *   - the first answer is `pinfer run --chat`'s for the same prompt (greedy);
- *   - a full context ends the session with a message, or with --context-shift goes on. */
-#include "testutil.h"
+ *   - a full context ends the session with a message, or with --context-shift goes on;
+ *   - Ctrl-C (SIGINT) stops the answer being generated and the session goes on with the cut
+ *     answer in its KV cache; at the prompt it ends the session, exit 0. */
+#include "serve_util.h"
 
+#include <fcntl.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 static const char *bin;
@@ -56,6 +60,85 @@ static int count_tokens(const char *text)
     }
     free(out);
     return n;
+}
+
+static long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* Waits (up to timeout_ms) until the file at path is larger than size. */
+static bool grows_past(const char *path, long size, int timeout_ms)
+{
+    for (int t = 0; t < timeout_ms; t += 10) {
+        if (file_size(path) > size) return true;
+        ts_sleep_ms(10);
+    }
+    return false;
+}
+
+/* Ctrl-C on a session fed through a pipe: a model with a long context and answers of up to 3000
+ * tokens (seconds each), so that the signal comes while an answer runs. */
+static void ctrl_c(void)
+{
+    char m[1100], out[1100], err[1100], cmd[4096];
+    snprintf(m, sizeof m, "%s/chat-long.gguf", tu_tmpdir());
+    snprintf(out, sizeof out, "%s/chat-c.out", tu_tmpdir());
+    snprintf(err, sizeof err, "%s/chat-c.err", tu_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s synth -o %s --dim 1024 --layers 8 --heads 16 --kv-heads 2 --ffn 2816 --ctx 4096 "
+                              "--type q4_0", bin, m);
+    if (sh(cmd, NULL, NULL) != 0) { CHECKF(0, "synth of the Ctrl-C model failed"); return; }
+    int in[2];
+    if (pipe(in)) { CHECK(0); return; }
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(in[0], 0);
+        close(in[0]);
+        close(in[1]);
+        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644), fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fo < 0 || fe < 0) _exit(127);
+        dup2(fo, 1);
+        dup2(fe, 2);
+        execl(bin, bin, "chat", "-m", m, "-c", "4096", "-n", "3000", "--ignore-eos", "--temp", "0", "--stats", "-t", "2",
+              (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    struct turn t1 = { -1, -1, -1 }, t2 = { -1, -1, -1 };
+    char *e = NULL;
+    /* turn 1: interrupted once its answer streams */
+    CHECK(write(in[1], "Hello\n", 6) == 6);
+    CHECKF(grows_past(out, 16, 30000), "turn 1's answer did not start");
+    kill(pid, SIGINT);
+    CHECKF(ts_file_wait(err, "pinfer chat: turn 1: ", 30000), "turn 1 did not end after Ctrl-C");
+    e = tu_read_file(err, NULL);
+    CHECKF(turn_stats(e, 1, &t1) && t1.generated > 0 && t1.generated < 3000 && strstr(e, "| interrupted"),
+           "turn 1 after Ctrl-C: %s", e ? e : "");
+    free(e);
+    /* turn 2: the session went on, with the cut answer kept; interrupted too */
+    long sz = file_size(out);
+    CHECK(write(in[1], "Again\n", 6) == 6);
+    CHECKF(grows_past(out, sz + 16, 30000), "turn 2's answer did not start");
+    kill(pid, SIGINT);
+    CHECKF(ts_file_wait(err, "pinfer chat: turn 2: ", 30000), "turn 2 did not end after Ctrl-C");
+    e = tu_read_file(err, NULL);
+    CHECKF(turn_stats(e, 2, &t2) && t2.generated < 3000 && t2.reused == t1.decoded + t1.generated,
+           "turn 2 after an interrupted turn 1 (%d decoded + %d generated): %s", t1.decoded, t1.generated, e ? e : "");
+    free(e);
+    /* at the prompt: the session ends, exit 0 (a Ctrl-C that lands between the answer's end
+       and the read of the next line is not seen: send it again, as a user would) */
+    int st = -1;
+    for (int i = 0; i < 100 && waitpid(pid, &st, WNOHANG) == 0; i++) {
+        kill(pid, SIGINT);
+        ts_sleep_ms(100);
+    }
+    if (st == -1) { kill(pid, SIGKILL); waitpid(pid, &st, 0); }
+    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "Ctrl-C at the prompt: status %d", st);
+    close(in[1]);
+    printf("Ctrl-C: turn 1 cut after %d tokens, turn 2 reused %d and was cut after %d, Ctrl-C at the prompt: exit %d\n",
+           t1.generated, t2.reused, t2.generated, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    remove(m);
 }
 
 int main(void)
@@ -124,5 +207,6 @@ int main(void)
     /* end of input at once: a clean exit */
     snprintf(cmd, sizeof cmd, "%s chat -m %s </dev/null", bin, model);
     CHECK(sh(cmd, NULL, NULL) == 0);
+    ctrl_c();
     TEST_DONE();
 }
