@@ -29,7 +29,7 @@ AVX512_FLAGS := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -
 
 # The layers, lowest first (docs/architecture.md); scripts/check-layers.sh reads these lines.
 LAYERS_RUNTIME := core tensor:io gguf tokenizer:sample:chat model cache ffn runtime
-LAYERS_OFFLINE := synth:profile:prepare
+LAYERS_OFFLINE := synth:profile:prepare:plan
 # above the runtime, beside the offline layer, on include/pinfer.h alone
 LAYERS_SERVER := server
 OFFLINE_DIRS := $(subst :, ,$(LAYERS_OFFLINE))

@@ -64,6 +64,21 @@ static void print_phases(const struct pinfer_ctx *ctx, double bytes, double pred
 #undef GBS
 }
 
+/* --plan: the plan's predictions beside what this run measured. */
+static void plan_line(const struct pinfer_ctx *ctx, const struct plan_file *p, double tps, uint64_t n_tok)
+{
+    printf("  plan: decode predicted %.2f tok/s, measured %.2f (%.0f%% of the prediction)", p->decode_tps, tps,
+           p->decode_tps > 0 ? 100 * tps / p->decode_tps : 0.0);
+    struct pinfer_cache_stats s;
+    if (pinfer_ctx_cache_stats(ctx, &s) == 0 && n_tok > 0) {
+        const uint64_t need = s.hits + s.misses + s.prefetch_used;
+        printf("; hit rate predicted %.3f, measured %.3f; storage predicted %.2f MB/token, measured %.2f", p->hit_rate,
+               need ? (double)(s.hits + s.prefetch_used) / (double)need : 0.0, p->storage_mb_per_token,
+               (double)(s.bytes_read + s.prefetch_bytes) / 1e6 / (double)n_tok);
+    }
+    printf("\n");
+}
+
 static void help(const struct model_flags *mf)
 {
     printf("usage: pinfer bench -m MODEL [-p 128] [-n 64] [-t 1,2] [-r 3] [--parallel 1,2,4] [--mmap] [--roof-gbs G]\n");
@@ -121,7 +136,9 @@ int cmd_bench(int argc, char **argv)
     double *ts = calloc((size_t)reps * 3, sizeof *ts), *rd = ts + reps, *sg = rd + reps;
     if (!ts) { free(toks); pinfer_model_free(m); return args_error(C, "out of memory"); }
 
-    mf.cp.n_ctx = (int)(n_prompt + n_gen + 1);
+    /* the context the tests need, or -c / the plan's if larger (a budget's fixed segment holds
+       the KV cache: a plan made for a context of N tokens is measured with that context) */
+    if (mf.cp.n_ctx < (int)(n_prompt + n_gen + 1)) mf.cp.n_ctx = (int)(n_prompt + n_gen + 1);
     mf.cp.n_batch = (int)(n_prompt > 0 ? n_prompt : 1);
     for (int ti = 0; ti < n_thr && rc == 0; ti++) {
         struct pinfer_ctx *ctx = NULL;
@@ -139,7 +156,9 @@ int cmd_bench(int argc, char **argv)
                 if (test == 0) {
                     if (pinfer_decode(ctx, toks, (int)n, 0, false)) { rc = args_pinfer_error(C); break; }
                 } else {
-                    int32_t tok = pinfer_token_bos(m) >= 0 ? pinfer_token_bos(m) : 0;
+                    /* a sequence of its own per repetition: under a budget, replaying the warm-up's
+                       tokens would find exactly their neurons in the cache */
+                    int32_t tok = (int32_t)(((pinfer_token_bos(m) >= 0 ? pinfer_token_bos(m) : 0) + 7919 * (r + 1)) % info.n_vocab);
                     for (long i = 0; i < n; i++) {
                         if (pinfer_decode(ctx, &tok, 1, (int)i, false)) { rc = args_pinfer_error(C); break; }
                         tok = (int32_t)((tok * 31 + 7) % info.n_vocab);
@@ -155,9 +174,13 @@ int cmd_bench(int argc, char **argv)
             if (rc) break;
             double mean, sd;
             mean_sd(ts, (int)reps, &mean, &sd);
-            if (test == 0)
+            if (test == 0) {
                 printf("| %s | %.2f GiB | %.2f B | %d | pp%ld | %.2f ± %.2f | | | | | |\n", pinfer_type_name(info.weight_type),
                        (double)info.weight_bytes / (1u << 30), (double)info.n_params / 1e9, nt, n, mean, sd);
+                if (mf.has_plan)
+                    printf("  plan: prefill predicted %.1f tok/s, measured %.1f (%.0f%% of the prediction)\n",
+                           mf.plan.prefill_tps, mean, mf.plan.prefill_tps > 0 ? 100 * mean / mf.plan.prefill_tps : 0.0);
+            }
             else {
                 struct pinfer_sparse_stats st;
                 double bytes = tg_bytes, pred_bytes = 0;
@@ -183,6 +206,7 @@ int cmd_bench(int argc, char **argv)
                 print_phases(ctx, bytes, pred_bytes, smean);
                 model_flags_sparse_report(stdout, &mf, m, ctx);
                 model_flags_budget_report(stdout, ctx, (uint64_t)(n * reps), tg_time);
+                if (mf.has_plan) plan_line(ctx, &mf.plan, mean, (uint64_t)(n * reps));
             }
             fflush(stdout);
         }

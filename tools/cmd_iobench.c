@@ -74,40 +74,10 @@ struct row {
     double gbs, iops;
 };
 
-/* Keeps qd reads of bs bytes in flight for secs seconds; random offsets or sequential ones. */
+/* One row: io.h's pf_io_bench. */
 static int measure(struct pf_io *io, char *buf, size_t bs, int qd, double secs, bool seq, struct row *r)
 {
-    const uint64_t nblk = pf_io_file_size(io) / bs;
-    uint64_t rng = 0x9E3779B97F4A7C15ull, next = 0, tags[256];
-    int free_n = 0, rc = 0;
-    int *free_buf = malloc((size_t)qd * sizeof *free_buf);
-    if (!free_buf) return args_error(C, "out of memory");
-    for (int i = 0; i < qd; i++) free_buf[free_n++] = i;
-    struct pf_io_stats s0, s1;
-    pf_io_get_stats(io, &s0);
-    const double t0 = pinfer_now(), stop = t0 + secs;
-    while (pinfer_now() < stop) {
-        while (free_n) {
-            uint64_t b;
-            if (seq) { b = next++; if (next == nblk) next = 0; }
-            else { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; b = rng % nblk; }
-            int k = free_buf[--free_n];
-            if ((rc = pf_io_read(io, b * bs, bs, buf + (size_t)k * bs, (uint64_t)k)) < 0) goto out;
-        }
-        int n = pf_io_reap(io, tags, 256, 1);
-        if (n < 0) { rc = n; goto out; }
-        for (int i = 0; i < n; i++) free_buf[free_n++] = (int)tags[i];
-    }
-    while (pf_io_pending(io) > 0)
-        if ((rc = pf_io_reap(io, tags, 256, 1)) < 0) goto out;
-    rc = 0;
-    const double dt = pinfer_now() - t0;
-    pf_io_get_stats(io, &s1);
-    r->gbs = (double)(s1.bytes - s0.bytes) / dt / 1e9;
-    r->iops = (double)(s1.reads - s0.reads) / dt;
-out:
-    free(free_buf);
-    return rc < 0 ? args_pinfer_error(C) : 0;
+    return pf_io_bench(io, buf, bs, qd, secs, seq, &r->gbs, &r->iops) ? args_pinfer_error(C) : 0;
 }
 
 static void size_str(size_t b, char *out, size_t cap)

@@ -14,5 +14,7 @@ int cmd_profile(int argc, char **argv);
 int cmd_prepare(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_iobench(int argc, char **argv);
+int cmd_probe(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
 
 #endif

@@ -14,7 +14,7 @@
 
 /* ==== The flags ==== */
 
-enum flag_id { F_MODEL, F_THREADS, F_CTX, F_MMAP, F_NO_MMAP, F_CHECK, F_NO_CHECK, F_SPARSE, F_TARGET, F_CALIB, F_VERIFY, F_BUDGET, F_IO, F_HOT, F_PREFETCH, F_STAGE, F_IDEAL };
+enum flag_id { F_PLAN, F_MODEL, F_THREADS, F_CTX, F_MMAP, F_NO_MMAP, F_CHECK, F_NO_CHECK, F_SPARSE, F_TARGET, F_CALIB, F_VERIFY, F_BUDGET, F_IO, F_HOT, F_PREFETCH, F_STAGE, F_IDEAL };
 
 static const struct flag_spec {
     const char *name, *alias; /* long spelling; the short one or NULL */
@@ -22,6 +22,9 @@ static const struct flag_spec {
     bool value;               /* takes a value */
     const char *help;         /* its help line(s); NULL = not listed */
 } flags[] = {
+    [F_PLAN] = { "--plan", NULL, 0, true,
+                 "      --plan FILE         settings from pinfer plan (budget, sparse mode, cache split, I/O,\n"
+                 "                          threads); flags given explicitly win\n" },
     [F_MODEL] = { "--model", "-m", 0, true, "  -m, --model FILE        GGUF model\n" },
     [F_THREADS] = { "--threads", "-t", MODEL_FLAGS_THREADS, true, "  -t, --threads N         threads (default: all cores)\n" },
     [F_CTX] = { "--ctx-size", "-c", MODEL_FLAGS_CTX, true,
@@ -101,6 +104,8 @@ static bool parse_size(const char *s, uint64_t file_size, uint64_t *out)
     return true;
 }
 
+bool model_flags_size(const char *s, uint64_t file_size, uint64_t *out) { return parse_size(s, file_size, out); }
+
 void model_flags_init(struct model_flags *f, unsigned groups)
 {
     f->groups = groups;
@@ -109,6 +114,9 @@ void model_flags_init(struct model_flags *f, unsigned groups)
     f->mem_budget = NULL;
     f->mp = pinfer_model_default_params();
     f->cp = pinfer_ctx_default_params();
+    f->given = 0;
+    f->plan_path = NULL;
+    f->has_plan = false;
 }
 
 int model_flags_parse(const char *cmd, int argc, char **argv, int *i, struct model_flags *f)
@@ -122,7 +130,9 @@ int model_flags_parse(const char *cmd, int argc, char **argv, int *i, struct mod
     }
     long n;
     uint64_t bytes;
+    f->given |= 1u << id;
     switch ((enum flag_id)id) {
+    case F_PLAN: f->plan_path = v; break;
     case F_MODEL: f->model = v; break;
     case F_THREADS:
         if (!args_int(cmd, a, v, 1, 1024, &n)) return -1;
@@ -176,9 +186,47 @@ int model_flags_parse(const char *cmd, int argc, char **argv, int *i, struct mod
     return 1;
 }
 
-int model_flags_check(const char *cmd, const struct model_flags *f)
+/* --plan: each setting applied unless its flag was given; one line on stderr says which. */
+static int apply_plan(const char *cmd, struct model_flags *f)
+{
+    struct plan_file *p = &f->plan;
+    int rc = plan_load(cmd, f->plan_path, p);
+    if (rc) return rc;
+    f->has_plan = true;
+    char applied[512] = "", kept[512] = "";
+#define SET(id_, cond_, what_, ...) do { \
+        char *dst_ = (f->given & (1u << (id_))) ? kept : applied; \
+        if (!(f->given & (1u << (id_))) && (cond_)) { __VA_ARGS__; } \
+        if (cond_) snprintf(dst_ + strlen(dst_), sizeof applied - strlen(dst_), " %s", what_); \
+    } while (0)
+    char b[64], t[32], h[32], io[48], sp[48];
+    snprintf(f->plan_budget, sizeof f->plan_budget, "%llu", (unsigned long long)p->mem_budget);
+    snprintf(b, sizeof b, "--mem-budget %.0fM", (double)p->mem_budget / (1 << 20));
+    snprintf(t, sizeof t, "-t %d", p->threads);
+    snprintf(h, sizeof h, "--cache-hot %.2f", p->cache_hot);
+    snprintf(io, sizeof io, "--io %s", p->io_backend == PINFER_IO_URING ? "uring" : p->io_backend == PINFER_IO_PREAD ? "pread" : "auto");
+    snprintf(sp, sizeof sp, "--sparse %s", pinfer_sparse_mode_name(p->sparse));
+    const bool budget = p->mem_budget > 0 && (f->groups & MODEL_FLAGS_BUDGET);
+    SET(F_BUDGET, budget, b, f->mem_budget = f->plan_budget);
+    SET(F_HOT, budget, h, f->cp.cache_hot = p->cache_hot);
+    SET(F_IO, budget, io, f->cp.io_backend = p->io_backend);
+    SET(F_PREFETCH, budget && p->prefetch, "--prefetch", f->cp.prefetch = true);
+    SET(F_SPARSE, true, sp, f->cp.sparse = p->sparse);
+    SET(F_THREADS, (f->groups & MODEL_FLAGS_THREADS) != 0, t, f->cp.n_threads = p->threads);
+    char c[32];
+    snprintf(c, sizeof c, "-c %d", p->ctx_size);
+    SET(F_CTX, p->ctx_size > 0 && (f->groups & MODEL_FLAGS_CTX), c, f->cp.n_ctx = p->ctx_size);
+#undef SET
+    fprintf(stderr, "pinfer %s: plan %s:%s%s%s%s (predicted %.2f tok/s decode)\n", cmd, f->plan_path,
+            *applied ? applied : " nothing applied", *kept ? "; given on the command line instead of the plan's:" : "", kept,
+            p->mem_budget == 0 ? " (no budget: the whole model in memory)" : "", p->decode_tps);
+    return 0;
+}
+
+int model_flags_check(const char *cmd, struct model_flags *f)
 {
     if (!f->model) return args_usage_error(cmd, "no model given (-m FILE)");
+    if (f->plan_path) return apply_plan(cmd, f) ? 1 : 0;
     return 0;
 }
 

@@ -23,6 +23,7 @@
 #define PF_TOOLS_MODEL_FLAGS_H
 
 #include "pinfer.h"
+#include "plan_file.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -44,15 +45,26 @@ struct model_flags {
     struct pinfer_ctx_params cp;   /* the library's defaults, plus -t, -c, the sparse and budget
                                       flags; the command sets the rest (n_batch, its own n_ctx)
                                       before model_flags_ctx_new */
+    unsigned given;               /* bit per flag given on the command line (they win over --plan) */
+    const char *plan_path;        /* --plan; NULL = none */
+    bool has_plan;
+    struct plan_file plan;        /* --plan's settings and predictions (model_flags_check reads it) */
+    char plan_budget[32];         /* the plan's budget as a --mem-budget value */
 };
+
+/* A size as --mem-budget takes it (bytes, K/M/G/T suffix, or P% of file_size); false if
+ * malformed. */
+bool model_flags_size(const char *s, uint64_t file_size, uint64_t *out);
 
 /* Defaults from pinfer_model_default_params / pinfer_ctx_default_params. */
 void model_flags_init(struct model_flags *f, unsigned groups);
 /* If argv[*i] is one of f's flags, consumes it (and its value) and returns 1; returns 0 if it is
  * not one; returns -1 after printing a usage error ("flag X needs a value", a bad value). */
 int model_flags_parse(const char *cmd, int argc, char **argv, int *i, struct model_flags *f);
-/* After the flag loop: 0, or 2 after a usage error ("no model given (-m FILE)"). */
-int model_flags_check(const char *cmd, const struct model_flags *f);
+/* After the flag loop: reads --plan and applies its settings where no flag was given (saying
+ * so on stderr); 0, or 2 after a usage error ("no model given (-m FILE)"), or 1 when the plan
+ * cannot be read. */
+int model_flags_check(const char *cmd, struct model_flags *f);
 /* The help lines of f's flags, to stdout. */
 void model_flags_help(const struct model_flags *f);
 

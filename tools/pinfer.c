@@ -22,6 +22,8 @@ static const struct {
     { "prepare", cmd_prepare, "re-lay a model as neuron bundles with activation predictors" },
     { "perplexity", cmd_perplexity, "perplexity of a text, and its change under a sparse FFN mode" },
     { "iobench", cmd_iobench, "direct-I/O read throughput of this machine's storage (the roof)" },
+    { "probe", cmd_probe, "measure this machine for the planner (memory, kernels, storage); cached" },
+    { "plan", cmd_plan, "choose the configuration for a memory budget or a speed, and predict the speed" },
 };
 
 static void usage(FILE *fp)

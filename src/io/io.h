@@ -79,6 +79,12 @@ int pf_io_pending(const struct pf_io *io);
 
 void pf_io_get_stats(const struct pf_io *io, struct pf_io_stats *st);
 
+/* The storage roof (io_bench.c): keeps qd reads of bs bytes (a multiple of PF_IO_ALIGN) in
+ * flight for secs seconds, at random block-aligned offsets over the whole file, or sequential
+ * ones; GB/s (1e9 bytes) and reads per second into *gbs, *iops. buf: qd * bs bytes, aligned
+ * to PF_IO_ALIGN. No reads may be pending on io. 0 or a negative code. */
+int pf_io_bench(struct pf_io *io, char *buf, size_t bs, int qd, double secs, bool seq, double *gbs, double *iops);
+
 /* An anonymous PF_IO_ALIGN-aligned allocation for read destinations (free with pf_io_free). */
 void *pf_io_alloc(size_t n);
 void pf_io_free(void *p, size_t n);

@@ -138,6 +138,7 @@ int pinfer_ctx_new(struct pinfer_ctx **out, struct pinfer_model *m, const struct
     if (!c->k_cache || !c->v_cache || !c->x || !c->xb || !c->q || !c->k || !c->v || !c->rope || !c->att ||
         !c->att16 || !c->logits || !c->row_seq || !c->row_pos || !c->scratch)
         goto nomem;
+    c->buf_bytes = total;
     if (m->mem_budget && (rc = cache_init(c, &p, total))) { pinfer_ctx_free(c); return rc; }
     *out = c;
     return 0;

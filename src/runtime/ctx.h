@@ -55,6 +55,8 @@ struct pinfer_ctx {
     int logits_first;    /* batch index of logits row 0 */
     void *scratch;       /* activations in a dot format for the attention and head products */
     int io_error;        /* sticky: a read of the model failed; the context cannot go on */
+    uint64_t buf_bytes;  /* what the context holds besides a neuron cache: buffers, KV cache,
+                            the FFN object's (the fixed segment's share; plan/ reads it) */
 
     pf_layer_hook layer_hook; void *layer_ud;
     pf_attn_hook attn_hook; void *attn_ud;

@@ -1,0 +1,115 @@
+/* The planner's cost model (cost.h). */
+#include "plan/cost.h"
+
+#include "core/error.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+void pf_lru_che(const double *p, int n, double cap, double *hit)
+{
+    int live = 0;
+    for (int i = 0; i < n; i++) live += p[i] > 0;
+    if (cap >= live) {
+        for (int i = 0; i < n; i++) hit[i] = p[i] > 0 ? 1 : 0;
+        return;
+    }
+    if (cap <= 0) {
+        for (int i = 0; i < n; i++) hit[i] = 0;
+        return;
+    }
+    /* occupancy(T) = sum 1 - exp(-p T) grows from 0 to `live`: bisect for cap in log T */
+    double lo = 1e-9, hi = 1e12;
+    for (int it = 0; it < 200; it++) {
+        double mid = sqrt(lo * hi), occ = 0;
+        for (int i = 0; i < n; i++) occ += p[i] > 0 ? -expm1(-p[i] * mid) : 0;
+        if (occ < cap) lo = mid;
+        else hi = mid;
+        if (hi / lo < 1 + 1e-12) break;
+    }
+    for (int i = 0; i < n; i++) hit[i] = p[i] > 0 ? -expm1(-p[i] * lo) : 0;
+}
+
+static double over(const struct pf_plan_model *pm, int l)
+{
+    return pm->pred_over && pm->pred_over[l] > 1 ? pm->pred_over[l] : 1;
+}
+
+/* GB/s a product over resident weights runs at: memory or the kernels, the slower. */
+static double dense_rate(const struct pf_machine *mc, const struct pf_plan_model *pm, double mem_gbs)
+{
+    double k = pm->main_type >= 0 && pm->main_type < PF_TYPE_COUNT && mc->type_done[pm->main_type]
+                   ? mc->matvec_gbs[pm->main_type] * pm->threads : 0;
+    return k > 0 && k < mem_gbs ? k : mem_gbs;
+}
+
+int pf_predict(const struct pf_machine *mc, const struct pf_plan_model *pm, bool budget, int n_hot, int n_cold, int be,
+               int qd, struct pf_prediction *o)
+{
+    const int L = pm->n_layer, F = pm->n_ff;
+    const double stream = dense_rate(mc, pm, pf_machine_stream(mc, pm->threads));
+    o->t_dense = (pm->dense_bytes + pm->pred_bytes) / (stream * 1e9);
+    o->hit_rate = 1;
+    o->storage_mb_per_token = o->reads_per_token = 0;
+    o->t_ffn = 0;
+    const double slot = (double)pm->slot_bytes;
+    const double page_bytes = (slot / 4096 + 1) * 4096; /* pages covering a slot at a random offset */
+    if (!pm->freq) { /* not prepared: the FFN is dense matrices */
+        o->t_ffn = pm->ffn_bytes / (stream * 1e9);
+    } else {
+        const double scat = dense_rate(mc, pm, pf_machine_scatter(mc, pm->threads, pm->slot_bytes));
+        double *p = NULL, *hit = NULL;
+        const int n_items = budget ? L * F : 0;
+        if (budget) {
+            p = malloc(sizeof *p * (size_t)n_items);
+            hit = malloc(sizeof *hit * (size_t)n_items);
+            if (!p || !hit) { free(p); free(hit); return pf_fail(PINFER_ENOMEM, "out of memory"); }
+            for (int l = 0; l < L; l++)
+                for (int j = 0; j < F; j++) {
+                    double q = pm->sparse ? fmin(1.0, pm->freq[l][j] * over(pm, l)) : 1.0;
+                    p[(size_t)l * F + j] = j < n_hot ? 0 : q; /* hot slots never enter the LRU */
+                }
+            pf_lru_che(p, n_items, (double)n_cold, hit);
+        }
+        double need_all = 0, miss_all = 0;
+        for (int l = 0; l < L; l++) {
+            double need = 0, miss = 0, act = 0;
+            for (int j = 0; j < F; j++) {
+                double q = pm->sparse ? fmin(1.0, pm->freq[l][j] * over(pm, l)) : 1.0;
+                need += q;
+                act += pm->sparse ? pm->freq[l][j] : 1.0;
+                if (budget && j >= n_hot) miss += q * (1 - hit[(size_t)l * F + j]);
+            }
+            /* bytes computed per slot looked at: gate always, up and down as above */
+            const double share = need > 0 ? (need + (need + act) / 2 + act) / (3 * need) : 1;
+            double t_res = (need - miss) * slot * share / (scat * 1e9), t_miss = 0;
+            if (miss > 0) {
+                int depth = (int)fmin((double)qd, fmax(1.0, miss));
+                double iops = pf_machine_iops(mc, be, (size_t)page_bytes, depth);
+                t_miss = iops > 0 ? miss / iops : INFINITY;
+            }
+            /* the resident slots are computed while the reads fly; the read ones after */
+            o->t_ffn += fmax(t_res, t_miss) + miss * slot * share / (scat * 1e9);
+            need_all += need;
+            miss_all += miss;
+        }
+        free(p);
+        free(hit);
+        o->hit_rate = need_all > 0 ? 1 - miss_all / need_all : 1;
+        o->reads_per_token = miss_all;
+        o->storage_mb_per_token = miss_all * page_bytes / 1e6;
+    }
+    o->decode_tps = 1 / (o->t_dense + o->t_ffn);
+    /* prefill: multiply-adds at the batched rate; under a budget the offloaded FFN streamed once
+       per batch of 512 tokens in 1 MiB reads */
+    double g = pm->main_type >= 0 && pm->main_type < PF_TYPE_COUNT ? mc->gemm_gmacs[pm->main_type] * pm->threads : 0;
+    double t_pp = g > 0 ? (double)pm->n_params / (g * 1e9) : 0;
+    if (budget && pm->freq) {
+        double seq = 0;
+        if (mc->be_ok[be]) seq = mc->io_gbs[be][PF_MACH_BS - 1][1];
+        double off = pm->ffn_bytes - (double)n_hot * L * slot;
+        if (seq > 0 && off > 0) t_pp += off / (seq * 1e9) / 512;
+    }
+    o->prefill_tps = t_pp > 0 ? 1 / t_pp : 0;
+    return 0;
+}

@@ -1,0 +1,60 @@
+/* The planner's cost model (docs/planner.md): decode and prefill speed, hit rate and storage
+ * traffic of a model on a machine (plan/machine.h) for a given split of its neuron cache.
+ *
+ * Per decode token:
+ *   dense    attention, head (and the predictors) stream from memory:
+ *            bytes / min(streaming bandwidth, kernel rate x threads)
+ *   FFN      per layer, the slots a step looks at: each slot's activation frequency x the
+ *            predictor's over-prediction (predicted / active on held-out tokens); in memory
+ *            the step reads the gate row of every predicted slot, the up row of about half
+ *            way between predicted and active, the down row of the active ones, at the
+ *            machine's scattered-row rate; under a budget a missing predicted slot is one
+ *            read of the pages covering it (slot / 4 KiB + 1 on average), at the IOPS of that
+ *            size and the queue depth the layer's misses give, overlapped with computing the
+ *            resident ones
+ *   hits     hot slots always; cold ones by Che's approximation of an LRU cache under
+ *            independent requests with the slots' frequencies as probabilities (Che, Tung and
+ *            Wang 2002): each slot hits with 1 - exp(-p T), T set so that the expected number
+ *            of distinct slots requested within T steps fills the cache
+ * Prefill per token: the multiply-adds at the machine's 64-token product rate, plus under a
+ * budget the offloaded FFN streamed once per batch of 512 at 1 MiB reads. */
+#ifndef PF_PLAN_COST_H
+#define PF_PLAN_COST_H
+
+#include "plan/machine.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct pf_plan_model {
+    int n_layer, n_ff, threads;
+    int main_type;            /* type of the big matrices (kernel rates) */
+    uint64_t n_params;
+    double dense_bytes;       /* per token: attention and head weights */
+    double pred_bytes;        /* per token: predictors (0 without) */
+    size_t slot_bytes;        /* one neuron's gate row, up row and down column */
+    double ffn_bytes;         /* all FFN weights */
+    const float *const *freq; /* per layer: n_ff slot frequencies, hottest first; NULL: not prepared */
+    bool sparse;              /* steps compute only predicted slots (predictor mode) */
+    const double *pred_over;  /* per layer: slots predicted per truly active slot (the prepared
+                                 file's held-out figures), NULL: 1 */
+};
+
+struct pf_prediction {
+    double decode_tps, prefill_tps;
+    double hit_rate;              /* of the slots steps compute, the share found in memory */
+    double storage_mb_per_token;  /* MB (1e6) read from storage per decode token */
+    double reads_per_token;
+    double t_dense, t_ffn;        /* seconds per token */
+};
+
+/* Che's approximation: hit[i] for n items requested with probabilities p[i] per step by an LRU
+ * cache of cap items (all 1 when cap >= the items with p > 0). */
+void pf_lru_che(const double *p, int n, double cap, double *hit);
+
+/* In memory (budget false), or under a budget with n_hot slots pinned per layer and n_cold LRU
+ * entries, reads through backend be at queue depth qd. 0, or PINFER_ENOMEM. */
+int pf_predict(const struct pf_machine *mc, const struct pf_plan_model *pm, bool budget, int n_hot, int n_cold, int be,
+               int qd, struct pf_prediction *out);
+
+#endif

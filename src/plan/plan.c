@@ -1,0 +1,256 @@
+/* pinfer plan: the configuration for a budget or a speed, and the budget -> speed curve
+ * (plan.h). */
+#include "plan/plan.h"
+
+#include "cache/cache.h"
+#include "core/error.h"
+#include "ffn/ffn.h"
+#include "gguf/gguf.h"
+#include "model/model.h"
+#include "runtime/ctx.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const float hot_shares[] = { 0.0f, 0.25f, 0.5f, 0.75f, 0.9f, 1.0f };
+#define N_SHARES ((int)(sizeof hot_shares / sizeof hot_shares[0]))
+#define IO_DEPTH 64 /* the runtime's (io/io.h default) */
+
+struct planner {
+    const struct pf_machine *mc;
+    struct pinfer_model *m;
+    struct pf_plan_result *r;
+    uint64_t ctx_bytes;
+};
+
+/* The cost model's view of the loaded model. */
+static void model_view(struct pinfer_model *m, int threads, struct pf_plan_model *pm, const float **freq)
+{
+    const struct pinfer_model_info *h = &m->info;
+    memset(pm, 0, sizeof *pm);
+    pm->n_layer = h->n_layer;
+    pm->n_ff = h->n_ff;
+    pm->threads = threads;
+    pm->main_type = h->weight_type;
+    pm->n_params = h->n_params;
+    pm->dense_bytes = pf_weight_bytes(&m->output);
+    for (int l = 0; l < h->n_layer; l++) {
+        const struct pf_layer *L = &m->layers[l];
+        pm->dense_bytes += pf_weight_bytes(&L->wq) + pf_weight_bytes(&L->wk) + pf_weight_bytes(&L->wv) + pf_weight_bytes(&L->wo);
+        if (L->ffn_b) {
+            const struct pf_bundles *b = L->ffn_b;
+            if (b->slot_size > pm->slot_bytes) pm->slot_bytes = b->slot_size;
+            pm->ffn_bytes += (double)b->slot_size * b->n_ff;
+            if (b->fc1.n_out > 0) {
+                pm->pred_bytes += pf_weight_bytes(&b->fc1) + pf_weight_bytes(&b->fc2);
+                pm->sparse = true;
+            }
+            freq[l] = b->freq;
+        } else {
+            pm->ffn_bytes += pf_weight_bytes(&L->ffn_gate) + pf_weight_bytes(&L->ffn_up) + pf_weight_bytes(&L->ffn_down);
+        }
+    }
+    pm->freq = m->bundles ? (const float *const *)freq : NULL;
+}
+
+/* Per layer, the predictor's held-out predicted / active fractions from the prepared file
+ * (docs/sparse-format.md); 1 where absent. */
+static void pred_over(const char *path, int n_layer, double *over)
+{
+    for (int l = 0; l < n_layer; l++) over[l] = 1;
+    struct gguf_file *g = NULL;
+    if (gguf_open(&g, path)) return;
+    for (int l = 0; l < n_layer; l++) {
+        char key[96];
+        float pred = 0, act = 0;
+        snprintf(key, sizeof key, "pinfer.predictor.%d.predicted", l);
+        int a = gguf_get_f32(g, key, &pred);
+        snprintf(key, sizeof key, "pinfer.predictor.%d.active", l);
+        int b = gguf_get_f32(g, key, &act);
+        if (!a && !b && act > 0 && pred >= act && pred / act < 100) over[l] = pred / act;
+    }
+    gguf_close(g);
+}
+
+/* The best hot share for budget B (the model's resident weights and ctx_bytes fixed): into *pt.
+ * PINFER_ENOMEM (with the runtime's message) when B is below the smallest workable budget. */
+static int plan_budget(struct planner *P, uint64_t B, struct pf_plan_point *pt)
+{
+    struct pinfer_model *m = P->m;
+    const uint64_t keep = m->mem_budget;
+    bool any = false;
+    int rc = 0;
+    for (int i = 0; i < N_SHARES; i++) {
+        const struct pf_cache_config cfg = {
+            .hot_frac = hot_shares[i], .prefetch = false, .stage_bytes = 0, .chunk_slots = pf_ffn_chunk_slots(),
+            .backend = PF_IO_AUTO, .shares = 1,
+        };
+        struct pf_cache_plan cp;
+        m->mem_budget = B;
+        rc = pf_cache_plan(m, P->ctx_bytes, &cfg, &cp);
+        m->mem_budget = keep;
+        if (rc) return rc;
+        struct pf_prediction pr;
+        if ((rc = pf_predict(P->mc, &P->r->pm, true, cp.n_hot, cp.n_cold, P->r->io_backend, IO_DEPTH, &pr))) return rc;
+        if (!any || pr.decode_tps > pt->pr.decode_tps) {
+            pt->budget = B;
+            pt->cache_hot = hot_shares[i];
+            pt->n_hot = cp.n_hot;
+            pt->n_cold = cp.n_cold;
+            pt->pr = pr;
+            any = true;
+        }
+    }
+    return 0;
+}
+
+/* The smallest budget (to 1 MiB) pf_cache_plan accepts. */
+static uint64_t smallest_budget(struct planner *P)
+{
+    uint64_t lo = P->m->resident_bytes, hi = P->r->in_memory; /* lo fails (no room for the context) */
+    struct pf_plan_point pt;
+    while (hi - lo > (1u << 20)) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (plan_budget(P, mid, &pt) == 0) hi = mid;
+        else lo = mid;
+    }
+    return hi;
+}
+
+/* The context's own bytes under this plan: a context made without the budget (so no cache is
+ * made and nothing read), then dropped. */
+static int context_bytes(struct planner *P, const struct pf_plan_request *rq, int threads, uint64_t *out)
+{
+    struct pinfer_model *m = P->m;
+    struct pinfer_ctx_params cp = pinfer_ctx_default_params();
+    cp.n_threads = threads;
+    cp.n_ctx = rq->n_ctx;
+    const uint64_t keep = m->mem_budget;
+    m->mem_budget = 0;
+    struct pinfer_ctx *c = NULL;
+    int rc = pinfer_ctx_new(&c, m, &cp);
+    m->mem_budget = keep;
+    if (rc) return rc;
+    *out = c->buf_bytes + (uint64_t)threads * (256u << 10); /* as the runtime counts its stacks */
+    P->r->n_ctx = c->n_ctx;
+    pinfer_ctx_free(c);
+    return 0;
+}
+
+int pf_plan_make(const struct pf_machine *mc, const struct pf_plan_request *rq, struct pf_plan_result *r)
+{
+    memset(r, 0, sizeof *r);
+    const int threads = rq->threads > 0 ? rq->threads : mc->cores > 0 ? mc->cores : pinfer_cpu_count();
+    struct pinfer_model_params mp = pinfer_model_default_params();
+    mp.mem_budget = UINT64_MAX / 4; /* the FFN bundles stay in the file: nothing of them is read */
+    struct pinfer_model *m = NULL;
+    int rc = pinfer_model_load(&m, rq->model, &mp);
+    if (rc == PINFER_EINVAL) { /* not prepared: mapped, never read */
+        mp = pinfer_model_default_params();
+        mp.use_mmap = true;
+        rc = pinfer_model_load(&m, rq->model, &mp);
+    }
+    if (rc) return rc;
+    const float **freq = calloc((size_t)m->info.n_layer, sizeof *freq);
+    double *over = calloc((size_t)m->info.n_layer, sizeof *over);
+    if (!freq || !over) { free(freq); free(over); pinfer_model_free(m); return pf_fail(PINFER_ENOMEM, "out of memory"); }
+    struct planner P = { .mc = mc, .m = m, .r = r };
+    r->threads = threads;
+    r->io_depth = IO_DEPTH;
+    r->prepared = m->bundles != NULL;
+    model_view(m, threads, &r->pm, freq);
+    r->sparse = r->pm.sparse;
+    if (r->sparse) {
+        pred_over(rq->model, m->info.n_layer, over);
+        r->pm.pred_over = over;
+    }
+    r->io_backend = pf_machine_best_backend(mc, (size_t)(ceil((double)r->pm.slot_bytes / 4096) * 4096), IO_DEPTH);
+    if ((rc = context_bytes(&P, rq, threads, &P.ctx_bytes))) goto out;
+
+    /* everything in memory: the file's weights and the context */
+    r->in_memory = (uint64_t)(r->pm.dense_bytes + r->pm.ffn_bytes + r->pm.pred_bytes) + P.ctx_bytes +
+                   (uint64_t)m->info.n_vocab * m->tok_embd.row_size;
+    struct pf_plan_point mem = { .budget = 0, .cache_hot = 1 };
+    if ((rc = pf_predict(mc, &r->pm, false, 0, 0, r->io_backend, IO_DEPTH, &mem.pr))) goto out;
+    r->roof_tps = mem.pr.decode_tps;
+
+    if (!r->prepared) {
+        if (rq->budget && rq->budget < r->in_memory) {
+            rc = pf_fail(PINFER_EINVAL, "a budget of %.0f MiB below the model's %.0f MiB needs a prepared model (its FFN as "
+                         "neuron bundles): run pinfer prepare -m %s -o PREPARED.gguf and plan that", (double)rq->budget / (1 << 20),
+                         (double)r->in_memory / (1 << 20), rq->model);
+            goto out;
+        }
+        r->curve[r->n_curve++] = mem;
+        r->chosen = mem;
+        r->min_budget = r->in_memory;
+        r->reachable = rq->target_tps <= 0 || mem.pr.decode_tps >= rq->target_tps;
+        goto out;
+    }
+
+    r->min_budget = smallest_budget(&P);
+    /* the curve: budgets evenly from the smallest workable one to all in memory */
+    const int n = PF_PLAN_CURVE - 1;
+    for (int i = 0; i < n; i++) {
+        uint64_t B = r->min_budget + (uint64_t)((double)(r->in_memory - r->min_budget) * i / (n - 1));
+        if ((rc = plan_budget(&P, B, &r->curve[r->n_curve]))) goto out;
+        r->n_curve++;
+    }
+    r->curve[r->n_curve++] = mem;
+    /* a budget can always run what a smaller one runs: the curve never falls */
+    for (int i = 1; i < r->n_curve - 1; i++)
+        if (r->curve[i - 1].pr.decode_tps > r->curve[i].pr.decode_tps) {
+            uint64_t b = r->curve[i].budget;
+            r->curve[i] = r->curve[i - 1];
+            r->curve[i].budget = b;
+        }
+
+    if (rq->target_tps > 0) {
+        /* the smallest budget whose prediction reaches the target: bisection on [min, in memory] */
+        struct pf_plan_point hi_pt;
+        if ((rc = plan_budget(&P, r->in_memory, &hi_pt))) goto out;
+        r->reachable = hi_pt.pr.decode_tps >= rq->target_tps;
+        if (!r->reachable) { r->chosen = hi_pt; goto out; }
+        uint64_t lo = r->min_budget, hi = r->in_memory;
+        struct pf_plan_point pt;
+        if ((rc = plan_budget(&P, lo, &pt))) goto out;
+        if (pt.pr.decode_tps >= rq->target_tps) { r->chosen = pt; goto out; }
+        while (hi - lo > (1u << 20)) {
+            uint64_t mid = lo + (hi - lo) / 2;
+            if ((rc = plan_budget(&P, mid, &pt))) goto out;
+            if (pt.pr.decode_tps >= rq->target_tps) { hi = mid; hi_pt = pt; }
+            else lo = mid;
+        }
+        r->chosen = hi_pt;
+    } else if (rq->budget) {
+        if (rq->budget < r->min_budget) {
+            rc = pf_fail(PINFER_ENOMEM, "a budget of %.0f MiB is below the smallest workable one for this model, %.0f MiB "
+                         "(weights kept in memory, the context of %d tokens, staging and cache tables)",
+                         (double)rq->budget / (1 << 20), (double)r->min_budget / (1 << 20), r->n_ctx);
+            goto out;
+        }
+        if (rq->budget >= r->in_memory) {
+            r->chosen = mem; /* it all fits: no budget needed */
+            goto out;
+        }
+        if ((rc = plan_budget(&P, rq->budget, &r->chosen))) goto out;
+        /* a smaller budget's configuration may be faster (fewer, larger reads...): it fits too */
+        for (int i = 0; i < r->n_curve - 1; i++) {
+            struct pf_plan_point pt;
+            if (r->curve[i].budget > rq->budget) break;
+            if ((rc = plan_budget(&P, r->curve[i].budget, &pt))) goto out;
+            if (pt.pr.decode_tps > r->chosen.pr.decode_tps) r->chosen = pt;
+        }
+    } else {
+        r->chosen = mem;
+    }
+out:
+    free(freq);
+    free(over);
+    r->pm.freq = NULL; /* pointed into the model and this function */
+    r->pm.pred_over = NULL;
+    pinfer_model_free(m);
+    return rc;
+}
