@@ -89,7 +89,7 @@ double pinfer_ctx_scatter_gbs(struct pinfer_ctx *ctx)
     if (!m->arena || m->arena_size < (1u << 20) || m->mem_budget || m->info.n_layer < 1) return 0;
     /* an FFN row of the model; one row in 6: the share a sparse step at 90% sparsity reads */
     const struct pf_layer *L = &m->layers[0];
-    size_t row_bytes = (L->ffn_b ? L->ffn_b->row[PF_PART_GATE] : L->ffn_gate.row_size) / 64 * 64;
+    size_t row_bytes = (L->ffn_b ? L->ffn_b->row[PF_PART_GATE] : L->exp ? L->exp[0].gate.row_size : L->ffn_gate.row_size) / 64 * 64;
     const int every = 6;
     if (row_bytes == 0) return 0;
     const size_t n_rows = m->arena_size / row_bytes;
