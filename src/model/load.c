@@ -13,6 +13,9 @@
  * (key `powerinfer.sparse_threshold`, or predictor tensors blk.N.fc1.weight) is a ReLU-fied
  * Llama: relu(gate) * up; otherwise SiLU as in every llama.cpp llama model.
  *
+ * Mixture-of-experts files (llama.expert_count > 0: Mixtral) carry a router and per-expert FFN
+ * tensors instead of ffn_gate/up/down; model/moe.c finds and checks them.
+ *
  * Prepared models (key pinfer.prepared, docs/sparse-format.md) carry each layer's FFN as one
  * bundle tensor instead of ffn_gate/up/down, the neuron permutation and frequencies as metadata
  * arrays, and optional predictor tensors (fc1, fc2) with their threshold; they land in the same
