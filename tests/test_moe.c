@@ -173,77 +173,6 @@ static void test_grouped(void)
     }
 }
 
-/* ==== Edited copies of a MoE file ==== */
-
-struct medit {
-    const char *key;        /* u32 key set to val (added if absent) */
-    uint32_t val;
-    const char *drop_key;   /* key left out */
-    const char *drop;       /* tensor left out */
-    const char *shape;      /* tensor declared with ne below: its data cut or zero-padded */
-    int n_dims;
-    int64_t ne[4];
-    bool split;             /* merged expert tensors -> one 2-D tensor per expert */
-};
-
-static bool name_is(const struct gguf_tensor *t, const char *s) { return s && !strcmp(t->name, s); }
-
-static int copy_model(const char *in, const char *out, const struct medit *e)
-{
-    struct gguf_file *f = NULL;
-    struct gguf_writer *w = NULL;
-    int rc = gguf_open(&f, in);
-    if (!rc) rc = gguf_writer_new(&w);
-    for (uint64_t i = 0; !rc && i < f->n_kv; i++) {
-        const struct gguf_kv *kv = &f->kv[i];
-        const char *skip[2] = { e->key, e->drop_key };
-        bool keep = true;
-        for (int s = 0; s < 2; s++) keep &= !(skip[s] && kv->key.len == strlen(skip[s]) && !memcmp(kv->key.s, skip[s], kv->key.len));
-        if (keep) rc = gguf_writer_copy_kv(w, kv);
-    }
-    if (!rc && e->key) rc = gguf_writer_set_u32(w, e->key, e->val);
-    for (int pass = 0; pass < 2 && !rc; pass++) {
-        if (pass == 1) rc = gguf_writer_begin(w, out);
-        for (uint64_t i = 0; !rc && i < f->n_tensors; i++) {
-            const struct gguf_tensor *t = &f->tensors[i];
-            const uint8_t *src = f->data + t->file_offset;
-            if (name_is(t, e->drop)) continue;
-            if (e->split && strstr(t->name, "_exps.")) {
-                int l;
-                char part[16];
-                if (sscanf(t->name, "blk.%d.ffn_%15[a-z]_exps", &l, part) != 2) { rc = -1; break; }
-                const uint64_t slice = t->nbytes / (uint64_t)t->ne[2];
-                for (int64_t x = 0; x < t->ne[2] && !rc; x++) {
-                    char name[64];
-                    snprintf(name, sizeof name, "blk.%d.ffn_%s.%lld.weight", l, part, (long long)x);
-                    rc = pass == 0 ? gguf_writer_add_tensor(w, name, t->type, 2, t->ne) : gguf_writer_write(w, src + x * slice, slice);
-                }
-                continue;
-            }
-            const bool reshape = name_is(t, e->shape);
-            if (pass == 0) { rc = gguf_writer_add_tensor(w, t->name, t->type, reshape ? e->n_dims : t->n_dims, reshape ? e->ne : t->ne); continue; }
-            uint64_t nb = t->nbytes;
-            if (reshape) {
-                size_t row;
-                if (!pf_row_size(t->type, e->ne[0], &row)) { rc = -1; break; }
-                nb = row;
-                for (int d = 1; d < e->n_dims; d++) nb *= (uint64_t)e->ne[d];
-            }
-            const uint64_t have = nb < t->nbytes ? nb : t->nbytes;
-            rc = gguf_writer_write(w, src, have);
-            for (uint64_t z = have; !rc && z < nb; z += 4096) {
-                static const uint8_t zero[4096];
-                rc = gguf_writer_write(w, zero, nb - z < 4096 ? nb - z : 4096);
-            }
-        }
-    }
-    if (!rc) rc = gguf_writer_finish(w);
-    if (rc) fprintf(stderr, "copy_model %s: %s\n", in, pinfer_last_error());
-    gguf_writer_free(w);
-    gguf_close(f);
-    return rc ? -1 : 0;
-}
-
 /* Greedy teacher-forced logits of a fixed id sequence, as one batch: into out (n x n_vocab). */
 static int run_logits(const char *path, float *out, int n)
 {
@@ -268,16 +197,16 @@ static int run_logits(const char *path, float *out, int n)
 static void test_split(const char *merged)
 {
     const char *split = tu_tmp("split.gguf");
-    const struct medit e = { .split = true };
-    if (copy_model(merged, split, &e)) { CHECK(0); return; }
+    const struct tu_gguf_edit e = { .split_experts = true };
+    if (tu_gguf_edit(merged, split, &e)) { CHECK(0); return; }
     float *a = malloc(sizeof(float) * 8 * 384), *b = malloc(sizeof(float) * 8 * 384);
     CHECK(run_logits(merged, a, 8) == 0 && run_logits(split, b, 8) == 0);
     CHECKF(!memcmp(a, b, sizeof(float) * 8 * 384), "split per-expert tensors give other logits than the merged ones");
     free(a);
     free(b);
     /* a split file missing one expert's matrix */
-    const struct medit e2 = { .split = true, .drop = "blk.1.ffn_up_exps.weight" };
-    CHECK(copy_model(merged, split, &e2) == 0);
+    const struct tu_gguf_edit e2 = { .split_experts = true, .drop_tensor = "blk.1.ffn_up_exps.weight" };
+    CHECK(tu_gguf_edit(merged, split, &e2) == 0);
     struct pinfer_model *m = NULL;
     int rc = pinfer_model_load(&m, split, NULL);
     CHECKF(rc == PINFER_EFORMAT && strstr(pinfer_last_error(), "blk.1.ffn_up.0.weight is missing"), "%d: %s", rc, pinfer_last_error());
@@ -286,10 +215,10 @@ static void test_split(const char *merged)
 
 /* ==== Hostile files and refusals ==== */
 
-static void expect_load_fail(int line, const char *merged, const struct medit *e, int code, const char *msg)
+static void expect_load_fail(int line, const char *merged, const struct tu_gguf_edit *e, int code, const char *msg)
 {
     const char *bad = tu_tmp("bad.gguf");
-    if (copy_model(merged, bad, e)) { tu_failures++; fprintf(stderr, "%s:%d: cannot write the edited file\n", __FILE__, line); return; }
+    if (tu_gguf_edit(merged, bad, e)) { tu_failures++; fprintf(stderr, "%s:%d: cannot write the edited file\n", __FILE__, line); return; }
     struct pinfer_model *m = NULL;
     int rc = pinfer_model_load(&m, bad, NULL);
     if (rc != code || !strstr(pinfer_last_error(), msg)) {
@@ -303,35 +232,35 @@ static void expect_load_fail(int line, const char *merged, const struct medit *e
 static void test_hostile(const char *merged)
 {
     /* synth wrote 4 experts, 2 used, n_embd 128, n_ff 256, 2 layers */
-    struct medit e;
-    e = (struct medit){ .key = "llama.expert_used_count", .val = 5 };
+    struct tu_gguf_edit e;
+    e = (struct tu_gguf_edit){ .key = "llama.expert_used_count", .u32 = &(uint32_t){ 5 }, .scalar = true };
     EXPECT_LOAD_FAIL(&e, PINFER_EFORMAT, "expert_used_count = 5 is out of range 1..4");
-    e = (struct medit){ .key = "llama.expert_used_count", .val = 0 };
+    e = (struct tu_gguf_edit){ .key = "llama.expert_used_count", .u32 = &(uint32_t){ 0 }, .scalar = true };
     EXPECT_LOAD_FAIL(&e, PINFER_EFORMAT, "expert_used_count = 0 is out of range");
-    e = (struct medit){ .drop_key = "llama.expert_count" };
+    e = (struct tu_gguf_edit){ .drop = "llama.expert_count" };
     EXPECT_LOAD_FAIL(&e, PINFER_EFORMAT, "without llama.expert_count");
-    e = (struct medit){ .key = "llama.expert_count", .val = 2000 };
+    e = (struct tu_gguf_edit){ .key = "llama.expert_count", .u32 = &(uint32_t){ 2000 }, .scalar = true };
     EXPECT_LOAD_FAIL(&e, PINFER_EFORMAT, "expert_count = 2000 is out of range");
-    e = (struct medit){ .key = "llama.expert_count", .val = 8 };
+    e = (struct tu_gguf_edit){ .key = "llama.expert_count", .u32 = &(uint32_t){ 8 }, .scalar = true };
     EXPECT_LOAD_FAIL(&e, PINFER_EFORMAT, "blk.0.ffn_gate_inp.weight has shape [128, 4, 1, 1], expected [128, 8]");
-    e = (struct medit){ .drop = "blk.1.ffn_gate_inp.weight" };
+    e = (struct tu_gguf_edit){ .drop_tensor = "blk.1.ffn_gate_inp.weight" };
     EXPECT_LOAD_FAIL(&e, PINFER_EFORMAT, "tensor blk.1.ffn_gate_inp.weight is missing");
-    e = (struct medit){ .drop = "blk.1.ffn_down_exps.weight" };
+    e = (struct tu_gguf_edit){ .drop_tensor = "blk.1.ffn_down_exps.weight" };
     EXPECT_LOAD_FAIL(&e, PINFER_EFORMAT, "tensor blk.1.ffn_down_exps.weight is missing");
     /* fewer experts in one merged tensor than the key says */
-    e = (struct medit){ .shape = "blk.0.ffn_up_exps.weight", .n_dims = 3, .ne = { 128, 256, 3, 1 } };
+    e = (struct tu_gguf_edit){ .shape = "blk.0.ffn_up_exps.weight", .n_dims = 3, .ne = { 128, 256, 3, 1 } };
     EXPECT_LOAD_FAIL(&e, PINFER_EFORMAT, "blk.0.ffn_up_exps.weight has shape [128, 256, 3, 1], expected [128, 256, 4]");
     /* the down experts transposed (same bytes) */
-    e = (struct medit){ .shape = "blk.0.ffn_down_exps.weight", .n_dims = 3, .ne = { 128, 256, 4, 1 } };
+    e = (struct tu_gguf_edit){ .shape = "blk.0.ffn_down_exps.weight", .n_dims = 3, .ne = { 128, 256, 4, 1 } };
     EXPECT_LOAD_FAIL(&e, PINFER_EFORMAT, "blk.0.ffn_down_exps.weight has shape [128, 256, 4, 1], expected [256, 128, 4]");
     /* the experts spread over a fourth dimension */
-    e = (struct medit){ .shape = "blk.1.ffn_gate_exps.weight", .n_dims = 4, .ne = { 128, 256, 2, 2 } };
+    e = (struct tu_gguf_edit){ .shape = "blk.1.ffn_gate_exps.weight", .n_dims = 4, .ne = { 128, 256, 2, 2 } };
     EXPECT_LOAD_FAIL(&e, PINFER_EFORMAT, "blk.1.ffn_gate_exps.weight has shape [128, 256, 2, 2]");
     /* a 2-D stand-in for the merged tensor */
-    e = (struct medit){ .shape = "blk.1.ffn_gate_exps.weight", .n_dims = 2, .ne = { 128, 1024, 1, 1 } };
+    e = (struct tu_gguf_edit){ .shape = "blk.1.ffn_gate_exps.weight", .n_dims = 2, .ne = { 128, 1024, 1, 1 } };
     EXPECT_LOAD_FAIL(&e, PINFER_EFORMAT, "blk.1.ffn_gate_exps.weight has shape [128, 1024, 1, 1]");
     /* a prepared MoE file: bundles per expert are later work */
-    e = (struct medit){ .key = "pinfer.prepared", .val = 1 };
+    e = (struct tu_gguf_edit){ .key = "pinfer.prepared", .u32 = &(uint32_t){ 1 }, .scalar = true };
     EXPECT_LOAD_FAIL(&e, PINFER_EUNSUPPORTED, "prepared mixture-of-experts models are not supported yet");
 
     /* what is refused for now (issue 12's later parts), cleanly */
