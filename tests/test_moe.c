@@ -173,6 +173,51 @@ static void test_grouped(void)
     }
 }
 
+/* One token reads only its chosen experts: with every other expert's weights of the layer
+ * overwritten by NaN patterns (0xff bytes: NaN scales and values), the step gives the same bits. */
+static void test_reads_only_chosen(const char *path)
+{
+    struct pinfer_model *m = NULL;
+    struct pf_pool *pool = NULL;
+    struct pf_ffn *f = NULL;
+    const struct pf_ffn_params fp = { .sparse = PINFER_SPARSE_OFF, .n_batch = 1 };
+    if (pinfer_model_load(&m, path, NULL) || pf_pool_new(&pool, 2) || pf_ffn_new(&f, m, &fp, pool, pf_kernels(), NULL)) {
+        CHECKF(0, "%s", pinfer_last_error());
+        pf_ffn_free(f); pf_pool_free(pool); pinfer_model_free(m);
+        return;
+    }
+    const int E = m->info.n_embd, X = m->info.n_expert, K = m->info.n_expert_used, l = 1;
+    float *xb = malloc(sizeof(float) * (size_t)E), *x = calloc((size_t)E, 4), *x2 = calloc((size_t)E, 4);
+    unsigned long long seed = 99;
+    for (int i = 0; i < E; i++) xb[i] = tu_randf(&seed);
+    pf_ffn_batch_begin(f, 1);
+    CHECK(pf_ffn_step(f, l, xb, x, 1) == 0);
+    int poisoned = 0;
+    for (int e = 0; e < X; e++) {
+        bool chosen = false;
+        for (int j = 0; j < K; j++) chosen |= f->moe_sel[j] == e;
+        if (chosen) continue;
+        const struct pf_weight *w[3] = { &m->layers[l].exp[e].gate, &m->layers[l].exp[e].up, &m->layers[l].exp[e].down };
+        for (int p = 0; p < 3; p++) memset((void *)(uintptr_t)w[p]->data, 0xff, (size_t)pf_weight_bytes(w[p]));
+        poisoned++;
+    }
+    CHECK(pf_ffn_step(f, l, xb, x2, 1) == 0);
+    pf_ffn_batch_end(f);
+    CHECKF(poisoned == X - K && !memcmp(x, x2, sizeof(float) * (size_t)E), "a step read an expert it did not choose");
+    /* the control: poisoning a chosen expert does show */
+    const struct pf_weight *g = &m->layers[l].exp[f->moe_sel[0]].gate;
+    memset((void *)(uintptr_t)g->data, 0xff, (size_t)pf_weight_bytes(g));
+    memset(x2, 0, sizeof(float) * (size_t)E);
+    pf_ffn_batch_begin(f, 1);
+    CHECK(pf_ffn_step(f, l, xb, x2, 1) == 0);
+    pf_ffn_batch_end(f);
+    CHECKF(memcmp(x, x2, sizeof(float) * (size_t)E) != 0, "poisoning a chosen expert changed nothing: the test sees nothing");
+    free(xb); free(x); free(x2);
+    pf_ffn_free(f);
+    pf_pool_free(pool);
+    pinfer_model_free(m);
+}
+
 /* Greedy teacher-forced logits of a fixed id sequence, as one batch: into out (n x n_vocab). */
 static int run_logits(const char *path, float *out, int n)
 {
@@ -300,6 +345,7 @@ int main(void)
     char merged[512]; /* tu_tmp's buffers rotate */
     snprintf(merged, sizeof merged, "%s", tu_tmp("merged.gguf"));
     if (!synth_moe(merged, PINFER_ACT_SILU, PF_TYPE_Q8_0, 4, 2, 128, 256, 5)) {
+        test_reads_only_chosen(merged);
         test_split(merged);
         test_hostile(merged);
     }
