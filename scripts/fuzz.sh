@@ -56,6 +56,9 @@ for spec in silu:q4_0 relu:q8_0 drelu:f16 reglu:f32 silu:bf16 drelu:q4_0; do
     $P synth -o "$S/model/$act-$type.gguf" $TINY --act "$act" --type "$type" --seed $i >/dev/null 2>&1
     i=$((i + 1))
 done
+# mixtures of experts (merged expert tensors; the loader also reads split ones)
+$P synth -o "$S/model/moe-silu-q8_0.gguf" $TINY --experts 4 --experts-used 2 --type q8_0 --seed 7 >/dev/null 2>&1
+$P synth -o "$S/model/moe-drelu-q4_0.gguf" $TINY --experts 3 --experts-used 1 --act drelu --type q4_0 --seed 8 >/dev/null 2>&1
 for m in silu-q4_0 relu-q8_0 drelu-f16 reglu-f32 drelu-q4_0; do
     $P prepare -m "$S/model/$m.gguf" -o "$S/prepared/$m.gguf" --tokens 96 --steps 20 -t 1 >/dev/null 2>&1
 done

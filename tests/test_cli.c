@@ -230,6 +230,21 @@ int main(void)
     CHECK(run(args, out, sizeof out, NULL, 0) == 0);
     CHECKF(!strncmp(out, "[INST] <<SYS>>\nBe kind.\n<</SYS>>\n\nhi [/INST]", 44), "run --chat-template printed '%s'", out);
     expect_error("unrecognised chat template 'llama9'", "run -m %s -p hi --chat-template llama9", model);
+
+    /* a mixture of experts (issue 12): dense runs work; what is later work fails cleanly */
+    {
+        const char *moe = "tests/data/llama-ref/moe-Q8_0.gguf";
+        snprintf(args, sizeof args, "bench -m %s -p 8 -n 4 -r 1", moe);
+        int rc = run(args, out, sizeof out, NULL, 0);
+        CHECKF(rc == 0 && strstr(out, "tg4"), "'%s' exited %d: %.300s", args, rc, out);
+        snprintf(args, sizeof args, "run -m %s -p hi -n 4 --temp 0", moe);
+        CHECKF(run(args, NULL, 0, NULL, 0) == 0, "'%s' failed", args);
+        expect_error("mixture-of-experts", "run -m %s -p hi -n 2 --sparse oracle", moe);
+        expect_error("mixture-of-experts", "bench -m %s -p 0 -n 2 --sparse threshold", moe);
+        expect_error("mixture-of-experts", "run -m %s -p hi -n 2 --mem-budget 1G", moe);
+        expect_error("mixture-of-experts", "profile -m %s", moe);
+        expect_error("mixture-of-experts", "prepare -m %s -o %s/moe-prepared.gguf", moe, tmp);
+    }
     /* a generated token longer than 256 bytes is printed whole (issue 15, defect 6) */
     {
         struct pinfer_model *m = NULL;

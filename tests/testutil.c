@@ -95,42 +95,71 @@ int tu_make_prepared(const char *raw, const char *prep, const struct pinfer_synt
     return 0;
 }
 
+static bool key_is(const struct gguf_kv *kv, const char *k) { return k && kv->key.len == strlen(k) && !memcmp(kv->key.s, k, kv->key.len); }
+
+/* Declares (pass 0) or writes (pass 1) tensor t of f as e says. */
+static int edit_tensor(struct gguf_writer *w, const struct gguf_file *f, const struct gguf_tensor *t, const struct tu_gguf_edit *e, int pass)
+{
+    const uint8_t *src = f->data + t->file_offset;
+    if (e->drop_tensor && !strcmp(t->name, e->drop_tensor)) return 0;
+    int l, end = 0;
+    char part[16];
+    if (e->split_experts && sscanf(t->name, "blk.%d.ffn_%15[a-z]_exps.weight%n", &l, part, &end) == 2 && end > 0 && !t->name[end]) {
+        const uint64_t slice = t->nbytes / (uint64_t)t->ne[2];
+        int rc = 0;
+        for (int64_t x = 0; x < t->ne[2] && !rc; x++) {
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.ffn_%s.%lld.weight", l, part, (long long)x);
+            rc = pass == 0 ? gguf_writer_add_tensor(w, name, t->type, 2, t->ne) : gguf_writer_write(w, src + x * slice, slice);
+        }
+        return rc;
+    }
+    if (e->shape && !strcmp(t->name, e->shape)) {
+        if (pass == 0) return gguf_writer_add_tensor(w, t->name, t->type, e->n_dims, e->ne);
+        size_t row;
+        if (!pf_row_size(t->type, e->ne[0], &row)) return -1;
+        uint64_t nb = row;
+        for (int d = 1; d < e->n_dims; d++) nb *= (uint64_t)e->ne[d];
+        const uint64_t have = nb < t->nbytes ? nb : t->nbytes;
+        int rc = gguf_writer_write(w, src, have);
+        for (uint64_t z = have; !rc && z < nb; z += 4096) {
+            static const uint8_t zero[4096];
+            rc = gguf_writer_write(w, zero, nb - z < 4096 ? nb - z : 4096);
+        }
+        return rc;
+    }
+    int nt = e->retype ? e->retype(t->name) : -1;
+    if (pass == 0) return gguf_writer_add_tensor(w, t->name, nt >= 0 ? nt : t->type, t->n_dims, t->ne);
+    if (nt < 0) return gguf_writer_write(w, src, t->nbytes);
+    const int64_t n = t->ne[0];
+    size_t rs_in = 0, rs_out = 0;
+    if (!pf_row_size(t->type, n, &rs_in) || !pf_row_size(nt, n, &rs_out)) return -1;
+    float *row = malloc(sizeof(float) * (size_t)n);
+    uint8_t *q = malloc(rs_out);
+    int rc = 0;
+    for (uint64_t r = 0; !rc && r < t->nbytes / rs_in; r++) {
+        pf_kernels_ref.dequant[t->type](src + r * rs_in, row, n);
+        pf_kernels_ref.from_f32[nt](row, q, n);
+        rc = gguf_writer_write(w, q, rs_out);
+    }
+    free(row);
+    free(q);
+    return rc;
+}
+
 int tu_gguf_edit(const char *in, const char *out, const struct tu_gguf_edit *e)
 {
     struct gguf_file *f = NULL;
     struct gguf_writer *w = NULL;
     int rc = gguf_open(&f, in);
     if (!rc) rc = gguf_writer_new(&w);
-    for (uint64_t i = 0; !rc && i < f->n_kv; i++) {
-        const struct gguf_kv *kv = &f->kv[i];
-        if (e->drop && kv->key.len == strlen(e->drop) && !memcmp(kv->key.s, e->drop, kv->key.len)) continue;
-        rc = gguf_writer_copy_kv(w, kv);
-    }
+    for (uint64_t i = 0; !rc && i < f->n_kv; i++)
+        if (!key_is(&f->kv[i], e->drop)) rc = gguf_writer_copy_kv(w, &f->kv[i]);
     if (!rc && e->key)
         rc = e->scalar ? gguf_writer_set_u32(w, e->key, e->u32[0]) : gguf_writer_set_arr(w, e->key, GGUF_U32, e->u32, (uint64_t)e->n_u32);
-    for (uint64_t i = 0; !rc && i < f->n_tensors; i++) {
-        const struct gguf_tensor *t = &f->tensors[i];
-        int nt = e->retype ? e->retype(t->name) : -1;
-        rc = gguf_writer_add_tensor(w, t->name, nt >= 0 ? nt : t->type, t->n_dims, t->ne);
-    }
-    if (!rc) rc = gguf_writer_begin(w, out);
-    for (uint64_t i = 0; !rc && i < f->n_tensors; i++) {
-        const struct gguf_tensor *t = &f->tensors[i];
-        const uint8_t *src = f->data + t->file_offset;
-        int nt = e->retype ? e->retype(t->name) : -1;
-        if (nt < 0) { rc = gguf_writer_write(w, src, t->nbytes); continue; }
-        const int64_t n = t->ne[0];
-        size_t rs_in = 0, rs_out = 0;
-        if (!pf_row_size(t->type, n, &rs_in) || !pf_row_size(nt, n, &rs_out)) { rc = -1; break; }
-        float *row = malloc(sizeof(float) * (size_t)n);
-        uint8_t *q = malloc(rs_out);
-        for (uint64_t r = 0; !rc && r < t->nbytes / rs_in; r++) {
-            pf_kernels_ref.dequant[t->type](src + r * rs_in, row, n);
-            pf_kernels_ref.from_f32[nt](row, q, n);
-            rc = gguf_writer_write(w, q, rs_out);
-        }
-        free(row);
-        free(q);
+    for (int pass = 0; pass < 2 && !rc; pass++) {
+        if (pass == 1) rc = gguf_writer_begin(w, out);
+        for (uint64_t i = 0; !rc && i < f->n_tensors; i++) rc = edit_tensor(w, f, &f->tensors[i], e, pass);
     }
     if (!rc) rc = gguf_writer_finish(w);
     if (rc) fprintf(stderr, "tu_gguf_edit %s: %s\n", in, pinfer_last_error());

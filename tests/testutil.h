@@ -39,10 +39,13 @@ struct pinfer_synth_params;
 int tu_make_prepared(const char *raw, const char *prep, const struct pinfer_synth_params *sp, int n_tokens, int steps);
 
 /* Copies the GGUF file in to out with edits: the key `drop` (if not NULL) left out; the key
- * `key` (if not NULL) set to the u32 array u32[0..n_u32), or with scalar to the u32 u32[0];
- * every tensor for which retype(name) returns a type >= 0 converted to that type (dequantized
- * and re-quantized row by row along ne[0], with the reference kernels). 0, or -1 after
- * printing why. */
+ * `key` (if not NULL) set (the writer replaces a copied value in place) to the u32 array u32[0..n_u32), or with
+ * scalar to the u32 u32[0]; the tensor drop_tensor left out; the tensor `shape` declared with
+ * n_dims, ne (its data cut or zero-padded to that size); with split_experts each merged expert
+ * tensor blk.N.ffn_P_exps {a, b, X} written as X tensors blk.N.ffn_P.E.weight {a, b} (the older
+ * MoE layout); every other tensor for which retype(name) returns a type >= 0 converted to that
+ * type (dequantized and re-quantized row by row along ne[0], with the reference kernels). 0, or
+ * -1 after printing why. */
 struct tu_gguf_edit {
     const char *drop;
     const char *key;
@@ -50,6 +53,11 @@ struct tu_gguf_edit {
     int n_u32;
     bool scalar;
     int (*retype)(const char *name);
+    const char *drop_tensor;
+    const char *shape;
+    int n_dims;
+    int64_t ne[4];
+    bool split_experts;
 };
 int tu_gguf_edit(const char *in, const char *out, const struct tu_gguf_edit *e);
 

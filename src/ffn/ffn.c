@@ -5,6 +5,8 @@
  *   original  dense matmuls                         dense matmuls; oracle / threshold mask
  *                                                   the activation (quality only: all weights
  *                                                   are still read)
+ *   experts   moe.c: router, tokens grouped by      moe.c: router, the chosen experts only
+ *             expert, each expert's products once   (dense; sparse modes are refused)
  *   bundles   bundle_mm.c (dense); under a budget   decode.c (off, oracle, predictor,
  *             offload.c streams the layer           threshold; reads only what it computes);
  *                                                   under a budget offload.c
@@ -13,6 +15,7 @@
  * operation (its logits match llama.cpp's). Hooks always see the activation in the original
  * neuron order: on bundles it is un-permuted into hu first. */
 #include "ffn/ffn_internal.h"
+#include "ffn/moe.h"
 
 #include "cache/cache.h"
 #include "core/checked.h"
@@ -56,6 +59,10 @@ int pf_ffn_new(struct pf_ffn **out, const struct pinfer_model *m, const struct p
     for (int l = 0; l < h->n_layer; l++) {
         const struct pf_layer *L = &m->layers[l];
         NEED(&L->ffn_gate, p->n_batch); NEED(&L->ffn_up, p->n_batch); NEED(&L->ffn_down, p->n_batch);
+        NEED(&L->ffn_router, p->n_batch);
+        for (int e = 0; L->exp && e < h->n_expert; e++) {
+            NEED(&L->exp[e].gate, p->n_batch); NEED(&L->exp[e].up, p->n_batch); NEED(&L->exp[e].down, p->n_batch);
+        }
         if (L->ffn_b) {
             size_t s = pf_bundle_scratch_size(L->ffn_b, p->n_batch);
             if (s > sc) sc = s;
@@ -80,6 +87,12 @@ int pf_ffn_new(struct pf_ffn **out, const struct pinfer_model *m, const struct p
         (m->bundles && !f->dec))
         goto nomem;
     for (int l = 0; l < h->n_layer; l++) f->thresh[l] = 0;
+    if (h->n_expert) {
+        const size_t n = pf_moe_buf_size(m, p->n_batch);
+        if (n == SIZE_MAX || !(f->moe_mem = malloc(n))) goto nomem;
+        total += n;
+        pf_moe_bind(f, f->moe_mem);
+    }
     if (m->mem_budget) {
         /* the per-step lists of the offloaded FFN */
         size_t n = F * 2 * sizeof(void *) + F * sizeof(int);
@@ -103,7 +116,7 @@ void pf_ffn_free(struct pf_ffn *f)
 {
     if (!f) return;
     free(f->hg); free(f->hu); free(f->y); free(f->scratch); free(f->ypart); free(f->panel); free(f->pred_h);
-    free(f->pred_logit); free(f->thresh); free(f->hist); free(f->cnt); free(f->lstats); free(f->off_mem);
+    free(f->pred_logit); free(f->thresh); free(f->hist); free(f->cnt); free(f->lstats); free(f->off_mem); free(f->moe_mem);
     pf_dec_free(f->dec);
     free(f);
 }
@@ -136,7 +149,7 @@ static void call_hooks(struct pf_ffn *f, int l, const float *act, const int32_t 
 
 /* ==== Original layout ==== */
 
-static void mm(struct pf_ffn *f, float *y, const struct pf_weight *w, const float *x, int n_tok)
+void pf_ffn_mm(struct pf_ffn *f, float *y, const struct pf_weight *w, const float *x, int n_tok)
 {
     pf_matmul(f->pool, y, w->data, w->type, w->n_in, w->n_out, x, n_tok, f->scratch);
 }
@@ -176,13 +189,13 @@ static void ffn_original(struct pf_ffn *f, int l, int n, bool record, bool spars
     const struct pf_layer *L = &f->m->layers[l];
     const struct pinfer_model_info *h = &f->m->info;
     const int E = h->n_embd, F = h->n_ff;
-    mm(f, f->hg, &L->ffn_gate, f->xb, n);
-    mm(f, f->hu, &L->ffn_up, f->xb, n);
+    pf_ffn_mm(f, f->hg, &L->ffn_gate, f->xb, n);
+    pf_ffn_mm(f, f->hu, &L->ffn_up, f->xb, n);
     if (record) pf_hist_add(f, l, f->hg, (size_t)n * F);
     if (sparse_step) mask_original(f, l);
     pf_act_apply(f->hg, f->hu, (size_t)n * F, h->act);
     call_hooks(f, l, f->hg, NULL, NULL, n);
-    mm(f, f->xb, &L->ffn_down, f->hg, n);
+    pf_ffn_mm(f, f->xb, &L->ffn_down, f->hg, n);
     for (size_t i = 0; i < (size_t)n * E; i++) f->x[i] += f->xb[i];
 }
 
@@ -246,13 +259,16 @@ int pf_ffn_step(struct pf_ffn *f, int l, float *xb, float *x, int n)
     if (f->m->layers[l].ffn_b) {
         int rc = ffn_bundles(f, l, n, record, one);
         if (rc) return rc;
+    } else if (f->m->layers[l].exp) {
+        pf_ffn_moe(f, l, n); /* dense only: sparse modes and hooks are refused on MoE models */
     } else {
         ffn_original(f, l, n, record, one && !f->calibrating && f->sparse != PINFER_SPARSE_OFF);
     }
     if (!one) return 0;
     struct pf_sparse_layer_stats *s = &f->lstats[l];
     if (!f->m->layers[l].ffn_b && (f->calibrating || f->sparse == PINFER_SPARSE_OFF)) {
-        const uint32_t F = (uint32_t)f->m->info.n_ff;
+        /* every neuron of the step's experts (one, or the chosen ones of a mixture) */
+        const uint32_t F = (uint32_t)f->m->info.n_ff * (uint32_t)(f->m->info.n_expert ? f->m->info.n_expert_used : 1);
         s->gate += F; s->up += F; s->down += F;
         return 0;
     }

@@ -5,6 +5,8 @@
  *                 accumulation into per-part partial outputs (decode.h: what offload.c shares)
  *   offload.c     the same under a memory budget, and batches streamed from the file
  *   bundle_mm.c   batches on bundles: gate/up with a 3-row stride, down as a transposed product
+ *   moe.c         mixture of experts: routing, one token's chosen experts, batches grouped by
+ *                 expert (moe.h)
  *   threshold.c   |act(gate)| histograms and the threshold-mode cuts
  *   stats.c       mode names, parameter checks, the per-token statistics */
 #ifndef PF_FFN_FFN_INTERNAL_H
@@ -62,6 +64,16 @@ struct pf_ffn {
     pf_ffn_hook hook; void *hook_ud;
     pf_ffn_io_hook io_hook; void *io_hook_ud;
 
+    /* mixture of experts (moe.c), in one allocation (moe_mem) */
+    void *moe_mem;
+    float *moe_logits;   /* (n_batch, n_expert) router outputs */
+    int *moe_sel;        /* (n_batch, n_expert_used) each token's experts, in routing order */
+    float *moe_w;        /* (n_batch, n_expert_used) their weights */
+    int *moe_tok;        /* (n_batch) the choices (t * n_expert_used + j) routed to one expert */
+    float *moe_xg;       /* (n_batch, n_embd) those tokens' inputs, gathered */
+    float *moe_yg;       /* (n_batch, n_embd) the expert's outputs for them */
+    float *moe_ys;       /* (n_batch, n_expert_used, n_embd) each choice's output */
+
     /* under a memory budget (offload.c) */
     struct pf_cache *cache;
     const uint8_t **off_slotp, **off_was; /* (n_ff) each: where each candidate's slot is; before the reads */
@@ -106,6 +118,11 @@ void pf_dec_free(struct pf_dec *d);
 int pf_dec_parts(int n_threads);
 
 /* ==== The variants ==== */
+
+/* y (n_tok rows of w->n_out) = w times x (n_tok rows of w->n_in), on f's pool and scratch. */
+void pf_ffn_mm(struct pf_ffn *f, float *y, const struct pf_weight *w, const float *x, int n_tok);
+/* Points f's moe_* buffers into mem (pf_moe_buf_size(f->m, f->n_batch) bytes). */
+void pf_moe_bind(struct pf_ffn *f, void *mem);
 
 /* Single-token step on bundles in memory (decode.c): out[0..n_embd) = FFN(f->xb). */
 void pf_ffn_bundle_decode(struct pf_ffn *f, int layer, float *out);

@@ -35,6 +35,9 @@ int pf_ffn_check_params(const struct pinfer_model *m, const struct pinfer_ctx_pa
         return pf_fail(PINFER_EINVAL, "unknown sparse mode %d (expected off, oracle, predictor or threshold)", (int)p->sparse);
     if (!(p->sparsity_target >= 0 && p->sparsity_target < 1))
         return pf_fail(PINFER_EINVAL, "sparsity target %g must be at least 0 and below 1", (double)p->sparsity_target);
+    if (p->sparse != PINFER_SPARSE_OFF && m->info.n_expert)
+        return pf_fail(PINFER_EUNSUPPORTED, "sparse mode %s on a mixture-of-experts model is not supported yet (only --sparse off)",
+                       pinfer_sparse_mode_name(p->sparse));
     if (p->sparse == PINFER_SPARSE_PREDICTOR && !m->info.has_predictors)
         return pf_fail(PINFER_EUNSUPPORTED, "predictor mode needs a prepared model with a predictor in every layer%s",
                        m->info.prepared ? "; this one has none (SiLU models: use --sparse threshold)"
@@ -60,9 +63,16 @@ static void neuron_bytes(const struct pinfer_model *m, int l, double *g, double 
         *d = (double)L->ffn_b->row[PF_PART_DOWN];
         return;
     }
-    *g = (double)L->ffn_gate.row_size;
-    *u = (double)L->ffn_up.row_size;
-    *d = pf_weight_bytes(&L->ffn_down) / (double)m->info.n_ff;
+    /* a mixture: the mean expert's (a step's counts cover its n_expert_used experts) */
+    const double X = L->exp ? m->info.n_expert : 1;
+    *g = *u = *d = 0;
+    for (int e = 0; e < (int)X; e++) {
+        const struct pf_weight *wg = L->exp ? &L->exp[e].gate : &L->ffn_gate, *wu = L->exp ? &L->exp[e].up : &L->ffn_up,
+                               *wd = L->exp ? &L->exp[e].down : &L->ffn_down;
+        *g += (double)wg->row_size / X;
+        *u += (double)wu->row_size / X;
+        *d += pf_weight_bytes(wd) / (double)m->info.n_ff / X;
+    }
 }
 
 static double layer_pred_bytes(const struct pinfer_model *m, int l)
@@ -82,13 +92,14 @@ int pf_ffn_sparse_stats(const struct pf_ffn *f, int layer, struct pinfer_sparse_
     const double T = (double)f->n_sparse_tokens;
     const enum pinfer_sparse_mode mode = f->sparse;
     const bool prepared = m->bundles != NULL, pred = mode == PINFER_SPARSE_PREDICTOR;
+    const double fan = m->info.n_expert ? m->info.n_expert_used : 1; /* FFNs a token runs per layer */
     struct pf_sparse_layer_stats s;
     memset(&s, 0, sizeof s);
     double bytes = 0, pbytes = 0, ffn_full = 0, thr = 0, n_clusters = 0;
     for (int l = 0; l < L; l++) {
         double g, u, d;
         neuron_bytes(m, l, &g, &u, &d);
-        ffn_full += (g + u + d) * F;
+        ffn_full += (g + u + d) * F * fan;
         if (l < l0 || l >= l1) continue;
         const struct pf_sparse_layer_stats *k = &f->lstats[l];
         s.gate += k->gate; s.up += k->up; s.down += k->down; s.clusters += k->clusters;
@@ -99,7 +110,7 @@ int pf_ffn_sparse_stats(const struct pf_ffn *f, int layer, struct pinfer_sparse_
         thr += f->thresh[l];
         if (prepared) n_clusters += (F + m->info.cluster_size - 1) / m->info.cluster_size;
     }
-    const double nl = (double)(l1 - l0), N = T * (double)F * nl;
+    const double nl = (double)(l1 - l0), N = T * (double)F * nl * fan;
     out->n_tokens = f->n_sparse_tokens;
     out->threshold = mode == PINFER_SPARSE_THRESHOLD ? thr / nl : 0;
     out->true_frac = out->recall = out->precision = out->pred_frac = out->cluster_frac = -1;

@@ -13,6 +13,9 @@
  * (key `powerinfer.sparse_threshold`, or predictor tensors blk.N.fc1.weight) is a ReLU-fied
  * Llama: relu(gate) * up; otherwise SiLU as in every llama.cpp llama model.
  *
+ * Mixture-of-experts files (llama.expert_count > 0: Mixtral) carry a router and per-expert FFN
+ * tensors instead of ffn_gate/up/down; model/moe.c finds and checks them.
+ *
  * Prepared models (key pinfer.prepared, docs/sparse-format.md) carry each layer's FFN as one
  * bundle tensor instead of ffn_gate/up/down, the neuron permutation and frequencies as metadata
  * arrays, and optional predictor tensors (fc1, fc2) with their threshold; they land in the same
@@ -133,8 +136,12 @@ static int load_hparams(struct pinfer_model *m)
     if (!(factor == 0.0f || (factor >= 1e-3f && factor <= 1e3f)))
         return pf_fail(PINFER_EFORMAT, "rope.scaling.factor %g is out of range", (double)factor);
     h->rope_freq_scale = factor == 0.0f ? 1.0f : 1.0f / factor;
-    if (h->n_expert > 1)
-        return pf_fail(PINFER_EUNSUPPORTED, "mixture-of-experts models (%d experts) are not supported yet", h->n_expert);
+    /* as llama.cpp: any expert count makes the layers mixtures (model/moe.c), each token using
+       expert_used_count of them */
+    if (h->n_expert > 0 && (h->n_expert_used < 1 || h->n_expert_used > h->n_expert))
+        return pf_fail(PINFER_EFORMAT, "metadata llama.expert_used_count = %d is out of range 1..%d (expert_count)", h->n_expert_used, h->n_expert);
+    if (h->n_expert == 0 && h->n_expert_used != 0)
+        return pf_fail(PINFER_EFORMAT, "metadata llama.expert_used_count = %d without llama.expert_count", h->n_expert_used);
 
     char act[32];
     h->act = PINFER_ACT_SILU;
@@ -152,13 +159,14 @@ static int load_hparams(struct pinfer_model *m)
     if (rc == 0 && ver != 1 && ver != 2)
         return pf_fail(PINFER_EUNSUPPORTED, "prepared-model format version %u is not supported (this pinfer reads versions 1 and 2)", ver);
     h->prepared = (int)ver;
+    if (h->prepared && h->n_expert)
+        return pf_fail(PINFER_EUNSUPPORTED, "prepared mixture-of-experts models are not supported yet");
     return 0;
 }
 
 /* ==== Tensors ==== */
 
-/* Finds a tensor and checks its type and shape (ne0 = n_in, ne1 = n_out, no more dims). */
-static int find_weight(struct pinfer_model *m, const char *name, int64_t n_in, int64_t n_out,
+int pf_model_find_weight(struct pinfer_model *m, const char *name, int64_t n_in, int64_t n_out,
                        struct pf_weight *w, bool optional)
 {
     const struct gguf_file *f = m->gguf;
@@ -187,7 +195,7 @@ static int find_weight(struct pinfer_model *m, const char *name, int64_t n_in, i
 static int find_norm(struct pinfer_model *m, const char *name, int64_t n, int slot)
 {
     struct pf_weight *w = &m->norm_src[slot];
-    int rc = find_weight(m, name, n, 1, w, false);
+    int rc = pf_model_find_weight(m, name, n, 1, w, false);
     if (rc) return rc;
     if (w->type != PF_TYPE_F32 && w->type != PF_TYPE_F16 && w->type != PF_TYPE_BF16)
         return pf_fail(PINFER_EUNSUPPORTED, "norm tensor %s has type %s; expected f32/f16/bf16", name, pf_type_name(w->type));
@@ -287,9 +295,9 @@ static int load_prepared_layer(struct pinfer_model *m, int l, int32_t *perm, flo
     int64_t r = f->tensors[i1].ne[1];
     if (r < 1 || r > (1 << 20)) return pf_fail(PINFER_EFORMAT, "blk.%d.fc1.weight has %lld rows", l, (long long)r);
     snprintf(name, sizeof name, "blk.%d.fc1.weight", l);
-    if ((rc = find_weight(m, name, E, r, &B->fc1, false))) return rc;
+    if ((rc = pf_model_find_weight(m, name, E, r, &B->fc1, false))) return rc;
     snprintf(name, sizeof name, "blk.%d.fc2.weight", l);
-    if ((rc = find_weight(m, name, r, F, &B->fc2, false))) return rc;
+    if ((rc = pf_model_find_weight(m, name, r, F, &B->fc2, false))) return rc;
     snprintf(key, sizeof key, "pinfer.predictor.%d.threshold", l);
     rc = gguf_get_f32(f, key, &B->pred_threshold);
     if (rc < 0) return pf_fail_context(rc, "metadata %s", key);
@@ -367,21 +375,23 @@ static int load_tensors(struct pinfer_model *m)
     V = m->gguf->tensors[idx].ne[1];
     if (V < 1 || V > (1 << 24)) return pf_fail(PINFER_EFORMAT, "token_embd.weight has %lld rows", (long long)V);
     h->n_vocab = (int)V;
-    if ((rc = find_weight(m, "token_embd.weight", E, V, &m->tok_embd, false))) return rc;
+    if ((rc = pf_model_find_weight(m, "token_embd.weight", E, V, &m->tok_embd, false))) return rc;
     m->norm_src = calloc(1 + 2 * (size_t)h->n_layer, sizeof *m->norm_src);
     if (!m->norm_src) return pf_fail(PINFER_ENOMEM, "out of memory");
     if ((rc = find_norm(m, "output_norm.weight", E, 0))) return rc;
-    rc = find_weight(m, "output.weight", E, V, &m->output, true);
+    rc = pf_model_find_weight(m, "output.weight", E, V, &m->output, true);
     if (rc < 0) return rc;
     if (rc == 1) m->output = m->tok_embd; /* tied embeddings */
 
     m->layers = calloc((size_t)h->n_layer, sizeof *m->layers);
     if (!m->layers) return pf_fail(PINFER_ENOMEM, "out of memory for %d layers", h->n_layer);
+    if (h->n_expert && !(m->experts = calloc((size_t)h->n_layer * (size_t)h->n_expert, sizeof *m->experts)))
+        return pf_fail(PINFER_ENOMEM, "out of memory for %d layers of %d experts", h->n_layer, h->n_expert);
     for (int l = 0; l < h->n_layer; l++) {
         struct pf_layer *L = &m->layers[l];
 #define W(field, suffix, nin, nout) \
         snprintf(name, sizeof name, "blk.%d." suffix ".weight", l); \
-        if ((rc = find_weight(m, name, nin, nout, &L->field, false))) return rc;
+        if ((rc = pf_model_find_weight(m, name, nin, nout, &L->field, false))) return rc;
 #define N(slot, suffix) \
         snprintf(name, sizeof name, "blk.%d." suffix ".weight", l); \
         if ((rc = find_norm(m, name, E, slot))) return rc;
@@ -391,7 +401,9 @@ static int load_tensors(struct pinfer_model *m)
         W(wv, "attn_v", E, KV)
         W(wo, "attn_output", Q, E)
         N(2 + 2 * l, "ffn_norm")
-        if (!h->prepared) {
+        if (h->n_expert) {
+            if ((rc = pf_moe_find_layer(m, l))) return rc;
+        } else if (!h->prepared) {
             W(ffn_gate, "ffn_gate", E, F)
             W(ffn_up, "ffn_up", E, F)
             W(ffn_down, "ffn_down", F, E)
@@ -402,7 +414,8 @@ static int load_tensors(struct pinfer_model *m)
     if (h->prepared && (rc = load_prepared(m))) return rc;
     if ((rc = load_rope_freqs(m))) return rc;
     /* most common big-matrix type, for reporting */
-    h->weight_type = h->prepared ? m->bundles[0].type[PF_PART_GATE] : m->layers[0].ffn_gate.type;
+    h->weight_type = h->prepared ? m->bundles[0].type[PF_PART_GATE]
+                   : h->n_expert ? m->layers[0].exp[0].gate.type : m->layers[0].ffn_gate.type;
     uint64_t np = 0;
     for (uint64_t i = 0; i < m->gguf->n_tensors; i++) {
         const struct gguf_tensor *t = &m->gguf->tensors[i];
@@ -414,6 +427,9 @@ static int load_tensors(struct pinfer_model *m)
     h->decode_bytes = h->weight_bytes - embd + m->tok_embd.row_size;
     if (m->output.name == m->tok_embd.name) h->decode_bytes += embd;
     h->decode_bytes -= m->pred_bytes; /* dense decode does not run the predictors */
+    /* a MoE step reads expert_used_count of the experts (their mean size: with uniform routing) */
+    for (int l = 0; h->n_expert && l < h->n_layer; l++)
+        h->decode_bytes -= (uint64_t)(pf_moe_layer_bytes(m, l) * (double)(h->n_expert - h->n_expert_used) / h->n_expert);
     return 0;
 }
 
@@ -621,6 +637,9 @@ static int load_weights(struct pinfer_model *m, const char *path, bool use_mmap,
             if (offload_ffn) B->data = NULL;
             else REBASE(*B);
             if (B->fc1.name) { REBASE(B->fc1); REBASE(B->fc2); }
+        } else if (L->exp) {
+            REBASE(L->ffn_router);
+            for (int e = 0; e < m->info.n_expert; e++) { REBASE(L->exp[e].gate); REBASE(L->exp[e].up); REBASE(L->exp[e].down); }
         } else {
             REBASE(L->ffn_gate); REBASE(L->ffn_up); REBASE(L->ffn_down);
         }
@@ -679,6 +698,10 @@ int pinfer_model_load(struct pinfer_model **out, const char *path, const struct 
         goto err;
     }
     if (p.mem_budget) {
+        if (m->info.n_expert) {
+            rc = pf_fail(PINFER_EUNSUPPORTED, "a memory budget on a mixture-of-experts model is not supported yet");
+            goto err;
+        }
         if (!m->bundles) {
             rc = pf_fail(PINFER_EINVAL, "a memory budget needs a prepared model (its FFN as neuron bundles): run pinfer prepare -m %s -o PREPARED.gguf first", path);
             goto err;
@@ -715,6 +738,7 @@ void pinfer_model_free(struct pinfer_model *m)
     free(m->rope_freqs);
     free(m->norm_src);
     free(m->layers);
+    free(m->experts);
     if (m->bundles) {
         free(m->bundles[0].perm); /* one array for all layers */
         free(m->bundles[0].freq);
@@ -734,6 +758,10 @@ const char *pinfer_model_desc(const struct pinfer_model *m, char *buf, size_t ca
              h->arch, (double)h->n_params / 1e9, pf_type_name(h->weight_type),
              (double)h->weight_bytes / (1u << 30), h->n_layer, h->n_embd, h->n_ff, pf_act_name(h->act),
              h->n_head, h->n_head_kv, h->n_vocab);
+    if (h->n_expert) {
+        size_t n = strlen(buf);
+        snprintf(buf + n, cap > n ? cap - n : 0, ", %d experts (%d used)", h->n_expert, h->n_expert_used);
+    }
     if (h->prepared) {
         size_t n = strlen(buf);
         snprintf(buf + n, cap > n ? cap - n : 0, ", prepared (clusters of %d, %s)", h->cluster_size,

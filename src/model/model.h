@@ -44,6 +44,15 @@ struct pf_bundles {
     float pred_threshold;
 };
 
+/* One expert's FFN in a mixture of experts: its three matrices, each a slice of the layer's
+ * merged 3-D tensor (ffn_*_exps, expert e at e * n_out rows) or a 2-D tensor of its own (the
+ * older split layout, blk.N.ffn_gate.E.weight). */
+struct pf_expert {
+    struct pf_weight gate;           /* n_embd -> n_ff */
+    struct pf_weight up;             /* n_embd -> n_ff */
+    struct pf_weight down;           /* n_ff -> n_embd */
+};
+
 struct pf_layer {
     const float *attn_norm;          /* (n_embd) */
     struct pf_weight wq;             /* n_embd -> n_head*head_dim */
@@ -54,7 +63,17 @@ struct pf_layer {
     struct pf_weight ffn_up;         /* n_embd -> n_ff      (data NULL in prepared models) */
     struct pf_weight ffn_down;       /* n_ff -> n_embd      (data NULL in prepared models) */
     struct pf_bundles *ffn_b;        /* prepared models: the FFN as neuron bundles; else NULL */
+    /* mixture of experts (info.n_expert > 0; ffn_gate/up/down then have data NULL) */
+    struct pf_weight ffn_router;     /* n_embd -> n_expert (ffn_gate_inp), any type */
+    struct pf_expert *exp;           /* (n_expert) into pinfer_model.experts; NULL if dense */
 };
+
+/* Finds the MoE tensors of layer l (model/moe.c): the router and every expert's gate, up and
+ * down, merged or split, each type and shape checked; data holds file offsets until the
+ * weights are read. 0 or a negative code naming the tensor. */
+int pf_moe_find_layer(struct pinfer_model *m, int l);
+/* Bytes of all experts' matrices of layer l. */
+double pf_moe_layer_bytes(const struct pinfer_model *m, int l);
 
 /* Fills b's type, row, off and slot_size for slots of the three part types (gate, up, down) and
  * rows of n_embd (model/bundle.c). Checks what the sparse FFN needs: each type computable, with
@@ -88,6 +107,12 @@ struct pinfer_model {
     struct pf_weight *norm_src;      /* during loading only: where each norm lies in the file */
     struct pf_bundles *bundles;      /* prepared models: n_layer, pointed to by layers[l].ffn_b */
     uint64_t pred_bytes;             /* prepared: all predictor tensors' bytes */
+    struct pf_expert *experts;       /* MoE: (n_layer, n_expert), owned; layers[l].exp points in */
 };
+
+/* Finds a tensor and checks its type and shape (ne0 = n_in, ne1 = n_out, no more dims); w->data
+ * gets its file offset. 0, 1 when optional and absent, or a negative code (model/load.c). */
+int pf_model_find_weight(struct pinfer_model *m, const char *name, int64_t n_in, int64_t n_out,
+                         struct pf_weight *w, bool optional);
 
 #endif

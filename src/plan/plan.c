@@ -48,10 +48,10 @@ static void model_view(struct pinfer_model *m, int threads, struct pf_plan_model
                 pm->sparse = true;
             }
             freq[l] = b->freq;
-        } else {
-            pm->ffn_bytes += pf_weight_bytes(&L->ffn_gate) + pf_weight_bytes(&L->ffn_up) + pf_weight_bytes(&L->ffn_down);
         }
     }
+    /* not prepared: the dense FFN a token reads (a mixture of experts: the used experts') */
+    if (!m->bundles) pm->ffn_bytes = (double)h->decode_bytes - pm->dense_bytes;
     pm->freq = m->bundles ? (const float *const *)freq : NULL;
 }
 

@@ -77,7 +77,8 @@ static int check_paths(const char *in, const char *out)
 }
 
 /* What the loader would refuse less clearly, or accept: another architecture (the loader reads
- * the vocabulary first), a file that is already prepared (it would fail on a missing ffn_gate). */
+ * the vocabulary first), a file that is already prepared (it would fail on a missing ffn_gate), a
+ * mixture of experts (its FFNs are per expert; issue 12 brings bundles per expert). */
 static int check_input(const char *in)
 {
     struct gguf_file *f = NULL;
@@ -90,6 +91,8 @@ static int check_input(const char *in)
         rc = pf_fail(PINFER_EUNSUPPORTED, "%s: architecture '%s' is not supported (prepare reads llama-architecture models)", in, arch);
     else if (rc == 0 && gguf_find(f, "pinfer.prepared"))
         rc = pf_fail(PINFER_EINVAL, "%s is already a prepared model", in);
+    else if (rc == 0 && gguf_find(f, "llama.expert_count"))
+        rc = pf_fail(PINFER_EUNSUPPORTED, "%s is a mixture-of-experts model: prepare does not support those yet", in);
     gguf_close(f);
     return rc;
 }

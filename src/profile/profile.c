@@ -95,6 +95,8 @@ int pinfer_profile_run(struct pinfer_profile **out, struct pinfer_model *m, cons
     if (p.n_tokens < 0 || p.n_tokens > (1 << 20)) return pf_fail(PINFER_EINVAL, "token count %d out of range", p.n_tokens);
     struct pinfer_model_info info;
     pinfer_model_get_info(m, &info);
+    if (info.n_expert)
+        return pf_fail(PINFER_EUNSUPPORTED, "profile does not support mixture-of-experts models yet (%d experts)", info.n_expert);
 
     int32_t *toks = NULL;
     int n = 0, rc;

@@ -23,6 +23,6 @@ double pinfer_ctx_scatter_gbs(struct pinfer_ctx *ctx)
     const struct pinfer_model *m = ctx->m;
     if (!m->arena || m->arena_size < (1u << 20) || m->mem_budget || m->info.n_layer < 1) return 0;
     const struct pf_layer *L = &m->layers[0];
-    size_t row_bytes = (L->ffn_b ? L->ffn_b->row[PF_PART_GATE] : L->ffn_gate.row_size) / 64 * 64;
+    size_t row_bytes = (L->ffn_b ? L->ffn_b->row[PF_PART_GATE] : L->exp ? L->exp[0].gate.row_size : L->ffn_gate.row_size) / 64 * 64;
     return pf_membw_scatter(ctx->pool, m->arena, m->arena_size, row_bytes, 6);
 }
