@@ -62,8 +62,8 @@ void model_flags_init(struct model_flags *f, unsigned groups);
  * not one; returns -1 after printing a usage error ("flag X needs a value", a bad value). */
 int model_flags_parse(const char *cmd, int argc, char **argv, int *i, struct model_flags *f);
 /* After the flag loop: reads --plan and applies its settings where no flag was given (saying
- * so on stderr); 0, or 2 after a usage error ("no model given (-m FILE)"), or 1 when the plan
- * cannot be read. */
+ * so on stderr); 0, or non-zero after printing the error: no model given (-m FILE), a plan that
+ * cannot be read (callers exit 2: a usage error). */
 int model_flags_check(const char *cmd, struct model_flags *f);
 /* The help lines of f's flags, to stdout. */
 void model_flags_help(const struct model_flags *f);

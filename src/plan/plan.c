@@ -213,10 +213,15 @@ int pf_plan_make(const struct pf_machine *mc, const struct pf_plan_request *rq, 
         if ((rc = plan_budget(&P, r->in_memory, &hi_pt))) goto out;
         r->reachable = hi_pt.pr.decode_tps >= rq->target_tps;
         if (!r->reachable) { r->chosen = hi_pt; goto out; }
+        /* the first curve budget whose own configuration reaches it, then bisection below it */
         uint64_t lo = r->min_budget, hi = r->in_memory;
         struct pf_plan_point pt;
-        if ((rc = plan_budget(&P, lo, &pt))) goto out;
-        if (pt.pr.decode_tps >= rq->target_tps) { r->chosen = pt; goto out; }
+        for (int i = 0; i < r->n_curve - 1; i++) {
+            if ((rc = plan_budget(&P, r->curve[i].budget, &pt))) goto out;
+            if (pt.pr.decode_tps >= rq->target_tps) { hi = pt.budget; hi_pt = pt; break; }
+            lo = r->curve[i].budget;
+        }
+        if (hi == r->min_budget) { r->chosen = hi_pt; goto out; }
         while (hi - lo > (1u << 20)) {
             uint64_t mid = lo + (hi - lo) / 2;
             if ((rc = plan_budget(&P, mid, &pt))) goto out;

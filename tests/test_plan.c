@@ -1,0 +1,253 @@
+/* The planner (issue 13; docs/planner.md):
+ *  - Che's approximation of an LRU cache (plan/cost.c) against a simulated LRU cache fed
+ *    independent requests with the same probabilities (the independent reference);
+ *  - the cost model's invariants: more cache never predicts fewer hits, a cache holding every
+ *    slot predicts the in-memory speed and no reads;
+ *  - pinfer probe / plan / --plan end to end on a tiny prepared model: the profile is cached and
+ *    reused, PLAN.json carries the fields the issue names, the curve never falls, a target speed
+ *    gives the smallest budget reaching it, impossible requests are clear errors, --plan applies
+ *    the settings and explicit flags win, pinfer bench prints predicted beside measured, the SVG
+ *    plot is written. */
+#include "testutil.h"
+
+#include "pinfer.h"
+#include "plan/cost.h"
+#include "tensor/types.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <string.h>
+#include <sys/wait.h>
+
+static const char *bin;
+
+/* ==== Che against a simulated LRU ==== */
+
+static void che_vs_lru(void)
+{
+    enum { N = 3000, STEPS = 6000 };
+    static double p[N], hit[N];
+    unsigned long long rs = 7;
+    for (int i = 0; i < N; i++) p[i] = 0.6 / pow(1.0 + i, 0.8); /* Zipf-like, as neuron frequencies */
+    const int caps[] = { 100, 400, 1200 };
+    for (int c = 0; c < 3; c++) {
+        const int cap = caps[c];
+        pf_lru_che(p, N, cap, hit);
+        double want = 0, need = 0;
+        for (int i = 0; i < N; i++) { want += p[i] * hit[i]; need += p[i]; }
+        /* LRU by last-use time: an item is resident iff fewer than cap distinct items were
+           requested after its last request; counted over the second half of the run */
+        long hits = 0, reqs = 0;
+        int *order = malloc(sizeof *order * N); /* items by last use, most recent first */
+        int n_order = 0;
+        for (int s = 0; s < STEPS; s++) {
+            for (int i = 0; i < N; i++) {
+                if ((double)(tu_rand(&rs) >> 11) / 9007199254740992.0 >= p[i]) continue;
+                int rank = -1;
+                for (int k = 0; k < n_order; k++) if (order[k] == i) { rank = k; break; }
+                if (s >= STEPS / 2) { reqs++; hits += rank >= 0 && rank < cap; }
+                if (rank < 0) rank = n_order++;
+                memmove(order + 1, order, sizeof *order * (size_t)rank);
+                order[0] = i;
+            }
+        }
+        free(order);
+        double sim = reqs ? (double)hits / (double)reqs : 0, che = want / need;
+        printf("LRU of %4d of %d items: Che %.4f, simulated %.4f\n", cap, N, che, sim);
+        CHECKF(fabs(che - sim) < 0.02, "cap %d: Che's hit rate %.4f vs simulated %.4f", cap, che, sim);
+    }
+}
+
+/* ==== The cost model's invariants ==== */
+
+static void invariants(void)
+{
+    struct pf_machine mc;
+    memset(&mc, 0, sizeof mc);
+    mc.cores = 2;
+    mc.n_t = 2;
+    for (int t = 0; t < 2; t++) {
+        mc.stream_gbs[t] = 20 + 10 * t;
+        for (int k = 0; k < PF_MACH_ROWS; k++) mc.scatter_gbs[t][k] = 5 + k + 3 * t;
+    }
+    mc.be_ok[0] = true;
+    for (int b = 0; b < PF_MACH_BS; b++)
+        for (int q = 0; q < PF_MACH_QD; q++) {
+            mc.iops[0][b][q] = 4000.0 * (q + 1) / (b + 1);
+            mc.io_gbs[0][b][q] = mc.iops[0][b][q] * (double)pf_mach_bs[b] / 1e9;
+        }
+    enum { L = 3, F = 256 };
+    static float fr[L][F];
+    const float *rows[L];
+    for (int l = 0; l < L; l++) {
+        for (int j = 0; j < F; j++) fr[l][j] = (float)(0.5 / (1 + 0.1 * j));
+        rows[l] = fr[l];
+    }
+    struct pf_plan_model pm = { .n_layer = L, .n_ff = F, .threads = 2, .main_type = -1, .n_params = 1000000,
+                                .dense_bytes = 1e6, .slot_bytes = 6912, .ffn_bytes = 6912.0 * L * F,
+                                .freq = rows, .sparse = true };
+    struct pf_prediction mem, pr, prev = { 0 };
+    CHECK(pf_predict(&mc, &pm, false, 0, 0, 0, 64, &mem) == 0);
+    CHECK(mem.hit_rate == 1 && mem.reads_per_token == 0 && mem.decode_tps > 0);
+    for (int cold = 0; cold <= L * F; cold += L * F / 8) {
+        CHECK(pf_predict(&mc, &pm, true, 0, cold, 0, 64, &pr) == 0);
+        CHECKF(pr.hit_rate >= prev.hit_rate - 1e-12, "%d cold entries: hit rate %.4f below %.4f", cold, pr.hit_rate, prev.hit_rate);
+        CHECKF(pr.decode_tps <= mem.decode_tps * (1 + 1e-9), "%d cold entries: %.2f tok/s above in memory %.2f", cold,
+               pr.decode_tps, mem.decode_tps);
+        prev = pr;
+    }
+    CHECKF(fabs(pr.hit_rate - 1) < 1e-9 && pr.reads_per_token < 1e-9 && fabs(pr.decode_tps - mem.decode_tps) < 1e-6 * mem.decode_tps,
+           "every slot cached: hit %.6f, %.3g reads, %.3f vs %.3f tok/s", pr.hit_rate, pr.reads_per_token, pr.decode_tps,
+           mem.decode_tps);
+    CHECK(pf_predict(&mc, &pm, true, F, 0, 0, 64, &pr) == 0); /* all hot */
+    CHECKF(pr.hit_rate == 1 && pr.reads_per_token == 0, "every slot hot: hit %.4f", pr.hit_rate);
+}
+
+/* ==== The commands ==== */
+
+/* Runs a shell command; exit status, stdout and stderr (malloc'd). */
+static int sh(const char *cmd, char **out, char **err)
+{
+    char full[16384], po[1100], pe[1100];
+    snprintf(po, sizeof po, "%s/sh.out", tu_tmpdir());
+    snprintf(pe, sizeof pe, "%s/sh.err", tu_tmpdir());
+    snprintf(full, sizeof full, "XDG_CACHE_HOME=%s/cache %s >%s 2>%s", tu_tmpdir(), cmd, po, pe);
+    int st = system(full);
+    if (out) *out = tu_read_file(po, NULL);
+    if (err) *err = tu_read_file(pe, NULL);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static double num(json_t *o, const char *a, const char *b)
+{
+    json_t *x = json_object_get(o, a);
+    if (b) x = json_object_get(x, b);
+    return json_is_number(x) ? json_number_value(x) : NAN;
+}
+
+static void commands(void)
+{
+    char raw[1100], prep[1100], plan[1100], svg[1100], cmd[8192];
+    snprintf(raw, sizeof raw, "%s", tu_tmp("plan-raw.gguf"));
+    snprintf(prep, sizeof prep, "%s", tu_tmp("plan-prep.gguf"));
+    snprintf(plan, sizeof plan, "%s", tu_tmp("plan.json"));
+    snprintf(svg, sizeof svg, "%s", tu_tmp("curve.svg"));
+    struct pinfer_synth_params sp = pinfer_synth_default_params();
+    sp.act = PINFER_ACT_RELU;
+    sp.type = PF_TYPE_Q4_0;
+    sp.seed = 9;
+    if (tu_make_prepared(raw, prep, &sp, 160, 60)) { CHECK(0); return; }
+    char *out = NULL, *err = NULL;
+
+    /* probe: measured, cached, reused */
+    snprintf(cmd, sizeof cmd, "%s probe -f %s --io-seconds 0.02", bin, prep);
+    int rc = sh(cmd, &out, &err);
+    CHECKF(rc == 0 && out && strstr(out, "| threads | streaming GB/s") && strstr(out, "profile: "), "probe: %d %s", rc, err ? err : "");
+    CHECKF(err && strstr(err, "measuring this machine"), "the first probe did not measure: %s", err ? err : "");
+    free(out); free(err);
+    rc = sh(cmd, &out, &err);
+    CHECKF(rc == 0 && err && !strstr(err, "measuring"), "the second probe measured again instead of reusing the cache: %s", err ? err : "");
+    free(out); free(err);
+
+    /* plan for all in memory: the curve, the fields, the plot */
+    snprintf(cmd, sizeof cmd, "%s plan -m %s -t 2 -o %s --plot %s", bin, prep, plan, svg);
+    rc = sh(cmd, &out, &err);
+    CHECKF(rc == 0 && out && strstr(out, "| budget | hot share | decode tok/s"), "plan: %d %s", rc, err ? err : "");
+    free(out); free(err);
+    json_error_t je;
+    json_t *j = json_load_file(plan, 0, &je);
+    CHECKF(j != NULL, "PLAN.json: %s", je.text);
+    if (!j) return;
+    json_t *curve = json_object_get(j, "curve");
+    CHECK(json_is_integer(json_object_get(j, "mem_budget")) && num(j, "predicted", "decode_tps") > 0 &&
+          num(j, "predicted", "prefill_tps") > 0 && num(j, "predicted", "hit_rate") == 1 &&
+          num(j, "predicted", "storage_mb_per_token") == 0);
+    CHECK(json_is_string(json_object_get(json_object_get(j, "settings"), "sparse")) &&
+          json_is_number(json_object_get(json_object_get(j, "settings"), "cache_hot")) &&
+          json_is_string(json_object_get(json_object_get(j, "settings"), "io_backend")));
+    size_t nc = json_array_size(curve);
+    CHECK(nc >= 3);
+    double prev = 0, lo_b = 0, mid_tps = 0, min_b = num(j, "min_budget", NULL), mem_b = num(j, "in_memory_bytes", NULL);
+    for (size_t i = 0; i < nc; i++) {
+        double t = num(json_array_get(curve, i), "decode_tps", NULL), b = num(json_array_get(curve, i), "mem_budget", NULL);
+        CHECKF(t >= prev - 1e-9, "the curve falls at point %zu: %.3f after %.3f", i, t, prev);
+        prev = t;
+        if (i == 0) lo_b = b;
+        if (i == nc / 2) mid_tps = t;
+    }
+    CHECK(lo_b == min_b && min_b < mem_b);
+    json_decref(j);
+    char *s = tu_read_file(svg, NULL);
+    CHECKF(s && strstr(s, "<svg") && strstr(s, "<polyline"), "the SVG plot");
+    free(s);
+
+    /* a target: the smallest budget predicted to reach it */
+    double target = mid_tps * 0.999;
+    snprintf(cmd, sizeof cmd, "%s plan -m %s -t 2 --target-tps %.6f -o %s", bin, prep, target, plan);
+    rc = sh(cmd, &out, &err);
+    CHECKF(rc == 0, "plan --target-tps: %d %s", rc, err ? err : "");
+    free(out); free(err);
+    if ((j = json_load_file(plan, 0, &je))) {
+        double b = num(j, "mem_budget", NULL), t = num(j, "predicted", "decode_tps");
+        CHECKF(t >= target && b > 0 && b < mem_b, "--target-tps %.3f: budget %.0f predicted %.3f", target, b, t);
+        json_decref(j);
+    }
+    /* impossible requests */
+    snprintf(cmd, sizeof cmd, "%s plan -m %s -t 2 --target-tps 1e8", bin, prep);
+    rc = sh(cmd, NULL, &err);
+    CHECKF(rc == 1 && err && strstr(err, "no budget reaches") && strstr(err, "in memory"), "an unreachable target: %d %s", rc, err ? err : "");
+    free(err);
+    snprintf(cmd, sizeof cmd, "%s plan -m %s -t 2 --mem-budget 1M", bin, prep);
+    rc = sh(cmd, NULL, &err);
+    CHECKF(rc == 1 && err && strstr(err, "smallest workable"), "a budget below the smallest: %d %s", rc, err ? err : "");
+    free(err);
+    snprintf(cmd, sizeof cmd, "%s plan -m %s -t 2 --mem-budget 1M", bin, raw);
+    rc = sh(cmd, NULL, &err);
+    CHECKF(rc == 1 && err && strstr(err, "pinfer prepare"), "a budget on a model not prepared: %d %s", rc, err ? err : "");
+    free(err);
+    snprintf(cmd, sizeof cmd, "%s plan -m %s --mem-budget 1M --target-tps 3", bin, prep);
+    CHECK(sh(cmd, NULL, NULL) == 2);
+
+    /* a budget in between; --plan applies it, explicit flags win */
+    snprintf(cmd, sizeof cmd, "%s plan -m %s -t 2 --mem-budget %.0f -o %s", bin, prep, (min_b + mem_b) / 2, plan);
+    rc = sh(cmd, NULL, &err);
+    CHECKF(rc == 0, "plan --mem-budget: %s", err ? err : "");
+    free(err);
+    snprintf(cmd, sizeof cmd, "%s bench -m %s --plan %s -p 8 -n 8 -r 1", bin, prep, plan);
+    rc = sh(cmd, &out, &err);
+    CHECKF(rc == 0 && err && strstr(err, "--mem-budget") && strstr(err, "--sparse predictor") && out &&
+           strstr(out, "plan: decode predicted") && strstr(out, "pinfer: budget") && strstr(out, "plan: prefill predicted"),
+           "bench --plan: %d\n%s\n%s", rc, err ? err : "", out ? out : "");
+    free(out); free(err);
+    snprintf(cmd, sizeof cmd, "%s bench -m %s --plan %s --sparse off -p 0 -n 4 -r 1", bin, prep, plan);
+    rc = sh(cmd, &out, &err);
+    CHECKF(rc == 0 && err && strstr(err, "given on the command line instead of the plan's: --sparse predictor") && out &&
+           strstr(out, "| tg4 |"), "an explicit flag over the plan: %d %s", rc, err ? err : "");
+    free(out); free(err);
+    /* bad plan and machine files */
+    FILE *f = fopen(plan, "w");
+    if (f) { fputs("{\"format\": \"something else\"}", f); fclose(f); }
+    snprintf(cmd, sizeof cmd, "%s run -m %s --plan %s -p a -n 1", bin, prep, plan);
+    rc = sh(cmd, NULL, &err);
+    CHECKF(rc == 2 && err && strstr(err, "is not a plan"), "a file that is not a plan: %d %s", rc, err ? err : "");
+    free(err);
+    snprintf(cmd, sizeof cmd, "%s plan -m %s --machine %s", bin, prep, plan);
+    rc = sh(cmd, NULL, &err);
+    CHECKF(rc == 1 && err && strstr(err, "not a machine profile"), "a file that is not a machine profile: %d %s", rc, err ? err : "");
+    free(err);
+    snprintf(cmd, sizeof cmd, "%s run -m %s --plan /nonexistent/plan.json -p a -n 1", bin, prep);
+    rc = sh(cmd, NULL, &err);
+    CHECKF(rc == 2 && err && strstr(err, "/nonexistent/plan.json"), "a missing plan: %d %s", rc, err ? err : "");
+    free(err);
+    remove(raw); remove(prep); remove(plan); remove(svg);
+}
+
+int main(void)
+{
+    bin = getenv("PINFER_BIN");
+    if (!bin) bin = "build/pinfer";
+    che_vs_lru();
+    invariants();
+    commands();
+    TEST_DONE();
+}
