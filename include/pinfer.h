@@ -413,6 +413,9 @@ struct pinfer_profile_layer {
     double hot_frac;      /* smallest fraction of neurons carrying hot_share of activations (count) */
     double hot_frac_mag;  /* the same, activations weighted by |value| */
     double overlap;       /* sum |A_t ∩ A_t-1| / sum |A_t| over consecutive tokens */
+    double new_vs_window5; /* share of a token's active neurons not active in the 5 tokens before */
+    double lru_hit_at_50; /* hit rate of an LRU of single neurons holding half the layer */
+    double up_given_gate; /* dReLU: P(up > 0 | gate > 0); NaN for other activations */
     double abs_mean;      /* mean |activation| */
     double abs_q[6];      /* |activation| quantiles at 0.1 0.25 0.5 0.75 0.9 0.99, zeros included */
     float *freq;          /* (n_ff) fraction of tokens each neuron was active on */
@@ -432,6 +435,12 @@ struct pinfer_profile {
 int pinfer_profile_run(struct pinfer_profile **out, struct pinfer_model *model,
                        const struct pinfer_profile_params *params);
 void pinfer_profile_free(struct pinfer_profile *prof);
+/* The whole model: means over layers (NaN when a layer has none) and the spread of sparsity. */
+struct pinfer_profile_overall {
+    double sparsity, sparsity_min, sparsity_max; /* mean, least and most sparse layer */
+    double hot_frac, overlap, new_vs_window5, lru_hit_at_50, up_given_gate;
+};
+void pinfer_profile_overall(const struct pinfer_profile *prof, struct pinfer_profile_overall *out);
 /* Writes the profile as JSON to path ("-" = stdout), atomically for files. The model (may be
  * NULL) adds its description and any pinfer.synth.* request; neurons adds every layer's
  * per-neuron frequencies. */

@@ -61,6 +61,7 @@ struct pf_ffn {
 
     pf_ffn_hook hook; void *hook_ud;
     pf_ffn_io_hook io_hook; void *io_hook_ud;
+    pf_ffn_pre_hook pre_hook; void *pre_hook_ud;
 
     /* under a memory budget (offload.c) */
     struct pf_cache *cache;
