@@ -369,6 +369,13 @@ void pinfer_outfile_abort(struct pinfer_outfile *f);
 
 /* ==== Synthetic models (pinfer synth) ==== */
 
+/* The activation law of a synthetic ReLU-family model (docs/synth.md): BASIC is the law synth
+ * always had (every layer at the requested sparsity; consecutive tokens related through the
+ * previous-token heads only); REALISTIC calibrates on published real models: per-layer
+ * sparsity spread around the request, a slowly drifting component of the residual stream
+ * (active sets persist over tokens), dReLU gate/up agreement ~0.8. */
+enum pinfer_synth_law { PINFER_SYNTH_LAW_BASIC = 0, PINFER_SYNTH_LAW_REALISTIC = 1 };
+
 struct pinfer_synth_params {
     const char *shape;  /* named shape or NULL: "tiny", "llama2-7b", "llama2-13b", "mistral-7b",
                            "mixtral-8x7b"; explicit fields below override when non-zero */
@@ -382,7 +389,9 @@ struct pinfer_synth_params {
     bool progress;      /* progress bar on stderr */
     int rank_structure; /* ReLU family: gate rows live mostly in a K-dim subspace per layer, so a
                            low-rank predictor sees the activations (docs/synth.md); 0 = isotropic
-                           rows (synth version 1); the default is 48 */    const char *vocab_from; /* a GGUF file whose tokenizer.* keys (vocabulary, merges, special
+                           rows (synth version 1); the default is 48 */
+    enum pinfer_synth_law law; /* ReLU family; BASIC (default) or REALISTIC (dense, rank > 0) */
+    const char *vocab_from; /* a GGUF file whose tokenizer.* keys (vocabulary, merges, special
                            tokens, chat template) the model gets instead of the generated
                            SentencePiece vocabulary; n_vocab becomes its token count; NULL */
 };

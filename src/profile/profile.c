@@ -252,6 +252,10 @@ static void write_json(FILE *fp, const struct pinfer_profile *prof, const struct
             json_field(fp, "  \"synth_request\": {", "sparsity", f);
             json_field(fp, ", ", "hot_frac", h);
             json_field(fp, ", ", "hot_share", s);
+            char law[32];
+            if (gguf_get_str(m->gguf, "pinfer.synth.law", law, sizeof law) != 0) strcpy(law, "basic");
+            fprintf(fp, ", \"law\": ");
+            json_str(fp, law);
             fprintf(fp, ", \"seed\": %llu},\n", (unsigned long long)seed);
         }
     }
