@@ -1,6 +1,6 @@
-/* Window and LRU statistics of active sets (definitions in act_temporal.h). The LRU is a doubly
- * linked list over neuron indices in two arrays, so an access costs O(1) whatever the layer
- * width: a 7B layer is ~1,400 accesses per token. */
+/* Window and LRU statistics of active sets (definitions in act_temporal.h). The LRU order is
+ * core/lru.h's list over neuron indices, so an access costs O(1) whatever the layer width: a 7B
+ * layer is ~1,400 accesses per token. */
 #include "profile/act_temporal.h"
 
 #include "core/error.h"
@@ -16,53 +16,39 @@ int pf_act_temporal_init(struct pf_act_temporal *t, int n, int cap)
     t->n = n;
     t->cap = cap < n ? cap : n;
     t->last = malloc((size_t)n * sizeof *t->last);
-    t->prev = malloc((size_t)n * sizeof *t->prev);
-    t->next = malloc((size_t)n * sizeof *t->next);
+    t->lru.prev = malloc((size_t)n * sizeof *t->lru.prev);
+    t->lru.next = malloc((size_t)n * sizeof *t->lru.next);
     t->state = calloc((size_t)n, 1);
-    if (!t->last || !t->prev || !t->next || !t->state) {
+    if (!t->last || !t->lru.prev || !t->lru.next || !t->state) {
         pf_act_temporal_free(t);
         return pf_fail(PINFER_ENOMEM, "out of memory for temporal statistics");
     }
     for (int i = 0; i < n; i++) t->last[i] = -1;
-    t->head = t->tail = -1;
+    t->lru.head = t->lru.tail = -1;
     return 0;
 }
 
 void pf_act_temporal_free(struct pf_act_temporal *t)
 {
-    free(t->last); free(t->prev); free(t->next); free(t->state);
+    free(t->last); free(t->lru.prev); free(t->lru.next); free(t->state);
     memset(t, 0, sizeof *t);
-}
-
-static void unlink_node(struct pf_act_temporal *t, int32_t i)
-{
-    if (t->prev[i] >= 0) t->next[t->prev[i]] = t->next[i]; else t->head = t->next[i];
-    if (t->next[i] >= 0) t->prev[t->next[i]] = t->prev[i]; else t->tail = t->prev[i];
-}
-
-static void push_front(struct pf_act_temporal *t, int32_t i)
-{
-    t->prev[i] = -1;
-    t->next[i] = t->head;
-    if (t->head >= 0) t->prev[t->head] = i; else t->tail = i;
-    t->head = i;
 }
 
 /* One access of neuron i: 1 hit, 0 miss (inserted, evicting the least recently used). */
 static int lru_access(struct pf_act_temporal *t, int32_t i)
 {
     if (t->state[i] == 2) {
-        unlink_node(t, i);
-        push_front(t, i);
+        pf_lru_unlink(&t->lru, i);
+        pf_lru_push_front(&t->lru, i);
         return 1;
     }
     if (t->count == t->cap) {
-        int32_t v = t->tail;
-        unlink_node(t, v);
+        int32_t v = t->lru.tail;
+        pf_lru_unlink(&t->lru, v);
         t->state[v] = 1;
         t->count--;
     }
-    push_front(t, i);
+    pf_lru_push_front(&t->lru, i);
     t->state[i] = 2;
     t->count++;
     return 0;

@@ -11,6 +11,8 @@
 #ifndef PF_PROFILE_ACT_TEMPORAL_H
 #define PF_PROFILE_ACT_TEMPORAL_H
 
+#include "core/lru.h"
+
 #include <stdint.h>
 
 #define PF_ACT_WINDOW 5
@@ -18,9 +20,9 @@
 struct pf_act_temporal {
     int n, cap;             /* neurons; LRU capacity */
     int64_t *last;          /* (n) token index of the neuron's last activity, -1: never */
-    int32_t *prev, *next;   /* (n) LRU list links (-1: none), front = most recent */
+    struct pf_lru_list lru; /* over the n neurons, the cached ones only */
     uint8_t *state;         /* (n) 0 never seen, 1 seen and evicted, 2 in the cache */
-    int32_t head, tail, count;
+    int32_t count;
     int64_t tok, seq_start; /* tokens seen; index of the current sequence's first token */
     uint64_t new_num, new_den, hit, acc;
 };
