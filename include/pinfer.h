@@ -383,6 +383,13 @@ void pinfer_outfile_abort(struct pinfer_outfile *f);
 
 /* ==== Synthetic models (pinfer synth) ==== */
 
+/* The activation law of a synthetic ReLU-family model (docs/synth.md): BASIC is the law synth
+ * always had (every layer at the requested sparsity; consecutive tokens related through the
+ * previous-token heads only); REALISTIC calibrates on published real models: per-layer
+ * sparsity spread around the request, a slowly drifting component of the residual stream
+ * (active sets persist over tokens), dReLU gate/up agreement ~0.8. */
+enum pinfer_synth_law { PINFER_SYNTH_LAW_BASIC = 0, PINFER_SYNTH_LAW_REALISTIC = 1 };
+
 struct pinfer_synth_params {
     const char *shape;  /* named shape or NULL: "tiny", "llama2-7b", "llama2-13b", "mistral-7b",
                            "mixtral-8x7b"; explicit fields below override when non-zero */
@@ -396,7 +403,9 @@ struct pinfer_synth_params {
     bool progress;      /* progress bar on stderr */
     int rank_structure; /* ReLU family: gate rows live mostly in a K-dim subspace per layer, so a
                            low-rank predictor sees the activations (docs/synth.md); 0 = isotropic
-                           rows (synth version 1); the default is 48 */    const char *vocab_from; /* a GGUF file whose tokenizer.* keys (vocabulary, merges, special
+                           rows (synth version 1); the default is 48 */
+    enum pinfer_synth_law law; /* ReLU family; BASIC (default) or REALISTIC (dense, rank > 0) */
+    const char *vocab_from; /* a GGUF file whose tokenizer.* keys (vocabulary, merges, special
                            tokens, chat template) the model gets instead of the generated
                            SentencePiece vocabulary; n_vocab becomes its token count; NULL */
 };
@@ -427,6 +436,9 @@ struct pinfer_profile_layer {
     double hot_frac;      /* smallest fraction of neurons carrying hot_share of activations (count) */
     double hot_frac_mag;  /* the same, activations weighted by |value| */
     double overlap;       /* sum |A_t ∩ A_t-1| / sum |A_t| over consecutive tokens */
+    double new_vs_window5; /* share of a token's active neurons not active in the 5 tokens before */
+    double lru_hit_at_50; /* hit rate of an LRU of single neurons holding half the layer */
+    double up_given_gate; /* dReLU: P(up > 0 | gate > 0); NaN for other activations */
     double abs_mean;      /* mean |activation| */
     double abs_q[6];      /* |activation| quantiles at 0.1 0.25 0.5 0.75 0.9 0.99, zeros included */
     float *freq;          /* (n_ff) fraction of tokens each neuron was active on */
@@ -446,6 +458,12 @@ struct pinfer_profile {
 int pinfer_profile_run(struct pinfer_profile **out, struct pinfer_model *model,
                        const struct pinfer_profile_params *params);
 void pinfer_profile_free(struct pinfer_profile *prof);
+/* The whole model: means over layers (NaN when a layer has none) and the spread of sparsity. */
+struct pinfer_profile_overall {
+    double sparsity, sparsity_min, sparsity_max; /* mean, least and most sparse layer */
+    double hot_frac, overlap, new_vs_window5, lru_hit_at_50, up_given_gate;
+};
+void pinfer_profile_overall(const struct pinfer_profile *prof, struct pinfer_profile_overall *out);
 /* Writes the profile as JSON to path ("-" = stdout), atomically for files. The model (may be
  * NULL) adds its description and any pinfer.synth.* request; neurons adds every layer's
  * per-neuron frequencies. */

@@ -5,7 +5,13 @@
  *    the content heads keep a normalized entropy between 0.3 and 0.98;
  *  - pinfer_profile on tiny dReLU / ReLU models with --sparsity 0.9 (and 0.8) --hot 0.3:0.8
  *    measures, on every layer, sparsity within SPARSITY_TOL and hot fraction within HOT_TOL;
- *  - the activation statistics accumulator on hand-made activations.
+ *  - the activation statistics accumulator on hand-made activations, and its temporal figures
+ *    (new_vs_window5, lru_hit_at_50, up_given_gate) against slow obvious references on random
+ *    sequences with sequence breaks;
+ *  - the realistic law (--law realistic) on a tiny dReLU model lands in its calibrated ranges:
+ *    every layer at its planned sparsity (spread around the request), up_given_gate ~0.8,
+ *    lru_hit_at_50 near PowerInfer-2's 0.95 and not above it, new_vs_window5 near LLM in a
+ *    Flash's 0.22; the basic law's figures stay where they were (less persistence).
  *
  * Tolerances: the 7B acceptance is +-2 points of sparsity and +-5 of hot fraction. The tiny
  * model has 768 neurons per layer (7B: 11008), so per-token active counts wander more, and the
@@ -19,6 +25,7 @@
 #include "runtime/ctx.h"
 #include "pinfer.h"
 #include "profile/act_stats.h"
+#include "synth/synth_internal.h"
 #include "tensor/types.h"
 
 #include <math.h>
@@ -261,9 +268,212 @@ static void test_stats(void)
     CHECK(pf_hot_fraction_u32(v, 4, 0.8) == 0);
 }
 
+/* ==== temporal figures against slow references ==== */
+
+#define TN 37 /* neurons (odd: a cache of 18) */
+#define TT 90 /* tokens */
+
+/* Persistent random activity: each neuron keeps its state with probability 0.7, else redraws
+ * it with a rate of its own; sequences start at tokens 0, 30 and 33 (a 3-token sequence). */
+static void make_seq(uint8_t on[TT][TN], float *act, bool *brk)
+{
+    unsigned long long st = 7;
+    for (int t = 0; t < TT; t++) {
+        brk[t] = t == 30 || t == 33;
+        for (int i = 0; i < TN; i++) {
+            double rate = (double)(i % 7 + 1) / 9, u = (tu_randf(&st) + 1) / 2, v = (tu_randf(&st) + 1) / 2;
+            on[t][i] = t > 0 && u < 0.7 ? on[t - 1][i] : v < rate;
+            act[t * TN + i] = on[t][i] ? 0.25f + (float)i : (i & 1 ? -0.0f : 0.0f);
+        }
+    }
+}
+
+/* new_vs_window5 the obvious way: the union of the previous 5 tokens of the same sequence */
+static double ref_new5(uint8_t on[TT][TN], const bool *brk)
+{
+    long num = 0, den = 0;
+    int start = 0;
+    for (int t = 0; t < TT; t++) {
+        if (brk[t]) start = t;
+        if (t - start < 5) continue;
+        for (int i = 0; i < TN; i++) {
+            if (!on[t][i]) continue;
+            bool seen = false;
+            for (int k = 1; k <= 5; k++) seen |= on[t - k][i] != 0;
+            den++;
+            num += !seen;
+        }
+    }
+    return (double)num / den;
+}
+
+/* LRU the obvious way: a timestamp per cached neuron, eviction by a linear scan for the oldest */
+static double ref_lru(uint8_t on[TT][TN], int cap)
+{
+    long stamp[TN], clock = 0, hit = 0, acc = 0;
+    bool in[TN], seen[TN];
+    int count = 0;
+    memset(in, 0, sizeof in);
+    memset(seen, 0, sizeof seen);
+    for (int t = 0; t < TT; t++)
+        for (int i = 0; i < TN; i++) {
+            if (!on[t][i]) continue;
+            if (seen[i]) { acc++; hit += in[i]; }
+            seen[i] = true;
+            if (!in[i]) {
+                if (count == cap) {
+                    int old = -1;
+                    for (int j = 0; j < TN; j++)
+                        if (in[j] && (old < 0 || stamp[j] < stamp[old])) old = j;
+                    in[old] = false;
+                    count--;
+                }
+                in[i] = true;
+                count++;
+            }
+            stamp[i] = ++clock;
+        }
+    return (double)hit / acc;
+}
+
+static void test_temporal(void)
+{
+    static uint8_t on[TT][TN];
+    static float act[TT * TN];
+    bool brk[TT];
+    make_seq(on, act, brk);
+    struct pf_act_stats *s = NULL;
+    CHECK(pf_act_stats_new(&s, 1, TN) == 0);
+    if (!s) return;
+    for (int t = 0; t < TT;) {
+        int n = 1;
+        while (t + n < TT && !brk[t + n] && n < 4) n++; /* batches of up to 4, never across a break */
+        if (brk[t]) pf_act_stats_break(s);
+        pf_act_stats_add(s, 0, act + t * TN, n);
+        t += n;
+    }
+    /* gate/up pairs: up > 0 on 3 of the 5 gates > 0 (gate 0 and -0 do not count as > 0) */
+    const float g[8] = { 1, 2, 0.5f, 3, 4, 0, -0.0f, -1 }, u[8] = { 1, -1, 2, 0, 5, 1, 1, 1 };
+    struct pf_act_summary r;
+    CHECK(pf_act_stats_summary(s, 0, 0.8, &r) == 0);
+    CHECK(isnan(r.up_given_gate)); /* not measured */
+    pf_act_stats_add_gate_up(s, 0, g, u, 8);
+    CHECK(pf_act_stats_summary(s, 0, 0.8, &r) == 0);
+    double n5 = ref_new5(on, brk), lru = ref_lru(on, TN / 2);
+    printf("temporal: new_vs_window5 %.4f (ref %.4f), lru_hit_at_50 %.4f (ref %.4f)\n", r.new_vs_window5, n5,
+           r.lru_hit_at_50, lru);
+    CHECKF(fabs(r.new_vs_window5 - n5) < 1e-12, "%g vs %g", r.new_vs_window5, n5);
+    CHECKF(fabs(r.lru_hit_at_50 - lru) < 1e-12, "%g vs %g", r.lru_hit_at_50, lru);
+    CHECK(n5 > 0.02 && n5 < 0.9 && lru > 0.3 && lru < 0.99); /* the sequence exercises both */
+    CHECKF(fabs(r.up_given_gate - 3.0 / 5.0) < 1e-12, "%g", r.up_given_gate);
+    pf_act_stats_free(s);
+
+    /* by hand: tokens {0,1}, {2}, {0}, {2}, cache of 2 (4 neurons): 0 and 1 are first touches,
+     * 2 first and evicts 0, 0 misses (evicts 1), 2 hits -> 1 hit of 2 counted accesses */
+    float h[4 * 4] = { 1, 1, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 1, 0 };
+    CHECK(pf_act_stats_new(&s, 1, 4) == 0);
+    if (!s) return;
+    pf_act_stats_add(s, 0, h, 4);
+    CHECK(pf_act_stats_summary(s, 0, 0.8, &r) == 0);
+    CHECKF(fabs(r.lru_hit_at_50 - 0.5) < 1e-12, "%g", r.lru_hit_at_50);
+    CHECK(isnan(r.new_vs_window5)); /* no token has 5 predecessors */
+    pf_act_stats_free(s);
+}
+
+/* ==== the realistic law ==== */
+
+static struct pinfer_profile *profile_law(const char *path, enum pinfer_synth_law law,
+                                          struct pinfer_model **m)
+{
+    struct pinfer_synth_params p = pinfer_synth_default_params();
+    p.act = PINFER_ACT_DRELU;
+    p.law = law;
+    p.seed = 5;
+    CHECKF(pinfer_synth(path, &p) == 0, "%s", pinfer_last_error());
+    *m = NULL;
+    CHECKF(pinfer_model_load(m, path, NULL) == 0, "%s", pinfer_last_error());
+    if (!*m) return NULL;
+    struct pinfer_profile_params pp = pinfer_profile_default_params();
+    pp.n_tokens = 384;
+    pp.random_tokens = true;
+    pp.n_threads = 2;
+    struct pinfer_profile *prof = NULL;
+    CHECKF(pinfer_profile_run(&prof, *m, &pp) == 0, "%s", pinfer_last_error());
+    return prof;
+}
+
+static void test_realistic(void)
+{
+    /* the spread over 32 layers: TurboSparse-Mistral's 0.78..0.94 around 0.90 */
+    struct pinfer_synth_params p = pinfer_synth_default_params();
+    struct synth_cfg cfg;
+    p.act = PINFER_ACT_DRELU;
+    p.law = PINFER_SYNTH_LAW_REALISTIC;
+    p.n_layer = 32;
+    CHECK(synth_cfg_resolve(&cfg, &p) == 0);
+    double lo = 1, hi = 0, mean = 0;
+    for (int l = 0; l < 32; l++) {
+        double s = synth_law_layer_sparsity(&cfg, l);
+        lo = fmin(lo, s);
+        hi = fmax(hi, s);
+        mean += s / 32;
+    }
+    CHECKF(lo > 0.77 && lo < 0.80 && hi > 0.93 && hi < 0.95 && fabs(mean - 0.9) < 1e-6, "%.4f..%.4f mean %.4f",
+           lo, hi, mean);
+    /* what the law refuses */
+    p.act = PINFER_ACT_SILU;
+    CHECK(pinfer_synth(tmp("x.gguf"), &p) == PINFER_EINVAL);
+    p.act = PINFER_ACT_DRELU;
+    p.rank_structure = 0;
+    CHECK(pinfer_synth(tmp("x.gguf"), &p) == PINFER_EINVAL);
+
+    /* the 4-layer tiny model, measured */
+    p = pinfer_synth_default_params();
+    p.act = PINFER_ACT_DRELU;
+    p.law = PINFER_SYNTH_LAW_REALISTIC;
+    p.seed = 5;
+    CHECK(synth_cfg_resolve(&cfg, &p) == 0);
+    struct pinfer_model *m = NULL;
+    struct pinfer_profile *prof = profile_law(tmp("real.gguf"), PINFER_SYNTH_LAW_REALISTIC, &m);
+    struct pinfer_profile_overall real = { 0 }, basic = { 0 };
+    if (prof) {
+        for (int l = 0; l < prof->n_layer; l++) {
+            const struct pinfer_profile_layer *L = &prof->layers[l];
+            double sp = 1 - L->active_frac, want = synth_law_layer_sparsity(&cfg, l);
+            printf("realistic layer %d: sparsity %.4f (planned %.4f) hot %.4f new5 %.3f lru50 %.3f up|g %.3f\n", l, sp,
+                   want, L->hot_frac, L->new_vs_window5, L->lru_hit_at_50, L->up_given_gate);
+            CHECKF(fabs(sp - want) <= 0.02, "layer %d sparsity %.4f, planned %.4f", l, sp, want);
+            CHECKF(fabs(L->hot_frac - 0.3) <= HOT_TOL, "layer %d hot fraction %.4f", l, L->hot_frac);
+        }
+        pinfer_profile_overall(prof, &real);
+        CHECKF(real.sparsity_max - real.sparsity_min > 0.08, "spread %.4f..%.4f", real.sparsity_min, real.sparsity_max);
+        CHECKF(fabs(real.sparsity - 0.9) < 0.02, "mean sparsity %.4f", real.sparsity);
+        CHECKF(real.up_given_gate > 0.74 && real.up_given_gate < 0.86, "up_given_gate %.3f", real.up_given_gate);
+        CHECKF(real.lru_hit_at_50 > 0.92 && real.lru_hit_at_50 <= 0.955, "lru_hit_at_50 %.3f", real.lru_hit_at_50);
+        CHECKF(real.new_vs_window5 > 0.16 && real.new_vs_window5 < 0.28, "new_vs_window5 %.3f", real.new_vs_window5);
+    }
+    pinfer_profile_free(prof);
+    pinfer_model_free(m);
+
+    prof = profile_law(tmp("basic.gguf"), PINFER_SYNTH_LAW_BASIC, &m);
+    if (prof) {
+        pinfer_profile_overall(prof, &basic);
+        printf("basic: new5 %.3f lru50 %.3f up|g %.3f\n", basic.new_vs_window5, basic.lru_hit_at_50, basic.up_given_gate);
+        CHECK(basic.sparsity_max - basic.sparsity_min < 0.02);
+        CHECKF(basic.up_given_gate > 0.62 && basic.up_given_gate < 0.72, "up_given_gate %.3f", basic.up_given_gate);
+        CHECKF(basic.lru_hit_at_50 > 0.85 && basic.lru_hit_at_50 < real.lru_hit_at_50 - 0.02, "lru_hit_at_50 %.3f",
+               basic.lru_hit_at_50);
+        CHECKF(basic.new_vs_window5 > real.new_vs_window5 + 0.05, "new_vs_window5 %.3f", basic.new_vs_window5);
+    }
+    pinfer_profile_free(prof);
+    pinfer_model_free(m);
+}
+
 int main(void)
 {
     test_stats();
+    test_temporal();
+    test_realistic();
     test_health(PINFER_ACT_RELU);
     test_health(PINFER_ACT_DRELU);
     test_profile(PINFER_ACT_DRELU, 0.9f, false);

@@ -27,8 +27,12 @@ static void usage(void)
            "Per layer: sparsity = fraction of FFN neurons that are exactly zero per token (mean,\n"
            "then min..max over tokens); hot = smallest fraction of neurons carrying the hot share\n"
            "of all activations, counting activations (|a|: weighting them by magnitude);\n"
-           "overlap = |A_t & A_t-1| / |A_t| for consecutive tokens' active sets; |a| quantiles\n"
-           "over all activations (zeros included).\n");
+           "overlap = |A_t & A_t-1| / |A_t| for consecutive tokens' active sets; new5 =\n"
+           "new_vs_window5, the share of a token's active neurons not active in the 5 tokens\n"
+           "before; lru50 = lru_hit_at_50, the hit rate of an LRU cache of single neurons\n"
+           "holding half the layer (first touches not counted); up|g = up_given_gate, dReLU's\n"
+           "P(up > 0 | gate > 0) (nan for other activations); |a| quantiles over all\n"
+           "activations (zeros included).\n");
 }
 
 int cmd_profile(int argc, char **argv)
@@ -82,19 +86,19 @@ int cmd_profile(int argc, char **argv)
     int hs = (int)(prof->hot_share * 100 + 0.5);
     printf("# %d tokens (%s), %.1f s (%.2f tok/s)\n", prof->n_tokens, prof->source, prof->seconds,
            prof->seconds > 0 ? prof->n_tokens / prof->seconds : 0);
-    printf("%5s %8s %15s %7s %7s %8s %10s %10s %10s\n", "layer", "sparsity", "min..max", "hot", "hot|a|",
-           "overlap", "|a| p50", "|a| p90", "|a| p99");
-    double sa = 0, sh = 0, so = 0;
+    printf("%5s %8s %15s %7s %7s %8s %7s %7s %7s %10s %10s %10s\n", "layer", "sparsity", "min..max", "hot", "hot|a|",
+           "overlap", "new5", "lru50", "up|g", "|a| p50", "|a| p90", "|a| p99");
     for (int l = 0; l < prof->n_layer; l++) {
         const struct pinfer_profile_layer *L = &prof->layers[l];
-        printf("%5d %8.4f %7.4f..%-6.4f %7.4f %7.4f %8.4f %10.3g %10.3g %10.3g\n", l, 1 - L->active_frac,
-               1 - L->active_frac_max, 1 - L->active_frac_min, L->hot_frac, L->hot_frac_mag, L->overlap,
-               L->abs_q[2], L->abs_q[4], L->abs_q[5]);
-        sa += L->active_frac; sh += L->hot_frac; so += L->overlap;
+        printf("%5d %8.4f %7.4f..%-6.4f %7.4f %7.4f %8.4f %7.4f %7.4f %7.4f %10.3g %10.3g %10.3g\n", l,
+               1 - L->active_frac, 1 - L->active_frac_max, 1 - L->active_frac_min, L->hot_frac, L->hot_frac_mag,
+               L->overlap, L->new_vs_window5, L->lru_hit_at_50, L->up_given_gate, L->abs_q[2], L->abs_q[4], L->abs_q[5]);
     }
-    int nl = prof->n_layer ? prof->n_layer : 1;
-    printf("%5s %8.4f %15s %7.4f %7s %8.4f\n", "mean", 1 - sa / nl, "", sh / nl, "", so / nl);
-    printf("# hot = fraction of neurons carrying %d%% of the activations\n", hs);
+    struct pinfer_profile_overall o;
+    pinfer_profile_overall(prof, &o);
+    printf("%5s %8.4f %7.4f..%-6.4f %7.4f %7s %8.4f %7.4f %7.4f %7.4f\n", "mean", o.sparsity, o.sparsity_min,
+           o.sparsity_max, o.hot_frac, "", o.overlap, o.new_vs_window5, o.lru_hit_at_50, o.up_given_gate);
+    printf("# hot = fraction of neurons carrying %d%% of the activations; min..max of the mean row = over layers\n", hs);
     if (json && pinfer_profile_write_json(prof, m, json, neurons)) { args_pinfer_error(C); goto out; }
     rc = 0;
 out:

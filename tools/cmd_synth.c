@@ -30,6 +30,10 @@ static void usage(void)
            "  --seed N            (42) same seed and flags give the same file, byte for byte\n"
            "  --rank-structure K  ReLU family: gate rows live mostly in a K-dim subspace per layer,\n"
            "                      so low-rank predictors work as on real models (48; 0 = isotropic)\n"
+           "  --law L             ReLU family: basic (default; every layer at the requested sparsity)\n"
+           "                      or realistic (calibrated on published real models: per-layer\n"
+           "                      sparsity spread, active sets that persist over tokens, dReLU\n"
+           "                      gate/up agreement ~0.8; docs/synth.md)\n"
            "  --progress          progress bar on a terminal\n");
 }
 
@@ -90,6 +94,10 @@ int cmd_synth(int argc, char **argv)
             if (!args_u64(C, a, v, &k)) return 2;
             if (k > 256) return args_usage_error(C, "--rank-structure wants 0..256");
             p.rank_structure = (int)k;
+        } else if (!strcmp(a, "--law")) {
+            if (!strcmp(v, "basic")) p.law = PINFER_SYNTH_LAW_BASIC;
+            else if (!strcmp(v, "realistic")) p.law = PINFER_SYNTH_LAW_REALISTIC;
+            else return args_usage_error(C, "--law wants basic or realistic");
         } else if (!strcmp(a, "--seed")) {
             if (!args_u64(C, a, v, &p.seed)) return 2;
         } else return args_usage_error(C, "unknown flag '%s'", a);

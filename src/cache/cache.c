@@ -4,6 +4,7 @@
 #include "core/checked.h"
 #include "core/clock.h"
 #include "core/error.h"
+#include "core/lru.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +33,7 @@ struct pf_cache {
     uint8_t *cold;              /* n_cold entries of stride bytes */
     int32_t *entry_of;          /* (n_layer * n_ff): cold entry holding slot, or -1 */
     int32_t *key;               /* entry -> layer * n_ff + slot, or -1 when free */
-    int32_t *prev, *next;
-    int32_t head, tail;
+    struct pf_lru_list lru;
     size_t cold_bytes;
 
     /* staging area for the reads of one step, and (predictor mode) a second one for the
@@ -219,7 +219,7 @@ int pf_cache_new(struct pf_cache **out, const struct pinfer_model *m, const stru
     c->budget = p->budget;
     c->fixed_bytes = p->weights + p->ctx + p->stage + p->meta;
     c->meta_bytes = p->meta;
-    c->head = c->tail = -1;
+    c->lru.head = c->lru.tail = -1;
     struct pf_io_params iop = pf_io_default_params();
     iop.backend = cfg->backend;
     iop.same_as_fd = m->gguf->fd; /* the file that was parsed, whatever now has its name */
@@ -263,16 +263,16 @@ int pf_cache_new(struct pf_cache **out, const struct pinfer_model *m, const stru
         c->cold_bytes = (size_t)p->n_cold * c->stride;
         c->cold = map_anon(c->cold_bytes);
         c->key = malloc((size_t)p->n_cold * sizeof *c->key);
-        c->prev = malloc((size_t)p->n_cold * sizeof *c->prev);
-        c->next = malloc((size_t)p->n_cold * sizeof *c->next);
-        if (!c->cold || !c->key || !c->prev || !c->next) goto nomem;
+        c->lru.prev = malloc((size_t)p->n_cold * sizeof *c->lru.prev);
+        c->lru.next = malloc((size_t)p->n_cold * sizeof *c->lru.next);
+        if (!c->cold || !c->key || !c->lru.prev || !c->lru.next) goto nomem;
         for (int e = 0; e < c->n_cold; e++) {
             c->key[e] = -1;
-            c->prev[e] = e - 1;
-            c->next[e] = e + 1 < c->n_cold ? e + 1 : -1;
+            c->lru.prev[e] = e - 1;
+            c->lru.next[e] = e + 1 < c->n_cold ? e + 1 : -1;
         }
-        c->head = 0;
-        c->tail = c->n_cold - 1;
+        c->lru.head = 0;
+        c->lru.tail = c->n_cold - 1;
     }
     if ((rc = read_hot(c))) { pf_cache_free(c); return pf_fail_context(rc, "reading the hot neurons"); }
     *out = c;
@@ -290,25 +290,14 @@ void pf_cache_free(struct pf_cache *c)
     if (c->stage) pf_io_free(c->stage, c->stage_alloc);
     free(c->pre_ptr); free(c->pre_list); free(c->miss); free(c->mptr);
     if (c->cold) munmap(c->cold, c->cold_bytes);
-    free(c->n_hot); free(c->hot); free(c->entry_of); free(c->key); free(c->prev); free(c->next);
+    free(c->n_hot); free(c->hot); free(c->entry_of); free(c->key); free(c->lru.prev); free(c->lru.next);
     free(c);
 }
 
 /* ==== cold LRU ==== */
 
-static void lru_unlink(struct pf_cache *c, int e)
-{
-    if (c->prev[e] >= 0) c->next[c->prev[e]] = c->next[e]; else c->head = c->next[e];
-    if (c->next[e] >= 0) c->prev[c->next[e]] = c->prev[e]; else c->tail = c->prev[e];
-}
-
-static void lru_push_head(struct pf_cache *c, int e)
-{
-    c->prev[e] = -1;
-    c->next[e] = c->head;
-    if (c->head >= 0) c->prev[c->head] = e; else c->tail = e;
-    c->head = e;
-}
+static void lru_unlink(struct pf_cache *c, int e) { pf_lru_unlink(&c->lru, e); }
+static void lru_push_head(struct pf_cache *c, int e) { pf_lru_push_front(&c->lru, e); }
 
 const uint8_t *pf_cache_lookup(struct pf_cache *c, int l, int j)
 {
@@ -316,7 +305,7 @@ const uint8_t *pf_cache_lookup(struct pf_cache *c, int l, int j)
     int e = c->entry_of[(size_t)l * (size_t)c->n_ff + (size_t)j];
     if (e < 0) return NULL;
     c->hits_cold++;
-    if (c->head != e) { lru_unlink(c, e); lru_push_head(c, e); }
+    if (c->lru.head != e) { lru_unlink(c, e); lru_push_head(c, e); }
     return c->cold + (size_t)e * c->stride;
 }
 
@@ -325,7 +314,7 @@ void pf_cache_insert(struct pf_cache *c, int l, int j, const uint8_t *src)
     if (c->n_cold == 0 || j < c->n_hot[l]) return;
     const int32_t k = (int32_t)((size_t)l * (size_t)c->n_ff + (size_t)j);
     if (c->entry_of[k] >= 0) return;
-    int e = c->tail;
+    int e = c->lru.tail;
     if (c->key[e] >= 0) { c->entry_of[c->key[e]] = -1; c->evictions++; }
     memcpy(c->cold + (size_t)e * c->stride, src, slot(c, l));
     c->key[e] = k;

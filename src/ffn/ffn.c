@@ -127,7 +127,8 @@ enum pinfer_sparse_mode pf_ffn_mode(const struct pf_ffn *f) { return f->sparse; 
 int pf_ffn_chunk_slots(void) { return PF_PANEL_ROWS; }
 void pf_ffn_set_hook(struct pf_ffn *f, pf_ffn_hook fn, void *ud) { f->hook = fn; f->hook_ud = ud; }
 void pf_ffn_set_io_hook(struct pf_ffn *f, pf_ffn_io_hook fn, void *ud) { f->io_hook = fn; f->io_hook_ud = ud; }
-bool pf_ffn_has_hooks(const struct pf_ffn *f) { return f->hook || f->io_hook; }
+bool pf_ffn_has_hooks(const struct pf_ffn *f) { return f->hook || f->io_hook || f->pre_hook; }
+void pf_ffn_set_pre_hook(struct pf_ffn *f, pf_ffn_pre_hook fn, void *ud) { f->pre_hook = fn; f->pre_hook_ud = ud; }
 double pf_ffn_pred_seconds(const struct pf_ffn *f) { return f->t_pred; }
 void pf_ffn_time_reset(struct pf_ffn *f) { f->t_pred = 0; }
 
@@ -192,6 +193,7 @@ static void ffn_original(struct pf_ffn *f, int l, int n, bool record, bool spars
     pf_ffn_mm(f, f->hg, &L->ffn_gate, f->xb, n);
     pf_ffn_mm(f, f->hu, &L->ffn_up, f->xb, n);
     if (record) pf_hist_add(f, l, f->hg, (size_t)n * F);
+    if (f->pre_hook) f->pre_hook(f->pre_hook_ud, l, f->hg, f->hu, n, F);
     if (sparse_step) mask_original(f, l);
     pf_act_apply(f->hg, f->hu, (size_t)n * F, h->act);
     call_hooks(f, l, f->hg, NULL, NULL, n);
@@ -221,6 +223,7 @@ static int ffn_bundles(struct pf_ffn *f, int l, int n, bool record, bool one)
     }
     pf_bundle_gate_up(f->pool, f->kern, b, f->xb, n, f->hg, f->hu, f->scratch);
     if (record) pf_hist_add(f, l, f->hg, (size_t)n * F);
+    if (f->pre_hook) f->pre_hook(f->pre_hook_ud, l, f->hg, f->hu, n, F);
     pf_act_apply(f->hg, f->hu, (size_t)n * F, h->act);
     call_hooks(f, l, f->hg, b->perm, f->hu, n);
     pf_bundle_down(f->pool, f->kern, b, f->hg, n, f->xb, f->panel, false);

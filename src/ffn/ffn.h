@@ -105,7 +105,13 @@ typedef void (*pf_ffn_hook)(void *ud, int layer, const float *act, int n_tok, in
  * after ffn_norm) and the activation act[t*n_ff + i] (as pf_ffn_hook). */
 typedef void (*pf_ffn_io_hook)(void *ud, int layer, const float *in, int n_embd, const float *act,
                                int n_ff, int n_tok);
+/* Called before each layer's activation with the pre-activations gate[t*n_ff + j] and
+ * up[t*n_ff + j] of the n_tok tokens: j in slot order on prepared models (the hook may only
+ * aggregate over neurons). Not called by single-token steps on prepared models, nor under a
+ * budget. */
+typedef void (*pf_ffn_pre_hook)(void *ud, int layer, const float *gate, const float *up, int n_tok, int n_ff);
 void pf_ffn_set_hook(struct pf_ffn *f, pf_ffn_hook fn, void *ud);
+void pf_ffn_set_pre_hook(struct pf_ffn *f, pf_ffn_pre_hook fn, void *ud);
 void pf_ffn_set_io_hook(struct pf_ffn *f, pf_ffn_io_hook fn, void *ud);
 
 /* Checks the sparse fields of p against the model (pinfer_ctx_new calls it first). */

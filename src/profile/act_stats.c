@@ -5,6 +5,7 @@
  * and binning costs a shift, which matters because a 7B model produces 350k activations per
  * token. A bin's representative value is its midpoint: relative error below 1/32. */
 #include "profile/act_stats.h"
+#include "profile/act_temporal.h"
 
 #include "core/checked.h"
 #include "core/error.h"
@@ -27,6 +28,8 @@ struct layer_acc {
     uint64_t n_tok, n_active, ov_num, ov_den;
     double min_frac, max_frac, abs_sum;
     bool have_prev;
+    struct pf_act_temporal tmp; /* window and LRU statistics */
+    uint64_t gate_pos, both_pos; /* pre-activations seen: gate > 0; gate > 0 and up > 0 */
 };
 
 struct pf_act_stats {
@@ -52,6 +55,7 @@ int pf_act_stats_new(struct pf_act_stats **out, int n_layer, int n_ff)
         a->prev = calloc((size_t)n_ff, 1);
         a->hist = calloc(HIST_N, sizeof *a->hist);
         if (!a->count || !a->mag || !a->prev || !a->hist) goto nomem;
+        if (pf_act_temporal_init(&a->tmp, n_ff, n_ff / 2 > 0 ? n_ff / 2 : 1)) goto nomem;
         a->min_frac = 1;
     }
     *out = s;
@@ -67,6 +71,7 @@ void pf_act_stats_free(struct pf_act_stats *s)
     if (s->L)
         for (int l = 0; l < s->n_layer; l++) {
             free(s->L[l].count); free(s->L[l].mag); free(s->L[l].prev); free(s->L[l].hist);
+            pf_act_temporal_free(&s->L[l].tmp);
         }
     free(s->L);
     free(s);
@@ -100,6 +105,7 @@ void pf_act_stats_add(struct pf_act_stats *s, int layer, const float *act, int n
             k += on;
             a->hist[b >> HIST_SHIFT]++;
         }
+        pf_act_temporal_add(&a->tmp, a->prev); /* prev now holds this token's active set */
         if (a->have_prev) { a->ov_num += o; a->ov_den += k; }
         a->have_prev = true;
         a->n_tok++;
@@ -113,7 +119,24 @@ void pf_act_stats_add(struct pf_act_stats *s, int layer, const float *act, int n
 
 void pf_act_stats_break(struct pf_act_stats *s)
 {
-    for (int l = 0; l < s->n_layer; l++) s->L[l].have_prev = false;
+    for (int l = 0; l < s->n_layer; l++) {
+        s->L[l].have_prev = false;
+        pf_act_temporal_break(&s->L[l].tmp);
+    }
+}
+
+void pf_act_stats_add_gate_up(struct pf_act_stats *s, int layer, const float *gate, const float *up, size_t n)
+{
+    if (layer < 0 || layer >= s->n_layer) return;
+    struct layer_acc *a = &s->L[layer];
+    uint64_t g = 0, b = 0;
+    for (size_t i = 0; i < n; i++) {
+        int gp = gate[i] > 0;
+        g += (uint64_t)gp;
+        b += (uint64_t)(gp & (up[i] > 0));
+    }
+    a->gate_pos += g;
+    a->both_pos += b;
 }
 
 static int cmp_u32_desc(const void *x, const void *y)
@@ -176,6 +199,7 @@ static double bin_value(int bin)
 int pf_act_stats_summary(const struct pf_act_stats *s, int layer, double share, struct pf_act_summary *out)
 {
     memset(out, 0, sizeof *out);
+    out->new_vs_window5 = out->lru_hit_at_50 = out->up_given_gate = NAN;
     if (layer < 0 || layer >= s->n_layer) return pf_fail(PINFER_EINVAL, "activation stats: no layer %d", layer);
     const struct layer_acc *a = &s->L[layer];
     const int F = s->n_ff;
@@ -189,6 +213,9 @@ int pf_act_stats_summary(const struct pf_act_stats *s, int layer, double share, 
     out->hot_frac = pf_hot_fraction_u32(a->count, F, share);
     out->hot_frac_mag = pf_hot_fraction_f64(a->mag, F, share);
     out->overlap = a->ov_den ? (double)a->ov_num / (double)a->ov_den : 0;
+    out->new_vs_window5 = pf_act_temporal_new_frac(&a->tmp);
+    out->lru_hit_at_50 = pf_act_temporal_lru_hit(&a->tmp);
+    out->up_given_gate = a->gate_pos ? (double)a->both_pos / (double)a->gate_pos : NAN;
     out->abs_mean = a->abs_sum / cells;
     uint64_t acc = 0;
     int q = 0;

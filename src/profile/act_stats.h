@@ -10,12 +10,16 @@
  *                 was active on) add up to F of all counts     (PowerInfer's measure)
  *   hot_frac_mag(F) = the same with each activation weighted by |act|
  *   overlap     = sum_t |A_t ∩ A_{t-1}| / sum_t |A_t| over consecutive tokens of a sequence
+ *   new_vs_window5, lru_hit_at_50: see act_temporal.h
+ *   up_given_gate = P(up > 0 | gate > 0) over all (token, neuron) pre-activations handed to
+ *                 pf_act_stats_add_gate_up (profile does for dReLU only); NaN when none had gate > 0
  *   |act| quantiles over all (token, neuron) values, zeros included, from a histogram with
  *   1/16-octave bins (relative error < 4.4%). */
 #ifndef PF_PROFILE_ACT_STATS_H
 #define PF_PROFILE_ACT_STATS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct pf_act_stats;
@@ -30,6 +34,7 @@ struct pf_act_summary {
     double active_frac, active_frac_min, active_frac_max;
     double hot_frac, hot_frac_mag;
     double overlap;
+    double new_vs_window5, lru_hit_at_50, up_given_gate; /* NaN: not measured */
     double abs_mean;
     double abs_q[PF_ACT_NQ];
 };
@@ -42,6 +47,9 @@ void pf_act_stats_free(struct pf_act_stats *s);
 void pf_act_stats_add(struct pf_act_stats *s, int layer, const float *act, int n_tok);
 /* The next token starts a new sequence (not compared with the previous one for overlap). */
 void pf_act_stats_break(struct pf_act_stats *s);
+
+/* Adds n pre-activation pairs (gate[i], up[i]) of a layer, in any order. */
+void pf_act_stats_add_gate_up(struct pf_act_stats *s, int layer, const float *gate, const float *up, size_t n);
 
 /* Summary of one layer, with the hot set defined by share (e.g. 0.8). */
 int pf_act_stats_summary(const struct pf_act_stats *s, int layer, double share, struct pf_act_summary *out);

@@ -48,6 +48,13 @@ static void ffn_hook(void *ud, int layer, const float *act, int n_tok, int n_ff)
     pf_act_stats_add(h->st, layer, act, n_tok);
 }
 
+/* dReLU: gate and up pre-activations, for up_given_gate */
+static void pre_hook(void *ud, int layer, const float *gate, const float *up, int n_tok, int n_ff)
+{
+    struct hook_state *h = ud;
+    pf_act_stats_add_gate_up(h->st, layer, gate, up, (size_t)n_tok * (size_t)n_ff);
+}
+
 /* The tokens to run: text, or BOS + random ids. NULL tokens with *n set means "sample". */
 static int make_tokens(const struct pinfer_model *m, const struct pinfer_profile_params *p, int32_t **out, int *n)
 {
@@ -117,6 +124,7 @@ int pinfer_profile_run(struct pinfer_profile **out, struct pinfer_model *m, cons
     if ((rc = pinfer_ctx_new(&ctx, m, &cp))) goto out;
     if ((rc = pf_act_stats_new(&hs.st, info.n_layer, info.n_ff))) goto out;
     pf_ctx_set_ffn_hook(ctx, ffn_hook, &hs);
+    if (info.act == PINFER_ACT_DRELU) pf_ctx_set_ffn_pre_hook(ctx, pre_hook, &hs);
 
     double t0 = pf_now();
     if ((rc = pf_token_feed_run(&feed, m, ctx))) goto out;
@@ -149,6 +157,9 @@ int pinfer_profile_run(struct pinfer_profile **out, struct pinfer_model *m, cons
         L->hot_frac = s.hot_frac;
         L->hot_frac_mag = s.hot_frac_mag;
         L->overlap = s.overlap;
+        L->new_vs_window5 = s.new_vs_window5;
+        L->lru_hit_at_50 = s.lru_hit_at_50;
+        L->up_given_gate = s.up_given_gate;
         L->abs_mean = s.abs_mean;
         memcpy(L->abs_q, s.abs_q, sizeof L->abs_q);
         if (!(L->freq = malloc((size_t)s.n_ff * sizeof *L->freq))) { rc = pf_fail(PINFER_ENOMEM, "out of memory"); goto out; }
@@ -173,6 +184,26 @@ void pinfer_profile_free(struct pinfer_profile *prof)
         for (int l = 0; l < prof->n_layer; l++) free(prof->layers[l].freq);
     free(prof->layers);
     free(prof);
+}
+
+void pinfer_profile_overall(const struct pinfer_profile *prof, struct pinfer_profile_overall *o)
+{
+    memset(o, 0, sizeof *o);
+    o->sparsity_min = 1;
+    const int nl = prof->n_layer > 0 ? prof->n_layer : 1;
+    for (int l = 0; l < prof->n_layer; l++) {
+        const struct pinfer_profile_layer *L = &prof->layers[l];
+        double s = 1 - L->active_frac;
+        o->sparsity += s / nl;
+        if (s < o->sparsity_min) o->sparsity_min = s;
+        if (s > o->sparsity_max) o->sparsity_max = s;
+        o->hot_frac += L->hot_frac / nl;
+        o->overlap += L->overlap / nl;
+        o->new_vs_window5 += L->new_vs_window5 / nl;
+        o->lru_hit_at_50 += L->lru_hit_at_50 / nl;
+        o->up_given_gate += L->up_given_gate / nl; /* NaN stays NaN: not measured */
+    }
+    if (prof->n_layer <= 0) o->sparsity_min = 0;
 }
 
 /* ==== JSON ==== */
@@ -223,6 +254,10 @@ static void write_json(FILE *fp, const struct pinfer_profile *prof, const struct
             json_field(fp, "  \"synth_request\": {", "sparsity", f);
             json_field(fp, ", ", "hot_frac", h);
             json_field(fp, ", ", "hot_share", s);
+            char law[32];
+            if (gguf_get_str(m->gguf, "pinfer.synth.law", law, sizeof law) != 0) strcpy(law, "basic");
+            fprintf(fp, ", \"law\": ");
+            json_str(fp, law);
             fprintf(fp, ", \"seed\": %llu},\n", (unsigned long long)seed);
         }
     }
@@ -230,14 +265,16 @@ static void write_json(FILE *fp, const struct pinfer_profile *prof, const struct
             pf_act_name(prof->act), prof->source, prof->n_tokens, prof->n_layer);
     json_field(fp, "  ", "hot_share", prof->hot_share);
     json_field(fp, ",\n  ", "seconds", prof->seconds);
-    double sa = 0, sh = 0, so = 0;
-    for (int l = 0; l < prof->n_layer; l++) {
-        sa += prof->layers[l].active_frac; sh += prof->layers[l].hot_frac; so += prof->layers[l].overlap;
-    }
-    int nl = prof->n_layer > 0 ? prof->n_layer : 1;
-    json_field(fp, ",\n  \"mean\": {", "sparsity", 1 - sa / nl);
-    json_field(fp, ", ", "hot_frac", sh / nl);
-    json_field(fp, ", ", "overlap", so / nl);
+    struct pinfer_profile_overall o;
+    pinfer_profile_overall(prof, &o);
+    json_field(fp, ",\n  \"mean\": {", "sparsity", o.sparsity);
+    json_field(fp, ", ", "sparsity_min", o.sparsity_min);
+    json_field(fp, ", ", "sparsity_max", o.sparsity_max);
+    json_field(fp, ", ", "hot_frac", o.hot_frac);
+    json_field(fp, ", ", "overlap", o.overlap);
+    json_field(fp, ", ", "new_vs_window5", o.new_vs_window5);
+    json_field(fp, ", ", "lru_hit_at_50", o.lru_hit_at_50);
+    json_field(fp, ", ", "up_given_gate", o.up_given_gate);
     fprintf(fp, "},\n  \"layers\": [\n");
     for (int l = 0; l < prof->n_layer; l++) {
         const struct pinfer_profile_layer *L = &prof->layers[l];
@@ -249,6 +286,9 @@ static void write_json(FILE *fp, const struct pinfer_profile *prof, const struct
         json_field(fp, ", ", "hot_frac", L->hot_frac);
         json_field(fp, ", ", "hot_frac_mag", L->hot_frac_mag);
         json_field(fp, ", ", "overlap", L->overlap);
+        json_field(fp, ", ", "new_vs_window5", L->new_vs_window5);
+        json_field(fp, ", ", "lru_hit_at_50", L->lru_hit_at_50);
+        json_field(fp, ", ", "up_given_gate", L->up_given_gate);
         json_field(fp, ", ", "abs_mean", L->abs_mean);
         fprintf(fp, ", \"abs_quantiles\": {");
         for (int q = 0; q < 6; q++) json_field(fp, q ? ", " : "", qn[q], L->abs_q[q]);

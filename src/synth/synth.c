@@ -120,6 +120,8 @@ static int set_keys(struct gguf_writer *w, const struct synth_cfg *c, const stru
         if (!rc) rc = gguf_writer_set_f32(w, "pinfer.synth.hot_share", c->hot_share);
         if (!rc && c->rank) rc = gguf_writer_set_u32(w, "pinfer.synth.rank_structure", (uint32_t)c->rank);
         if (!rc && c->rank) rc = gguf_writer_set_f32(w, "pinfer.synth.rank_share", (float)SYNTH_LR_SHARE);
+        /* files of the basic law carry no law key: their bytes are those synth always wrote */
+        if (!rc && c->realistic) rc = gguf_writer_set_str(w, "pinfer.synth.law", "realistic");
     }
     if (!rc && c->vocab_src) {
         /* every tokenizer.* key of the source, as it is */

@@ -31,6 +31,16 @@ struct gguf_file;
 #define SYNTH_LR_SHARE 0.97
 #define SYNTH_LR_UP_RHO 0.8
 
+/* The realistic law (synth_law.c, docs/synth.md "The realistic law"): channels
+ * [SYNTH_BIAS_CH, SYNTH_BIAS_CH + SYNTH_SLOW_CH) are the *slow block*, written by one head of
+ * layer 0 only: a moving average over the last ~10 tokens of SYNTH_SLOW_CH embedding channels
+ * starting at SYNTH_SLOW_SRC. SYNTH_REAL_SLOW_SHARE of every gate (and up) pre-activation's
+ * variance comes from it; dReLU gate and up coefficients correlate SYNTH_REAL_UP_RHO. */
+#define SYNTH_SLOW_CH 32
+#define SYNTH_SLOW_SRC (SYNTH_BIAS_CH + SYNTH_SLOW_CH)
+#define SYNTH_REAL_SLOW_SHARE 0.6
+#define SYNTH_REAL_UP_RHO 0.92
+
 /* ==== Resolved parameters ==== */
 
 struct synth_cfg {
@@ -45,6 +55,7 @@ struct synth_cfg {
     float sparsity, hot_frac, hot_share;
     uint64_t seed;
     int rank;        /* K of the gate subspace; 0: isotropic rows (ReLU family only) */
+    bool realistic;  /* --law realistic (ReLU family, dense, rank > 0) */
     const struct gguf_file *vocab_src; /* --vocab-from: tokenizer keys copied from it; NULL */
 };
 
@@ -93,6 +104,9 @@ struct synth_layer {
     float *p;                    /* (n_exp, n_ff) firing probability of each neuron */
     float *ea;                   /* (n_ff) E[act] per neuron (dense dReLU only, else NULL) */
     float *router_bias;          /* (n_expert) router logit offsets, MoE only */
+    float sparsity;              /* this layer's requested sparsity (the realistic law spreads it) */
+    double law_mu, law_sigma;    /* this layer's firing law */
+    float s_slow;                /* realistic: weight std of gate / up rows on the slow block */
     int *lr_col;                 /* (n_embd) rank structure: column of U channel j belongs to
                                     (-1 in the bias block); NULL when isotropic */
     float *lr_u;                 /* (n_embd) U's entry at channel j (columns have unit norm) */
@@ -111,12 +125,19 @@ struct synth_plan {
     float xnorm_out, s_out;      /* nominal |x| at the output norm; output weight std */
     double lr_rho;               /* dReLU with rank structure: nominal gate/up pre-activation
                                     correlation (SYNTH_LR_SHARE * SYNTH_LR_UP_RHO) */
+    double up_rho;               /* dReLU: correlation of a neuron's up coefficients with its gate
+                                    ones (SYNTH_LR_UP_RHO; SYNTH_REAL_UP_RHO for the realistic law) */
+    int slow_hi;                 /* end of the slow block: SYNTH_BIAS_CH (none) or SYNTH_SLOW_SRC */
+    int win_qhead, win_kvhead;   /* realistic: the moving-average head of layer 0 */
+    float *win_q, *win_k;        /* (head_dim) its q and k (from the bias block) */
+    float win_amp;               /* its attn_output weight, so the slow block has unit energy */
     float *mean_shift;           /* (n_embd) running E[x] offset from dReLU FFN outputs; written
                                     while ffn_down rows are generated, read by the next gates */
     struct synth_layer *layers;  /* n_layer */
 };
 
 int synth_plan_build(struct synth_plan *plan, const struct synth_cfg *cfg);
+
 void synth_plan_free(struct synth_plan *plan);
 
 /* ==== Tensors and rows ==== */
@@ -140,6 +161,16 @@ struct synth_tensor {
  * Thread-safe for distinct rows (ffn_down and attn_output rows also update plan->mean_shift[row]). */
 void synth_gen_row(const struct synth_plan *plan, const struct synth_tensor *t, int ti, int64_t row,
                    float *out);
+
+/* The realistic law (synth_law.c). Sparsity of layer l: the request spread over layers. */
+float synth_law_layer_sparsity(const struct synth_cfg *c, int l);
+/* The moving-average head: P->win_* (needs P->layers[0].xnorm_att). */
+int synth_law_plan_window(struct synth_plan *P);
+/* Rows the realistic law owns; false when the row is not one of them (out untouched). */
+bool synth_law_attn_row(const struct synth_plan *P, const struct synth_tensor *t, int64_t row, float *out);
+/* Slow-block coefficients of neuron `neuron` of layer l (SYNTH_SLOW_CH each, unit variance,
+ * the up's correlated P->up_rho with the gate's); au may be NULL. */
+void synth_law_slow_coefs(const struct synth_plan *P, int l, int64_t neuron, float *cg, float *cu);
 
 /* ==== Vocabulary ==== */
 

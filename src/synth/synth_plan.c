@@ -98,27 +98,39 @@ static int plan_lowrank(struct synth_plan *P, struct synth_layer *Y, int l, int 
     Y->lr_u = calloc((size_t)d, sizeof *Y->lr_u);
     double *nrm = calloc((size_t)K, sizeof *nrm);
     if (!Y->lr_col || !Y->lr_u || !nrm) { free(nrm); return pf_fail(PINFER_ENOMEM, "out of memory"); }
-    shuffle(perm, P->d_rest, synth_mix(synth_mix(c->seed, 0x6c6f7772616e6bull), (uint64_t)l));
+    shuffle(perm, d - P->slow_hi, synth_mix(synth_mix(c->seed, 0x6c6f7772616e6bull), (uint64_t)l));
     struct synth_rng r;
     synth_rng_init(&r, synth_mix(synth_mix(c->seed, 0x6c6f77752d2dull), (uint64_t)l));
     for (int j = 0; j < d; j++) Y->lr_col[j] = -1;
-    for (int j = SYNTH_BIAS_CH; j < d; j++) {
-        int col = perm[j - SYNTH_BIAS_CH] % K;
+    for (int j = P->slow_hi; j < d; j++) {
+        int col = perm[j - P->slow_hi] % K;
         float u = synth_rng_normal(&r);
         Y->lr_col[j] = col;
         Y->lr_u[j] = u;
         nrm[col] += (double)u * u;
     }
-    for (int j = SYNTH_BIAS_CH; j < d; j++) Y->lr_u[j] = (float)(Y->lr_u[j] / sqrt(nrm[Y->lr_col[j]]));
+    for (int j = P->slow_hi; j < d; j++) Y->lr_u[j] = (float)(Y->lr_u[j] / sqrt(nrm[Y->lr_col[j]]));
     free(nrm);
     return 0;
 }
 
-static double sum_rest(const float *v, int d)
+static double sum_from(const float *v, int lo, int d)
 {
     double s = 0;
-    for (int j = SYNTH_BIAS_CH; j < d; j++) s += v[j];
+    for (int j = lo; j < d; j++) s += v[j];
     return s;
+}
+
+static double sum_rest(const float *v, int d) { return sum_from(v, SYNTH_BIAS_CH, d); }
+
+/* E[act] and E[act^2] of correlated dReLU per quantile of the firing law (mu, sigma) at the
+ * nominal correlation: lr_m[2q], lr_m[2q + 1]. */
+static void plan_moments(const struct synth_plan *P, double mu, double sigma, const double *zq, int F, double *lr_m)
+{
+    for (int q = 0; q < F; q++) {
+        double pq = 1 / (1 + exp(-(mu + sigma * zq[q])));
+        synth_drelu_moments(synth_bvn_solve(pq, P->lr_rho), P->lr_rho, &lr_m[2 * q], &lr_m[2 * q + 1]);
+    }
 }
 
 int synth_plan_build(struct synth_plan *P, const struct synth_cfg *c)
@@ -135,6 +147,16 @@ int synth_plan_build(struct synth_plan *P, const struct synth_cfg *c)
     /* with rank structure, gate and up pre-activations of a dReLU neuron share SYNTH_LR_SHARE of
      * their variance in the subspace, where their coefficients correlate SYNTH_LR_UP_RHO */
     P->lr_rho = c->rank && drelu ? SYNTH_LR_SHARE * SYNTH_LR_UP_RHO : 0;
+    P->up_rho = SYNTH_LR_UP_RHO;
+    P->slow_hi = SYNTH_BIAS_CH;
+    if (c->realistic) {
+        /* the slow block's share of the variance is in the pre-activations of gate and up alike,
+         * their coefficients there correlating as in the subspace */
+        const double s = SYNTH_REAL_SLOW_SHARE;
+        P->up_rho = SYNTH_REAL_UP_RHO;
+        P->lr_rho = drelu ? P->up_rho * (s + SYNTH_LR_SHARE * (1 - s)) : 0;
+        P->slow_hi = SYNTH_SLOW_SRC;
+    }
 
     int rc = 0;
     float *v = calloc((size_t)d, sizeof *v);
@@ -152,15 +174,12 @@ int synth_plan_build(struct synth_plan *P, const struct synth_cfg *c)
     for (int i = 0; i < F; i++) zq[i] = synth_norm_ppf((i + 0.5) / F);
     if (P->lr_rho != 0) {
         /* every layer and expert uses the same F probabilities (permuted): E[act] and E[act^2]
-         * of correlated dReLU per quantile, once */
+         * of correlated dReLU per quantile, once (per layer under the realistic law) */
         lr_m = malloc((size_t)F * 2 * sizeof *lr_m);
         if (!lr_m) { rc = pf_fail(PINFER_ENOMEM, "out of memory"); goto out; }
-        for (int q = 0; q < F; q++) {
-            double pq = 1 / (1 + exp(-(P->law_mu + P->law_sigma * zq[q])));
-            synth_drelu_moments(synth_bvn_solve(pq, P->lr_rho), P->lr_rho, &lr_m[2 * q], &lr_m[2 * q + 1]);
-        }
+        if (!c->realistic) plan_moments(P, P->law_mu, P->law_sigma, zq, F, lr_m);
     }
-    for (int j = SYNTH_BIAS_CH; j < d; j++) v[j] = 1.0f;
+    for (int j = P->slow_hi; j < d; j++) v[j] = 1.0f;
 
     for (int l = 0; l < L; l++) {
         struct synth_layer *Y = &P->layers[l];
@@ -175,12 +194,22 @@ int synth_plan_build(struct synth_plan *P, const struct synth_cfg *c)
         }
 
         if (c->rank && (rc = plan_lowrank(P, Y, l, perm))) goto out;
+        /* the firing law: the request, or (realistic) this layer's share of its spread */
+        Y->sparsity = synth_law_layer_sparsity(c, l);
+        Y->law_mu = P->law_mu;
+        Y->law_sigma = P->law_sigma;
+        if (relu && c->realistic) {
+            if ((rc = synth_firing_law(1.0 - Y->sparsity, c->hot_frac, c->hot_share, LAW_POINTS, &Y->law_mu,
+                                       &Y->law_sigma)))
+                goto out;
+            if (lr_m) plan_moments(P, Y->law_mu, Y->law_sigma, zq, F, lr_m);
+        }
 
         /* ---- attention ---- */
         double V = sum_rest(v, d);
         Y->xnorm_att = (float)sqrt((double)P->C * P->C + V);
         double rho2 = (double)d / ((double)Y->xnorm_att * Y->xnorm_att); /* RMSNorm gain squared */
-        Y->copy_lo = SYNTH_BIAS_CH + l * hd;
+        Y->copy_lo = P->slow_hi + l * hd;
         Y->copy_n = Y->copy_lo + hd <= d ? hd : 0;
         for (int j = 0; j < Y->copy_n; j++) v[Y->copy_lo + j] *= 1 + LAMBDA * LAMBDA;
         Y->s_q = Y->s_k = (float)sqrt(QK_SCORE_STD / (V * rho2));
@@ -188,7 +217,9 @@ int synth_plan_build(struct synth_plan *P, const struct synth_cfg *c)
         int n_content_cols = c->n_head * hd - Y->copy_n;
         double eps = ATTN_EPS0 / L;
         Y->s_o = n_content_cols > 0 ? (float)sqrt(eps / n_content_cols) : 0;
-        for (int j = SYNTH_BIAS_CH; j < d; j++) v[j] += (float)(eps * ATTN_A2_NOM);
+        for (int j = P->slow_hi; j < d; j++) v[j] += (float)(eps * ATTN_A2_NOM);
+        /* realistic: layer 0's moving-average head gives the slow block unit energy */
+        for (int j = SYNTH_BIAS_CH; j < P->slow_hi && l == 0; j++) v[j] = 1.0f;
 
         /* ---- feed-forward ---- */
         memcpy(Y->v_ffn, v, (size_t)d * sizeof *v);
@@ -197,6 +228,13 @@ int synth_plan_build(struct synth_plan *P, const struct synth_cfg *c)
         rho2 = (double)d / ((double)Y->xnorm_ffn * Y->xnorm_ffn);
         Y->s_g = Y->s_u = 1.0f / sqrtf((float)d);
         double sg = Y->s_g * sqrt(V * rho2), su = sg; /* pre-activation noise std, normalized units */
+        if (c->realistic) {
+            /* gate (and dReLU up) rows put SYNTH_REAL_SLOW_SHARE of their variance on the slow block */
+            const double s = SYNTH_REAL_SLOW_SHARE, vr = sum_from(v, P->slow_hi, d), vs = V - vr;
+            Y->s_slow = (float)(Y->s_g * sqrt(s / (1 - s) * vr / vs));
+            sg = Y->s_g * sqrt(vr / (1 - s) * rho2);
+            su = drelu ? sg : Y->s_u * sqrt(V * rho2);
+        }
         double phi = FFN_PHI0 / L;
         double w2 = c->n_expert ? fmin(1.0, 1.1 / c->n_expert_used) : 1.0; /* E[sum of routing weights^2] */
         double silu_m2 = c->act == PINFER_ACT_SILU ? synth_silu_m2(sg) : 0;
@@ -206,7 +244,7 @@ int synth_plan_build(struct synth_plan *P, const struct synth_cfg *c)
             shuffle(perm, F, synth_mix(synth_mix(c->seed, 0x6c61770000ull + (uint64_t)l), (uint64_t)e));
             double s2 = 0, mean2 = 0;
             for (int i = 0; i < F; i++) {
-                double pi = relu ? 1 / (1 + exp(-(P->law_mu + P->law_sigma * zq[perm[i]]))) : 0.5;
+                double pi = relu ? 1 / (1 + exp(-(Y->law_mu + Y->law_sigma * zq[perm[i]]))) : 0.5;
                 p[i] = (float)pi;
                 if (c->act == PINFER_ACT_SILU) {
                     s2 += silu_m2 * su * su;
@@ -246,8 +284,9 @@ int synth_plan_build(struct synth_plan *P, const struct synth_cfg *c)
         /* v tracks what varies from token to token; the constant part of a dReLU FFN's
          * output is tracked exactly in mean_shift while the rows are drawn, and cancelled in
          * the next gates' biases */
-        for (int j = SYNTH_BIAS_CH; j < d; j++) v[j] += (float)(phi * (1 - mean_frac));
+        for (int j = P->slow_hi; j < d; j++) v[j] += (float)(phi * (1 - mean_frac));
     }
+    if (c->realistic && (rc = synth_law_plan_window(P))) goto out;
     double V = sum_rest(v, d);
     P->xnorm_out = (float)sqrt((double)P->C * P->C + V);
     P->s_out = (float)(OUT_LOGIT_STD / sqrt(V * d / ((double)P->xnorm_out * P->xnorm_out)));
@@ -272,6 +311,8 @@ void synth_plan_free(struct synth_plan *P)
     free(P->layers);
     free(P->pos_q);
     free(P->pos_k);
+    free(P->win_q);
+    free(P->win_k);
     free(P->mean_shift);
     memset(P, 0, sizeof *P);
 }

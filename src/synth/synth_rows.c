@@ -63,7 +63,7 @@ static void lr_coefs(const struct synth_plan *P, int l, int64_t neuron, float sa
     const int K = P->cfg->rank;
     for (int k = 0; k < K; k++) ag[k] = sa * synth_rng_normal(&r);
     if (!au) return;
-    const float a = (float)SYNTH_LR_UP_RHO, b = sqrtf(1 - a * a);
+    const float a = (float)P->up_rho, b = sqrtf(1 - a * a);
     for (int k = 0; k < K; k++) au[k] = a * ag[k] + b * sa * synth_rng_normal(&r);
 }
 
@@ -84,7 +84,7 @@ static void lowrank_row(const struct synth_plan *P, const struct synth_tensor *t
     const struct synth_layer *Y = &P->layers[t->layer];
     const int64_t n = t->ne[0];
     const bool drelu = c->act == PINFER_ACT_DRELU, shift = c->n_expert == 0;
-    const float sa = Y->s_g * sqrtf((float)(SYNTH_LR_SHARE * P->d_rest / c->rank));
+    const float sa = Y->s_g * sqrtf((float)(SYNTH_LR_SHARE * (c->n_embd - P->slow_hi) / c->rank));
     const float kn = Y->s_g * sqrtf((float)(1 - SYNTH_LR_SHARE)) * (1.7320508075688772f / 65536.0f);
     float ag[SYNTH_RANK_MAX], au[SYNTH_RANK_MAX];
     lr_coefs(P, t->layer, row, sa, ag, drelu ? au : NULL);
@@ -96,13 +96,26 @@ static void lowrank_row(const struct synth_plan *P, const struct synth_tensor *t
 
     fill_bias_block(out, 0);
     double p = Y->p[row];
+    /* realistic law: the slow block, weights of its own (partner's correlated) */
+    float cg[SYNTH_SLOW_CH], cu[SYNTH_SLOW_CH];
+    double vo = 0, vp = 0, cv = 0, wm = 0;
+    if (P->slow_hi > SYNTH_BIAS_CH) {
+        synth_law_slow_coefs(P, t->layer, row, cg, drelu ? cu : NULL);
+        const float *so = t->kind == SK_GATE ? cg : cu, *sp = t->kind == SK_GATE ? cu : cg;
+        for (int k = 0; k < SYNTH_SLOW_CH; k++) {
+            double w = Y->s_slow * so[k], q = drelu ? Y->s_slow * sp[k] : 0, v = Y->v_ffn[SYNTH_BIAS_CH + k];
+            out[SYNTH_BIAS_CH + k] = (float)w;
+            vo += w * w * v;
+            vp += q * q * v;
+            cv += w * q * v;
+        }
+    }
     if (!drelu) {
-        for (int64_t j = SYNTH_BIAS_CH; j < n; j++) out[j] = lr_weight(Y, own, j, scaled_normal(&r, kn));
+        for (int64_t j = P->slow_hi; j < n; j++) out[j] = lr_weight(Y, own, j, scaled_normal(&r, kn));
         biased_row(P, Y, out, n, synth_norm_ppf(p), shift);
         return;
     }
-    double vo = 0, vp = 0, cv = 0, wm = 0;
-    for (int64_t j = SYNTH_BIAS_CH; j < n; j++) {
+    for (int64_t j = P->slow_hi; j < n; j++) {
         float w = lr_weight(Y, own, j, scaled_normal(&r, kn));
         float q = lr_weight(Y, other, j, scaled_normal(&rp, kn));
         double v = Y->v_ffn[j];
@@ -134,13 +147,16 @@ void synth_gen_row(const struct synth_plan *P, const struct synth_tensor *t, int
         return;
 
     case SK_EMBD: {
-        /* the bias block, then a random direction of norm sqrt(d_rest): 1 per channel */
+        /* the bias block, then a random direction of norm sqrt(n - slow_hi): 1 per channel
+         * (the realistic law's slow block is 0 here: only layer 0's average writes it) */
+        const int64_t lo = P->slow_hi;
         fill_bias_block(out, P->c0);
-        synth_rng_normals(&r, out + SYNTH_BIAS_CH, n - SYNTH_BIAS_CH, 1.0f);
+        memset(out + SYNTH_BIAS_CH, 0, (size_t)(lo - SYNTH_BIAS_CH) * sizeof *out);
+        synth_rng_normals(&r, out + lo, n - lo, 1.0f);
         double ss = 0;
-        for (int64_t j = SYNTH_BIAS_CH; j < n; j++) ss += (double)out[j] * out[j];
-        float k = ss > 0 ? (float)sqrt(P->d_rest / ss) : 0;
-        for (int64_t j = SYNTH_BIAS_CH; j < n; j++) out[j] *= k;
+        for (int64_t j = lo; j < n; j++) ss += (double)out[j] * out[j];
+        float k = ss > 0 ? (float)sqrt((double)(n - lo) / ss) : 0;
+        for (int64_t j = lo; j < n; j++) out[j] *= k;
         return;
     }
 
@@ -153,6 +169,7 @@ void synth_gen_row(const struct synth_plan *P, const struct synth_tensor *t, int
 
     case SK_Q:
     case SK_K: {
+        if (synth_law_attn_row(P, t, row, out)) return;
         int head = (int)(row / hd), j = (int)(row % hd);
         if (Y->copy_n && head == 0) {
             /* previous-token head: constant q / k from the bias block (see synth_plan.c) */
@@ -168,6 +185,7 @@ void synth_gen_row(const struct synth_plan *P, const struct synth_tensor *t, int
     }
 
     case SK_V: {
+        if (synth_law_attn_row(P, t, row, out)) return;
         int head = (int)(row / hd), j = (int)(row % hd);
         if (Y->copy_n && head == 0) {
             memset(out, 0, (size_t)n * sizeof *out);
@@ -182,7 +200,10 @@ void synth_gen_row(const struct synth_plan *P, const struct synth_tensor *t, int
     case SK_O: {
         /* row = residual channel; the bias block is never written to, so it stays constant */
         if (row < SYNTH_BIAS_CH) { memset(out, 0, (size_t)n * sizeof *out); return; }
+        if (synth_law_attn_row(P, t, row, out)) return; /* the slow block */
         synth_rng_normals(&r, out, n, Y->s_o);
+        if (c->realistic && t->layer == 0) /* the moving-average head writes the slow block only */
+            memset(out + (size_t)P->win_qhead * hd, 0, (size_t)hd * sizeof *out);
         if (Y->copy_n) {
             memset(out, 0, (size_t)hd * sizeof *out);
             if (row >= Y->copy_lo && row < Y->copy_lo + Y->copy_n) {
@@ -214,7 +235,7 @@ void synth_gen_row(const struct synth_plan *P, const struct synth_tensor *t, int
 
     case SK_DOWN: {
         int64_t e = row / c->n_embd, j = row % c->n_embd;
-        if (j < SYNTH_BIAS_CH) { memset(out, 0, (size_t)n * sizeof *out); return; }
+        if (j < P->slow_hi) { memset(out, 0, (size_t)n * sizeof *out); return; }
         synth_rng_normals(&r, out, n, Y->s_d[e]);
         if (Y->ea) {
             /* dReLU activations are >= 0: their mean leaves a constant offset in channel j */

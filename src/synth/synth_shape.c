@@ -157,5 +157,17 @@ int synth_cfg_resolve(struct synth_cfg *c, const struct pinfer_synth_params *p)
         c->rank = p->rank_structure < cap ? p->rank_structure : cap;
     }
     if (!isfinite(c->rope_base)) return pf_fail(PINFER_EINVAL, "bad rope base");
+    if (p->law != PINFER_SYNTH_LAW_BASIC && p->law != PINFER_SYNTH_LAW_REALISTIC)
+        return pf_fail(PINFER_EINVAL, "unknown activation law %d", (int)p->law);
+    c->realistic = p->law == PINFER_SYNTH_LAW_REALISTIC;
+    if (c->realistic) {
+        /* layer 0 needs a kv head for the moving average beside the previous-token one, a
+         * head as wide as the slow block, and the slow block's source channels */
+        if (!pf_act_relu_family(c->act) || c->n_expert || !c->rank)
+            return pf_fail(PINFER_EINVAL, "--law realistic needs a ReLU-family activation, no experts and rank structure");
+        if (c->n_head_kv < 2 || c->head_dim < SYNTH_SLOW_CH || c->n_embd < SYNTH_SLOW_SRC + 2 * SYNTH_SLOW_CH)
+            return pf_fail(PINFER_EINVAL, "--law realistic needs at least 2 kv heads of %d or more and n_embd >= %d",
+                           SYNTH_SLOW_CH, SYNTH_SLOW_SRC + 2 * SYNTH_SLOW_CH);
+    }
     return 0;
 }
