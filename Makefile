@@ -2,7 +2,8 @@
 #   libpinfer.a          the runtime: src/ folders of the runtime layers (docs/architecture.md)
 #   libpinfer_offline.a  the offline tools (synth, profile, prepare); the runtime never links it
 #   libpinfer_server.a   pinfer serve (src/server/): on the public API only; the only code that
-#                        links libmicrohttpd and jansson
+#                        links libmicrohttpd and jansson (of the libraries; the CLI's planner
+#                        files use jansson too)
 #   make                 build build/pinfer
 #   make check-layers    fail when a file includes a header from a higher layer, or the runtime
 #                        library references an offline symbol (scripts/check-layers.sh)

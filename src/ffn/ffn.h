@@ -56,7 +56,7 @@ void pf_ffn_set_cache(struct pf_ffn *f, struct pf_cache *cache);
  * area). */
 bool pf_ffn_wants_prefetch(const struct pf_ffn *f);
 enum pinfer_sparse_mode pf_ffn_mode(const struct pf_ffn *f);
-/* Whether an activation hook is set (pf_ffn_set_hook, pf_ffn_set_io_hook). */
+/* Whether an activation hook is set (pf_ffn_set_hook, pf_ffn_set_io_hook, pf_ffn_set_pre_hook). */
 bool pf_ffn_has_hooks(const struct pf_ffn *f);
 /* Under a budget, batches stream a layer's slots in multiples of this many (the down panel's
  * height, so the chunks' sums equal one whole-layer product): the cache plans for it. */
