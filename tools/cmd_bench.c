@@ -138,8 +138,11 @@ int cmd_bench(int argc, char **argv)
 
     /* the context the tests need, or -c / the plan's if larger (a budget's fixed segment holds
        the KV cache: a plan made for a context of N tokens is measured with that context) */
+    if (mf.has_plan && mf.plan.ctx_size > mf.cp.n_ctx) mf.cp.n_ctx = mf.plan.ctx_size;
     if (mf.cp.n_ctx < (int)(n_prompt + n_gen + 1)) mf.cp.n_ctx = (int)(n_prompt + n_gen + 1);
     mf.cp.n_batch = (int)(n_prompt > 0 ? n_prompt : 1);
+    /* with a plan, its batch: the buffers it holds are part of the budget's fixed segment */
+    if (mf.has_plan && mf.plan.batch_size > mf.cp.n_batch) mf.cp.n_batch = mf.plan.batch_size;
     for (int ti = 0; ti < n_thr && rc == 0; ti++) {
         struct pinfer_ctx *ctx = NULL;
         mf.cp.n_threads = threads[ti];

@@ -23,7 +23,8 @@ static void usage(void)
            "                     model's disk, measured now if there is none)\n"
            "  -o FILE            write the plan (pinfer run|bench|eval|perplexity|serve --plan FILE)\n"
            "  --plot FILE        the budget -> predicted decode speed curve as an SVG chart\n"
-           "  -t N, -c N         threads (default: all cores), context size (default 4096 or the model's)\n"
+           "  -t N, -c N, -b N   threads (default: all cores), context size (default 4096 or the model's),\n"
+           "                     prompt batch (default 512, as run, chat and serve: its buffers count)\n"
            "  --refresh          measure the machine again\n");
 }
 
@@ -80,7 +81,7 @@ int cmd_plan(int argc, char **argv)
 {
     const char *model = NULL, *budget_s = NULL, *machine = NULL, *out = NULL, *svg = NULL;
     float target = 0;
-    long threads = 0, n_ctx = 0;
+    long threads = 0, n_ctx = 0, n_batch = 512;
     bool refresh = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -93,6 +94,7 @@ int cmd_plan(int argc, char **argv)
         else if (!strcmp(a, "--plot")) { ARGS_TAKE(); svg = v; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { ARGS_TAKE(); if (!args_int(C, a, v, 1, 1024, &threads)) return 2; }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) { ARGS_TAKE(); if (!args_int(C, a, v, 1, 1 << 22, &n_ctx)) return 2; }
+        else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) { ARGS_TAKE(); if (!args_int(C, a, v, 1, 1 << 16, &n_batch)) return 2; }
         else if (!strcmp(a, "--refresh")) refresh = true;
         else return args_usage_error(C, "unknown flag '%s'", a);
     }
@@ -110,14 +112,14 @@ int cmd_plan(int argc, char **argv)
     if (rc) return rc;
     if (machine) snprintf(used, sizeof used, "%s", machine);
     const struct pf_plan_request rq = { .model = model, .budget = budget, .target_tps = target, .threads = (int)threads,
-                                        .n_ctx = (int)n_ctx };
+                                        .n_ctx = (int)n_ctx, .n_batch = (int)n_batch };
     struct pf_plan_result r;
     if (pf_plan_make(&mc, &rq, &r)) return args_pinfer_error(C);
 
     printf("machine: %s, %d cores (profile %s)\n", mc.cpu, mc.cores, used);
-    printf("model: %s: %s; %d threads, context %d\n", model,
+    printf("model: %s: %s; %d threads, context %d, batch %d\n", model,
            !r.prepared ? "not prepared (dense; budgets need pinfer prepare)" : r.sparse ? "prepared, predictors (sparse)" : "prepared, no predictors (dense bundles)",
-           r.threads, r.n_ctx);
+           r.threads, r.n_ctx, r.n_batch);
     printf("in memory it takes %.0f MiB and is predicted at %.2f tok/s; the smallest workable budget is %.0f MiB\n\n",
            mib(r.in_memory), r.roof_tps, mib(r.min_budget));
     printf("| budget | hot share | decode tok/s | prefill tok/s | hit rate | storage MB/token | reads/token |\n");

@@ -205,6 +205,7 @@ int plan_save(const char *cmd, const char *path, const char *model, const struct
     json_object_set_new(s, "prefetch", json_false());
     json_object_set_new(s, "threads", json_integer(r->threads));
     json_object_set_new(s, "ctx_size", json_integer(r->n_ctx));
+    json_object_set_new(s, "batch_size", json_integer(r->n_batch));
     json_object_set_new(s, "hot_slots_per_layer", json_integer(c->n_hot));
     json_object_set_new(s, "cold_entries", json_integer(c->n_cold));
     json_object_set_new(j, "settings", s);
@@ -246,6 +247,8 @@ int plan_load(const char *cmd, const char *path, struct plan_file *pf)
     pf->prefetch = json_is_true(json_object_get(s, "prefetch"));
     json_int_t cs = json_integer_value(json_object_get(s, "ctx_size"));
     pf->ctx_size = cs > 0 && cs <= (1 << 22) ? (int)cs : 0;
+    json_int_t bs = json_integer_value(json_object_get(s, "batch_size"));
+    pf->batch_size = bs > 0 && bs <= (1 << 22) ? (int)bs : 0;
     if (!strcmp(io, "uring")) pf->io_backend = PINFER_IO_URING;
     else if (!strcmp(io, "pread")) pf->io_backend = PINFER_IO_PREAD;
     else if (!strcmp(io, "auto")) pf->io_backend = PINFER_IO_AUTO;

@@ -35,6 +35,16 @@ static double over(const struct pf_plan_model *pm, int l)
     return pm->pred_over && pm->pred_over[l] > 1 ? pm->pred_over[l] : 1;
 }
 
+/* Per layer: the extra probability each slot is predicted without being active. The predictor's
+ * false positives are spread evenly over the layer (they are near-threshold neurons, not the
+ * hot ones, which are predicted when active anyway). */
+static double extra(const struct pf_plan_model *pm, int l)
+{
+    double a = 0;
+    for (int j = 0; j < pm->n_ff; j++) a += pm->freq[l][j];
+    return (over(pm, l) - 1) * a / pm->n_ff;
+}
+
 /* GB/s a product over resident weights runs at: memory or the kernels, the slower. */
 static double dense_rate(const struct pf_machine *mc, const struct pf_plan_model *pm, double mem_gbs)
 {
@@ -64,18 +74,21 @@ int pf_predict(const struct pf_machine *mc, const struct pf_plan_model *pm, bool
             p = malloc(sizeof *p * (size_t)n_items);
             hit = malloc(sizeof *hit * (size_t)n_items);
             if (!p || !hit) { free(p); free(hit); return pf_fail(PINFER_ENOMEM, "out of memory"); }
-            for (int l = 0; l < L; l++)
+            for (int l = 0; l < L; l++) {
+                const double x = pm->sparse ? extra(pm, l) : 0;
                 for (int j = 0; j < F; j++) {
-                    double q = pm->sparse ? fmin(1.0, pm->freq[l][j] * over(pm, l)) : 1.0;
+                    double q = pm->sparse ? fmin(1.0, pm->freq[l][j] + x) : 1.0;
                     p[(size_t)l * F + j] = j < n_hot ? 0 : q; /* hot slots never enter the LRU */
                 }
+            }
             pf_lru_che(p, n_items, (double)n_cold, hit);
         }
         double need_all = 0, miss_all = 0;
         for (int l = 0; l < L; l++) {
             double need = 0, miss = 0, act = 0;
+            const double x = pm->sparse ? extra(pm, l) : 0;
             for (int j = 0; j < F; j++) {
-                double q = pm->sparse ? fmin(1.0, pm->freq[l][j] * over(pm, l)) : 1.0;
+                double q = pm->sparse ? fmin(1.0, pm->freq[l][j] + x) : 1.0;
                 need += q;
                 act += pm->sparse ? pm->freq[l][j] : 1.0;
                 if (budget && j >= n_hot) miss += q * (1 - hit[(size_t)l * F + j]);
@@ -88,8 +101,9 @@ int pf_predict(const struct pf_machine *mc, const struct pf_plan_model *pm, bool
                 double iops = pf_machine_iops(mc, be, (size_t)page_bytes, depth);
                 t_miss = iops > 0 ? miss / iops : INFINITY;
             }
-            /* the resident slots are computed while the reads fly; the read ones after */
-            o->t_ffn += fmax(t_res, t_miss) + miss * slot * share / (scat * 1e9);
+            /* the runtime computes the resident slots while the reads fly, but measured I/O wait
+               shows little of the reads hidden (bench/RESULTS.md, "The planner"): added */
+            o->t_ffn += t_res + t_miss + miss * slot * share / (scat * 1e9);
             need_all += need;
             miss_all += miss;
         }

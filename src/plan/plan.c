@@ -119,22 +119,33 @@ static uint64_t smallest_budget(struct planner *P)
     return hi;
 }
 
-/* The context's own bytes under this plan: a context made without the budget (so no cache is
- * made and nothing read), then dropped. */
+/* The context's own bytes under this plan, as a run under a budget holds them: a context made
+ * first without the budget (no cache), which sizes a budget just above the fixed segment; then
+ * one under that budget with nothing hot (a small cold segment, nothing read); both dropped. */
 static int context_bytes(struct planner *P, const struct pf_plan_request *rq, int threads, uint64_t *out)
 {
     struct pinfer_model *m = P->m;
     struct pinfer_ctx_params cp = pinfer_ctx_default_params();
     cp.n_threads = threads;
     cp.n_ctx = rq->n_ctx;
+    cp.n_batch = rq->n_batch > 0 ? rq->n_batch : 512;
+    cp.sparse = P->r->sparse ? PINFER_SPARSE_PREDICTOR : PINFER_SPARSE_OFF;
+    cp.cache_hot = 0;
     const uint64_t keep = m->mem_budget;
     m->mem_budget = 0;
     struct pinfer_ctx *c = NULL;
     int rc = pinfer_ctx_new(&c, m, &cp);
+    if (!rc && m->bundles) {
+        m->mem_budget = m->resident_bytes + 2 * c->buf_bytes + (64u << 20);
+        pinfer_ctx_free(c);
+        c = NULL;
+        rc = pinfer_ctx_new(&c, m, &cp);
+    }
     m->mem_budget = keep;
     if (rc) return rc;
     *out = c->buf_bytes + (uint64_t)threads * (256u << 10); /* as the runtime counts its stacks */
     P->r->n_ctx = c->n_ctx;
+    P->r->n_batch = c->n_batch;
     pinfer_ctx_free(c);
     return 0;
 }
@@ -201,7 +212,7 @@ int pf_plan_make(const struct pf_machine *mc, const struct pf_plan_request *rq, 
     r->curve[r->n_curve++] = mem;
     /* a budget can always run what a smaller one runs: the curve never falls */
     for (int i = 1; i < r->n_curve - 1; i++)
-        if (r->curve[i - 1].pr.decode_tps > r->curve[i].pr.decode_tps) {
+        if (r->curve[i - 1].pr.decode_tps > r->curve[i].pr.decode_tps * (1 + 1e-6)) {
             uint64_t b = r->curve[i].budget;
             r->curve[i] = r->curve[i - 1];
             r->curve[i].budget = b;

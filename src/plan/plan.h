@@ -27,6 +27,7 @@ struct pf_plan_request {
     double target_tps;      /* 0: none asked */
     int threads;            /* 0: all cores */
     int n_ctx;              /* context the plan holds (0: 4096 or the model's if smaller) */
+    int n_batch;            /* largest prompt batch (0: 512, as run, chat and serve) */
 };
 
 struct pf_plan_result {
@@ -36,7 +37,7 @@ struct pf_plan_result {
     bool prepared;          /* the model has neuron bundles (a budget is possible) */
     bool sparse;            /* predictor mode (the bundles have predictors) */
     int threads, io_backend, io_depth; /* io_backend: index into pf_mach_be */
-    int n_ctx;              /* the context planned for */
+    int n_ctx, n_batch;     /* the context and batch planned for */
     uint64_t min_budget;    /* the smallest workable budget */
     uint64_t in_memory;     /* bytes the model and context take without a budget */
     double roof_tps;        /* predicted decode with everything in memory */
