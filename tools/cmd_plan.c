@@ -110,7 +110,16 @@ int cmd_plan(int argc, char **argv)
     char used[4096];
     int rc = machine ? machine_load(C, machine, &mc) : probe_get(C, model, refresh, 0.3, &mc, used, sizeof used);
     if (rc) return rc;
-    if (machine) snprintf(used, sizeof used, "%s", machine);
+    if (machine) {
+        snprintf(used, sizeof used, "%s", machine);
+        struct pf_machine here;
+        memset(&here, 0, sizeof here);
+        if (pf_machine_identify(&here, model) == 0 &&
+            (strcmp(here.cpu, mc.cpu) || strcmp(here.kernel, mc.kernel) || strcmp(here.disk, mc.disk)))
+            fprintf(stderr, "pinfer plan: %s was measured on another machine or disk (%s, kernel %s, %s; here: %s, kernel %s, "
+                            "%s): the predictions are for that one\n", machine, mc.cpu, mc.kernel, mc.disk, here.cpu,
+                    here.kernel, here.disk);
+    }
     const struct pf_plan_request rq = { .model = model, .budget = budget, .target_tps = target, .threads = (int)threads,
                                         .n_ctx = (int)n_ctx, .n_batch = (int)n_batch };
     struct pf_plan_result r;
