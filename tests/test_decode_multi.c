@@ -112,6 +112,22 @@ out:
     for (int s = NSEQ - 1; s >= 0; s--) pinfer_ctx_free(cs[s]); /* the pool's owner last */
 }
 
+/* The sequences alone, then together, in sparse mode `mode` (2 threads, 64-token contexts). */
+static void compare(struct pinfer_model *m, enum pinfer_sparse_mode mode, const char *name, double *rel, int *exact,
+                    uint64_t *single)
+{
+    struct pinfer_ctx_params cp = pinfer_ctx_default_params();
+    cp.n_ctx = 64;
+    cp.n_threads = 2;
+    cp.sparse = mode;
+    int32_t tk[NSEQ][STEPS];
+    float *lg = malloc(sizeof *lg * (size_t)NSEQ * STEPS * pinfer_n_vocab(m));
+    if (!lg) { CHECK(0); *rel = 1; *exact = 0; *single = 0; return; }
+    alone(m, &cp, tk, lg);
+    together(m, &cp, tk, lg, rel, exact, single, name);
+    free(lg);
+}
+
 /* A batched model: the steps agree with the sequences alone within tol, and were batched. */
 static void batched(const char *path, const char *name, double tol)
 {
@@ -119,23 +135,15 @@ static void batched(const char *path, const char *name, double tol)
     int rc = pinfer_model_load(&m, path, NULL);
     CHECKF(rc == 0, "%s: %s", name, pinfer_last_error());
     if (rc) return;
-    struct pinfer_ctx_params cp = pinfer_ctx_default_params();
-    cp.n_ctx = 64;
-    cp.n_threads = 2;
-    const int V = pinfer_n_vocab(m);
-    int32_t tk[NSEQ][STEPS];
-    float *lg = malloc(sizeof *lg * (size_t)NSEQ * STEPS * V);
     double rel;
     int exact;
     uint64_t single;
-    alone(m, &cp, tk, lg);
-    together(m, &cp, tk, lg, &rel, &exact, &single, name);
+    compare(m, PINFER_SPARSE_OFF, name, &rel, &exact, &single);
     printf("%s: %d sequences x %d steps batched: max |dlogit| %.3g of max |logit|, %d/%d steps bit-exact\n", name,
            NSEQ, STEPS, rel, exact, STEPS);
     CHECKF(rel <= tol, "%s: batched logits differ from the sequences alone by %g of max |logit| (allowed %g)", name, rel, tol);
     CHECKF(single == 0, "%s: %llu single-token steps in contexts 1..: the pass was not batched", name,
            (unsigned long long)single);
-    free(lg);
     pinfer_model_free(m);
 }
 
@@ -151,24 +159,15 @@ static void one_by_one(void)
     struct pinfer_model *m = NULL;
     CHECK(pinfer_model_load(&m, prep, NULL) == 0);
     if (!m) return;
-    struct pinfer_ctx_params cp = pinfer_ctx_default_params();
-    cp.n_ctx = 64;
-    cp.n_threads = 2;
-    cp.sparse = PINFER_SPARSE_PREDICTOR;
-    const int V = pinfer_n_vocab(m);
-    int32_t tk[NSEQ][STEPS];
-    float *lg = malloc(sizeof *lg * (size_t)NSEQ * STEPS * V);
     double rel;
     int exact;
     uint64_t single;
-    alone(m, &cp, tk, lg);
-    together(m, &cp, tk, lg, &rel, &exact, &single, "predictor");
+    compare(m, PINFER_SPARSE_PREDICTOR, "predictor", &rel, &exact, &single);
     printf("predictor: %d/%d steps bit-exact, %llu single-token steps in contexts 1..\n", exact, STEPS,
            (unsigned long long)single);
     CHECKF(exact == STEPS, "predictor mode: %d of %d steps differ from pinfer_decode's", STEPS - exact, STEPS);
     CHECKF(single == (uint64_t)(NSEQ - 1) * STEPS, "predictor mode: %llu single-token steps, expected %d",
            (unsigned long long)single, (NSEQ - 1) * STEPS);
-    free(lg);
     pinfer_model_free(m);
     remove(raw);
     remove(prep);
