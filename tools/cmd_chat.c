@@ -42,7 +42,6 @@ static void help(const struct model_flags *mf, const struct gen_flags *gf)
            "An interactive conversation: each line read is a user message, answered as it is generated.\n"
            "Ctrl-C stops the current answer; Ctrl-D, or Ctrl-C at the prompt, ends the session.\n");
     model_flags_help(mf);
-    printf("  -b, --batch-size N      prompt batch size (default 512)\n");
     gen_flags_help(gf);
     printf("      --context-shift     when the context is full, drop the oldest half of the turns (after BOS\n"
            "                          and the system message) and go on; default: stop the session\n"
@@ -301,14 +300,13 @@ static int keep_count(const struct pinfer_model *m, const char *tmpl, const char
 
 int cmd_chat(int argc, char **argv)
 {
-    long n_batch = 512;
     bool stats = false, shift = false;
     struct model_flags mf;
     struct gen_flags gf;
-    model_flags_init(&mf, MODEL_FLAGS_THREADS | MODEL_FLAGS_CTX | MODEL_FLAGS_MMAP | MODEL_FLAGS_BUDGET);
+    model_flags_init(&mf, MODEL_FLAGS_THREADS | MODEL_FLAGS_CTX | MODEL_FLAGS_MMAP | MODEL_FLAGS_BUDGET | MODEL_FLAGS_BATCH);
     gen_flags_init(&gf, GEN_FLAGS_PREDICT | GEN_FLAGS_SAMPLING | GEN_FLAGS_CHAT | GEN_FLAGS_SYSTEM);
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *a = argv[i];
         int took = model_flags_parse(C, argc, argv, &i, &mf);
         if (!took) took = gen_flags_parse(C, argc, argv, &i, &gf);
         if (took < 0) return 2;
@@ -316,7 +314,6 @@ int cmd_chat(int argc, char **argv)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { help(&mf, &gf); return 0; }
         else if (!strcmp(a, "--context-shift")) shift = true;
         else if (!strcmp(a, "--stats")) stats = true;
-        else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) { ARGS_TAKE(); if (!args_int(C, a, v, 1, 1 << 16, &n_batch)) return 2; }
         else return args_usage_error(C, "unknown flag '%s'", a);
     }
     if (model_flags_check(C, &mf) || gen_flags_check(C, &gf)) return 2;
@@ -327,12 +324,11 @@ int cmd_chat(int argc, char **argv)
     struct pinfer_sampler *smp = NULL;
     char *line = NULL, *full = NULL, *reply = NULL;
     const bool tty = isatty(0) && isatty(1);
-    mf.cp.n_batch = (int)n_batch;
     int lrc = model_flags_load(C, &mf, &s.model);
     if (!lrc) lrc = model_flags_ctx_new(C, &mf, s.model, &s.ctx);
     if (lrc) { rc = lrc; goto out; }
     s.n_ctx = pinfer_ctx_n_ctx(s.ctx);
-    s.n_batch = (int)n_batch < s.n_ctx ? (int)n_batch : s.n_ctx;
+    s.n_batch = mf.cp.n_batch < s.n_ctx ? mf.cp.n_batch : s.n_ctx;
     if (!(s.toks = malloc(sizeof *s.toks * (size_t)s.n_ctx))) { args_error(C, "out of memory"); goto out; }
     if (pinfer_sampler_new(&smp, pinfer_n_vocab(s.model), &gf.sp)) { args_pinfer_error(C); goto out; }
 

@@ -21,8 +21,7 @@ static void help(const struct model_flags *mf, const struct gen_flags *gf)
     printf("usage: pinfer run -m MODEL [-p PROMPT | -f FILE] [options]\n");
     model_flags_help(mf);
     printf("  -p, --prompt TEXT       prompt (default: empty, BOS only)\n"
-           "  -f, --file FILE         read the prompt from a file\n"
-           "  -b, --batch-size N      prompt batch size (default 512)\n");
+           "  -f, --file FILE         read the prompt from a file\n");
     gen_flags_help(gf);
     printf("      --chat              the prompt is a user message: render it with the chat template,\n"
            "                          ending with the assistant's turn (--chat-template and --system\n"
@@ -63,11 +62,10 @@ static char *chat_prompt(const struct pinfer_model *model, const char *tmpl, con
 int cmd_run(int argc, char **argv)
 {
     const char *prompt = NULL, *prompt_file = NULL;
-    long n_batch = 512;
     bool chat = false;
     struct model_flags mf;
     struct gen_flags gf;
-    model_flags_init(&mf, MODEL_FLAGS_THREADS | MODEL_FLAGS_CTX | MODEL_FLAGS_MMAP | MODEL_FLAGS_BUDGET);
+    model_flags_init(&mf, MODEL_FLAGS_THREADS | MODEL_FLAGS_CTX | MODEL_FLAGS_MMAP | MODEL_FLAGS_BUDGET | MODEL_FLAGS_BATCH);
     gen_flags_init(&gf, GEN_FLAGS_PREDICT | GEN_FLAGS_SAMPLING | GEN_FLAGS_CHAT | GEN_FLAGS_SYSTEM);
 
     for (int i = 1; i < argc; i++) {
@@ -80,7 +78,6 @@ int cmd_run(int argc, char **argv)
         else if (!strcmp(a, "--chat")) chat = true;
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { ARGS_TAKE(); prompt = v; }
         else if (!strcmp(a, "-f") || !strcmp(a, "--file")) { ARGS_TAKE(); prompt_file = v; }
-        else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) { ARGS_TAKE(); if (!args_int(C, a, v, 1, 1 << 16, &n_batch)) return 2; }
         else return args_usage_error(C, "unknown flag '%s'", a);
     }
     if (model_flags_check(C, &mf) || gen_flags_check(C, &gf)) return 2;
@@ -107,7 +104,6 @@ int cmd_run(int argc, char **argv)
     char *piece = NULL; /* a generated token's text */
     size_t piece_cap = 0;
     double t0 = pinfer_now();
-    mf.cp.n_batch = (int)n_batch;
     int lrc = model_flags_load(C, &mf, &model);
     if (!lrc) lrc = model_flags_ctx_new(C, &mf, model, &ctx);
     if (lrc) { rc = lrc; goto out; }
@@ -136,7 +132,7 @@ int cmd_run(int argc, char **argv)
     fwrite(prompt, 1, plen, stdout);
     fflush(stdout);
     double t1 = pinfer_now();
-    int bs = (int)n_batch;
+    int bs = mf.cp.n_batch;
     for (int i = 0; i < n_ids; i += bs) {
         int n = n_ids - i < bs ? n_ids - i : bs;
         if (pinfer_decode(ctx, ids + i, n, i, false)) { args_pinfer_error(C); goto out; }

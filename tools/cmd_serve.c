@@ -23,7 +23,6 @@ static void help(const struct model_flags *mf, const struct gen_flags *gf)
            "GET /v1/models, GET /health, GET /metrics (docs/serving.md). SIGTERM or Ctrl-C stops it.\n");
     model_flags_help(mf);
     printf("                          (serve: the budget covers the model and every slot's context)\n"
-           "  -b, --batch-size N      prompt batch size (default 512)\n"
            "      --host ADDR         address to listen on (default 127.0.0.1)\n"
            "      --port N            port (default 8080; 0 = any free port, printed at start)\n"
            "  -np, --parallel N       slots: requests served at once, each with its own KV cache of -c tokens\n"
@@ -57,9 +56,9 @@ int cmd_serve(int argc, char **argv)
     struct model_flags mf;
     struct gen_flags gf;
     struct srv_params sp = srv_default_params();
-    long n_batch = 512, lv;
+    long lv;
     float grace = 10;
-    model_flags_init(&mf, MODEL_FLAGS_THREADS | MODEL_FLAGS_CTX | MODEL_FLAGS_MMAP | MODEL_FLAGS_BUDGET);
+    model_flags_init(&mf, MODEL_FLAGS_THREADS | MODEL_FLAGS_CTX | MODEL_FLAGS_MMAP | MODEL_FLAGS_BUDGET | MODEL_FLAGS_BATCH);
     gen_flags_init(&gf, GEN_FLAGS_PREDICT | GEN_FLAGS_SAMPLING | GEN_FLAGS_CHAT);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -81,7 +80,6 @@ int cmd_serve(int argc, char **argv)
         else if (!strcmp(a, "--timeout")) { ARGS_TAKE(); if (!args_int(C, a, v, 0, 86400, &lv)) return 2; sp.timeout_s = (int)lv; }
         else if (!strcmp(a, "--shutdown-grace")) { ARGS_TAKE(); if (!args_float(C, a, v, 0, 86400, &grace)) return 2; }
         else if (!strcmp(a, "--max-connections")) { ARGS_TAKE(); if (!args_int(C, a, v, 1, 65536, &lv)) return 2; sp.max_connections = (int)lv; }
-        else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) { ARGS_TAKE(); if (!args_int(C, a, v, 1, 1 << 16, &n_batch)) return 2; }
         else return args_usage_error(C, "unknown flag '%s'", a);
     }
     if (model_flags_check(C, &mf) || gen_flags_check(C, &gf)) return 2;
@@ -100,7 +98,6 @@ int cmd_serve(int argc, char **argv)
     struct srv *srv = NULL;
     int lrc = model_flags_load(C, &mf, &model);
     if (lrc) return lrc;
-    mf.cp.n_batch = (int)n_batch;
     sp.cp = mf.cp;
     sp.sp = gf.sp;
     sp.max_tokens = (int)gf.n_predict;

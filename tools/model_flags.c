@@ -14,7 +14,7 @@
 
 /* ==== The flags ==== */
 
-enum flag_id { F_PLAN, F_MODEL, F_THREADS, F_CTX, F_MMAP, F_NO_MMAP, F_CHECK, F_NO_CHECK, F_SPARSE, F_TARGET, F_CALIB, F_VERIFY, F_BUDGET, F_IO, F_HOT, F_PREFETCH, F_STAGE, F_IDEAL };
+enum flag_id { F_PLAN, F_MODEL, F_THREADS, F_CTX, F_BATCH, F_MMAP, F_NO_MMAP, F_CHECK, F_NO_CHECK, F_SPARSE, F_TARGET, F_CALIB, F_VERIFY, F_BUDGET, F_IO, F_HOT, F_PREFETCH, F_STAGE, F_IDEAL };
 
 static const struct flag_spec {
     const char *name, *alias; /* long spelling; the short one or NULL */
@@ -29,6 +29,7 @@ static const struct flag_spec {
     [F_THREADS] = { "--threads", "-t", MODEL_FLAGS_THREADS, true, "  -t, --threads N         threads (default: all cores)\n" },
     [F_CTX] = { "--ctx-size", "-c", MODEL_FLAGS_CTX, true,
                 "  -c, --ctx-size N        context length (default: the model's; run: at most 4096)\n" },
+    [F_BATCH] = { "--batch-size", "-b", MODEL_FLAGS_BATCH, true, "  -b, --batch-size N      prompt batch size (default 512)\n" },
     [F_MMAP] = { "--mmap", NULL, MODEL_FLAGS_MMAP, false,
                  "      --mmap              run from the file mapping instead of copying weights to memory\n"
                  "                          (the file must not change meanwhile: if it is truncated, pinfer\n"
@@ -142,6 +143,10 @@ int model_flags_parse(const char *cmd, int argc, char **argv, int *i, struct mod
         if (!args_int(cmd, a, v, 0, 1 << 22, &n)) return -1;
         f->cp.n_ctx = (int)n;
         break;
+    case F_BATCH:
+        if (!args_int(cmd, a, v, 1, 1 << 16, &n)) return -1;
+        f->cp.n_batch = (int)n;
+        break;
     case F_MMAP: f->mp.use_mmap = true; break;
     case F_NO_MMAP: f->mp.use_mmap = false; break;
     case F_CHECK: f->mp.check_tensors = true; break;
@@ -216,6 +221,9 @@ static int apply_plan(const char *cmd, struct model_flags *f)
     char c[32];
     snprintf(c, sizeof c, "-c %d", p->ctx_size);
     SET(F_CTX, p->ctx_size > 0 && (f->groups & MODEL_FLAGS_CTX), c, f->cp.n_ctx = p->ctx_size);
+    char bb[32];
+    snprintf(bb, sizeof bb, "-b %d", p->batch_size);
+    SET(F_BATCH, p->batch_size > 0 && (f->groups & MODEL_FLAGS_BATCH), bb, f->cp.n_batch = p->batch_size);
 #undef SET
     fprintf(stderr, "pinfer %s: plan %s:%s%s%s%s (predicted %.2f tok/s decode)\n", cmd, f->plan_path,
             *applied ? applied : " nothing applied", *kept ? "; given on the command line instead of the plan's:" : "", kept,

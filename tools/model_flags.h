@@ -33,6 +33,7 @@ enum model_flags_group {
     MODEL_FLAGS_CTX = 1 << 1,
     MODEL_FLAGS_MMAP = 1 << 2,
     MODEL_FLAGS_BUDGET = 1 << 3,
+    MODEL_FLAGS_BATCH = 1 << 4,   /* -b: the prompt batch (run, chat, serve) */
 };
 
 struct model_flags {
