@@ -8,27 +8,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-int srv_error_set(struct srv_error *err, int status, const char *type, const char *code, const char *fmt, ...)
+static int error_setv(struct srv_error *err, int status, const char *type, const char *code, const char *fmt, va_list ap)
 {
     err->status = status;
     err->type = type;
     err->code = code;
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    return -1;
+}
+
+int srv_error_set(struct srv_error *err, int status, const char *type, const char *code, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    error_setv(err, status, type, code, fmt, ap);
     va_end(ap);
     return -1;
 }
 
+/* A malformed request: 400, invalid_request_error. */
 static int bad(struct srv_error *err, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int bad(struct srv_error *err, const char *code, const char *fmt, ...)
 {
-    err->status = 400;
-    err->type = "invalid_request_error";
-    err->code = code;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    error_setv(err, 400, "invalid_request_error", code, fmt, ap);
     va_end(ap);
     return -1;
 }
