@@ -97,16 +97,20 @@ int machine_save(const char *cmd, const char *path, const struct pf_machine *mc)
     return save_json(cmd, path, j);
 }
 
-/* n non-negative finite numbers of array a into v; false otherwise. */
+/* A non-negative finite number into *v; false otherwise. */
+static bool get_num(json_t *e, double *v)
+{
+    if (!json_is_number(e)) return false;
+    *v = json_number_value(e);
+    return *v >= 0 && isfinite(*v);
+}
+
+/* n such numbers of array a into v; false otherwise. */
 static bool get_darray(json_t *a, double *v, int n)
 {
     if (!json_is_array(a) || (int)json_array_size(a) != n) return false;
-    for (int i = 0; i < n; i++) {
-        json_t *e = json_array_get(a, (size_t)i);
-        if (!json_is_number(e)) return false;
-        v[i] = json_number_value(e);
-        if (!(v[i] >= 0) || !isfinite(v[i])) return false;
-    }
+    for (int i = 0; i < n; i++)
+        if (!get_num(json_array_get(a, (size_t)i), &v[i])) return false;
     return true;
 }
 
@@ -145,19 +149,11 @@ int machine_load(const char *cmd, const char *path, struct pf_machine *mc)
         int ty = 0;
         while (ty < PF_TYPE_COUNT && strcmp(pf_type_name(ty), name)) ty++;
         if (ty == PF_TYPE_COUNT) continue;
-        double a[1], b[1];
-        json_t *x = json_array(), *y = json_array();
-        json_array_append(x, json_object_get(o, "matvec_gbs"));
-        json_array_append(y, json_object_get(o, "gemm_gmacs"));
-        if (get_darray(x, a, 1) && get_darray(y, b, 1)) {
-            mc->matvec_gbs[ty] = a[0];
-            mc->gemm_gmacs[ty] = b[0];
+        if (get_num(json_object_get(o, "matvec_gbs"), &mc->matvec_gbs[ty]) &&
+            get_num(json_object_get(o, "gemm_gmacs"), &mc->gemm_gmacs[ty]))
             mc->type_done[ty] = true;
-        } else {
+        else
             ok = false;
-        }
-        json_decref(x);
-        json_decref(y);
     }
     json_t *io = json_object_get(j, "io");
     for (int be = 0; ok && be < PF_MACH_BE; be++) {

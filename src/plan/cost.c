@@ -25,7 +25,7 @@ void pf_lru_che(const double *p, int n, double cap, double *hit)
         for (int i = 0; i < n; i++) occ += p[i] > 0 ? -expm1(-p[i] * mid) : 0;
         if (occ < cap) lo = mid;
         else hi = mid;
-        if (hi / lo < 1 + 1e-12) break;
+        if (hi / lo < 1 + 1e-9) break;
     }
     for (int i = 0; i < n; i++) hit[i] = p[i] > 0 ? -expm1(-p[i] * lo) : 0;
 }

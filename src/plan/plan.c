@@ -106,14 +106,28 @@ static int plan_budget(struct planner *P, uint64_t B, struct pf_plan_point *pt)
     return 0;
 }
 
-/* The smallest budget (to 1 MiB) pf_cache_plan accepts. */
+/* Whether pf_cache_plan accepts budget B (the fixed segment fits; the hot share plays no part). */
+static bool workable(struct planner *P, uint64_t B)
+{
+    const struct pf_cache_config cfg = {
+        .hot_frac = 0, .prefetch = false, .stage_bytes = 0, .chunk_slots = pf_ffn_chunk_slots(), .backend = PF_IO_AUTO,
+        .shares = 1,
+    };
+    struct pf_cache_plan cp;
+    const uint64_t keep = P->m->mem_budget;
+    P->m->mem_budget = B;
+    bool ok = pf_cache_plan(P->m, P->ctx_bytes, &cfg, &cp) == 0;
+    P->m->mem_budget = keep;
+    return ok;
+}
+
+/* The smallest budget (to 1 MiB) pf_cache_plan accepts: a layout only, no prediction. */
 static uint64_t smallest_budget(struct planner *P)
 {
     uint64_t lo = P->m->resident_bytes, hi = P->r->in_memory; /* lo fails (no room for the context) */
-    struct pf_plan_point pt;
     while (hi - lo > (1u << 20)) {
         uint64_t mid = lo + (hi - lo) / 2;
-        if (plan_budget(P, mid, &pt) == 0) hi = mid;
+        if (workable(P, mid)) hi = mid;
         else lo = mid;
     }
     return hi;
