@@ -13,6 +13,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+void bench_mean_sd(const double *x, int n, double *mean, double *sd)
+{
+    double s = 0, ss = 0;
+    for (int i = 0; i < n; i++) s += x[i];
+    *mean = s / n;
+    for (int i = 0; i < n; i++) ss += (x[i] - *mean) * (x[i] - *mean);
+    *sd = n > 1 ? sqrt(ss / (n - 1)) : 0;
+}
+
 /* reps runs (after a warm-up) of n_gen steps of n sequences; tokens per second into tps[]. */
 static int run(const char *cmd, const struct model_flags *mf, struct pinfer_model *m, int n, long n_gen, long reps,
                double *tps)
@@ -58,11 +67,8 @@ int bench_parallel(const char *cmd, const struct model_flags *mf, struct pinfer_
     int rc = 0;
     for (int p = 0; p < n_par && !rc; p++) {
         if ((rc = run(cmd, mf, m, par[p], n_gen, reps, tps))) break;
-        double s = 0, ss = 0;
-        for (long r = 0; r < reps; r++) s += tps[r];
-        double mean = s / (double)reps;
-        for (long r = 0; r < reps; r++) ss += (tps[r] - mean) * (tps[r] - mean);
-        double sd = reps > 1 ? sqrt(ss / (double)(reps - 1)) : 0;
+        double mean, sd;
+        bench_mean_sd(tps, (int)reps, &mean, &sd);
         if (par[p] == 1) base = mean;
         char vs[32] = "";
         if (base > 0) snprintf(vs, sizeof vs, "%.2fx", mean / base);

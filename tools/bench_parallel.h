@@ -10,4 +10,7 @@
 int bench_parallel(const char *cmd, const struct model_flags *mf, struct pinfer_model *m, const int *par, int n_par,
                    long n_gen, long reps, int n_threads);
 
+/* Mean and sample standard deviation of x[0..n) (sd 0 for one value): every pinfer bench table. */
+void bench_mean_sd(const double *x, int n, double *mean, double *sd);
+
 #endif

@@ -38,15 +38,6 @@ static double roof_gbs(int threads, double user)
     return threads <= 1 ? 42.0 : 48.0;
 }
 
-static void mean_sd(const double *x, int n, double *mean, double *sd)
-{
-    double s = 0, ss = 0;
-    for (int i = 0; i < n; i++) s += x[i];
-    *mean = s / n;
-    for (int i = 0; i < n; i++) ss += (x[i] - *mean) * (x[i] - *mean);
-    *sd = n > 1 ? sqrt(ss / (n - 1)) : 0;
-}
-
 /* One line under a tg row: where a token's time went, with each phase's bandwidth (the FFN's
  * bytes are what the step read, less the other phases' weights). */
 static void print_phases(const struct pinfer_ctx *ctx, double bytes, double pred_bytes, double scatter_gbs)
@@ -176,7 +167,7 @@ int cmd_bench(int argc, char **argv)
             }
             if (rc) break;
             double mean, sd;
-            mean_sd(ts, (int)reps, &mean, &sd);
+            bench_mean_sd(ts, (int)reps, &mean, &sd);
             if (test == 0) {
                 printf("| %s | %.2f GiB | %.2f B | %d | pp%ld | %.2f ± %.2f | | | | | |\n", pinfer_type_name(info.weight_type),
                        (double)info.weight_bytes / (1u << 30), (double)info.n_params / 1e9, nt, n, mean, sd);
@@ -192,7 +183,7 @@ int cmd_bench(int argc, char **argv)
                     pred_bytes = st.pred_bytes;
                 }
                 double gbs = mean * bytes / 1e9, rmean, rsd, frac = 0;
-                mean_sd(rd, (int)reps, &rmean, &rsd);
+                bench_mean_sd(rd, (int)reps, &rmean, &rsd);
                 for (long r = 0; r < reps; r++) frac += rd[r] > 0 ? ts[r] * bytes / 1e9 / rd[r] / (double)reps : 0;
                 char rcol[64] = "", fcol[32] = "";
                 if (rmean > 0) {
@@ -205,7 +196,7 @@ int cmd_bench(int argc, char **argv)
                        mean, sd, bytes / 1e6, gbs, 100.0 * gbs / roof_gbs(nt, roof), roof_gbs(nt, roof), rcol, fcol);
                 fflush(stdout);
                 double smean = 0, ssd;
-                if (sparse) mean_sd(sg, (int)reps, &smean, &ssd);
+                if (sparse) bench_mean_sd(sg, (int)reps, &smean, &ssd);
                 print_phases(ctx, bytes, pred_bytes, smean);
                 model_flags_sparse_report(stdout, &mf, m, ctx);
                 model_flags_budget_report(stdout, ctx, (uint64_t)(n * reps), tg_time);
