@@ -480,7 +480,8 @@ struct pinfer_prepare_params {
     int cluster_size;     /* neurons per cluster; 0 = the smallest page-aligned multiple >= 16 (at most n_ff) */
     int rank;             /* predictor rank for every layer; 0 = chosen per layer */
     float recall_target;  /* held-out recall every predictor must reach; 0.99 */
-    int train_steps;      /* Adam steps per predictor; 0 = default (300), -1 = none (initialisation only) */
+    int train_steps;      /* most Adam steps per predictor (early stopping may take fewer); 0 = default
+                             (300), -1 = none (initialisation only) */
     int n_threads;        /* 0 = all CPUs */
     bool progress;        /* progress bar on stderr */
 };
@@ -488,6 +489,8 @@ struct pinfer_prepare_params pinfer_prepare_default_params(void);
 
 struct pinfer_prepare_layer {
     int rank;             /* 0 = no predictor (SiLU/GeLU models: threshold mode is decided at run time) */
+    int steps;            /* Adam steps the chosen predictor took before early stopping (its best
+                             weights may be earlier ones, or the untrained initialisation) */
     float threshold, recall, precision; /* recall and precision on held-out tokens */
     double active_frac;   /* fraction of neurons really active on held-out tokens; without a
                              predictor, the fraction "on" over all tokens (docs/sparse-format.md) */

@@ -1,10 +1,12 @@
 /* Low-rank linear algebra for predictor initialisation: a small seeded random generator, and the
  * top right singular vectors of a stack of quantized weight matrices with scaled columns,
  *   M = [W_1; W_2; ...] · diag(col_scale)
- * by randomized SVD (Halko, Martinsson & Tropp 2011: range finder with one power iteration,
- * then the exact SVD of the small projected matrix through a Jacobi eigen-solver). The weights
- * are read through the forward pass's kernels (M · v) and dequantized a few hundred rows at a
- * time for M^T · u, so no f32 copy of a whole matrix is made. */
+ * by randomized subspace iteration on M^T M (Halko, Martinsson & Tropp 2011: z = orth(M^T M z)
+ * twice from a Gaussian start, then Rayleigh-Ritz: the eigenpairs of the small Gram matrix of
+ * M z through a Jacobi eigen-solver). The iteration reads the weights through the forward
+ * pass's kernels (M · v); M^T · u and the Rayleigh-Ritz products dequantize a few hundred rows
+ * at a time, so no f32 copy of a whole matrix is made. tests/test_lowrank.c checks it against
+ * the eigenvectors of M^T M formed in double. */
 #ifndef PF_PREPARE_LOWRANK_H
 #define PF_PREPARE_LOWRANK_H
 

@@ -43,8 +43,11 @@
 #define LR2 0.02f             /* fc2: entries are O(1) */
 #define LR1_SCALE 0.02f       /* fc1: times 1/sqrt(n_embd), the size of its entries */
 #define SHIFT_SIGMAS 3.0f
-#define RECALL_SAFETY 0.001   /* extra recall kept above the target (see pick_threshold) */
+#define RECALL_SAFETY 0.002   /* extra recall kept above the target (see pick_threshold) */
 #define EVAL_CHUNK 64
+#define TILE 32
+#define CHECK_EVERY 25        /* steps between early-stopping checks (fine_tune) */
+#define PATIENCE 2            /* checks in a row without improvement that end the training */
 
 int pf_pred_type(int64_t n) { return n % QK8_0 == 0 ? PF_TYPE_Q8_0 : PF_TYPE_F16; }
 
@@ -101,10 +104,16 @@ static void ew_fn(void *arg, int ith, int nth)
     const struct ew_task *t = arg;
     long lo, hi;
     switch (t->kind) {
-    case EW_TRANSPOSE:
-        pf_split(t->cols, ith, nth, &lo, &hi); /* a share of dst's rows */
-        for (int i = 0; i < t->rows; i++)
-            for (long j = lo; j < hi; j++) t->dst[(size_t)j * (size_t)t->rows + (size_t)i] = t->src[(size_t)i * (size_t)t->cols + (size_t)j];
+    case EW_TRANSPOSE: /* a share of dst's rows, in TILE x TILE blocks that stay in L1 */
+        pf_split(t->cols, ith, nth, &lo, &hi);
+        for (long j0 = lo; j0 < hi; j0 += TILE)
+            for (int i0 = 0; i0 < t->rows; i0 += TILE) {
+                long j1 = j0 + TILE < hi ? j0 + TILE : hi;
+                int i1 = i0 + TILE < t->rows ? i0 + TILE : t->rows;
+                for (long j = j0; j < j1; j++)
+                    for (int i = i0; i < i1; i++)
+                        t->dst[(size_t)j * (size_t)t->rows + (size_t)i] = t->src[(size_t)i * (size_t)t->cols + (size_t)j];
+            }
         break;
     case EW_ADAM: {
         const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
@@ -178,23 +187,41 @@ static void train_step(struct trainer *T, const int *idx, int B, int step, float
     adam(T, T->w2, T->m2, T->v2, T->g2, (size_t)F * r, lr2, step);
 }
 
-static void trainer_free(struct trainer *T)
+/* The training buffers: Adam's moments, a minibatch's activations and gradients (only
+ * fine_tune needs them; a rank candidate that is only initialised and measured does not). */
+static void trainer_free_train(struct trainer *T)
 {
-    float *bufs[] = { T->xs, T->w1, T->w2, T->m1, T->v1, T->m2, T->v2, T->xb, T->xbt, T->a, T->h, T->ht,
-                      T->z, T->gt, T->w2t, T->dh, T->dat, T->g1, T->g2 };
-    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    float **bufs[] = { &T->m1, &T->v1, &T->m2, &T->v2, &T->xb, &T->xbt, &T->a, &T->h, &T->ht,
+                       &T->z, &T->gt, &T->w2t, &T->dh, &T->dat, &T->g1, &T->g2 };
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) { free(*bufs[i]); *bufs[i] = NULL; }
     free(T->order);
     free(T->scratch);
+    T->order = NULL;
+    T->scratch = NULL;
+}
+
+static void trainer_free(struct trainer *T)
+{
+    trainer_free_train(T);
+    free(T->xs); free(T->w1); free(T->w2);
     free((void *)T->tok);
+    T->xs = T->w1 = T->w2 = NULL;
+    T->tok = NULL;
 }
 
 static int trainer_alloc(struct trainer *T)
 {
-    const size_t E = (size_t)T->E, F = (size_t)T->F, r = (size_t)T->r, B = (size_t)T->B, nt = (size_t)T->nt;
+    const size_t E = (size_t)T->E, F = (size_t)T->F, r = (size_t)T->r, nt = (size_t)T->nt;
     size_t big;
-    if (ck_mul(F, B, &big) || ck_mul(F, r, &big) || ck_mul(nt, E, &big)) return pf_fail(PINFER_ENOMEM, "predictor: sizes overflow");
+    if (ck_mul(F, (size_t)T->B, &big) || ck_mul(F, r, &big) || ck_mul(nt, E, &big)) return pf_fail(PINFER_ENOMEM, "predictor: sizes overflow");
 #define A(p, n) if (!((p) = calloc((n), sizeof *(p)))) return pf_fail(PINFER_ENOMEM, "predictor: out of memory")
     A(T->xs, nt * E); A(T->w1, r * E); A(T->w2, F * r);
+    return 0;
+}
+
+static int trainer_alloc_train(struct trainer *T)
+{
+    const size_t E = (size_t)T->E, F = (size_t)T->F, r = (size_t)T->r, B = (size_t)T->B, nt = (size_t)T->nt;
     A(T->m1, r * E); A(T->v1, r * E); A(T->m2, F * r); A(T->v2, F * r);
     A(T->xb, B * E); A(T->xbt, B * E); A(T->a, B * r); A(T->h, B * r); A(T->ht, B * r);
     A(T->z, B * F); A(T->gt, B * F); A(T->w2t, F * r); A(T->dh, B * r); A(T->dat, B * r);
@@ -396,34 +423,41 @@ static int val_cost(struct trainer *T, const int *val, const int *vtok, int nv, 
     return rc;
 }
 
-/* Adam on the weighted cross-entropy, guarded: an eighth of the training tokens (every 8th
- * block of 16) is kept aside, and the fitted weights replace the initial ones only if they
- * predict fewer neurons active at the recall target on those tokens. With a few hundred
- * calibration tokens and n_ff x rank parameters, fitting can lose to the initialisation (which
- * takes its readout from the weights, not from the data); then the initialisation is kept. */
-static int fine_tune(struct trainer *T, int steps, const struct pf_pred_cfg *cfg)
+/* Adam on the weighted cross-entropy, with early stopping on tokens set aside: an eighth of the
+ * training tokens (every 8th block of 16) is not fitted; every CHECK_EVERY steps the weights are
+ * judged on them (fraction of neurons predicted at the recall target, val_cost) and the best
+ * weights so far, the initialisation included, are kept; PATIENCE checks in a row without a
+ * better cost end the training. With a few hundred calibration tokens and n_ff x rank
+ * parameters the fit loses to the initialisation (which takes its readout from the weights, not
+ * the data) within the first check, so the usual cost is 2-3 checks, not all the steps (a 7B
+ * layer: ~12x less time, bench/RESULTS.md "Prepare time"); with thousands of tokens the fit
+ * improves for longer and runs on. *steps_run: the steps taken. */
+static int fine_tune(struct trainer *T, int steps, const struct pf_pred_cfg *cfg, int *steps_run, bool *improved)
 {
     const int nt = T->nt, E = T->E, F = T->F, r = T->r;
-    int nf = 0, nv = 0, rc = 0;
+    int nf = 0, nv = 0, rc = trainer_alloc_train(T);
+    *improved = false;
+    if (rc) { trainer_free_train(T); return rc; }
     int *fit = malloc((size_t)nt * sizeof *fit), *val = malloc((size_t)nt * sizeof *val);
     int *vtok = malloc((size_t)nt * sizeof *vtok);
     float *w1 = malloc((size_t)r * E * sizeof *w1), *w2 = malloc((size_t)F * r * sizeof *w2);
+    *steps_run = 0;
     if (!fit || !val || !vtok || !w1 || !w2) { rc = pf_fail(PINFER_ENOMEM, "predictor: out of memory"); goto out; }
     for (int n = 0; n < nt; n++) {
         if ((n / 16) % 8 == 7) { vtok[nv] = T->tok[n]; val[nv++] = n; }
         else fit[nf++] = n;
     }
     if (nv < 8 || nf < 16) goto out; /* too few tokens to judge a fit: keep the initialisation */
-    memcpy(w1, T->w1, (size_t)r * E * sizeof *w1);
+    memcpy(w1, T->w1, (size_t)r * E * sizeof *w1); /* w1, w2: the best weights so far */
     memcpy(w2, T->w2, (size_t)F * r * sizeof *w2);
-    double before, after;
-    if ((rc = val_cost(T, val, vtok, nv, cfg->recall_target, &before))) goto out;
+    double best;
+    if ((rc = val_cost(T, val, vtok, nv, cfg->recall_target, &best))) goto out;
 
     struct pf_rng rng;
     pf_rng_init(&rng, cfg->seed);
     const int B = nf < T->B ? nf : T->B, frozen = (int)(steps * FROZEN_FRAC);
     const float lr1 = LR1_SCALE / sqrtf((float)E);
-    int at = nf;
+    int at = nf, misses = 0;
     for (int s = 1; s <= steps; s++) {
         if (at + B > nf) { /* a fresh permutation per epoch */
             for (int i = 0; i < nf; i++) T->order[i] = fit[i];
@@ -437,37 +471,79 @@ static int fine_tune(struct trainer *T, int steps, const struct pf_pred_cfg *cfg
         float decay = 1.0f - 0.9f * (float)(s - 1) / (float)steps;
         train_step(T, T->order + at, B, s, lr1 * decay, LR2 * decay, s > frozen);
         at += B;
+        *steps_run = s;
+        if (s % CHECK_EVERY && s != steps) continue;
+        double c;
+        if ((rc = val_cost(T, val, vtok, nv, cfg->recall_target, &c))) goto out;
+        if (c < best) {
+            best = c;
+            misses = 0;
+            *improved = true;
+            memcpy(w1, T->w1, (size_t)r * E * sizeof *w1);
+            memcpy(w2, T->w2, (size_t)F * r * sizeof *w2);
+        } else if (++misses >= PATIENCE) break;
     }
-    if ((rc = val_cost(T, val, vtok, nv, cfg->recall_target, &after))) goto out;
-    if (!(after < before)) {
-        memcpy(T->w1, w1, (size_t)r * E * sizeof *w1);
-        memcpy(T->w2, w2, (size_t)F * r * sizeof *w2);
-    }
+    memcpy(T->w1, w1, (size_t)r * E * sizeof *w1);
+    memcpy(T->w2, w2, (size_t)F * r * sizeof *w2);
 out:
     free(fit); free(val); free(vtok); free(w1); free(w2);
+    trainer_free_train(T);
     return rc;
 }
 
-int pf_pred_train(struct pf_predictor *out, const struct pf_pred_data *d, const struct pf_weight *gate,
-                  const struct pf_weight *up, int rank, const struct pf_pred_cfg *cfg)
+struct pf_pred_fit {
+    struct trainer T;
+    const struct pf_weight *gate, *up;
+    float *rms;                 /* per-channel scale of the training inputs */
+    struct pf_predictor pred;   /* the stored form of T's weights, measured on held-out tokens */
+};
+
+void pf_pred_fit_free(struct pf_pred_fit *f)
 {
-    memset(out, 0, sizeof *out);
+    if (!f) return;
+    trainer_free(&f->T);
+    free(f->rms);
+    pf_pred_free(&f->pred);
+    free(f);
+}
+
+const struct pf_predictor *pf_pred_fit_result(const struct pf_pred_fit *f) { return &f->pred; }
+
+/* Quantizes T's weights into f->pred and measures them (threshold for the recall target). */
+static int fit_store(struct pf_pred_fit *f, const struct pf_pred_cfg *cfg)
+{
+    int steps = f->pred.steps;
+    pf_pred_free(&f->pred);
+    memset(&f->pred, 0, sizeof f->pred);
+    f->pred.steps = steps;
+    int rc = store(&f->pred, &f->T, f->rms);
+    if (!rc) rc = pf_pred_eval(&f->pred, f->T.d, true, cfg);
+    return rc;
+}
+
+int pf_pred_fit_init(struct pf_pred_fit **out, const struct pf_pred_data *d, const struct pf_weight *gate,
+                     const struct pf_weight *up, int rank, const struct pf_pred_cfg *cfg)
+{
+    *out = NULL;
     const int E = d->n_embd, F = d->n_ff;
     if (rank < 1 || rank > E) return pf_fail(PINFER_EINVAL, "predictor rank %d is not in 1..%d", rank, E);
     if (gate->n_in != E || gate->n_out != F || (up && (up->n_in != E || up->n_out != F)))
         return pf_fail(PINFER_EINVAL, "predictor: FFN weights do not match the data");
-    struct trainer T = { .E = E, .F = F, .r = rank, .d = d, .pool = cfg->pool };
     int nt = 0, rc, *dir = NULL;
-    float *coef = NULL;
     for (int t = 0; t < d->n_tok; t++) nt += !d->heldout[t];
     if (nt < 16) return pf_fail(PINFER_EINVAL, "predictor: %d training tokens are too few", nt);
-    T.nt = nt;
-    T.B = nt < BATCH ? nt : BATCH;
+    struct pf_pred_fit *f = calloc(1, sizeof *f);
+    if (!f) return pf_fail(PINFER_ENOMEM, "predictor: out of memory");
+    struct trainer *T = &f->T;
+    *T = (struct trainer){ .E = E, .F = F, .r = rank, .d = d, .pool = cfg->pool, .nt = nt, .B = nt < BATCH ? nt : BATCH };
+    f->gate = gate;
+    f->up = up;
+    float *coef = NULL;
     int *tok = malloc((size_t)nt * sizeof *tok);
-    float *rms = calloc((size_t)E, sizeof *rms);
-    T.tok = tok;
-    if (!tok || !rms) { free(rms); trainer_free(&T); return pf_fail(PINFER_ENOMEM, "predictor: out of memory"); }
-    if ((rc = trainer_alloc(&T))) goto out;
+    float *rms = f->rms = calloc((size_t)E, sizeof *rms);
+    T->tok = tok;
+    if (!tok || !rms) { rc = pf_fail(PINFER_ENOMEM, "predictor: out of memory"); goto out; }
+    if ((rc = trainer_alloc(T))) goto out;
     for (int t = 0, n = 0; t < d->n_tok; t++)
         if (!d->heldout[t]) tok[n++] = t;
 
@@ -483,25 +559,44 @@ int pf_pred_train(struct pf_predictor *out, const struct pf_pred_data *d, const 
         if (!(rms[j] > 1e-20f)) rms[j] = 1.0f;
     }
     for (int n = 0; n < nt; n++)
-        for (int j = 0; j < E; j++) T.xs[(size_t)n * E + j] = d->x[(size_t)tok[n] * E + j] / rms[j];
+        for (int j = 0; j < E; j++) T->xs[(size_t)n * E + j] = d->x[(size_t)tok[n] * E + j] / rms[j];
     double frac = (double)pos / ((double)nt * F);
-    T.pos_w = frac > 0 && frac < 1 ? (float)fmin(8.0, fmax(1.0, sqrt((1 - frac) / frac))) : 1.0f;
+    T->pos_w = frac > 0 && frac < 1 ? (float)fmin(8.0, fmax(1.0, sqrt((1 - frac) / frac))) : 1.0f;
 
     dir = malloc((size_t)rank * sizeof *dir);
     coef = malloc((size_t)rank * sizeof *coef);
     if (!dir || !coef) { rc = pf_fail(PINFER_ENOMEM, "predictor: out of memory"); goto out; }
-    if ((rc = init_weights(&T, gate, up, rms, cfg->seed, dir, coef))) goto out;
-
-    int steps = cfg->steps > 0 ? cfg->steps : cfg->steps < 0 ? 0 : DEFAULT_STEPS;
-    if (steps > 0 && (rc = fine_tune(&T, steps, cfg))) goto out;
-    if ((rc = store(out, &T, rms))) goto out;
-    rc = pf_pred_eval(out, d, true, cfg);
+    if ((rc = init_weights(T, gate, up, rms, cfg->seed, dir, coef))) goto out;
+    rc = fit_store(f, cfg);
 out:
-    if (rc) pf_pred_free(out);
-    free(rms);
     free(dir);
     free(coef);
-    trainer_free(&T);
+    if (rc) pf_pred_fit_free(f);
+    else *out = f;
+    return rc;
+}
+
+int pf_pred_fit_finish(struct pf_pred_fit *f, const struct pf_pred_cfg *cfg, struct pf_predictor *out)
+{
+    memset(out, 0, sizeof *out);
+    int steps = cfg->steps > 0 ? cfg->steps : cfg->steps < 0 ? 0 : DEFAULT_STEPS, rc = 0;
+    bool improved = false;
+    if (steps > 0 && (rc = fine_tune(&f->T, steps, cfg, &f->pred.steps, &improved))) return rc;
+    if (improved && (rc = fit_store(f, cfg))) return rc;
+    *out = f->pred; /* ownership moves */
+    memset(&f->pred, 0, sizeof f->pred);
+    return 0;
+}
+
+int pf_pred_train(struct pf_predictor *out, const struct pf_pred_data *d, const struct pf_weight *gate,
+                  const struct pf_weight *up, int rank, const struct pf_pred_cfg *cfg)
+{
+    struct pf_pred_fit *f;
+    memset(out, 0, sizeof *out);
+    int rc = pf_pred_fit_init(&f, d, gate, up, rank, cfg);
+    if (rc) return rc;
+    rc = pf_pred_fit_finish(f, cfg, out);
+    pf_pred_fit_free(f);
     return rc;
 }
 

@@ -43,6 +43,7 @@ struct pf_predictor {
     void *fc2;               /* n_ff rows of rank (type2); owned */
     size_t fc1_bytes, fc2_bytes;
     float threshold;
+    int steps;               /* Adam steps taken before early stopping (0: kept the initialisation untrained) */
     /* measured on held-out tokens (micro-averaged over token x neuron pairs): */
     float recall, precision;
     double true_frac;        /* fraction of neurons really active */
@@ -61,6 +62,17 @@ struct pf_pred_cfg {
  * (pf_pred_free). The result depends only on the inputs and the seed, not on the thread count. */
 int pf_pred_train(struct pf_predictor *out, const struct pf_pred_data *d, const struct pf_weight *gate,
                   const struct pf_weight *up, int rank, const struct pf_pred_cfg *cfg);
+
+/* The same in two steps, for a search over ranks: pf_pred_fit_init initialises a predictor from
+ * the weights and measures it (pf_pred_fit_result: threshold, recall, pred_frac ... of the
+ * stored form), cheaply; pf_pred_fit_finish fine-tunes it (cfg->steps at most, early stopping)
+ * and hands the stored predictor to *out (owned). pf_pred_train = init + finish + free. */
+struct pf_pred_fit;
+int pf_pred_fit_init(struct pf_pred_fit **out, const struct pf_pred_data *d, const struct pf_weight *gate,
+                     const struct pf_weight *up, int rank, const struct pf_pred_cfg *cfg);
+const struct pf_predictor *pf_pred_fit_result(const struct pf_pred_fit *f);
+int pf_pred_fit_finish(struct pf_pred_fit *f, const struct pf_pred_cfg *cfg, struct pf_predictor *out);
+void pf_pred_fit_free(struct pf_pred_fit *f);
 
 /* Evaluates p on the held-out tokens of d. choose: set p->threshold for cfg->recall_target
  * first; otherwise keep p->threshold. Fills recall, precision, true_frac, pred_frac. */

@@ -7,10 +7,13 @@
  *   4. writes the file (prepare_write.c).
  *
  * Rank choice (--rank auto), per layer: candidates 32, 64, 128, 256, ... up to a cap; each is
- * trained and given the threshold that reaches the recall target on held-out tokens, and its
- * cost per decode token is estimated as predictor bytes + predicted fraction x bundle bytes.
- * The cheapest wins; the search stops at the first rank that costs more than the best so far
- * (a larger predictor that does not cut enough FFN reads is not worth its own reads). The cap
+ * initialised from the weights (not fine-tuned) and given the threshold that reaches the recall
+ * target on held-out tokens, and its cost per decode token is estimated as predictor bytes +
+ * predicted fraction x bundle bytes. The cheapest wins; the search stops at the first rank that
+ * costs more than the best so far (a larger predictor that does not cut enough FFN reads is not
+ * worth its own reads). Only the winner is fine-tuned: with a few hundred calibration tokens
+ * fine-tuning rarely beats the initialisation (predictor.c), so ranking candidates on it cost
+ * most of prepare's time and changed no choice (bench/RESULTS.md "Prepare time"). The cap
  * keeps predictor bytes within 10% of what a decode token touches in that layer at the measured
  * activity (its share of attention, norms and head, its predictor, its active bundles): the
  * issue's budget for a 7B dReLU model at 90% sparsity. */
@@ -232,24 +235,30 @@ static int fit_predictor(struct pf_predictor *best, const struct pf_pred_data *d
         else if (cands[nc - 1] < cap) cands[nc++] = cap;
     }
     double best_cost = 0;
+    struct pf_pred_fit *win = NULL;
     memset(best, 0, sizeof *best);
     for (int c = 0; c < nc; c++) {
-        struct pf_predictor p;
+        struct pf_pred_fit *f;
         struct pf_pred_cfg cfg = *cfg0;
         cfg.seed = pf_mix64(cfg0->seed ^ (uint64_t)cands[c]);
-        int rc = pf_pred_train(&p, d, &L->ffn_gate, drelu ? &L->ffn_up : NULL, cands[c], &cfg);
-        if (rc) { pf_pred_free(best); return rc; }
-        double cost = (double)(p.fc1_bytes + p.fc2_bytes) + p.pred_frac * ffn_layer;
+        int rc = pf_pred_fit_init(&f, d, &L->ffn_gate, drelu ? &L->ffn_up : NULL, cands[c], &cfg);
+        if (rc) { pf_pred_fit_free(win); return rc; }
+        const struct pf_predictor *p = pf_pred_fit_result(f);
+        double cost = (double)(p->fc1_bytes + p->fc2_bytes) + p->pred_frac * ffn_layer;
         if (c == 0 || cost < best_cost) {
-            pf_pred_free(best);
-            *best = p;
+            pf_pred_fit_free(win);
+            win = f;
             best_cost = cost;
         } else {
-            pf_pred_free(&p);
+            pf_pred_fit_free(f);
             break;
         }
     }
-    return 0;
+    struct pf_pred_cfg cfg = *cfg0;
+    cfg.seed = pf_mix64(cfg0->seed ^ (uint64_t)pf_pred_fit_result(win)->rank);
+    int rc = pf_pred_fit_finish(win, &cfg, best);
+    pf_pred_fit_free(win);
+    return rc;
 }
 
 /* ==== pinfer_prepare ==== */
@@ -400,6 +409,7 @@ int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfe
             R->ffn_bytes = (uint64_t)ffn_layer;
             if (L->has_pred) {
                 R->rank = L->pred.rank;
+                R->steps = L->pred.steps;
                 R->threshold = L->pred.threshold;
                 R->recall = L->pred.recall;
                 R->precision = L->pred.precision;
