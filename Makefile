@@ -111,4 +111,4 @@ clean:
 
 .PHONY: all test check-layers fuzz fuzz-smoke fuzz-long clean
 .SECONDARY:
--include $(LIB_OBJ:.o=.d) $(OFF_OBJ:.o=.d) $(SRV_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TESTS:=.d)
+-include $(LIB_OBJ:.o=.d) $(OFF_OBJ:.o=.d) $(SRV_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TESTS:=.d) $(BUILD)/tests/testutil.d

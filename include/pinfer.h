@@ -480,6 +480,10 @@ struct pinfer_prepare_params {
     int cluster_size;     /* neurons per cluster; 0 = the smallest page-aligned multiple >= 16 (at most n_ff) */
     int rank;             /* predictor rank for every layer; 0 = chosen per layer */
     float recall_target;  /* held-out recall every predictor must reach; 0.99 */
+    enum pinfer_placement { PINFER_PLACE_FREQ = 0, PINFER_PLACE_COACT } placement;
+                          /* slot order: hottest first (FREQ), or hotness by buckets of 512 slots
+                             and, inside each, neurons that fire together stored together (COACT;
+                             docs/sparse-format.md "Placement") */
     int train_steps;      /* most Adam steps per predictor (early stopping may take fewer); 0 = default
                              (300), -1 = none (initialisation only) */
     int n_threads;        /* 0 = all CPUs */

@@ -245,14 +245,21 @@ static void remeasure(const struct gguf_file *f, const struct gather *g, int l, 
 
 /* ==== The checks ==== */
 
-static void check_prepared(const char *in_path, const char *out_path, const char *text, size_t len,
-                           const struct pinfer_prepare_result *res)
+/* Returns, for the ReLU family, the co-activations of neighbouring slots: over every layer,
+ * pair of adjacent slots and calibration token, how often both neurons fired (what
+ * --placement coact raises). */
+static double check_prepared(const char *in_path, const char *out_path, const char *text, size_t len,
+                             const struct pinfer_prepare_result *res, enum pinfer_placement placement)
 {
+    double adjacent = 0;
     struct gguf_file *in = NULL, *out = NULL;
     CHECKF(gguf_open(&in, in_path) == 0, "%s", pinfer_last_error());
     CHECKF(gguf_open(&out, out_path) == 0, "%s", pinfer_last_error());
-    if (!in || !out) { gguf_close(in); gguf_close(out); return; }
+    if (!in || !out) { gguf_close(in); gguf_close(out); return 0; }
     uint32_t u = 0;
+    char place[16] = "";
+    CHECK(gguf_get_str(out, "pinfer.prepare.placement", place, sizeof place) == 0);
+    CHECKF(!strcmp(place, placement == PINFER_PLACE_COACT ? "coact" : "freq"), "placement key '%s'", place);
     int64_t E = 0, F = 0, L = 0;
     char act[32] = "", src[32] = "";
     CHECK(gguf_get_i64(in, "llama.embedding_length", &E) == 0 && gguf_get_i64(in, "llama.feed_forward_length", &F) == 0 &&
@@ -308,14 +315,28 @@ static void check_prepared(const char *in_path, const char *out_path, const char
         if (!b || !perm || !freq || !am) { free(perm); free(freq); free(am); continue; }
         char *seen = calloc((size_t)F, 1);
         bool is_perm = true, mono = true;
-        for (int j = 0; j < F; j++) {
-            if (perm[j] < 0 || perm[j] >= F || seen[perm[j]]) is_perm = false;
-            else seen[perm[j]] = 1;
-            if (j && freq[j] > freq[j - 1]) mono = false;
-            if (!(freq[j] >= 0 && freq[j] <= 1)) mono = false;
+        /* hottest first: slot by slot (freq), or bucket by bucket of 512 (coact) */
+        const int bucket = placement == PINFER_PLACE_COACT ? 512 : 1;
+        float prev_min = 2;
+        for (int j0 = 0; j0 < F; j0 += bucket) {
+            float mx = -1, mn = 2;
+            for (int j = j0; j < j0 + bucket && j < F; j++) {
+                if (perm[j] < 0 || perm[j] >= F || seen[perm[j]]) is_perm = false;
+                else seen[perm[j]] = 1;
+                if (!(freq[j] >= 0 && freq[j] <= 1)) mono = false;
+                mx = fmaxf(mx, freq[j]);
+                mn = fminf(mn, freq[j]);
+            }
+            if (mx > prev_min) mono = false;
+            prev_min = mn;
         }
         CHECKF(is_perm, "layer %d: perm is not a permutation", l);
-        CHECKF(mono, "layer %d: freq is not non-increasing in [0, 1]", l);
+        CHECKF(mono, "layer %d: freq is not non-increasing in [0, 1] (by buckets of %d)", l, bucket);
+        if (relu && is_perm && g.on)
+            for (int t = 0; t < g.n_tok; t++) {
+                const uint8_t *on = g.on + ((size_t)l * g.n_tok + t) * F;
+                for (int j = 1; j < F; j++) adjacent += on[perm[j - 1]] && on[perm[j]];
+            }
         free(seen);
         if (!is_perm) { free(perm); free(freq); free(am); continue; }
         /* slots */
@@ -376,6 +397,7 @@ static void check_prepared(const char *in_path, const char *out_path, const char
     free(g.on);
     gguf_close(in);
     gguf_close(out);
+    return adjacent;
 }
 
 /* ffn_down of odd layers -> Q6_K: llama.cpp's Q4_K_M keeps some layers' down in Q6_K */
@@ -387,31 +409,35 @@ static int odd_down_q6k(const char *name)
     return -1;
 }
 
-/* mixed: the synthetic model's odd layers' ffn_down re-quantized to Q6_K before preparing */
-static void test_model(const char *name, enum pinfer_act act, int type, const char *text, size_t len, int rank, bool mixed)
+/* mixed: the synthetic model's odd layers' ffn_down re-quantized to Q6_K before preparing.
+ * Returns check_prepared's co-activations of neighbouring slots. */
+static double test_model(const char *name, enum pinfer_act act, int type, const char *text, size_t len, int rank, bool mixed,
+                         enum pinfer_placement placement)
 {
     char in[64], out[64], uni[64];
     snprintf(in, sizeof in, "%s.gguf", name);
     snprintf(out, sizeof out, "%s.prepared.gguf", name);
     snprintf(uni, sizeof uni, "%s.uniform.gguf", name);
     const char *ip = tmp(in), *op = tmp(out);
-    if (synth(mixed ? tmp(uni) : ip, act, type)) { CHECK(0); return; }
+    if (synth(mixed ? tmp(uni) : ip, act, type)) { CHECK(0); return 0; }
     if (mixed) {
         struct tu_gguf_edit e = { .retype = odd_down_q6k };
-        if (tu_gguf_edit(tmp(uni), ip, &e)) { CHECK(0); return; }
+        if (tu_gguf_edit(tmp(uni), ip, &e)) { CHECK(0); return 0; }
     }
     struct pinfer_prepare_params p = params(text, len);
     p.rank = rank;
+    p.placement = placement;
     struct pinfer_prepare_result *res = NULL;
     int rc = pinfer_prepare(ip, op, &p, &res);
     CHECKF(rc == 0, "prepare %s: %s", name, pinfer_last_error());
-    if (rc) return;
+    if (rc) return 0;
     printf("%s: %d tokens, %d held out, cluster %d, dense %.2f MiB/token, sparse %.2f, predictors %.3f\n", name,
            res->n_tokens, res->n_heldout, res->cluster_size, res->bytes_dense / 1048576.0, res->bytes_sparse / 1048576.0,
            res->bytes_pred / 1048576.0);
     CHECK(res->n_tokens == N_CALIB && strcmp(res->source, "text") == 0);
-    check_prepared(ip, op, text, len, res);
+    double adjacent = check_prepared(ip, op, text, len, res, placement);
     pinfer_prepare_result_free(res);
+    return adjacent;
 }
 
 /* ==== Determinism ==== */
@@ -654,11 +680,16 @@ int main(void)
     size_t len;
     char *text = calib_text(&len);
     if (!text) return 1;
-    test_model("relu", PINFER_ACT_RELU, PF_TYPE_Q8_0, text, len, 0, false);
-    test_model("drelu", PINFER_ACT_DRELU, PF_TYPE_Q4_0, text, len, 64, false);
-    test_model("silu", PINFER_ACT_SILU, PF_TYPE_F16, text, len, 0, false);
-    test_model("q4k", PINFER_ACT_DRELU, PF_TYPE_Q4_K, text, len, 64, false);
-    test_model("q4km", PINFER_ACT_RELU, PF_TYPE_Q4_K, text, len, 0, true);
+    const enum pinfer_placement F = PINFER_PLACE_FREQ, CO = PINFER_PLACE_COACT;
+    test_model("relu", PINFER_ACT_RELU, PF_TYPE_Q8_0, text, len, 0, false, F);
+    double adj_freq = test_model("drelu", PINFER_ACT_DRELU, PF_TYPE_Q4_0, text, len, 64, false, F);
+    double adj_coact = test_model("drelu-coact", PINFER_ACT_DRELU, PF_TYPE_Q4_0, text, len, 64, false, CO);
+    printf("co-activations of neighbouring slots: %.0f with --placement freq, %.0f with coact (%.2fx)\n", adj_freq, adj_coact,
+           adj_coact / (adj_freq > 0 ? adj_freq : 1));
+    CHECKF(adj_coact > 1.3 * adj_freq, "coact placement: %.0f co-activations of neighbours against %.0f", adj_coact, adj_freq);
+    test_model("silu", PINFER_ACT_SILU, PF_TYPE_F16, text, len, 0, false, CO); /* no masks: hotness order, key coact */
+    test_model("q4k", PINFER_ACT_DRELU, PF_TYPE_Q4_K, text, len, 64, false, F);
+    test_model("q4km", PINFER_ACT_RELU, PF_TYPE_Q4_K, text, len, 0, true, F);
     test_hostile();
     test_determinism(text, len);
     test_powerinfer(text, len);

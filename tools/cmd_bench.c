@@ -17,6 +17,12 @@
  * phase with its GB/s. In sparse modes the FFN's rate is also set against a read of scattered
  * FFN-sized rows by the same threads (pinfer_ctx_scatter_gbs), the roof of that access pattern.
  *
+ * Under a budget a line gives the storage roof of the run: its reads per token at the IOPS the
+ * disk gives, measured right then on the model file (pf_io_bench, as `pinfer iobench` does:
+ * random direct reads of the run's mean read size, the backend and queue depth the neuron cache
+ * uses, for one second), and decode as a fraction of it. This is the one place bench includes
+ * a src/ header (io/io.h): the public API does not expose the I/O layer.
+ *
  * --parallel LIST adds, per thread count, a table of several sequences generated at once
  * (bench_parallel.c). */
 #include "args.h"
@@ -24,6 +30,8 @@
 #include "cmds.h"
 #include "model_flags.h"
 #include "pinfer.h"
+
+#include "io/io.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -53,6 +61,32 @@ static void print_phases(const struct pinfer_ctx *ctx, double bytes, double pred
     if (scatter_gbs > 0) printf(", %.0f%% of scattered rows at %.1f", 100 * GBS(ffn_bytes, ts.ffn) / scatter_gbs, scatter_gbs);
     printf("), head %.2f (%.1f GB/s), other %.2f\n", 1e3 * ts.head, GBS(ts.head_bytes, ts.head), 1e3 * ts.other);
 #undef GBS
+}
+
+/* Under a budget: the tok/s the run's reads alone allow at the disk's IOPS for their size
+ * (measured now on the model file), and decode as a fraction of it. */
+static void storage_roof_line(const struct pinfer_ctx *ctx, const char *path, uint64_t n_tok, double tps)
+{
+    struct pinfer_cache_stats s;
+    if (pinfer_ctx_cache_stats(ctx, &s) || n_tok == 0) return;
+    const uint64_t reads = s.reads + s.prefetch_reads, bytes = s.bytes_read + s.prefetch_bytes;
+    if (reads == 0) { printf("  storage roof: no reads from storage (everything was resident)\n"); return; }
+    const double rpt = (double)reads / (double)n_tok, mean = (double)bytes / (double)reads;
+    size_t bs = ((size_t)ceil(mean) + PF_IO_ALIGN - 1) / PF_IO_ALIGN * PF_IO_ALIGN;
+    struct pf_io_params p = pf_io_default_params();
+    p.backend = s.io_backend && !strcmp(s.io_backend, "pread") ? PF_IO_PREAD : PF_IO_URING;
+    struct pf_io *io = NULL;
+    char *buf = pf_io_alloc(bs * (size_t)p.queue_depth);
+    double gbs = 0, iops = 0;
+    int rc = buf ? pf_io_open(&io, path, &p) : -1;
+    if (!rc) rc = pf_io_bench(io, buf, bs, p.queue_depth, 1.0, false, &gbs, &iops);
+    pf_io_close(io);
+    pf_io_free(buf, bs * (size_t)p.queue_depth);
+    if (rc || iops <= 0) { printf("  storage roof: could not measure the disk (%s)\n", pinfer_last_error()); return; }
+    const double roof = iops / rpt;
+    printf("  storage roof: %.0f reads/token of %.1f KB on average; the disk gives %.0f reads/s of %zu KiB (%s, depth %d, "
+           "measured now) = %.2f tok/s if a token did nothing but read; decode %.2f = %.0f%% of it\n",
+           rpt, mean / 1e3, iops, bs >> 10, s.io_backend ? s.io_backend : "?", p.queue_depth, roof, tps, 100 * tps / roof);
 }
 
 /* --plan: the plan's predictions beside what this run measured. */
@@ -200,6 +234,7 @@ int cmd_bench(int argc, char **argv)
                 print_phases(ctx, bytes, pred_bytes, smean);
                 model_flags_sparse_report(stdout, &mf, m, ctx);
                 model_flags_budget_report(stdout, ctx, (uint64_t)(n * reps), tg_time);
+                storage_roof_line(ctx, mf.model, (uint64_t)(n * reps), (double)(n * reps) / tg_time);
                 if (mf.has_plan) plan_line(ctx, &mf.plan, mean, (uint64_t)(n * reps));
             }
             fflush(stdout);

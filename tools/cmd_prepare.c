@@ -21,6 +21,9 @@ static void usage(void)
            "  --seed N           sampling, predictor initialisation, minibatch order (1); the same\n"
            "                     seed and flags give the same file, byte for byte\n"
            "  --cluster-size K   neurons per cluster (default: the smallest page-aligned multiple >= 16)\n"
+           "  --placement P      slot order: freq (hottest first) or coact (hotness by buckets of\n"
+           "                     512, neurons that fire together next to each other: fewer,\n"
+           "                     longer reads under --mem-budget) (freq)\n"
            "  --rank R|auto      predictor rank for every layer, or chosen per layer (auto)\n"
            "  --recall F         held-out recall each predictor must reach (0.99)\n"
            "  --steps N          most Adam steps per predictor (300; training stops early when\n"
@@ -89,6 +92,10 @@ int cmd_prepare(int argc, char **argv)
         } else if (!strcmp(a, "--cluster-size")) {
             if (!args_int(C, a, v, 1, 1 << 20, &n)) return 2;
             p.cluster_size = (int)n;
+        } else if (!strcmp(a, "--placement")) {
+            if (!strcmp(v, "freq")) p.placement = PINFER_PLACE_FREQ;
+            else if (!strcmp(v, "coact")) p.placement = PINFER_PLACE_COACT;
+            else return args_usage_error(C, "--placement expects freq or coact, got '%s'", v);
         } else if (!strcmp(a, "--rank")) {
             if (!strcmp(v, "auto")) p.rank = 0;
             else if (!args_int(C, a, v, 1, 65536, &n)) return 2;

@@ -48,6 +48,7 @@ struct pf_cache {
     const uint8_t **r_slotp;
     int *miss;                  /* (n_ff) slots the round reads */
     const uint8_t **mptr;       /* (n_ff) where they land in the staging area */
+    uint8_t **mdst;             /* (n_ff) the cold entries they are copied into (round_end) */
 
     /* read-ahead */
     int pre_layer;              /* layer whose slots are read ahead, -1 if none */
@@ -115,7 +116,7 @@ static uint64_t meta_bytes(const struct pinfer_model *m, uint64_t n_cold)
 {
     const uint64_t L = (uint64_t)m->info.n_layer, F = (uint64_t)m->info.n_ff;
     return L * F * sizeof(int32_t) + n_cold * 3 * sizeof(int32_t) + L * (sizeof(int) + sizeof(void *)) +
-           F * (sizeof(int) + sizeof(void *)) + sizeof(struct pf_cache);
+           F * (sizeof(int) + 2 * sizeof(void *)) + sizeof(struct pf_cache);
 }
 
 int pf_cache_plan(const struct pinfer_model *m, uint64_t ctx_bytes, const struct pf_cache_config *cfg, struct pf_cache_plan *p)
@@ -246,7 +247,8 @@ int pf_cache_new(struct pf_cache **out, const struct pinfer_model *m, const stru
     c->pre_layer = -1;
     c->miss = malloc((size_t)F * sizeof *c->miss);
     c->mptr = malloc((size_t)F * sizeof *c->mptr);
-    if (!c->n_hot || !c->hot || !c->entry_of || !c->stage || !c->miss || !c->mptr) goto nomem;
+    c->mdst = malloc((size_t)F * sizeof *c->mdst);
+    if (!c->n_hot || !c->hot || !c->entry_of || !c->stage || !c->miss || !c->mptr || !c->mdst) goto nomem;
     memset(c->entry_of, 0xff, (size_t)L * (size_t)F * sizeof *c->entry_of);
     if (p->n_hot > 0) {
         c->hot_bytes = (size_t)hot_bytes(m, (uint64_t)p->n_hot);
@@ -288,7 +290,7 @@ void pf_cache_free(struct pf_cache *c)
     if (c->io) pf_io_close(c->io);
     if (c->hot_mem) pf_io_free(c->hot_mem, c->hot_bytes);
     if (c->stage) pf_io_free(c->stage, c->stage_alloc);
-    free(c->pre_ptr); free(c->pre_list); free(c->miss); free(c->mptr);
+    free(c->pre_ptr); free(c->pre_list); free(c->miss); free(c->mptr); free(c->mdst);
     if (c->cold) munmap(c->cold, c->cold_bytes);
     free(c->n_hot); free(c->hot); free(c->entry_of); free(c->key); free(c->lru.prev); free(c->lru.next);
     free(c);
@@ -309,18 +311,26 @@ const uint8_t *pf_cache_lookup(struct pf_cache *c, int l, int j)
     return c->cold + (size_t)e * c->stride;
 }
 
-void pf_cache_insert(struct pf_cache *c, int l, int j, const uint8_t *src)
+/* The cold entry slot j of layer l goes into (the least recently used one, now the most
+ * recent), or NULL when it is not cached cold (hot, already there, no cold segment). */
+static uint8_t *claim(struct pf_cache *c, int l, int j)
 {
-    if (c->n_cold == 0 || j < c->n_hot[l]) return;
+    if (c->n_cold == 0 || j < c->n_hot[l]) return NULL;
     const int32_t k = (int32_t)((size_t)l * (size_t)c->n_ff + (size_t)j);
-    if (c->entry_of[k] >= 0) return;
+    if (c->entry_of[k] >= 0) return NULL;
     int e = c->lru.tail;
     if (c->key[e] >= 0) { c->entry_of[c->key[e]] = -1; c->evictions++; }
-    memcpy(c->cold + (size_t)e * c->stride, src, slot(c, l));
     c->key[e] = k;
     c->entry_of[k] = e;
     lru_unlink(c, e);
     lru_push_head(c, e);
+    return c->cold + (size_t)e * c->stride;
+}
+
+void pf_cache_insert(struct pf_cache *c, int l, int j, const uint8_t *src)
+{
+    uint8_t *d = claim(c, l, j);
+    if (d) memcpy(d, src, slot(c, l));
 }
 
 /* ==== reads ==== */
@@ -458,10 +468,36 @@ int pf_cache_round_wait(struct pf_cache *c)
     return 0;
 }
 
-void pf_cache_round_end(struct pf_cache *c)
+struct copy_task {
+    uint8_t **dst;
+    const uint8_t **src;
+    int n;
+    size_t size;
+};
+
+static void copy_fn(void *arg, int ith, int nth)
+{
+    const struct copy_task *t = arg;
+    long lo, hi;
+    pf_split(t->n, ith, nth, &lo, &hi);
+    for (long i = lo; i < hi; i++) memcpy(t->dst[i], t->src[i], t->size);
+}
+
+void pf_cache_round_end(struct pf_cache *c, struct pf_pool *pool)
 {
     const int l = c->r_layer;
-    for (int i = 0; i < c->r_got; i++) pf_cache_insert(c, l, c->miss[i], c->mptr[i]);
+    if (c->r_got <= c->n_cold) {
+        /* the entries first (each claim takes the LRU tail, so r_got <= n_cold claims are
+           distinct entries), then the copies on the pool's threads */
+        int n = 0;
+        for (int i = 0; i < c->r_got; i++) {
+            uint8_t *d = claim(c, l, c->miss[i]);
+            if (d) { c->mdst[n] = d; c->mptr[n] = c->mptr[i]; n++; }
+        }
+        struct copy_task t = { c->mdst, c->mptr, n, slot(c, l) };
+        if (n) pf_pool_run(pool, copy_fn, &t);
+    } else
+        for (int i = 0; i < c->r_got; i++) pf_cache_insert(c, l, c->miss[i], c->mptr[i]);
     if (c->pre_layer == l)
         for (int i = c->r_i0; i < c->r_i1; i++) {
             int j = c->r_cand[i];

@@ -20,6 +20,7 @@
 #define PF_CACHE_CACHE_H
 
 #include "pinfer.h"
+#include "core/threadpool.h"
 #include "io/io.h"
 #include "model/model.h"
 
@@ -84,14 +85,15 @@ void pf_cache_insert(struct pf_cache *c, int l, int j, const uint8_t *src);
  *                                   ahead); submits the reads; returns the round's end i1
  *   pf_cache_round_wait(c)           waits for the reads (and any read-ahead in flight); then
  *                                   every slotp[cand[i]] of the round is set
- *   pf_cache_round_end(c)            the slots read (or adopted from the read-ahead) enter the
- *                                   cold segment; their staging copies are then free again
+ *   pf_cache_round_end(c, pool)      the slots read (or adopted from the read-ahead) enter the
+ *                                   cold segment (copied by the pool's threads); their staging
+ *                                   copies are then free again
  * and at the end of the unit's step pf_cache_unit_end drops what was read ahead for it.
  * cand and slotp (indexed by slot) belong to the caller and must stay valid for the round. */
 int pf_cache_round_begin(struct pf_cache *c, int l, const int *cand, int i0, int n, int cluster,
                          const uint8_t **slotp);
 int pf_cache_round_wait(struct pf_cache *c);
-void pf_cache_round_end(struct pf_cache *c);
+void pf_cache_round_end(struct pf_cache *c, struct pf_pool *pool);
 int pf_cache_unit_end(struct pf_cache *c);
 
 /* ==== Read-ahead (predictor mode, between layers) ==== */

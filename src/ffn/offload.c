@@ -6,10 +6,13 @@
  *   2. the candidates (listed by setup) are split into rounds of whole clusters such that each round's missing
  *      slots fit in the staging area (usually one round per layer);
  *   3. per round (pf_cache_round_*): look the candidates up (hits), queue the reads of the misses
- *      (runs of adjacent slots, page-aligned, coalesced) and submit them; the threads compute the gate and up dots
- *      of the resident candidates while the reads are in flight (phase A); then wait, and the
- *      threads compute the missing candidates' gates and ups and add every down row of the
- *      round (phase B); the slots read enter the cold cache;
+ *      (runs of adjacent slots, page-aligned, coalesced) and submit them; while the reads are in
+ *      flight (phase A) the threads finish every part (decode.h) whose candidates in the round
+ *      are all resident - gates, ups and downs: with hot slots first in the file and the hot
+ *      segment pinning a prefix, that is most of the work - and compute the gates and ups of the
+ *      resident candidates of the other parts; then wait, and (phase B) the threads compute the
+ *      missing candidates' gates and ups and add the down rows of the parts with misses; the
+ *      slots read enter the cold cache;
  *   4. out = y_0 + y_1 + ...
  *
  * Same numbers as in memory, bit for bit: each neuron's gate and up dots are computed by the
@@ -39,7 +42,9 @@ struct off_task {
     const uint8_t **slotp;   /* (n_ff) resident address of each candidate, NULL until read */
     const uint8_t **was;     /* slotp before the reads (NULL = missing) */
     int r0, r1;              /* the round: candidates [r0, r1) (whole clusters) */
-    bool phase_b;            /* false: resident candidates' gates/ups; true: missing ones, downs */
+    const uint8_t *pmiss;    /* (n_parts) part p has a missing candidate in the round */
+    bool phase_b;            /* false: parts without misses whole, the others' resident gates/ups;
+                                true: the others' missing gates/ups, then their downs */
 };
 
 /* Gates and ups of the candidates in [i0, i1) that are resident (want_missing false) or that
@@ -86,8 +91,10 @@ static void off_fn(void *arg, int ith, int nth)
         if (i0 < o->r0) i0 = o->r0;
         if (i1 > o->r1) i1 = o->r1;
         if (i0 >= i1) continue;
+        const bool whole = !o->pmiss[p]; /* no miss: the whole part in phase A */
+        if (whole && o->phase_b) continue;
         gate_up(o, w, i0, i1, o->phase_b, k);
-        if (!o->phase_b) continue;
+        if (!o->phase_b && !whole) continue;
         struct pf_dec_batch *q = &w->st[1];
         float *y = f->ypart + (size_t)p * (size_t)E;
         q->nd = 0;
@@ -116,12 +123,20 @@ int pf_ffn_offload_decode(struct pf_ffn *f, int l, float *out)
     const int E = t.b->n_embd;
     const uint8_t **slotp = f->off_slotp, **was = f->off_was;
     memset(f->ypart, 0, (size_t)t.n_parts * (size_t)E * sizeof *f->ypart);
-    struct off_task o = { .t = &t, .slotp = slotp, .was = was };
+    struct off_task o = { .t = &t, .slotp = slotp, .was = was, .pmiss = f->off_pmiss };
     int rc = 0;
     for (int i0 = 0; i0 < t.n_cand;) {
         int i1 = pf_cache_round_begin(cache, l, t.cand, i0, t.n_cand, t.cluster_size, slotp);
         if (i1 < 0) { rc = i1; break; }
         for (int i = i0; i < i1; i++) was[t.cand[i]] = slotp[t.cand[i]];
+        for (int p = 0; p < t.n_parts; p++) {
+            int a, z;
+            part_range(&t, p, &a, &z);
+            if (a < i0) a = i0;
+            if (z > i1) z = i1;
+            f->off_pmiss[p] = 0;
+            for (int i = a; i < z && !f->off_pmiss[p]; i++) f->off_pmiss[p] = was[t.cand[i]] == NULL;
+        }
         o.r0 = i0;
         o.r1 = i1;
         o.phase_b = false;
@@ -129,7 +144,7 @@ int pf_ffn_offload_decode(struct pf_ffn *f, int l, float *out)
         if ((rc = pf_cache_round_wait(cache)) < 0) break;
         o.phase_b = true;
         pf_pool_run(f->pool, off_fn, &o);
-        pf_cache_round_end(cache);
+        pf_cache_round_end(cache, f->pool);
         i0 = i1;
     }
     int rc2 = pf_cache_unit_end(cache);

@@ -80,6 +80,7 @@ struct pf_prep {
     const char *pred_source;  /* "trained", "powerinfer", "none" */
     const struct pf_calib *calib;
     uint64_t seed;
+    const char *placement;    /* "freq" or "coact" (pinfer.prepare.placement) */
     struct pf_prep_layer *layers;
 };
 

@@ -57,7 +57,8 @@ static int set_keys(struct gguf_writer *w, const struct pf_prep *P)
         (rc = gguf_writer_set_str(w, "pinfer.predictor.source", P->pred_source)) ||
         (rc = gguf_writer_set_str(w, "pinfer.prepare.source", P->calib->source)) ||
         (rc = gguf_writer_set_u32(w, "pinfer.prepare.tokens", (uint32_t)P->calib->n_tok)) ||
-        (rc = gguf_writer_set_u64(w, "pinfer.prepare.seed", P->seed)))
+        (rc = gguf_writer_set_u64(w, "pinfer.prepare.seed", P->seed)) ||
+        (rc = gguf_writer_set_str(w, "pinfer.prepare.placement", P->placement)))
         return rc;
     int nh = 0;
     for (int t = 0; t < P->calib->n_tok; t++) nh += P->calib->heldout[t];
