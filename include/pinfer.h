@@ -195,6 +195,8 @@ struct pinfer_ctx_params {
                             measure recall and precision in pinfer_ctx_sparse_stats; slow */
     /* Under a model memory budget (pinfer_model_params.mem_budget): */
     enum pinfer_io_backend { PINFER_IO_AUTO = 0, PINFER_IO_URING = 1, PINFER_IO_PREAD = 2 } io_backend;
+    int io_depth;        /* reads in flight at most (io_uring queue, pread workers' queue); 0 =
+                            default (128); 1..4096 */
     float cache_hot;     /* share of the FFN memory pinned as hot neurons, the rest an LRU
                             cache; < 0 = default (0.9) */
     bool prefetch;       /* predictor mode: after each layer, run the next layer's predictor on
@@ -258,6 +260,7 @@ struct pinfer_cache_stats {
     int hot_slots;                 /* per layer, pinned */
     int cold_entries;
     const char *io_backend;        /* "uring" or "pread" */
+    int io_depth;                  /* reads in flight at most */
     uint64_t hits, misses;         /* single-token steps: slot look-ups */
     uint64_t reads, bytes_read;    /* single-token steps: direct reads issued */
     double io_wait_s;              /* single-token steps: time blocked on reads */

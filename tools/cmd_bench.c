@@ -75,6 +75,7 @@ static void storage_roof_line(const struct pinfer_ctx *ctx, const char *path, ui
     size_t bs = ((size_t)ceil(mean) + PF_IO_ALIGN - 1) / PF_IO_ALIGN * PF_IO_ALIGN;
     struct pf_io_params p = pf_io_default_params();
     p.backend = s.io_backend && !strcmp(s.io_backend, "pread") ? PF_IO_PREAD : PF_IO_URING;
+    if (s.io_depth > 0) p.queue_depth = s.io_depth;
     struct pf_io *io = NULL;
     char *buf = pf_io_alloc(bs * (size_t)p.queue_depth);
     double gbs = 0, iops = 0;

@@ -14,7 +14,7 @@
 
 /* ==== The flags ==== */
 
-enum flag_id { F_PLAN, F_MODEL, F_THREADS, F_CTX, F_BATCH, F_MMAP, F_NO_MMAP, F_CHECK, F_NO_CHECK, F_SPARSE, F_TARGET, F_CALIB, F_VERIFY, F_BUDGET, F_IO, F_HOT, F_PREFETCH, F_STAGE, F_IDEAL };
+enum flag_id { F_PLAN, F_MODEL, F_THREADS, F_CTX, F_BATCH, F_MMAP, F_NO_MMAP, F_CHECK, F_NO_CHECK, F_SPARSE, F_TARGET, F_CALIB, F_VERIFY, F_BUDGET, F_IO, F_IO_DEPTH, F_HOT, F_PREFETCH, F_STAGE, F_IDEAL };
 
 static const struct flag_spec {
     const char *name, *alias; /* long spelling; the short one or NULL */
@@ -51,6 +51,8 @@ static const struct flag_spec {
                    "                          the FFN stays in the file and a neuron cache serves it (prepared models)\n" },
     [F_IO] = { "--io", NULL, MODEL_FLAGS_BUDGET, true,
                "      --io BACKEND        direct reads under a budget: auto, uring, pread (default auto)\n" },
+    [F_IO_DEPTH] = { "--io-depth", NULL, MODEL_FLAGS_BUDGET, true,
+                     "      --io-depth N        under a budget: reads in flight at most (default 128)\n" },
     [F_HOT] = { "--cache-hot", NULL, MODEL_FLAGS_BUDGET, true,
                 "      --cache-hot F       under a budget: share of FFN memory pinned for hot neurons (0.9)\n" },
     [F_PREFETCH] = { "--prefetch", NULL, MODEL_FLAGS_BUDGET, false,
@@ -173,6 +175,12 @@ int model_flags_parse(const char *cmd, int argc, char **argv, int *i, struct mod
         else if (!strcmp(v, "pread")) f->cp.io_backend = PINFER_IO_PREAD;
         else { args_usage_error(cmd, "--io '%s': choose auto, uring or pread", v); return -1; }
         break;
+    case F_IO_DEPTH: {
+        long d;
+        if (!args_int(cmd, a, v, 1, 4096, &d)) return -1;
+        f->cp.io_depth = (int)d;
+        break;
+    }
     case F_HOT:
         if (!args_float(cmd, a, v, 0, 1, &f->cp.cache_hot)) return -1;
         break;
@@ -204,7 +212,7 @@ static int apply_plan(const char *cmd, struct model_flags *f)
         if (!(f->given & (1u << (id_))) && (cond_)) { __VA_ARGS__; } \
         if (cond_) snprintf(dst_ + strlen(dst_), sizeof applied - strlen(dst_), " %s", what_); \
     } while (0)
-    char b[64], t[32], h[32], io[48], sp[48];
+    char b[64], t[32], h[32], io[48], sp[48], qd[32];
     snprintf(f->plan_budget, sizeof f->plan_budget, "%llu", (unsigned long long)p->mem_budget);
     snprintf(b, sizeof b, "--mem-budget %.0fM", (double)p->mem_budget / (1 << 20));
     snprintf(t, sizeof t, "-t %d", p->threads);
@@ -215,6 +223,8 @@ static int apply_plan(const char *cmd, struct model_flags *f)
     SET(F_BUDGET, budget, b, f->mem_budget = f->plan_budget);
     SET(F_HOT, budget, h, f->cp.cache_hot = p->cache_hot);
     SET(F_IO, budget, io, f->cp.io_backend = p->io_backend);
+    snprintf(qd, sizeof qd, "--io-depth %d", p->io_depth);
+    SET(F_IO_DEPTH, budget && p->io_depth > 0, qd, f->cp.io_depth = p->io_depth);
     SET(F_PREFETCH, budget && p->prefetch, "--prefetch", f->cp.prefetch = true);
     SET(F_SPARSE, true, sp, f->cp.sparse = p->sparse);
     SET(F_THREADS, (f->groups & MODEL_FLAGS_THREADS) != 0, t, f->cp.n_threads = p->threads);
@@ -339,9 +349,9 @@ void model_flags_budget_report(FILE *fp, struct pinfer_ctx *ctx, uint64_t n_tok,
     struct pinfer_cache_stats s;
     if (pinfer_ctx_cache_stats(ctx, &s)) return;
     const double MiB = 1 << 20;
-    fprintf(fp, "pinfer: budget %.0f MiB = fixed %.0f + hot %.0f (%d neurons/layer) + cold %.0f (%d entries); io %s\n",
+    fprintf(fp, "pinfer: budget %.0f MiB = fixed %.0f + hot %.0f (%d neurons/layer) + cold %.0f (%d entries); io %s, depth %d\n",
             s.budget / MiB, s.fixed_bytes / MiB, s.hot_bytes / MiB, s.hot_slots, s.cold_bytes / MiB, s.cold_entries,
-            s.io_backend);
+            s.io_backend, s.io_depth);
     if (n_tok == 0) return;
     const uint64_t need = s.hits + s.misses + s.prefetch_used, bytes = s.bytes_read + s.prefetch_bytes;
     fprintf(fp, "pinfer: cache hit rate %.1f%% of the slots steps needed, read ahead %.1f%%, read on demand %.1f%% | "

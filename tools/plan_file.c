@@ -245,6 +245,8 @@ int plan_load(const char *cmd, const char *path, struct plan_file *pf)
     pf->ctx_size = cs > 0 && cs <= (1 << 22) ? (int)cs : 0;
     json_int_t bs = json_integer_value(json_object_get(s, "batch_size"));
     pf->batch_size = bs > 0 && bs <= (1 << 22) ? (int)bs : 0;
+    json_int_t qd = json_integer_value(json_object_get(s, "io_queue_depth"));
+    pf->io_depth = qd > 0 && qd <= 4096 ? (int)qd : 0;
     if (!strcmp(io, "uring")) pf->io_backend = PINFER_IO_URING;
     else if (!strcmp(io, "pread")) pf->io_backend = PINFER_IO_PREAD;
     else if (!strcmp(io, "auto")) pf->io_backend = PINFER_IO_AUTO;

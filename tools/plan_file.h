@@ -27,7 +27,7 @@ struct plan_file {
     enum pinfer_sparse_mode sparse;
     float cache_hot;
     enum pinfer_io_backend io_backend;
-    int threads, ctx_size, batch_size;
+    int threads, ctx_size, batch_size, io_depth; /* io_depth 0: absent (the default) */
     bool prefetch;
     double decode_tps, prefill_tps, hit_rate, storage_mb_per_token;
 };

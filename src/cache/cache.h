@@ -37,6 +37,7 @@ struct pf_cache_config {
     int chunk_slots;        /* batches stream a layer in multiples of this many slots (the
                                FFN's panel height); the hot segment is rounded to it */
     enum pf_io_backend backend;
+    int io_depth;           /* reads in flight at most; 0 = io/io.h's default */
     int shares;             /* contexts sharing the model's budget (< 2: one): this one plans in
                                an equal share of what the resident weights leave */
 };

@@ -25,7 +25,7 @@
 
 struct pf_io_params pf_io_default_params(void)
 {
-    return (struct pf_io_params){ .backend = PF_IO_AUTO, .queue_depth = 64, .n_threads = 16, .direct = true, .same_as_fd = -1 };
+    return (struct pf_io_params){ .backend = PF_IO_AUTO, .queue_depth = 128, .n_threads = 16, .direct = true, .same_as_fd = -1 };
 }
 
 /* ==== Failures ==== */
@@ -260,6 +260,8 @@ void pf_io_close(struct pf_io *io)
     free(io->done);
     free(io);
 }
+
+int pf_io_queue_depth(const struct pf_io *io) { return io->qd; }
 
 const char *pf_io_backend_name(const struct pf_io *io)
 {

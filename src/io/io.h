@@ -32,7 +32,11 @@ enum pf_io_backend { PF_IO_AUTO = 0, PF_IO_URING, PF_IO_PREAD };
 
 struct pf_io_params {
     enum pf_io_backend backend;
-    int queue_depth;   /* reads in flight at most (default 64); more are queued internally */
+    int queue_depth;   /* reads in flight at most (default 128); more are queued internally. A
+                          7B step issues ~150 reads per layer at once: with 64 in flight they went
+                          in 3 waves, with 128 decode was 7% faster and I/O wait 23% -> 13% of
+                          decode (bench/RESULTS.md, issue 16); 256 made the kernel's completion
+                          work slow the compute down on 2 cores */
     int n_threads;     /* pread backend: worker threads (default 16: a 2-core machine still needs reads in flight) */
     bool direct;       /* O_DIRECT (default true); false only for file systems without it */
     int same_as_fd;    /* >= 0: open the file behind this descriptor (pf_reopen), not whatever now
@@ -56,6 +60,7 @@ int pf_io_open(struct pf_io **out, const char *path, const struct pf_io_params *
 void pf_io_close(struct pf_io *io); /* waits for reads in flight first */
 
 const char *pf_io_backend_name(const struct pf_io *io); /* "uring" or "pread" */
+int pf_io_queue_depth(const struct pf_io *io);          /* reads in flight at most */
 uint64_t pf_io_file_size(const struct pf_io *io);       /* size at open time */
 
 /* Queues a read of len bytes at file offset off into dst; tag comes back from pf_io_reap.

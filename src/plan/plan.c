@@ -16,7 +16,7 @@
 
 static const float hot_shares[] = { 0.0f, 0.25f, 0.5f, 0.75f, 0.9f, 1.0f };
 #define N_SHARES ((int)(sizeof hot_shares / sizeof hot_shares[0]))
-#define IO_DEPTH 64 /* the runtime's (io/io.h default) */
+#define IO_DEPTH 128 /* the runtime's (io/io.h default) */
 
 struct planner {
     const struct pf_machine *mc;

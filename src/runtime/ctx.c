@@ -49,7 +49,8 @@ static int cache_init(struct pinfer_ctx *c, const struct pinfer_ctx_params *p, s
     total += (size_t)c->n_threads * (256u << 10); /* thread stacks actually touched, roughly */
     const struct pf_cache_config cfg = {
         .hot_frac = p->cache_hot, .prefetch = pf_ffn_wants_prefetch(c->ffn), .stage_bytes = p->stage_bytes,
-        .chunk_slots = pf_ffn_chunk_slots(), .backend = io_backend(p->io_backend), .shares = p->budget_shares,
+        .chunk_slots = pf_ffn_chunk_slots(), .backend = io_backend(p->io_backend), .io_depth = p->io_depth,
+        .shares = p->budget_shares,
     };
     struct pf_cache_plan plan;
     int rc = pf_cache_plan(m, total, &cfg, &plan);
@@ -66,6 +67,8 @@ static int check_params(const struct pinfer_model *m, const struct pinfer_ctx_pa
         return pf_fail(PINFER_EINVAL, "budget_shares %d out of range 0..4096", p->budget_shares);
     if (p->n_ctx < 0 || p->n_batch < 0 || p->n_threads < 0)
         return pf_fail(PINFER_EINVAL, "negative context, batch or thread count");
+    if (p->io_depth < 0 || p->io_depth > 4096)
+        return pf_fail(PINFER_EINVAL, "I/O queue depth %d is out of range (1..4096, or 0 for the default)", p->io_depth);
     if ((unsigned)p->io_backend > PINFER_IO_PREAD)
         return pf_fail(PINFER_EINVAL, "unknown I/O backend %d (expected auto, uring or pread)", (int)p->io_backend);
     if (!(p->sparse_ideal >= 0 && p->sparse_ideal <= 1))
