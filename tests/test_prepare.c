@@ -385,6 +385,25 @@ static double check_prepared(const char *in_path, const char *out_path, const ch
             CHECKF(rr >= 0.99, "layer %d: re-measured recall %.4f (key %.4f)", l, rr, (double)rk);
             CHECKF(fabs(pp - pk) < 0.02, "layer %d: re-measured precision %.4f, key %.4f", l, pp, (double)pk);
             CHECK(gguf_get_u32(out, "pinfer.prepare.heldout", &u) == 0 && (int)u == nh);
+            /* how often the predictor asks for each slot over all calibration tokens (the
+               planner's request law): in [0, 1], its mean near the held-out predicted fraction,
+               and in slot order (the hottest tenth asked for more than the coldest half) */
+            float *pf = arr(out, "pinfer.bundle.%d.pred_freq", l, GGUF_F32, (uint64_t)F);
+            CHECKF(pf != NULL, "layer %d: no pred_freq", l);
+            if (pf) {
+                double mean = 0, top = 0, bottom = 0;
+                bool range = true;
+                for (int j = 0; j < F; j++) {
+                    range &= pf[j] >= 0 && pf[j] <= 1;
+                    mean += pf[j] / F;
+                    if (j < F / 10) top += pf[j] / (F / 10);
+                    if (j >= F / 2) bottom += pf[j] / (F - F / 2);
+                }
+                float kp = keyf(out, "pinfer.predictor.%d.predicted", l);
+                CHECKF(range && fabs(mean - kp) < 0.05 && top > bottom, "layer %d: pred_freq mean %.3f (held-out predicted %.3f), hottest tenth %.3f, coldest half %.3f",
+                       l, mean, (double)kp, top, bottom);
+                free(pf);
+            }
             printf("  layer %d: rank %u, recall %.4f (key %.4f), precision %.4f (key %.4f), predicted %.3f, active %.3f\n",
                    l, rank, rr, (double)rk, pp, (double)pk, res->layers[l].pred_frac, res->layers[l].active_frac);
         }

@@ -45,6 +45,15 @@ static double extra(const struct pf_plan_model *pm, int l)
     return (over(pm, l) - 1) * a / pm->n_ff;
 }
 
+/* The probability that a step of layer l asks for slot j: measured by prepare when the file has
+ * it, else the slot's activity plus the layer's even spread x of false positives. */
+static double request(const struct pf_plan_model *pm, int l, int j, double x)
+{
+    if (!pm->sparse) return 1.0;
+    if (pm->pred_freq && pm->pred_freq[l]) return pm->pred_freq[l][j];
+    return fmin(1.0, pm->freq[l][j] + x);
+}
+
 /* GB/s a product over resident weights runs at: memory or the kernels, the slower. */
 static double dense_rate(const struct pf_machine *mc, const struct pf_plan_model *pm, double mem_gbs)
 {
@@ -77,7 +86,7 @@ int pf_predict(const struct pf_machine *mc, const struct pf_plan_model *pm, bool
             for (int l = 0; l < L; l++) {
                 const double x = pm->sparse ? extra(pm, l) : 0;
                 for (int j = 0; j < F; j++) {
-                    double q = pm->sparse ? fmin(1.0, pm->freq[l][j] + x) : 1.0;
+                    double q = request(pm, l, j, x);
                     p[(size_t)l * F + j] = j < n_hot ? 0 : q; /* hot slots never enter the LRU */
                 }
             }
@@ -88,7 +97,7 @@ int pf_predict(const struct pf_machine *mc, const struct pf_plan_model *pm, bool
             double need = 0, miss = 0, act = 0;
             const double x = pm->sparse ? extra(pm, l) : 0;
             for (int j = 0; j < F; j++) {
-                double q = pm->sparse ? fmin(1.0, pm->freq[l][j] + x) : 1.0;
+                double q = request(pm, l, j, x);
                 need += q;
                 act += pm->sparse ? pm->freq[l][j] : 1.0;
                 if (budget && j >= n_hot) miss += q * (1 - hit[(size_t)l * F + j]);

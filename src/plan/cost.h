@@ -38,6 +38,9 @@ struct pf_plan_model {
     bool sparse;              /* steps compute only predicted slots (predictor mode) */
     const double *pred_over;  /* per layer: slots predicted per truly active slot (the prepared
                                  file's held-out figures), NULL: 1 */
+    const float *const *pred_freq; /* per layer: n_ff probabilities that a step asks for each slot
+                                 (pinfer.bundle.N.pred_freq, measured by prepare: false positives
+                                 included); NULL, or a NULL layer: freq + pred_over's spread */
 };
 
 struct pf_prediction {

@@ -74,6 +74,28 @@ static void pred_over(const char *path, int n_layer, double *over)
     gguf_close(g);
 }
 
+/* Per layer, how often prepare measured its predictor asking for each slot
+ * (pinfer.bundle.N.pred_freq, n_ff floats in [0, 1]); rows[l] = NULL where the file lacks it
+ * (prepared before 2026-12-06) or it is malformed. mem: n_layer * n_ff floats. */
+static void pred_freq_load(const char *path, int n_layer, int n_ff, const float **rows, float *mem)
+{
+    for (int l = 0; l < n_layer; l++) rows[l] = NULL;
+    struct gguf_file *g = NULL;
+    if (gguf_open(&g, path)) return;
+    for (int l = 0; l < n_layer; l++) {
+        char key[96];
+        snprintf(key, sizeof key, "pinfer.bundle.%d.pred_freq", l);
+        const struct gguf_kv *kv = gguf_find(g, key);
+        if (!kv || kv->type != GGUF_ARRAY || kv->arr_type != GGUF_F32 || kv->arr_n != (uint64_t)n_ff) continue;
+        float *row = mem + (size_t)l * (size_t)n_ff;
+        memcpy(row, kv->arr_data, (size_t)n_ff * sizeof *row);
+        bool ok = true;
+        for (int j = 0; j < n_ff && ok; j++) ok = row[j] >= 0 && row[j] <= 1;
+        if (ok) rows[l] = row;
+    }
+    gguf_close(g);
+}
+
 /* The best hot share for budget B (the model's resident weights and ctx_bytes fixed): into *pt.
  * PINFER_ENOMEM (with the runtime's message) when B is below the smallest workable budget. */
 static int plan_budget(struct planner *P, uint64_t B, struct pf_plan_point *pt)
@@ -178,9 +200,13 @@ int pf_plan_make(const struct pf_machine *mc, const struct pf_plan_request *rq, 
         rc = pinfer_model_load(&m, rq->model, &mp);
     }
     if (rc) return rc;
-    const float **freq = calloc((size_t)m->info.n_layer, sizeof *freq);
+    const float **freq = calloc((size_t)m->info.n_layer, sizeof *freq), **pfreq = calloc((size_t)m->info.n_layer, sizeof *pfreq);
     double *over = calloc((size_t)m->info.n_layer, sizeof *over);
-    if (!freq || !over) { free(freq); free(over); pinfer_model_free(m); return pf_fail(PINFER_ENOMEM, "out of memory"); }
+    float *pfreq_mem = m->bundles ? malloc((size_t)m->info.n_layer * (size_t)m->info.n_ff * sizeof *pfreq_mem) : NULL;
+    if (!freq || !pfreq || !over || (m->bundles && !pfreq_mem)) {
+        free(freq); free(pfreq); free(over); free(pfreq_mem); pinfer_model_free(m);
+        return pf_fail(PINFER_ENOMEM, "out of memory");
+    }
     struct planner P = { .mc = mc, .m = m, .r = r };
     r->threads = threads;
     r->io_depth = IO_DEPTH;
@@ -190,6 +216,8 @@ int pf_plan_make(const struct pf_machine *mc, const struct pf_plan_request *rq, 
     if (r->sparse) {
         pred_over(rq->model, m->info.n_layer, over);
         r->pm.pred_over = over;
+        pred_freq_load(rq->model, m->info.n_layer, m->info.n_ff, pfreq, pfreq_mem);
+        r->pm.pred_freq = (const float *const *)pfreq;
     }
     r->io_backend = pf_machine_best_backend(mc, (size_t)(ceil((double)r->pm.slot_bytes / 4096) * 4096), IO_DEPTH);
     if ((rc = context_bytes(&P, rq, threads, &P.ctx_bytes))) goto out;
@@ -279,8 +307,11 @@ int pf_plan_make(const struct pf_machine *mc, const struct pf_plan_request *rq, 
 out:
     free(freq);
     free(over);
+    free(pfreq);
+    free(pfreq_mem);
     r->pm.freq = NULL; /* pointed into the model and this function */
     r->pm.pred_over = NULL;
+    r->pm.pred_freq = NULL;
     pinfer_model_free(m);
     return rc;
 }

@@ -679,6 +679,31 @@ out:
     return rc;
 }
 
+int pf_pred_select_freq(const struct pf_predictor *p, const struct pf_pred_data *d, struct pf_pool *pool, float *freq)
+{
+    const int E = d->n_embd, F = d->n_ff, r = p->rank, n = d->n_tok;
+    size_t s1 = pf_matmul_scratch_size(p->type1, E, EVAL_CHUNK), s2 = pf_matmul_scratch_size(p->type2, r, EVAL_CHUNK);
+    if (s1 == SIZE_MAX || s2 == SIZE_MAX) return pf_fail(PINFER_EUNSUPPORTED, "predictor: unsupported tensor types");
+    float *lg = malloc((size_t)EVAL_CHUNK * F * sizeof *lg), *h = malloc((size_t)EVAL_CHUNK * r * sizeof *h);
+    uint32_t *cnt = calloc((size_t)F, sizeof *cnt);
+    void *scratch = malloc(s1 > s2 ? s1 : s2);
+    if (!lg || !h || !cnt || !scratch) {
+        free(lg); free(h); free(cnt); free(scratch);
+        return pf_fail(PINFER_ENOMEM, "predictor: out of memory");
+    }
+    for (int c0 = 0; c0 < n; c0 += EVAL_CHUNK) {
+        int c = n - c0 < EVAL_CHUNK ? n - c0 : EVAL_CHUNK;
+        pf_matmul(pool, h, p->fc1, p->type1, E, r, d->x + (size_t)c0 * E, c, scratch);
+        for (size_t e = 0; e < (size_t)c * r; e++) h[e] = h[e] > 0 ? h[e] : 0;
+        pf_matmul(pool, lg, p->fc2, p->type2, r, F, h, c, scratch);
+        for (int k = 0; k < c; k++)
+            for (int i = 0; i < F; i++) cnt[i] += lg[(size_t)k * F + i] > p->threshold;
+    }
+    for (int i = 0; i < F; i++) freq[i] = n > 0 ? (float)((double)cnt[i] / n) : 0.0f;
+    free(lg); free(h); free(cnt); free(scratch);
+    return 0;
+}
+
 int pf_pred_eval(struct pf_predictor *p, const struct pf_pred_data *d, bool choose, const struct pf_pred_cfg *cfg)
 {
     int nh = 0;

@@ -79,6 +79,11 @@ void pf_pred_fit_free(struct pf_pred_fit *f);
 int pf_pred_eval(struct pf_predictor *p, const struct pf_pred_data *d, bool choose,
                  const struct pf_pred_cfg *cfg);
 
+/* freq[i] (n_ff, original order) = the fraction of all of d's tokens, training and held out,
+ * on which p selects neuron i (logit > threshold, computed as decode computes it): what a
+ * decode step asks the neuron cache for, false positives included (the planner's request law). */
+int pf_pred_select_freq(const struct pf_predictor *p, const struct pf_pred_data *d, struct pf_pool *pool, float *freq);
+
 /* Bytes of a predictor of this rank for a layer: fc1 + fc2 as pf_pred_train stores them. */
 uint64_t pf_pred_bytes(int n_embd, int n_ff, int rank);
 /* The type pf_pred_train stores a matrix with rows of n elements in. */

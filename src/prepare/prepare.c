@@ -232,6 +232,20 @@ static int place_coact(struct pf_prep_layer *L, const struct pf_calib *c, int l,
     return 0;
 }
 
+/* L->pred_freq in slot order: how often the layer's predictor selects each slot over all the
+ * calibration tokens (pinfer.bundle.N.pred_freq, for the planner). */
+static int select_freq(struct pf_prep_layer *L, const struct pf_pred_data *d, int F, struct pf_pool *pool)
+{
+    float *orig = malloc((size_t)F * sizeof *orig);
+    L->pred_freq = malloc((size_t)F * sizeof *L->pred_freq);
+    if (!orig || !L->pred_freq) { free(orig); return pf_fail(PINFER_ENOMEM, "out of memory"); }
+    int rc = pf_pred_select_freq(&L->pred, d, pool, orig);
+    if (!rc)
+        for (int j = 0; j < F; j++) L->pred_freq[j] = orig[L->perm[j]];
+    free(orig);
+    return rc;
+}
+
 /* Fraction of (token, neuron) pairs of layer l that were on while calibrating. */
 static double active_frac(const struct pf_calib *c, int l)
 {
@@ -330,6 +344,7 @@ static void prep_free(struct pf_prep *P)
             free(P->layers[l].perm);
             free(P->layers[l].freq);
             free(P->layers[l].act_mean);
+            free(P->layers[l].pred_freq);
             pf_pred_free(&P->layers[l].pred);
         }
     free(P->layers);
@@ -436,6 +451,7 @@ int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfe
                 break;
         }
         L->has_pred = true;
+        if ((rc = select_freq(L, &d, P.n_ff, pool))) break;
         pf_calib_release_layer(calib, l);
         pf_progress_update(&pg, (double)(l + 1) / P.n_layer);
     }

@@ -67,6 +67,7 @@ struct pf_pred_data pf_calib_data(const struct pf_calib *c, int layer);
 struct pf_prep_layer {
     int32_t *perm;            /* (n_ff) slot -> original neuron */
     float *freq, *act_mean;   /* (n_ff) per slot */
+    float *pred_freq;         /* (n_ff) per slot: how often the predictor selects it; NULL without one */
     bool has_pred;
     struct pf_predictor pred; /* fc2 rows in original order */
     struct pf_bundles lay;    /* the slot layout: part types, rows, offsets, slot size */

@@ -73,6 +73,8 @@ static int set_keys(struct gguf_writer *w, const struct pf_prep *P)
             (rc = gguf_writer_set_arr(w, KEY("pinfer.bundle.%d.act_mean"), GGUF_F32, L->act_mean, (uint64_t)P->n_ff)))
             return rc;
         if (!L->has_pred) continue;
+        if (L->pred_freq && (rc = gguf_writer_set_arr(w, KEY("pinfer.bundle.%d.pred_freq"), GGUF_F32, L->pred_freq, (uint64_t)P->n_ff)))
+            return rc;
         const struct pf_predictor *p = &L->pred;
         if ((rc = gguf_writer_set_f32(w, KEY("pinfer.predictor.%d.threshold"), p->threshold)) ||
             (rc = gguf_writer_set_f32(w, KEY("pinfer.predictor.%d.recall"), p->recall)) ||
