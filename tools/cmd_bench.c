@@ -72,7 +72,10 @@ static void storage_roof_line(const struct pinfer_ctx *ctx, const char *path, ui
     const uint64_t reads = s.reads + s.prefetch_reads, bytes = s.bytes_read + s.prefetch_bytes;
     if (reads == 0) { printf("  storage roof: no reads from storage (everything was resident)\n"); return; }
     const double rpt = (double)reads / (double)n_tok, mean = (double)bytes / (double)reads;
-    size_t bs = ((size_t)ceil(mean) + PF_IO_ALIGN - 1) / PF_IO_ALIGN * PF_IO_ALIGN;
+    /* the whole pages nearest the mean: reads are of mixed sizes (one slot's 2-3 pages, runs of
+       several), so rounding the mean up put the roof below what a run reached */
+    size_t bs = (size_t)llround(mean / PF_IO_ALIGN) * PF_IO_ALIGN;
+    if (bs < PF_IO_ALIGN) bs = PF_IO_ALIGN;
     struct pf_io_params p = pf_io_default_params();
     p.backend = s.io_backend && !strcmp(s.io_backend, "pread") ? PF_IO_PREAD : PF_IO_URING;
     if (s.io_depth > 0) p.queue_depth = s.io_depth;
