@@ -53,13 +53,13 @@ static void mul_m(struct lr *L, float *y, const float *x)
     }
 }
 
-/* Rows r0 .. r0 + c of weight w, dequantized and transposed into bt (n_in rows of c), the
+/* Rows r0 .. r0 + c of weight w, dequantized into buf and (unless bt is NULL) transposed into bt, the
  * pool's threads taking TILE-row bands. */
 struct panel_task {
     const struct pf_weight *w;
     int64_t r0, n;
     int c;
-    float *buf, *bt; /* c x n scratch (each thread its band), n x c */
+    float *buf, *bt; /* c x n (the rows, each thread its band), n x c (their transpose; NULL: none) */
 };
 
 static void panel_fn(void *arg, int ith, int nth)
@@ -73,6 +73,7 @@ static void panel_fn(void *arg, int ith, int nth)
         for (int i = 0; i < ni; i++)
             pf_kernels_ref.dequant[t->w->type]((const char *)t->w->data + (size_t)(t->r0 + i0 + i) * t->w->row_size,
                                                rows + (size_t)i * (size_t)t->n, t->n);
+        if (!t->bt) continue;
         for (int64_t j0 = 0; j0 < t->n; j0 += TILE) {
             int nj = t->n - j0 < TILE ? (int)(t->n - j0) : TILE;
             for (int j = 0; j < nj; j++)
@@ -82,56 +83,45 @@ static void panel_fn(void *arg, int ith, int nth)
     }
 }
 
-/* y (K rows of n_rows) = M · x in f32 throughout: each CHUNK of rows dequantized (panel_fn,
- * which also transposes them for mul_mt) and multiplied as f32 weights. mul_m converts x to the
- * weights' dot type (8 bits for Q8_0 and Q4_0): good enough to find the range, but the
- * Rayleigh-Ritz step reads singular values and vectors off these products directly, and 8-bit
- * inputs put them 1e-3 off (tests/test_lowrank.c). */
-static void mul_m_f32(struct lr *L, float *y, const float *x)
+/* The products on dequantized panels, each CHUNK of a weight's rows at a time (panel_fn):
+ *   transposed false: out (K rows of n_rows) = M · in, in f32 throughout. mul_m converts its
+ *     input to the weights' dot type (8 bits for Q8_0 and Q4_0): good enough to find the range,
+ *     but the Rayleigh-Ritz step reads singular values and vectors off these products directly,
+ *     and 8-bit inputs put them 1e-3 off (tests/test_lowrank.c);
+ *   transposed true: out (K rows of n_in) = M^T · in (in: K rows of n_rows). */
+static void mul_panels(struct lr *L, float *out, const float *in, bool transposed)
 {
     const int64_t n = L->n_in;
-    for (int t = 0; t < L->K; t++)
-        for (int64_t j = 0; j < n; j++)
-            L->xs[(size_t)t * n + j] = x[(size_t)t * n + j] * (L->scale ? L->scale[j] : 1.0f);
-    int64_t off = 0;
-    for (int m = 0; m < L->n_w; m++) {
-        const struct pf_weight *w = L->w[m];
-        for (int64_t r0 = 0; r0 < w->n_out; r0 += CHUNK) {
-            int c = (int)(w->n_out - r0 < CHUNK ? w->n_out - r0 : CHUNK);
-            struct panel_task pt = { .w = w, .r0 = r0, .n = n, .c = c, .buf = L->buf, .bt = L->bt };
-            pf_pool_run(L->pool, panel_fn, &pt);
-            /* ych[t][i] = sum_j buf[i][j] xs[t][j] */
-            pf_matmul(L->pool, L->ych, L->buf, PF_TYPE_F32, n, c, L->xs, L->K, L->scratch);
-            for (int t = 0; t < L->K; t++)
-                memcpy(y + (size_t)t * L->n_rows + off + r0, L->ych + (size_t)t * c, (size_t)c * sizeof *y);
-        }
-        off += w->n_out;
-    }
-}
-
-/* z (K rows of n_in) = M^T · y (y: K rows of n_rows). */
-static void mul_mt(struct lr *L, float *z, const float *y)
-{
-    const int64_t n = L->n_in;
-    memset(z, 0, (size_t)L->K * (size_t)n * sizeof *z);
-    int64_t off = 0;
-    for (int m = 0; m < L->n_w; m++) {
-        const struct pf_weight *w = L->w[m];
-        for (int64_t r0 = 0; r0 < w->n_out; r0 += CHUNK) {
-            int c = (int)(w->n_out - r0 < CHUNK ? w->n_out - r0 : CHUNK);
-            struct panel_task pt = { .w = w, .r0 = r0, .n = n, .c = c, .buf = L->buf, .bt = L->bt };
-            pf_pool_run(L->pool, panel_fn, &pt);
-            for (int t = 0; t < L->K; t++)
-                memcpy(L->ych + (size_t)t * c, y + (size_t)t * L->n_rows + off + r0, (size_t)c * sizeof *y);
-            /* tmp[t][j] = sum_i bt[j][i] * ych[t][i] */
-            pf_matmul(L->pool, L->tmp, L->bt, PF_TYPE_F32, c, n, L->ych, L->K, L->scratch);
-            for (size_t e = 0; e < (size_t)L->K * (size_t)n; e++) z[e] += L->tmp[e];
-        }
-        off += w->n_out;
-    }
-    if (L->scale)
+    if (transposed) memset(out, 0, (size_t)L->K * (size_t)n * sizeof *out);
+    else
         for (int t = 0; t < L->K; t++)
-            for (int64_t j = 0; j < n; j++) z[(size_t)t * n + j] *= L->scale[j];
+            for (int64_t j = 0; j < n; j++)
+                L->xs[(size_t)t * n + j] = in[(size_t)t * n + j] * (L->scale ? L->scale[j] : 1.0f);
+    int64_t off = 0;
+    for (int m = 0; m < L->n_w; m++) {
+        const struct pf_weight *w = L->w[m];
+        for (int64_t r0 = 0; r0 < w->n_out; r0 += CHUNK) {
+            int c = (int)(w->n_out - r0 < CHUNK ? w->n_out - r0 : CHUNK);
+            struct panel_task pt = { .w = w, .r0 = r0, .n = n, .c = c, .buf = L->buf, .bt = transposed ? L->bt : NULL };
+            pf_pool_run(L->pool, panel_fn, &pt);
+            if (transposed) {
+                for (int t = 0; t < L->K; t++)
+                    memcpy(L->ych + (size_t)t * c, in + (size_t)t * L->n_rows + off + r0, (size_t)c * sizeof *in);
+                /* tmp[t][j] = sum_i bt[j][i] * ych[t][i] */
+                pf_matmul(L->pool, L->tmp, L->bt, PF_TYPE_F32, c, n, L->ych, L->K, L->scratch);
+                for (size_t e = 0; e < (size_t)L->K * (size_t)n; e++) out[e] += L->tmp[e];
+            } else {
+                /* ych[t][i] = sum_j buf[i][j] xs[t][j] */
+                pf_matmul(L->pool, L->ych, L->buf, PF_TYPE_F32, n, c, L->xs, L->K, L->scratch);
+                for (int t = 0; t < L->K; t++)
+                    memcpy(out + (size_t)t * L->n_rows + off + r0, L->ych + (size_t)t * c, (size_t)c * sizeof *out);
+            }
+        }
+        off += w->n_out;
+    }
+    if (transposed && L->scale)
+        for (int t = 0; t < L->K; t++)
+            for (int64_t j = 0; j < n; j++) out[(size_t)t * n + j] *= L->scale[j];
 }
 
 /* Orthonormalizes K rows of length n in place (modified Gram-Schmidt, twice, in double). A row
@@ -248,12 +238,12 @@ int pf_lowrank_right(float *v, float *sv, int k, const struct pf_weight *const *
     for (size_t e = 0; e < Ks * n; e++) z[e] = (float)pf_rng_normal(&rng);
     for (int it = 0; it < 2; it++) { /* z = orth((M^T M) z), twice: the range of (M^T M)^2 Ω */
         mul_m(&L, y, z);
-        mul_mt(&L, z, y);
+        mul_panels(&L, z, y, true);
         orth(z, K, n);
     }
     /* Rayleigh-Ritz: G = (M z)(M z)^T = z M^T M z^T, whose eigenpairs give M's right singular
        vectors (z^T times the eigenvectors) and squared singular values */
-    mul_m_f32(&L, y, z);
+    mul_panels(&L, y, z, false);
     pf_matmul(pool, L.tmp, y, PF_TYPE_F32, L.n_rows, K, y, K, L.scratch);
     for (int i = 0; i < K; i++)
         for (int j = 0; j < K; j++) g[i * K + j] = 0.5 * ((double)L.tmp[(size_t)i * Ks + (size_t)j] + L.tmp[(size_t)j * Ks + (size_t)i]);
