@@ -495,6 +495,7 @@ struct pf_pred_fit {
     struct trainer T;
     const struct pf_weight *gate, *up;
     float *rms;                 /* per-channel scale of the training inputs */
+    int steps;                  /* Adam steps fine_tune took */
     struct pf_predictor pred;   /* the stored form of T's weights, measured on held-out tokens */
 };
 
@@ -512,10 +513,8 @@ const struct pf_predictor *pf_pred_fit_result(const struct pf_pred_fit *f) { ret
 /* Quantizes T's weights into f->pred and measures them (threshold for the recall target). */
 static int fit_store(struct pf_pred_fit *f, const struct pf_pred_cfg *cfg)
 {
-    int steps = f->pred.steps;
     pf_pred_free(&f->pred);
     memset(&f->pred, 0, sizeof f->pred);
-    f->pred.steps = steps;
     int rc = store(&f->pred, &f->T, f->rms);
     if (!rc) rc = pf_pred_eval(&f->pred, f->T.d, true, cfg);
     return rc;
@@ -581,8 +580,9 @@ int pf_pred_fit_finish(struct pf_pred_fit *f, const struct pf_pred_cfg *cfg, str
     memset(out, 0, sizeof *out);
     int steps = cfg->steps > 0 ? cfg->steps : cfg->steps < 0 ? 0 : DEFAULT_STEPS, rc = 0;
     bool improved = false;
-    if (steps > 0 && (rc = fine_tune(&f->T, steps, cfg, &f->pred.steps, &improved))) return rc;
+    if (steps > 0 && (rc = fine_tune(&f->T, steps, cfg, &f->steps, &improved))) return rc;
     if (improved && (rc = fit_store(f, cfg))) return rc;
+    f->pred.steps = f->steps;
     *out = f->pred; /* ownership moves */
     memset(&f->pred, 0, sizeof f->pred);
     return 0;
@@ -629,27 +629,45 @@ static float pick_threshold(float *pos, size_t n_pos, float target)
  * row xrow[k] of x (rows of d->n_embd), its true active set mask row tok[k] of d. choose: sets
  * out->threshold for recall `target` first; otherwise keeps it. Fills out's recall, precision,
  * true_frac and pred_frac (micro-averaged over token x neuron cells). */
-static int measure(const struct pred_net *net, const struct pf_pred_data *d, const float *x, const int *xrow,
-                   const int *tok, int n, int chunk, bool choose, float target, struct pf_pool *pool,
-                   struct pf_predictor *out)
+/* *logits (n x n_ff, owned by the caller) = w2 · relu(w1 · x) for the rows xrow[0..n) of x
+ * (rows of n_embd; xrow NULL: rows 0..n), chunk tokens per product, as decode computes it. */
+static int net_logits(const struct pred_net *net, int E, int F, const float *x, const int *xrow, int n, int chunk,
+                      struct pf_pool *pool, float **logits)
 {
-    const int E = d->n_embd, F = d->n_ff, r = net->rank;
+    const int r = net->rank;
+    *logits = NULL;
     size_t s1 = pf_matmul_scratch_size(net->type1, E, chunk), s2 = pf_matmul_scratch_size(net->type2, r, chunk);
     if (s1 == SIZE_MAX || s2 == SIZE_MAX) return pf_fail(PINFER_EUNSUPPORTED, "predictor: unsupported tensor types");
     size_t n_logits;
     if (ck_mul((size_t)n, (size_t)F, &n_logits)) return pf_fail(PINFER_ENOMEM, "predictor: size overflows");
-    float *logits = malloc(n_logits * sizeof *logits), *xc = malloc((size_t)chunk * E * sizeof *xc);
-    float *hc = malloc((size_t)chunk * r * sizeof *hc), *pos = NULL;
+    float *lg = malloc((n_logits ? n_logits : 1) * sizeof *lg), *xc = malloc((size_t)chunk * E * sizeof *xc);
+    float *hc = malloc((size_t)chunk * r * sizeof *hc);
     void *scratch = malloc(s1 > s2 ? s1 : s2);
     int rc = 0;
-    if (!logits || !xc || !hc || !scratch) { rc = pf_fail(PINFER_ENOMEM, "predictor: out of memory"); goto out; }
+    if (!lg || !xc || !hc || !scratch) { rc = pf_fail(PINFER_ENOMEM, "predictor: out of memory"); goto out; }
     for (int c0 = 0; c0 < n; c0 += chunk) {
         int c = n - c0 < chunk ? n - c0 : chunk;
-        for (int i = 0; i < c; i++) memcpy(xc + (size_t)i * E, x + (size_t)xrow[c0 + i] * E, (size_t)E * sizeof *xc);
+        for (int i = 0; i < c; i++)
+            memcpy(xc + (size_t)i * E, x + (size_t)(xrow ? xrow[c0 + i] : c0 + i) * E, (size_t)E * sizeof *xc);
         pf_matmul(pool, hc, net->w1, net->type1, E, r, xc, c, scratch);
         for (size_t e = 0; e < (size_t)c * r; e++) hc[e] = hc[e] > 0 ? hc[e] : 0;
-        pf_matmul(pool, logits + (size_t)c0 * F, net->w2, net->type2, r, F, hc, c, scratch);
+        pf_matmul(pool, lg + (size_t)c0 * F, net->w2, net->type2, r, F, hc, c, scratch);
     }
+out:
+    if (rc) free(lg);
+    else *logits = lg;
+    free(xc); free(hc); free(scratch);
+    return rc;
+}
+
+static int measure(const struct pred_net *net, const struct pf_pred_data *d, const float *x, const int *xrow,
+                   const int *tok, int n, int chunk, bool choose, float target, struct pf_pool *pool,
+                   struct pf_predictor *out)
+{
+    const int F = d->n_ff;
+    float *logits, *pos = NULL;
+    int rc = net_logits(net, d->n_embd, F, x, xrow, n, chunk, pool, &logits);
+    if (rc) return rc;
     uint64_t n_pos = 0;
     for (int k = 0; k < n; k++)
         for (int i = 0; i < F; i++) n_pos += pf_pred_bit(d, tok[k], i);
@@ -675,32 +693,24 @@ static int measure(const struct pred_net *net, const struct pf_pred_data *d, con
     out->true_frac = (double)n_pos / cells;
     out->pred_frac = (double)pred / cells;
 out:
-    free(logits); free(xc); free(hc); free(scratch); free(pos);
+    free(logits);
+    free(pos);
     return rc;
 }
 
 int pf_pred_select_freq(const struct pf_predictor *p, const struct pf_pred_data *d, struct pf_pool *pool, float *freq)
 {
-    const int E = d->n_embd, F = d->n_ff, r = p->rank, n = d->n_tok;
-    size_t s1 = pf_matmul_scratch_size(p->type1, E, EVAL_CHUNK), s2 = pf_matmul_scratch_size(p->type2, r, EVAL_CHUNK);
-    if (s1 == SIZE_MAX || s2 == SIZE_MAX) return pf_fail(PINFER_EUNSUPPORTED, "predictor: unsupported tensor types");
-    float *lg = malloc((size_t)EVAL_CHUNK * F * sizeof *lg), *h = malloc((size_t)EVAL_CHUNK * r * sizeof *h);
-    uint32_t *cnt = calloc((size_t)F, sizeof *cnt);
-    void *scratch = malloc(s1 > s2 ? s1 : s2);
-    if (!lg || !h || !cnt || !scratch) {
-        free(lg); free(h); free(cnt); free(scratch);
-        return pf_fail(PINFER_ENOMEM, "predictor: out of memory");
+    const struct pred_net net = { p->fc1, p->fc2, p->type1, p->type2, p->rank };
+    const int F = d->n_ff, n = d->n_tok;
+    float *logits;
+    int rc = net_logits(&net, d->n_embd, F, d->x, NULL, n, EVAL_CHUNK, pool, &logits);
+    if (rc) return rc;
+    for (int i = 0; i < F; i++) {
+        int c = 0;
+        for (int k = 0; k < n; k++) c += logits[(size_t)k * F + i] > p->threshold;
+        freq[i] = n > 0 ? (float)((double)c / n) : 0.0f;
     }
-    for (int c0 = 0; c0 < n; c0 += EVAL_CHUNK) {
-        int c = n - c0 < EVAL_CHUNK ? n - c0 : EVAL_CHUNK;
-        pf_matmul(pool, h, p->fc1, p->type1, E, r, d->x + (size_t)c0 * E, c, scratch);
-        for (size_t e = 0; e < (size_t)c * r; e++) h[e] = h[e] > 0 ? h[e] : 0;
-        pf_matmul(pool, lg, p->fc2, p->type2, r, F, h, c, scratch);
-        for (int k = 0; k < c; k++)
-            for (int i = 0; i < F; i++) cnt[i] += lg[(size_t)k * F + i] > p->threshold;
-    }
-    for (int i = 0; i < F; i++) freq[i] = n > 0 ? (float)((double)cnt[i] / n) : 0.0f;
-    free(lg); free(h); free(cnt); free(scratch);
+    free(logits);
     return 0;
 }
 

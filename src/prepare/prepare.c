@@ -196,11 +196,10 @@ static int place_coact(struct pf_prep_layer *L, const struct pf_calib *c, int l,
         free(bits); free(perm); free(freq); free(am); free(pos); free(done);
         return pf_fail(PINFER_ENOMEM, "out of memory");
     }
-    for (int t = 0; t < N; t++) {
-        const uint8_t *row = C->mask + (size_t)t * c->mask_stride;
+    const struct pf_pred_data d = pf_calib_data(c, l);
+    for (int t = 0; t < N; t++)
         for (int i = 0; i < F; i++)
-            if ((row[i >> 3] >> (i & 7)) & 1) bits[(size_t)i * W + (size_t)(t >> 6)] |= 1ull << (t & 63);
-    }
+            if (pf_pred_bit(&d, t, i)) bits[(size_t)i * W + (size_t)(t >> 6)] |= 1ull << (t & 63);
     for (int b0 = 0; b0 < F; b0 += PLACE_BUCKET) {
         const int n = F - b0 < PLACE_BUCKET ? F - b0 : PLACE_BUCKET;
         memset(done, 0, (size_t)n);
