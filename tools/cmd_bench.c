@@ -82,7 +82,12 @@ static void storage_roof_line(const struct pinfer_ctx *ctx, const char *path, ui
     struct pf_io *io = NULL;
     char *buf = pf_io_alloc(bs * (size_t)p.queue_depth);
     double gbs = 0, iops = 0;
-    int rc = buf ? pf_io_open(&io, path, &p) : -1;
+    if (!buf) { printf("  storage roof: no memory for the read buffers\n"); return; }
+    int rc = pf_io_open(&io, path, &p);
+    if (rc == PINFER_EUNSUPPORTED && p.direct) { /* tmpfs and the like, as the neuron cache does */
+        p.direct = false;
+        rc = pf_io_open(&io, path, &p);
+    }
     if (!rc) rc = pf_io_bench(io, buf, bs, p.queue_depth, 1.0, false, &gbs, &iops);
     pf_io_close(io);
     pf_io_free(buf, bs * (size_t)p.queue_depth);
