@@ -129,7 +129,13 @@ enum pinfer_sparse_mode pf_ffn_mode(const struct pf_ffn *f) { return f->sparse; 
 int pf_ffn_chunk_slots(void) { return PF_PANEL_ROWS; }
 void pf_ffn_set_hook(struct pf_ffn *f, pf_ffn_hook fn, void *ud) { f->hook = fn; f->hook_ud = ud; }
 void pf_ffn_set_io_hook(struct pf_ffn *f, pf_ffn_io_hook fn, void *ud) { f->io_hook = fn; f->io_hook_ud = ud; }
-bool pf_ffn_has_hooks(const struct pf_ffn *f) { return f->hook || f->io_hook || f->pre_hook; }
+bool pf_ffn_has_hooks(const struct pf_ffn *f) { return f->hook || f->io_hook || f->pre_hook || f->route_hook || f->expert_hook; }
+void pf_ffn_set_moe_hooks(struct pf_ffn *f, pf_ffn_route_hook route, pf_ffn_expert_hook expert, void *ud)
+{
+    f->route_hook = route;
+    f->expert_hook = expert;
+    f->moe_hook_ud = ud;
+}
 void pf_ffn_set_pre_hook(struct pf_ffn *f, pf_ffn_pre_hook fn, void *ud) { f->pre_hook = fn; f->pre_hook_ud = ud; }
 double pf_ffn_pred_seconds(const struct pf_ffn *f) { return f->t_pred; }
 void pf_ffn_time_reset(struct pf_ffn *f) { f->t_pred = 0; }

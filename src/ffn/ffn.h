@@ -113,6 +113,17 @@ typedef void (*pf_ffn_pre_hook)(void *ud, int layer, const float *gate, const fl
 void pf_ffn_set_hook(struct pf_ffn *f, pf_ffn_hook fn, void *ud);
 void pf_ffn_set_pre_hook(struct pf_ffn *f, pf_ffn_pre_hook fn, void *ud);
 void pf_ffn_set_io_hook(struct pf_ffn *f, pf_ffn_io_hook fn, void *ud);
+/* Mixture of experts (the hooks above are not called on one): the routing of a step's n_tok
+ * tokens, sel[t*k + j] the j-th expert of token t in routing order and w[t*k + j] its weight. */
+typedef void (*pf_ffn_route_hook)(void *ud, int layer, const int *sel, const float *w, int n_tok, int k);
+/* Mixture of experts: expert `expert` of `layer` ran on n rows; row i is the choice choice[i]
+ * (token choice[i] / k of the step, its (choice[i] % k)-th expert), its FFN input
+ * in[i*n_embd + j] and activation act[i*n_ff + j], j in the original neuron order also on
+ * prepared models (0 for neurons a sparse mode skipped). Called after the route hook, experts
+ * in any order. */
+typedef void (*pf_ffn_expert_hook)(void *ud, int layer, int expert, const int *choice, int k, const float *in,
+                                   int n_embd, const float *act, int n_ff, int n);
+void pf_ffn_set_moe_hooks(struct pf_ffn *f, pf_ffn_route_hook route, pf_ffn_expert_hook expert, void *ud);
 
 /* Checks the sparse fields of p against the model (pinfer_ctx_new calls it first). */
 int pf_ffn_check_params(const struct pinfer_model *m, const struct pinfer_ctx_params *p);

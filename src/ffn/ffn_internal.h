@@ -64,6 +64,7 @@ struct pf_ffn {
     pf_ffn_hook hook; void *hook_ud;
     pf_ffn_io_hook io_hook; void *io_hook_ud;
     pf_ffn_pre_hook pre_hook; void *pre_hook_ud;
+    pf_ffn_route_hook route_hook; pf_ffn_expert_hook expert_hook; void *moe_hook_ud;
 
     /* mixture of experts (moe.c), in one allocation (moe_mem) */
     void *moe_mem;

@@ -84,14 +84,20 @@ static void route_rows(struct pf_ffn *f, int l, const float *xb, int n)
     pf_ffn_mm(f, f->moe_logits, &f->m->layers[l].ffn_router, xb, n);
     for (int t = 0; t < n; t++)
         pf_moe_route(f->moe_logits + (size_t)t * X, X, K, f->moe_sel + (size_t)t * K, f->moe_w + (size_t)t * K);
+    if (f->route_hook) f->route_hook(f->moe_hook_ud, l, f->moe_sel, f->moe_w, n, K);
 }
 
-/* out (n rows of n_embd) = down(act(gate in) * up in) of expert x; hg, hu as scratch. */
-static void expert_ffn(struct pf_ffn *f, const struct pf_expert *x, const float *in, float *out, int n)
+/* out (n rows of n_embd) = down(act(gate in) * up in) of expert e of layer l, for the choices
+ * f->moe_tok[0..n); hg, hu as scratch. */
+static void expert_ffn(struct pf_ffn *f, int l, int e, const float *in, float *out, int n)
 {
+    const struct pf_expert *x = &f->m->layers[l].exp[e];
+    const struct pinfer_model_info *h = &f->m->info;
     pf_ffn_mm(f, f->hg, &x->gate, in, n);
     pf_ffn_mm(f, f->hu, &x->up, in, n);
-    pf_act_apply(f->hg, f->hu, (size_t)n * (size_t)f->m->info.n_ff, f->m->info.act);
+    pf_act_apply(f->hg, f->hu, (size_t)n * (size_t)h->n_ff, h->act);
+    if (f->expert_hook)
+        f->expert_hook(f->moe_hook_ud, l, e, f->moe_tok, h->n_expert_used, in, h->n_embd, f->hg, h->n_ff, n);
     pf_ffn_mm(f, out, &x->down, f->hg, n);
 }
 
@@ -113,18 +119,19 @@ static void combine(struct pf_ffn *f, float *x, int n)
 /* One token: its chosen experts only. */
 static void moe_token(struct pf_ffn *f, int l, const float *xb, float *x)
 {
-    const struct pf_layer *L = &f->m->layers[l];
     const int K = f->m->info.n_expert_used;
     const size_t E = (size_t)f->m->info.n_embd;
     route_rows(f, l, xb, 1);
-    for (int j = 0; j < K; j++) expert_ffn(f, &L->exp[f->moe_sel[j]], xb, f->moe_ys + (size_t)j * E, 1);
+    for (int j = 0; j < K; j++) {
+        f->moe_tok[0] = j;
+        expert_ffn(f, l, f->moe_sel[j], xb, f->moe_ys + (size_t)j * E, 1);
+    }
     combine(f, x, 1);
 }
 
 /* A batch grouped by expert: each expert that any row chose runs once on all of its rows. */
 static void moe_batch(struct pf_ffn *f, int l, const float *xb, float *x, int n)
 {
-    const struct pf_layer *L = &f->m->layers[l];
     const int X = f->m->info.n_expert, K = f->m->info.n_expert_used;
     const size_t E = (size_t)f->m->info.n_embd;
     route_rows(f, l, xb, n);
@@ -139,7 +146,7 @@ static void moe_batch(struct pf_ffn *f, int l, const float *xb, float *x, int n)
             for (int i = 0; i < cnt; i++) memcpy(f->moe_xg + (size_t)i * E, xb + (size_t)(f->moe_tok[i] / K) * E, E * 4);
             in = f->moe_xg;
         }
-        expert_ffn(f, &L->exp[e], in, f->moe_yg, cnt);
+        expert_ffn(f, l, e, in, f->moe_yg, cnt);
         for (int i = 0; i < cnt; i++) memcpy(f->moe_ys + (size_t)f->moe_tok[i] * E, f->moe_yg + (size_t)i * E, E * 4);
     }
     combine(f, x, n);

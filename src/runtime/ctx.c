@@ -25,6 +25,10 @@ struct pinfer_ctx_params pinfer_ctx_default_params(void)
 void pf_ctx_set_ffn_hook(struct pinfer_ctx *c, pf_ffn_hook fn, void *ud) { pf_ffn_set_hook(c->ffn, fn, ud); }
 void pf_ctx_set_ffn_io_hook(struct pinfer_ctx *c, pf_ffn_io_hook fn, void *ud) { pf_ffn_set_io_hook(c->ffn, fn, ud); }
 void pf_ctx_set_ffn_pre_hook(struct pinfer_ctx *c, pf_ffn_pre_hook fn, void *ud) { pf_ffn_set_pre_hook(c->ffn, fn, ud); }
+void pf_ctx_set_moe_hooks(struct pinfer_ctx *c, pf_ffn_route_hook route, pf_ffn_expert_hook expert, void *ud)
+{
+    pf_ffn_set_moe_hooks(c->ffn, route, expert, ud);
+}
 void pf_ctx_set_layer_hook(struct pinfer_ctx *c, pf_layer_hook fn, void *ud) { c->layer_hook = fn; c->layer_ud = ud; }
 void pf_ctx_set_attn_hook(struct pinfer_ctx *c, pf_attn_hook fn, void *ud) { c->attn_hook = fn; c->attn_ud = ud; }
 

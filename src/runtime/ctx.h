@@ -72,6 +72,7 @@ struct pinfer_ctx {
 void pf_ctx_set_ffn_hook(struct pinfer_ctx *ctx, pf_ffn_hook fn, void *ud);
 void pf_ctx_set_ffn_io_hook(struct pinfer_ctx *ctx, pf_ffn_io_hook fn, void *ud);
 void pf_ctx_set_ffn_pre_hook(struct pinfer_ctx *ctx, pf_ffn_pre_hook fn, void *ud);
+void pf_ctx_set_moe_hooks(struct pinfer_ctx *ctx, pf_ffn_route_hook route, pf_ffn_expert_hook expert, void *ud);
 /* layer hook: pf_layer_hook above; attention hook: pf_attn_hook above */
 void pf_ctx_set_layer_hook(struct pinfer_ctx *ctx, pf_layer_hook fn, void *ud);
 void pf_ctx_set_attn_hook(struct pinfer_ctx *ctx, pf_attn_hook fn, void *ud);
