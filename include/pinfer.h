@@ -503,11 +503,17 @@ struct pinfer_prepare_layer {
                              predictor, the fraction "on" over all tokens (docs/sparse-format.md) */
     double pred_frac;     /* fraction predicted active on held-out tokens (1 without a predictor) */
     uint64_t pred_bytes;  /* fc1 + fc2 */
-    uint64_t ffn_bytes;   /* the layer's bundles */
+    uint64_t ffn_bytes;   /* the unit's bundles */
+    int layer, expert;    /* the unit: a layer (expert -1), or an expert of a mixture's layer */
+    int rows;             /* calibration tokens that ran it (all, or those routed to the expert) */
+    double share;         /* rows / calibration tokens (1 for a dense layer; a layer's experts sum
+                             to experts used per token) */
 };
 
 struct pinfer_prepare_result {
     int n_layer, n_tokens, n_heldout, cluster_size;
+    int n_expert;          /* 0: dense */
+    int n_units;           /* entries of layers: n_layer, or n_layer x n_expert (layer-major) */
     const char *source;    /* calibration tokens: "text" or "sample" */
     const char *predictor; /* "trained", "powerinfer" (imported from the input) or "none" */
     /* weight bytes one decode token reads: dense; sparse with the predicted sets (everything but
@@ -515,7 +521,7 @@ struct pinfer_prepare_result {
     uint64_t bytes_dense, bytes_sparse, bytes_pred;
     uint64_t file_bytes;
     double seconds_profile, seconds_train, seconds_write;
-    struct pinfer_prepare_layer *layers; /* n_layer */
+    struct pinfer_prepare_layer *layers; /* n_units: a layer's, or an expert's of a mixture */
 };
 
 /* Reads the model at in_path, profiles it, trains predictors, and writes the prepared model to

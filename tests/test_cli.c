@@ -239,11 +239,16 @@ int main(void)
         CHECKF(rc == 0 && strstr(out, "tg4"), "'%s' exited %d: %.300s", args, rc, out);
         snprintf(args, sizeof args, "run -m %s -p hi -n 4 --temp 0", moe);
         CHECKF(run(args, NULL, 0, NULL, 0) == 0, "'%s' failed", args);
-        expect_error("mixture-of-experts", "run -m %s -p hi -n 2 --sparse oracle", moe);
-        expect_error("mixture-of-experts", "bench -m %s -p 0 -n 2 --sparse threshold", moe);
+        expect_error("on a mixture of experts needs a prepared model", "run -m %s -p hi -n 2 --sparse oracle", moe);
+        expect_error("on a mixture of experts needs a prepared model", "bench -m %s -p 0 -n 2 --sparse threshold", moe);
         expect_error("mixture-of-experts", "run -m %s -p hi -n 2 --mem-budget 1G", moe);
         expect_error("mixture-of-experts", "profile -m %s", moe);
-        expect_error("mixture-of-experts", "prepare -m %s -o %s/moe-prepared.gguf", moe, tmp);
+        /* prepared (SiLU: bundles per expert, no predictors), it runs; threshold stays refused */
+        snprintf(args, sizeof args, "prepare -m %s -o %s/moe-prepared.gguf --tokens 256", moe, tmp);
+        CHECKF(run(args, out, sizeof out, NULL, 0) == 0, "'%s': %.300s", args, out);
+        snprintf(args, sizeof args, "run -m %s/moe-prepared.gguf -p hi -n 4 --temp 0 --sparse oracle", tmp);
+        CHECKF(run(args, NULL, 0, NULL, 0) == 0, "'%s' failed", args);
+        expect_error("threshold on a mixture of experts is not supported", "run -m %s/moe-prepared.gguf -p hi -n 2 --sparse threshold", tmp);
     }
     /* a generated token longer than 256 bytes is printed whole (issue 15, defect 6) */
     {

@@ -1,7 +1,8 @@
 /* Dense mixture of experts (issue 12, part 1): the routing math; the grouped batch against the
  * per-token, per-expert reference on synthetic MoE models of several activations and types; the
  * split per-expert layout against the merged one; hostile MoE files (one per failure class) and
- * what is refused for now (sparse modes, a memory budget, profile, prepare). llama.cpp's own
+ * what is refused (sparse modes before prepare; for now a memory budget, profile). Prepared
+ * mixtures are test_moe_sparse's. llama.cpp's own
  * logits on Mixtral-shaped files are test_llama_ref's. */
 #include "testutil.h"
 
@@ -304,9 +305,9 @@ static void test_hostile(const char *merged)
     /* a 2-D stand-in for the merged tensor */
     e = (struct tu_gguf_edit){ .shape = "blk.1.ffn_gate_exps.weight", .n_dims = 2, .ne = { 128, 1024, 1, 1 } };
     EXPECT_LOAD_FAIL(&e, PINFER_EFORMAT, "blk.1.ffn_gate_exps.weight has shape [128, 1024, 1, 1]");
-    /* a prepared MoE file: bundles per expert are later work */
+    /* a mixture that claims to be prepared has each expert's bundles (test_moe_sparse.c) */
     e = (struct tu_gguf_edit){ .key = "pinfer.prepared", .u32 = &(uint32_t){ 1 }, .scalar = true };
-    EXPECT_LOAD_FAIL(&e, PINFER_EUNSUPPORTED, "prepared mixture-of-experts models are not supported yet");
+    EXPECT_LOAD_FAIL(&e, PINFER_EFORMAT, "tensor blk.0.ffn_bundle.0.weight is missing");
 
     /* what is refused for now (issue 12's later parts), cleanly */
     struct pinfer_model *m = NULL;
@@ -323,7 +324,8 @@ static void test_hostile(const char *merged)
         struct pinfer_ctx_params cp = pinfer_ctx_default_params();
         cp.sparse = modes[i];
         rc = pinfer_ctx_new(&c, m, &cp);
-        CHECKF(rc == PINFER_EUNSUPPORTED && strstr(pinfer_last_error(), "mixture-of-experts"), "mode %d: %d: %s", (int)modes[i], rc, pinfer_last_error());
+        CHECKF(rc == PINFER_EUNSUPPORTED && strstr(pinfer_last_error(), "on a mixture of experts needs a prepared model"), "mode %d: %d: %s",
+               (int)modes[i], rc, pinfer_last_error());
         pinfer_ctx_free(c);
     }
     struct pinfer_profile *prof = NULL;
@@ -333,9 +335,21 @@ static void test_hostile(const char *merged)
     CHECKF(rc == PINFER_EUNSUPPORTED && strstr(pinfer_last_error(), "mixture-of-experts"), "profile: %d: %s", rc, pinfer_last_error());
     pinfer_profile_free(prof);
     pinfer_model_free(m);
+    /* a SiLU mixture prepares into bundles per expert without predictors (test_moe_sparse.c
+       has the ReLU family's) */
     struct pinfer_prepare_params pr = pinfer_prepare_default_params();
-    rc = pinfer_prepare(merged, tu_tmp("prepared.gguf"), &pr, NULL);
-    CHECKF(rc == PINFER_EUNSUPPORTED && strstr(pinfer_last_error(), "mixture-of-experts"), "prepare: %d: %s", rc, pinfer_last_error());
+    pr.n_threads = 2;
+    const char *prep = tu_tmp("prepared.gguf");
+    rc = pinfer_prepare(merged, prep, &pr, NULL);
+    CHECKF(rc == 0, "prepare: %d: %s", rc, pinfer_last_error());
+    m = NULL;
+    CHECK(rc || pinfer_model_load(&m, prep, NULL) == 0);
+    if (m) {
+        struct pinfer_model_info info;
+        pinfer_model_get_info(m, &info);
+        CHECK(info.prepared && info.n_expert == 4 && !info.has_predictors);
+    }
+    pinfer_model_free(m);
 }
 
 int main(void)

@@ -40,22 +40,26 @@ static void print_report(const struct pinfer_prepare_result *r)
 {
     printf("# %d calibration tokens (%s), %d held out; predictors: %s; cluster %d neurons\n", r->n_tokens, r->source,
            r->n_heldout, r->predictor, r->cluster_size);
-    printf("%5s %5s %5s %10s %8s %9s %8s %9s %10s\n", "layer", "rank", "steps", "threshold", "recall", "precision", "active",
-           "predicted", "pred KiB");
+    const bool moe = r->n_expert > 0;
+    if (moe) printf("# %d experts per layer: one predictor each, trained on the tokens routed to it (share)\n", r->n_expert);
+    printf("%5s %s%5s %5s %10s %8s %9s %8s %9s %10s\n", "layer", moe ? "expert share " : "", "rank", "steps", "threshold",
+           "recall", "precision", "active", "predicted", "pred KiB");
     double min_recall = 1, sr = 0, sp = 0, sa = 0, spf = 0;
     int np = 0;
-    for (int l = 0; l < r->n_layer; l++) {
+    for (int l = 0; l < r->n_units; l++) {
         const struct pinfer_prepare_layer *L = &r->layers[l];
         if (L->rank == 0) continue;
-        printf("%5d %5d %5d %10.4g %8.4f %9.4f %8.4f %9.4f %10.1f\n", l, L->rank, L->steps, (double)L->threshold, (double)L->recall,
+        printf("%5d ", L->layer);
+        if (moe) printf("%6d %5.3f ", L->expert, L->share);
+        printf("%5d %5d %10.4g %8.4f %9.4f %8.4f %9.4f %10.1f\n", L->rank, L->steps, (double)L->threshold, (double)L->recall,
                (double)L->precision, L->active_frac, L->pred_frac, (double)L->pred_bytes / 1024);
         if (L->recall < min_recall) min_recall = L->recall;
         sr += L->recall; sp += L->precision; sa += L->active_frac; spf += L->pred_frac;
         np++;
     }
     if (np)
-        printf("%5s %5s %5s %10s %8.4f %9.4f %8.4f %9.4f   (min recall %.4f)\n", "mean", "", "", "", sr / np, sp / np, sa / np,
-               spf / np, min_recall);
+        printf("%5s %s%5s %5s %10s %8.4f %9.4f %8.4f %9.4f   (min recall %.4f)\n", "mean", moe ? "             " : "", "", "", "",
+               sr / np, sp / np, sa / np, spf / np, min_recall);
     if (np && spf / np > 0.5)
         printf("# note: the predictors keep %.0f%% of the neurons to reach the recall target: their inputs\n"
                "#   carry little low-rank information about which neurons fire (more calibration tokens or\n"

@@ -266,9 +266,8 @@ static void dec_fn(void *arg, int ith, int nth)
     f->cnt[ith] = k;
 }
 
-void pf_dec_setup(struct pf_ffn *f, int l, struct dec_task *tp)
+void pf_dec_setup(struct pf_ffn *f, int l, const struct pf_bundles *b, struct dec_task *tp)
 {
-    const struct pf_bundles *b = f->m->layers[l].ffn_b;
     const struct pinfer_model_info *h = &f->m->info;
     const int E = b->n_embd, F = b->n_ff;
     const struct pf_kernels *k = f->kern;
@@ -349,10 +348,10 @@ void pf_dec_reduce(struct pf_ffn *f, const struct dec_task *t, float *out)
     }
 }
 
-void pf_ffn_bundle_decode(struct pf_ffn *f, int l, float *out)
+void pf_ffn_bundle_decode(struct pf_ffn *f, int l, const struct pf_bundles *b, float *out)
 {
     struct dec_task t;
-    pf_dec_setup(f, l, &t);
+    pf_dec_setup(f, l, b, &t);
     _Atomic int next_part;
     atomic_init(&next_part, 0);
     t.next_part = &next_part;

@@ -49,9 +49,9 @@ static inline bool new_cluster(const struct dec_task *t, int i)
 }
 
 /* Runs the predictor (predictor mode), lists the candidates into f->dec->cand (and sets f->hg
- * to 0 for the others), and converts f->xb into the dot format of the layer's FFN type; fills
- * *t for layer l's step. */
-void pf_dec_setup(struct pf_ffn *f, int l, struct dec_task *t);
+ * to 0 for the others), and converts f->xb into the dot format of the FFN's types; fills *t for
+ * a step of layer l on bundles b (the layer's, or one expert's of a mixture). */
+void pf_dec_setup(struct pf_ffn *f, int l, const struct pf_bundles *b, struct dec_task *t);
 /* The two halves of computing a batch of candidates (q->ng slots listed in q->idx, their slot
  * addresses in q->slot), shared by both paths so each neuron is computed the same way:
  * pf_dec_gates: gate dots, then which up rows the mode's rule lets through (q->up, q->nu);

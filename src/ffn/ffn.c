@@ -63,12 +63,13 @@ int pf_ffn_new(struct pf_ffn **out, const struct pinfer_model *m, const struct p
         for (int e = 0; L->exp && e < h->n_expert; e++) {
             NEED(&L->exp[e].gate, p->n_batch); NEED(&L->exp[e].up, p->n_batch); NEED(&L->exp[e].down, p->n_batch);
         }
-        if (L->ffn_b) {
-            size_t s = pf_bundle_scratch_size(L->ffn_b, p->n_batch);
+        for (int e = 0; L->ffn_b && e < pf_model_experts(m); e++) {
+            const struct pf_bundles *b = &L->ffn_b[e];
+            size_t s = pf_bundle_scratch_size(b, p->n_batch);
             if (s > sc) sc = s;
-            NEED(&L->ffn_b->fc1, 1);
-            NEED(&L->ffn_b->fc2, 1);
-            if ((size_t)L->ffn_b->fc1.n_out > rank) rank = (size_t)L->ffn_b->fc1.n_out;
+            NEED(&b->fc1, 1);
+            NEED(&b->fc2, 1);
+            if ((size_t)b->fc1.n_out > rank) rank = (size_t)b->fc1.n_out;
         }
     }
 #undef NEED
@@ -142,8 +143,7 @@ void pf_ffn_time_reset(struct pf_ffn *f) { f->t_pred = 0; }
 
 /* ==== Hooks ==== */
 
-/* act: n_tok rows of n_ff, slot order when perm is set; tmp: room for the un-permuted copy. */
-static void call_hooks(struct pf_ffn *f, int l, const float *act, const int32_t *perm, float *tmp, int n_tok)
+void pf_ffn_call_hooks(struct pf_ffn *f, int l, const float *act, const int32_t *perm, float *tmp, int n_tok)
 {
     if (!f->hook && !f->io_hook) return;
     const int F = f->m->info.n_ff;
@@ -204,7 +204,7 @@ static void ffn_original(struct pf_ffn *f, int l, int n, bool record, bool spars
     if (f->pre_hook) f->pre_hook(f->pre_hook_ud, l, f->hg, f->hu, n, F);
     if (sparse_step) mask_original(f, l);
     pf_act_apply(f->hg, f->hu, (size_t)n * F, h->act);
-    call_hooks(f, l, f->hg, NULL, NULL, n);
+    pf_ffn_call_hooks(f, l, f->hg, NULL, NULL, n);
     pf_ffn_mm(f, f->xb, &L->ffn_down, f->hg, n);
     for (size_t i = 0; i < (size_t)n * E; i++) f->x[i] += f->xb[i];
 }
@@ -222,10 +222,10 @@ static int ffn_bundles(struct pf_ffn *f, int l, int n, bool record, bool one)
             int rc = pf_ffn_offload_decode(f, l, f->y);
             if (rc) return rc;
         } else {
-            pf_ffn_bundle_decode(f, l, f->y);
+            pf_ffn_bundle_decode(f, l, b, f->y);
         }
         if (record) pf_hist_add(f, l, f->hu, (size_t)F); /* the decode step left the gates in hu */
-        call_hooks(f, l, f->hg, b->perm, f->hu, 1);
+        pf_ffn_call_hooks(f, l, f->hg, b->perm, f->hu, 1);
         for (int i = 0; i < E; i++) f->x[i] += f->y[i];
         return 0;
     }
@@ -233,7 +233,7 @@ static int ffn_bundles(struct pf_ffn *f, int l, int n, bool record, bool one)
     if (record) pf_hist_add(f, l, f->hg, (size_t)n * F);
     if (f->pre_hook) f->pre_hook(f->pre_hook_ud, l, f->hg, f->hu, n, F);
     pf_act_apply(f->hg, f->hu, (size_t)n * F, h->act);
-    call_hooks(f, l, f->hg, b->perm, f->hu, n);
+    pf_ffn_call_hooks(f, l, f->hg, b->perm, f->hu, n);
     pf_bundle_down(f->pool, f->kern, b, f->hg, n, f->xb, f->panel, false);
     for (size_t i = 0; i < (size_t)n * E; i++) f->x[i] += f->xb[i];
     return 0;
@@ -267,11 +267,12 @@ int pf_ffn_step(struct pf_ffn *f, int l, float *xb, float *x, int n)
     f->xb = xb;
     f->x = x;
     if (one) memset(f->cnt, 0, sizeof *f->cnt * (size_t)f->n_threads);
-    if (f->m->layers[l].ffn_b) {
+    if (f->m->info.n_expert) {
+        pf_ffn_moe(f, l, n); /* experts in matrices or bundles; counts each expert's step */
+        if (!one || f->m->layers[l].ffn_b) return 0;
+    } else if (f->m->layers[l].ffn_b) {
         int rc = ffn_bundles(f, l, n, record, one);
         if (rc) return rc;
-    } else if (f->m->layers[l].exp) {
-        pf_ffn_moe(f, l, n); /* dense only: sparse modes and hooks are refused on MoE models */
     } else {
         ffn_original(f, l, n, record, one && !f->calibrating && f->sparse != PINFER_SPARSE_OFF);
     }
@@ -283,13 +284,20 @@ int pf_ffn_step(struct pf_ffn *f, int l, float *xb, float *x, int n)
         s->gate += F; s->up += F; s->down += F;
         return 0;
     }
+    pf_ffn_add_counts(f, l);
+    return 0;
+}
+
+void pf_ffn_add_counts(struct pf_ffn *f, int l)
+{
+    struct pf_sparse_layer_stats *s = &f->lstats[l];
     for (int i = 0; i < f->n_threads; i++) {
         const struct pf_sparse_count *k = &f->cnt[i];
         s->gate += k->gate; s->up += k->up; s->down += k->down; s->clusters += k->clusters;
         s->predicted += k->predicted; s->active += k->active; s->true_active += k->true_active;
         s->hit += k->hit; s->mass_all += k->mass_all; s->mass_kept += k->mass_kept;
     }
-    return 0;
+    memset(f->cnt, 0, sizeof *f->cnt * (size_t)f->n_threads);
 }
 
 int pf_ffn_prefetch(struct pf_ffn *f, int l, const float *x, float *tmp)

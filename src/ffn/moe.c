@@ -1,7 +1,10 @@
 /* The mixture-of-experts FFN (moe.h): a router and per-expert FFNs, dense within each expert.
  *
  * One token: router, route, then the chosen experts' gate, up, activation and down, each a
- * pf_matmul on one row: only those experts' weights are read. A batch: the router on all rows,
+ * pf_matmul on one row: only those experts' weights are read. On a prepared mixture each expert
+ * is a set of neuron bundles with its own predictor (model.h: units): a single-token step runs
+ * the context's sparse mode on each chosen expert (decode.c), a batch each expert's bundles
+ * dense (bundle_mm.c), as for a dense layer. A batch: the router on all rows,
  * then for each expert the rows routed to it gathered into one block, its three products run
  * on the block (the gemm kernels, the expert's weights read once for the whole batch), the
  * outputs scattered back to (token, choice). Both paths then sum each token's choices in
@@ -87,18 +90,52 @@ static void route_rows(struct pf_ffn *f, int l, const float *xb, int n)
     if (f->route_hook) f->route_hook(f->moe_hook_ud, l, f->moe_sel, f->moe_w, n, K);
 }
 
-/* out (n rows of n_embd) = down(act(gate in) * up in) of expert e of layer l, for the choices
- * f->moe_tok[0..n); hg, hu as scratch. */
-static void expert_ffn(struct pf_ffn *f, int l, int e, const float *in, float *out, int n)
+/* The expert hook, with act (n rows of n_ff) in slot order when perm is set (un-permuted into
+ * tmp first). */
+static void call_expert_hook(struct pf_ffn *f, int l, int e, const float *in, const float *act, const int32_t *perm,
+                             float *tmp, int n)
 {
-    const struct pf_expert *x = &f->m->layers[l].exp[e];
+    if (!f->expert_hook) return;
     const struct pinfer_model_info *h = &f->m->info;
-    pf_ffn_mm(f, f->hg, &x->gate, in, n);
-    pf_ffn_mm(f, f->hu, &x->up, in, n);
-    pf_act_apply(f->hg, f->hu, (size_t)n * (size_t)h->n_ff, h->act);
-    if (f->expert_hook)
-        f->expert_hook(f->moe_hook_ud, l, e, f->moe_tok, h->n_expert_used, in, h->n_embd, f->hg, h->n_ff, n);
-    pf_ffn_mm(f, out, &x->down, f->hg, n);
+    const size_t F = (size_t)h->n_ff;
+    if (perm) {
+        for (size_t t = 0; t < (size_t)n; t++)
+            for (size_t j = 0; j < F; j++) tmp[t * F + (size_t)perm[j]] = act[t * F + j];
+        act = tmp;
+    }
+    f->expert_hook(f->moe_hook_ud, l, e, f->moe_tok, h->n_expert_used, in, h->n_embd, act, h->n_ff, n);
+}
+
+/* out (n rows of n_embd) = down(act(gate in) * up in) of expert e of layer l, for the choices
+ * f->moe_tok[0..n); hg, hu as scratch. step: a single-token step, which on bundles runs the
+ * context's sparse mode (decode.c) and counts; a batch is dense, as a dense layer's is. */
+static void expert_ffn(struct pf_ffn *f, int l, int e, const float *in, float *out, int n, bool step)
+{
+    const struct pf_layer *L = &f->m->layers[l];
+    const struct pinfer_model_info *h = &f->m->info;
+    const size_t F = (size_t)h->n_ff;
+    if (L->ffn_b && step) {
+        const struct pf_bundles *b = &L->ffn_b[e];
+        float *xb = f->xb;
+        f->xb = (float *)in; /* what the decode step reads */
+        pf_ffn_bundle_decode(f, l, b, out);
+        f->xb = xb;
+        pf_ffn_add_counts(f, l);
+        call_expert_hook(f, l, e, in, f->hg, b->perm, f->hu, 1);
+    } else if (L->ffn_b) {
+        const struct pf_bundles *b = &L->ffn_b[e];
+        pf_bundle_gate_up(f->pool, f->kern, b, in, n, f->hg, f->hu, f->scratch);
+        pf_act_apply(f->hg, f->hu, (size_t)n * F, h->act);
+        call_expert_hook(f, l, e, in, f->hg, b->perm, f->hu, n);
+        pf_bundle_down(f->pool, f->kern, b, f->hg, n, out, f->panel, false);
+    } else {
+        const struct pf_expert *x = &L->exp[e];
+        pf_ffn_mm(f, f->hg, &x->gate, in, n);
+        pf_ffn_mm(f, f->hu, &x->up, in, n);
+        pf_act_apply(f->hg, f->hu, (size_t)n * F, h->act);
+        call_expert_hook(f, l, e, in, f->hg, NULL, NULL, n);
+        pf_ffn_mm(f, out, &x->down, f->hg, n);
+    }
 }
 
 /* x[t] += sum_j w[t][j] * ys[t][j] for t < n, j in routing order (llama.cpp: the weighted
@@ -116,15 +153,15 @@ static void combine(struct pf_ffn *f, float *x, int n)
     }
 }
 
-/* One token: its chosen experts only. */
-static void moe_token(struct pf_ffn *f, int l, const float *xb, float *x)
+/* One token: its chosen experts only. step: a single-token step (sparse modes apply). */
+static void moe_token(struct pf_ffn *f, int l, const float *xb, float *x, bool step)
 {
     const int K = f->m->info.n_expert_used;
     const size_t E = (size_t)f->m->info.n_embd;
     route_rows(f, l, xb, 1);
     for (int j = 0; j < K; j++) {
         f->moe_tok[0] = j;
-        expert_ffn(f, l, f->moe_sel[j], xb, f->moe_ys + (size_t)j * E, 1);
+        expert_ffn(f, l, f->moe_sel[j], xb, f->moe_ys + (size_t)j * E, 1, step);
     }
     combine(f, x, 1);
 }
@@ -146,7 +183,7 @@ static void moe_batch(struct pf_ffn *f, int l, const float *xb, float *x, int n)
             for (int i = 0; i < cnt; i++) memcpy(f->moe_xg + (size_t)i * E, xb + (size_t)(f->moe_tok[i] / K) * E, E * 4);
             in = f->moe_xg;
         }
-        expert_ffn(f, l, e, in, f->moe_yg, cnt);
+        expert_ffn(f, l, e, in, f->moe_yg, cnt, false);
         for (int i = 0; i < cnt; i++) memcpy(f->moe_ys + (size_t)f->moe_tok[i] * E, f->moe_yg + (size_t)i * E, E * 4);
     }
     combine(f, x, n);
@@ -154,12 +191,12 @@ static void moe_batch(struct pf_ffn *f, int l, const float *xb, float *x, int n)
 
 void pf_ffn_moe(struct pf_ffn *f, int l, int n)
 {
-    if (n == 1) moe_token(f, l, f->xb, f->x);
+    if (n == 1) moe_token(f, l, f->xb, f->x, true);
     else moe_batch(f, l, f->xb, f->x, n);
 }
 
 void pf_ffn_moe_ref(struct pf_ffn *f, int l, float *xb, float *x, int n)
 {
     const size_t E = (size_t)f->m->info.n_embd;
-    for (int t = 0; t < n; t++) moe_token(f, l, xb + (size_t)t * E, x + (size_t)t * E);
+    for (int t = 0; t < n; t++) moe_token(f, l, xb + (size_t)t * E, x + (size_t)t * E, false);
 }

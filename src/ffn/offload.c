@@ -117,7 +117,7 @@ static void off_fn(void *arg, int ith, int nth)
 int pf_ffn_offload_decode(struct pf_ffn *f, int l, float *out)
 {
     struct dec_task t;
-    pf_dec_setup(f, l, &t);
+    pf_dec_setup(f, l, f->m->layers[l].ffn_b, &t);
     t.verify = false; /* the skipped neurons' rows are not in memory */
     struct pf_cache *cache = f->cache;
     const int E = t.b->n_embd;

@@ -35,9 +35,11 @@ int pf_ffn_check_params(const struct pinfer_model *m, const struct pinfer_ctx_pa
         return pf_fail(PINFER_EINVAL, "unknown sparse mode %d (expected off, oracle, predictor or threshold)", (int)p->sparse);
     if (!(p->sparsity_target >= 0 && p->sparsity_target < 1))
         return pf_fail(PINFER_EINVAL, "sparsity target %g must be at least 0 and below 1", (double)p->sparsity_target);
-    if (p->sparse != PINFER_SPARSE_OFF && m->info.n_expert)
-        return pf_fail(PINFER_EUNSUPPORTED, "sparse mode %s on a mixture-of-experts model is not supported yet (only --sparse off)",
+    if (p->sparse != PINFER_SPARSE_OFF && m->info.n_expert && !m->bundles)
+        return pf_fail(PINFER_EUNSUPPORTED, "sparse mode %s on a mixture of experts needs a prepared model (make one with pinfer prepare)",
                        pinfer_sparse_mode_name(p->sparse));
+    if (p->sparse == PINFER_SPARSE_THRESHOLD && m->info.n_expert)
+        return pf_fail(PINFER_EUNSUPPORTED, "sparse mode threshold on a mixture of experts is not supported (use oracle or predictor)");
     if (p->sparse == PINFER_SPARSE_PREDICTOR && !m->info.has_predictors)
         return pf_fail(PINFER_EUNSUPPORTED, "predictor mode needs a prepared model with a predictor in every layer%s",
                        m->info.prepared ? "; this one has none (SiLU models: use --sparse threshold)"
@@ -75,11 +77,17 @@ static void neuron_bytes(const struct pinfer_model *m, int l, double *g, double 
     }
 }
 
+/* Predictor bytes a token reads in layer l: the layer's, or the mean expert's times the experts
+ * a token uses. */
 static double layer_pred_bytes(const struct pinfer_model *m, int l)
 {
     const struct pf_bundles *b = m->layers[l].ffn_b;
-    if (!b || !b->fc1.name) return 0;
-    return pf_weight_bytes(&b->fc1) + pf_weight_bytes(&b->fc2);
+    if (!b) return 0;
+    const int X = pf_model_experts(m);
+    double s = 0;
+    for (int e = 0; e < X; e++)
+        if (b[e].fc1.name) s += pf_weight_bytes(&b[e].fc1) + pf_weight_bytes(&b[e].fc2);
+    return s / X * (m->info.n_expert ? m->info.n_expert_used : 1);
 }
 
 int pf_ffn_sparse_stats(const struct pf_ffn *f, int layer, struct pinfer_sparse_stats *out)
@@ -108,7 +116,7 @@ int pf_ffn_sparse_stats(const struct pf_ffn *f, int layer, struct pinfer_sparse_
         if (T > 0) bytes += ((double)k->gate * g + (double)k->up * u + (double)k->down * d) / T;
         if (pred) pbytes += layer_pred_bytes(m, l);
         thr += f->thresh[l];
-        if (prepared) n_clusters += (F + m->info.cluster_size - 1) / m->info.cluster_size;
+        if (prepared) n_clusters += (double)((F + m->info.cluster_size - 1) / m->info.cluster_size) * fan;
     }
     const double nl = (double)(l1 - l0), N = T * (double)F * nl * fan;
     out->n_tokens = f->n_sparse_tokens;

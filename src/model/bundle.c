@@ -9,6 +9,8 @@
 #include "tensor/kernels.h"
 #include "tensor/types.h"
 
+#include <stdio.h>
+
 static const char *const part_name[3] = { "gate", "up", "down" };
 
 /* Alignment a part of this type needs: F32 rows are read as floats; every other type here
@@ -48,4 +50,16 @@ int pf_bundle_layout(struct pf_bundles *b, const int types[3], int64_t n_embd, c
     b->n_embd = (int)n_embd;
     b->slot_size = at;
     return 0;
+}
+
+void pf_unit_tensor_name(char *buf, size_t n, int l, int e, const char *what)
+{
+    if (e < 0) snprintf(buf, n, "blk.%d.%s.weight", l, what);
+    else snprintf(buf, n, "blk.%d.%s.%d.weight", l, what, e);
+}
+
+void pf_unit_key(char *buf, size_t n, const char *prefix, int l, int e, const char *what)
+{
+    if (e < 0) snprintf(buf, n, "%s.%d.%s", prefix, l, what);
+    else snprintf(buf, n, "%s.%d.%d.%s", prefix, l, e, what);
 }

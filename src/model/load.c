@@ -159,8 +159,6 @@ static int load_hparams(struct pinfer_model *m)
     if (rc == 0 && ver != 1 && ver != 2)
         return pf_fail(PINFER_EUNSUPPORTED, "prepared-model format version %u is not supported (this pinfer reads versions 1 and 2)", ver);
     h->prepared = (int)ver;
-    if (h->prepared && h->n_expert)
-        return pf_fail(PINFER_EUNSUPPORTED, "prepared mixture-of-experts models are not supported yet");
     return 0;
 }
 
@@ -217,23 +215,26 @@ static const void *get_array(const struct gguf_file *f, const char *key, enum gg
     return kv->arr_data;
 }
 
-static int load_prepared_layer(struct pinfer_model *m, int l, int32_t *perm, float *freq, uint8_t *seen)
+/* Unit (l, e) of a prepared model (e < 0: a dense layer) into B. */
+static int load_prepared_unit(struct pinfer_model *m, int l, int e, struct pf_bundles *B, int32_t *perm, float *freq,
+                              uint8_t *seen)
 {
     const struct gguf_file *f = m->gguf;
     const struct pinfer_model_info *h = &m->info;
-    struct pf_bundles *B = &m->bundles[l];
     const int64_t E = h->n_embd, F = h->n_ff;
-    char name[GGUF_MAX_NAME], key[128];
+    char name[GGUF_MAX_NAME], key[128], unit[48];
     int rc;
 
-    snprintf(name, sizeof name, "blk.%d.ffn_bundle.weight", l);
+    if (e < 0) snprintf(unit, sizeof unit, "layer %d", l);
+    else snprintf(unit, sizeof unit, "layer %d expert %d", l, e);
+    pf_unit_tensor_name(name, sizeof name, l, e, "ffn_bundle");
     int idx = gguf_find_tensor(f, name);
     if (idx < 0) return pf_fail(PINFER_EFORMAT, "prepared model: tensor %s is missing", name);
     const struct gguf_tensor *t = &f->tensors[idx];
     /* the part types: version 1, the tensor's one type; version 2, the key's three */
     int types[3] = { t->type, t->type, t->type };
     if (h->prepared >= 2) {
-        snprintf(key, sizeof key, "pinfer.bundle.%d.types", l);
+        pf_unit_key(key, sizeof key, "pinfer.bundle", l, e, "types");
         const uint32_t *ta = get_array(f, key, GGUF_U32, 3, &rc);
         if (!ta) return rc;
         for (int p = 0; p < 3; p++) {
@@ -264,7 +265,7 @@ static int load_prepared_layer(struct pinfer_model *m, int l, int32_t *perm, flo
     B->n_ff = (int)F;
     B->data = (const void *)(uintptr_t)t->file_offset; /* rebased onto memory later */
 
-    snprintf(key, sizeof key, "pinfer.bundle.%d.perm", l);
+    pf_unit_key(key, sizeof key, "pinfer.bundle", l, e, "perm");
     const void *pa = get_array(f, key, GGUF_I32, (uint64_t)F, &rc);
     if (!pa) return rc;
     memcpy(perm, pa, (size_t)F * sizeof *perm);
@@ -275,7 +276,7 @@ static int load_prepared_layer(struct pinfer_model *m, int l, int32_t *perm, flo
         seen[perm[j]] = 1;
     }
     B->perm = perm;
-    snprintf(key, sizeof key, "pinfer.bundle.%d.freq", l);
+    pf_unit_key(key, sizeof key, "pinfer.bundle", l, e, "freq");
     if (gguf_find(f, key)) {
         const void *fa = get_array(f, key, GGUF_F32, (uint64_t)F, &rc);
         if (!fa) return rc;
@@ -286,22 +287,20 @@ static int load_prepared_layer(struct pinfer_model *m, int l, int32_t *perm, flo
     B->freq = freq;
 
     /* predictor: fc1 {n_embd, r}, fc2 {r, n_ff}, both or neither */
-    snprintf(name, sizeof name, "blk.%d.fc1.weight", l);
-    int i1 = gguf_find_tensor(f, name);
-    snprintf(name, sizeof name, "blk.%d.fc2.weight", l);
-    int i2 = gguf_find_tensor(f, name);
-    if ((i1 < 0) != (i2 < 0)) return pf_fail(PINFER_EFORMAT, "layer %d has only one of fc1 and fc2", l);
+    char n1[GGUF_MAX_NAME], n2[GGUF_MAX_NAME];
+    pf_unit_tensor_name(n1, sizeof n1, l, e, "fc1");
+    pf_unit_tensor_name(n2, sizeof n2, l, e, "fc2");
+    int i1 = gguf_find_tensor(f, n1), i2 = gguf_find_tensor(f, n2);
+    if ((i1 < 0) != (i2 < 0)) return pf_fail(PINFER_EFORMAT, "%s has only one of fc1 and fc2", unit);
     if (i1 < 0) return 0;
     int64_t r = f->tensors[i1].ne[1];
-    if (r < 1 || r > (1 << 20)) return pf_fail(PINFER_EFORMAT, "blk.%d.fc1.weight has %lld rows", l, (long long)r);
-    snprintf(name, sizeof name, "blk.%d.fc1.weight", l);
-    if ((rc = pf_model_find_weight(m, name, E, r, &B->fc1, false))) return rc;
-    snprintf(name, sizeof name, "blk.%d.fc2.weight", l);
-    if ((rc = pf_model_find_weight(m, name, r, F, &B->fc2, false))) return rc;
-    snprintf(key, sizeof key, "pinfer.predictor.%d.threshold", l);
+    if (r < 1 || r > (1 << 20)) return pf_fail(PINFER_EFORMAT, "%s has %lld rows", n1, (long long)r);
+    if ((rc = pf_model_find_weight(m, n1, E, r, &B->fc1, false))) return rc;
+    if ((rc = pf_model_find_weight(m, n2, r, F, &B->fc2, false))) return rc;
+    pf_unit_key(key, sizeof key, "pinfer.predictor", l, e, "threshold");
     rc = gguf_get_f32(f, key, &B->pred_threshold);
     if (rc < 0) return pf_fail_context(rc, "metadata %s", key);
-    if (rc == 1) return pf_fail(PINFER_EFORMAT, "metadata key %s is missing (layer %d has a predictor)", key, l);
+    if (rc == 1) return pf_fail(PINFER_EFORMAT, "metadata key %s is missing (%s has a predictor)", key, unit);
     if (!isfinite(B->pred_threshold)) return pf_fail(PINFER_EFORMAT, "metadata %s is not finite", key);
     m->pred_bytes += f->tensors[i1].nbytes + f->tensors[i2].nbytes;
     return 0;
@@ -310,14 +309,14 @@ static int load_prepared_layer(struct pinfer_model *m, int l, int32_t *perm, flo
 static int load_prepared(struct pinfer_model *m)
 {
     struct pinfer_model_info *h = &m->info;
-    const size_t L = (size_t)h->n_layer, F = (size_t)h->n_ff;
+    const size_t X = (size_t)pf_model_experts(m), L = (size_t)h->n_layer * X, F = (size_t)h->n_ff;
     uint32_t cs = 16;
     int rc = gguf_get_u32(m->gguf, "pinfer.cluster_size", &cs);
     if (rc < 0) return pf_fail_context(rc, "metadata pinfer.cluster_size");
     if (cs < 1 || cs > (uint32_t)h->n_ff) return pf_fail(PINFER_EFORMAT, "pinfer.cluster_size %u is out of range 1..%d", cs, h->n_ff);
     h->cluster_size = (int)cs;
     size_t n;
-    if (ck_mul(L, F, &n)) return pf_fail(PINFER_EFORMAT, "n_layer x n_ff overflows");
+    if (ck_mul(L, F, &n)) return pf_fail(PINFER_EFORMAT, "units x n_ff overflows");
     m->bundles = calloc(L, sizeof *m->bundles);
     int32_t *perm = malloc(n * sizeof *perm);
     float *freq = malloc(n * sizeof *freq);
@@ -328,10 +327,12 @@ static int load_prepared(struct pinfer_model *m)
     }
     rc = 0;
     h->has_predictors = true;
-    for (size_t l = 0; l < L && !rc; l++) {
-        rc = load_prepared_layer(m, (int)l, perm + l * F, freq + l * F, seen);
-        m->layers[l].ffn_b = &m->bundles[l];
-        if (!m->bundles[l].fc1.name) h->has_predictors = false;
+    m->n_units = (int)L;
+    for (size_t u = 0; u < L && !rc; u++) {
+        const int l = (int)(u / X), e = h->n_expert ? (int)(u % X) : -1;
+        rc = load_prepared_unit(m, l, e, &m->bundles[u], perm + u * F, freq + u * F, seen);
+        if (u % X == 0) m->layers[l].ffn_b = &m->bundles[u];
+        if (!m->bundles[u].fc1.name) h->has_predictors = false;
     }
     free(seen);
     if (rc) {
@@ -430,6 +431,8 @@ static int load_tensors(struct pinfer_model *m)
     /* a MoE step reads expert_used_count of the experts (their mean size: with uniform routing) */
     for (int l = 0; h->n_expert && l < h->n_layer; l++)
         h->decode_bytes -= (uint64_t)(pf_moe_layer_bytes(m, l) * (double)(h->n_expert - h->n_expert_used) / h->n_expert);
+    for (int u = 0; h->n_expert && u < m->n_units; u++) /* a prepared mixture: its units likewise */
+        h->decode_bytes -= (uint64_t)((double)m->bundles[u].slot_size * h->n_ff * (h->n_expert - h->n_expert_used) / h->n_expert);
     return 0;
 }
 
@@ -491,9 +494,8 @@ static const uint8_t *reloc_addr(const uint8_t *base, const struct reloc *r, uin
 
 static bool is_bundle_offset(const struct pinfer_model *m, uint64_t off)
 {
-    if (!m->bundles) return false;
-    for (int l = 0; l < m->info.n_layer; l++)
-        if ((uintptr_t)m->bundles[l].data == off) return true;
+    for (int u = 0; m->bundles && u < m->n_units; u++)
+        if ((uintptr_t)m->bundles[u].data == off) return true;
     return false;
 }
 
@@ -518,8 +520,8 @@ static int read_run(const struct gguf_file *f, const char *path, uint8_t *p, uin
  * down rows in their own types. I8 tensors are only ever bundles (the loader refuses others). */
 static int check_bundle(const struct pinfer_model *m, const struct gguf_tensor *t, const uint8_t *p)
 {
-    for (int l = 0; m->bundles && l < m->info.n_layer; l++) {
-        const struct pf_bundles *B = &m->bundles[l];
+    for (int u = 0; m->bundles && u < m->n_units; u++) {
+        const struct pf_bundles *B = &m->bundles[u];
         if ((uintptr_t)B->data != t->file_offset) continue;
         static const char *const part[3] = { "gate", "up", "down" };
         for (int64_t k = 0; k < B->n_ff; k++)
@@ -632,11 +634,14 @@ static int load_weights(struct pinfer_model *m, const char *path, bool use_mmap,
         struct pf_layer *L = &m->layers[l];
         REBASE(L->wq); REBASE(L->wk); REBASE(L->wv); REBASE(L->wo);
         if (L->ffn_b) {
-            struct pf_bundles *B = L->ffn_b;
-            B->file_off = (uintptr_t)B->data;
-            if (offload_ffn) B->data = NULL;
-            else REBASE(*B);
-            if (B->fc1.name) { REBASE(B->fc1); REBASE(B->fc2); }
+            for (int e = 0; e < pf_model_experts(m); e++) {
+                struct pf_bundles *B = &L->ffn_b[e];
+                B->file_off = (uintptr_t)B->data;
+                if (offload_ffn) B->data = NULL;
+                else REBASE(*B);
+                if (B->fc1.name) { REBASE(B->fc1); REBASE(B->fc2); }
+            }
+            if (m->info.n_expert) REBASE(L->ffn_router);
         } else if (L->exp) {
             REBASE(L->ffn_router);
             for (int e = 0; e < m->info.n_expert; e++) { REBASE(L->exp[e].gate); REBASE(L->exp[e].up); REBASE(L->exp[e].down); }
@@ -707,9 +712,9 @@ int pinfer_model_load(struct pinfer_model **out, const char *path, const struct 
             goto err;
         }
         if (p.use_mmap) { rc = pf_fail(PINFER_EINVAL, "a memory budget and --mmap exclude each other"); goto err; }
-        for (int l = 0; l < m->info.n_layer; l++)
-            if ((uintptr_t)m->bundles[l].data % 4096) {
-                rc = pf_fail(PINFER_EFORMAT, "blk.%d.ffn_bundle.weight is not 4096-aligned in the file (direct I/O needs it)", l);
+        for (int u = 0; u < m->n_units; u++)
+            if ((uintptr_t)m->bundles[u].data % 4096) {
+                rc = pf_fail(PINFER_EFORMAT, "blk.%d.ffn_bundle.weight is not 4096-aligned in the file (direct I/O needs it)", u);
                 goto err;
             }
         m->mem_budget = p.mem_budget;

@@ -44,6 +44,14 @@ struct pf_bundles {
     float pred_threshold;
 };
 
+/* Units of a prepared model: one set of bundles (and predictor) per layer of a dense model, per
+ * (layer, expert) of a mixture, unit u = l * pf_model_experts(m) + e. Their names in the file
+ * (docs/sparse-format.md): tensors blk.L.<what>.weight (dense) or blk.L.<what>.E.weight (an
+ * expert, as llama.cpp's split expert tensors blk.L.ffn_gate.E.weight); keys <prefix>.L.<what>
+ * or <prefix>.L.E.<what>. e < 0: the dense form. */
+void pf_unit_tensor_name(char *buf, size_t n, int l, int e, const char *what);
+void pf_unit_key(char *buf, size_t n, const char *prefix, int l, int e, const char *what);
+
 /* One expert's FFN in a mixture of experts: its three matrices, each a slice of the layer's
  * merged 3-D tensor (ffn_*_exps, expert e at e * n_out rows) or a 2-D tensor of its own (the
  * older split layout, blk.N.ffn_gate.E.weight). */
@@ -62,7 +70,8 @@ struct pf_layer {
     struct pf_weight ffn_gate;       /* n_embd -> n_ff      (data NULL in prepared models) */
     struct pf_weight ffn_up;         /* n_embd -> n_ff      (data NULL in prepared models) */
     struct pf_weight ffn_down;       /* n_ff -> n_embd      (data NULL in prepared models) */
-    struct pf_bundles *ffn_b;        /* prepared models: the FFN as neuron bundles; else NULL */
+    struct pf_bundles *ffn_b;        /* prepared models: the FFN as neuron bundles (a mixture: its
+                                        n_expert experts' bundles, ffn_b[e]); else NULL */
     /* mixture of experts (info.n_expert > 0; ffn_gate/up/down then have data NULL) */
     struct pf_weight ffn_router;     /* n_embd -> n_expert (ffn_gate_inp), any type */
     struct pf_expert *exp;           /* (n_expert) into pinfer_model.experts; NULL if dense */
@@ -105,10 +114,15 @@ struct pinfer_model {
     float *rope_freqs;               /* (n_rot/2) RoPE frequency divisors (rope_freqs.weight), or NULL */
     float *f32_norms;                /* all norm vectors as f32: output, then attn/ffn per layer */
     struct pf_weight *norm_src;      /* during loading only: where each norm lies in the file */
-    struct pf_bundles *bundles;      /* prepared models: n_layer, pointed to by layers[l].ffn_b */
+    struct pf_bundles *bundles;      /* prepared models: one per unit (n_layer, or n_layer x
+                                        n_expert), pointed to by layers[l].ffn_b */
+    int n_units;                     /* prepared models: entries of bundles */
     uint64_t pred_bytes;             /* prepared: all predictor tensors' bytes */
     struct pf_expert *experts;       /* MoE: (n_layer, n_expert), owned; layers[l].exp points in */
 };
+
+/* Experts per layer as units count them: n_expert, or 1 for a dense model. */
+static inline int pf_model_experts(const struct pinfer_model *m) { return m->info.n_expert > 0 ? m->info.n_expert : 1; }
 
 /* Finds a tensor and checks its type and shape (ne0 = n_in, ne1 = n_out, no more dims); w->data
  * gets its file offset. 0, 1 when optional and absent, or a negative code (model/load.c). */

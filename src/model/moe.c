@@ -64,9 +64,10 @@ int pf_moe_find_layer(struct pinfer_model *m, int l)
     const int64_t E = h->n_embd, F = h->n_ff;
     char name[GGUF_MAX_NAME];
     int rc;
-    L->exp = m->experts + (size_t)l * (size_t)h->n_expert;
     snprintf(name, sizeof name, "blk.%d.ffn_gate_inp.weight", l);
     if ((rc = pf_model_find_weight(m, name, E, h->n_expert, &L->ffn_router, false))) return rc;
+    if (h->prepared) return 0; /* the experts are bundles (load.c), L->exp stays NULL */
+    L->exp = m->experts + (size_t)l * (size_t)h->n_expert;
     snprintf(name, sizeof name, "blk.%d.ffn_gate_exps.weight", l);
     const bool merged = gguf_find_tensor(m->gguf, name) >= 0;
     snprintf(name, sizeof name, "blk.%d.ffn_gate.0.weight", l);

@@ -2,8 +2,9 @@
  *
  *   1. checks the request before any expensive work (output directory, input != output);
  *   2. loads the model and profiles it over calibration tokens (prepare_calib.c);
- *   3. per layer: orders neurons hottest first; for the ReLU family trains a predictor
- *      (predictor.c), choosing its rank unless one was given, or imports PowerInfer's;
+ *   3. per unit (a layer, or an expert of a mixture's layer, on the tokens routed to it): orders
+ *      neurons hottest first; for the ReLU family trains a predictor (predictor.c), choosing its
+ *      rank unless one was given, or imports PowerInfer's;
  *   4. writes the file (prepare_write.c).
  *
  * Rank choice (--rank auto), per layer: candidates 32, 64, 128, 256, ... up to a cap; each is
@@ -36,6 +37,10 @@
 
 #define PRED_BUDGET 0.10     /* predictor share of the bytes a token touches */
 #define MIN_CLUSTER 16
+/* Rows a unit's predictor needs: training rows (predictor.c's minimum) and held-out rows to set
+ * its threshold on. A mixture's expert sees only the tokens routed to it. */
+#define PF_MIN_UNIT_TRAIN 16
+#define PF_MIN_UNIT_HELDOUT 8
 #define PHASE "pinfer prepare: %-11s " /* the progress bar's label */
 
 struct pinfer_prepare_params pinfer_prepare_default_params(void)
@@ -80,8 +85,7 @@ static int check_paths(const char *in, const char *out)
 }
 
 /* What the loader would refuse less clearly, or accept: another architecture (the loader reads
- * the vocabulary first), a file that is already prepared (it would fail on a missing ffn_gate), a
- * mixture of experts (its FFNs are per expert; issue 12 brings bundles per expert). */
+ * the vocabulary first), a file that is already prepared (it would fail on a missing ffn_gate). */
 static int check_input(const char *in)
 {
     struct gguf_file *f = NULL;
@@ -94,8 +98,6 @@ static int check_input(const char *in)
         rc = pf_fail(PINFER_EUNSUPPORTED, "%s: architecture '%s' is not supported (prepare reads llama-architecture models)", in, arch);
     else if (rc == 0 && gguf_find(f, "pinfer.prepared"))
         rc = pf_fail(PINFER_EINVAL, "%s is already a prepared model", in);
-    else if (rc == 0 && gguf_find(f, "llama.expert_count"))
-        rc = pf_fail(PINFER_EUNSUPPORTED, "%s is a mixture-of-experts model: prepare does not support those yet", in);
     gguf_close(f);
     return rc;
 }
@@ -121,7 +123,7 @@ static int cluster_size(const struct pf_prep *P, int requested, int *out)
 {
     int unit = 1, n_ff = P->n_ff;
     size_t slot = P->layers[0].lay.slot_size;
-    for (int l = 0; l < P->n_layer; l++)
+    for (int l = 0; l < P->n_units; l++)
         if (page_unit(P->layers[l].lay.slot_size) > unit) {
             unit = page_unit(P->layers[l].lay.slot_size);
             slot = P->layers[l].lay.slot_size;
@@ -153,9 +155,11 @@ static int cmp_okey(const void *a, const void *b)
 }
 
 /* Hottest first: by count of tokens on, then mean |act|, then index (a total order, so the
- * permutation is reproducible). */
-static int order_layer(struct pf_prep_layer *L, const struct pf_calib_layer *C, int F, int N)
+ * permutation is reproducible). Frequencies over the unit's N rows (a mixture's expert: the
+ * tokens routed to it). */
+static int order_layer(struct pf_prep_layer *L, const struct pf_calib_layer *C, int F)
 {
+    const double N = C->n_rows > 0 ? C->n_rows : 1;
     struct okey *k = malloc((size_t)F * sizeof *k);
     L->perm = malloc((size_t)F * sizeof *L->perm);
     L->freq = malloc((size_t)F * sizeof *L->freq);
@@ -185,8 +189,8 @@ static int order_layer(struct pf_prep_layer *L, const struct pf_calib_layer *C, 
 static int place_coact(struct pf_prep_layer *L, const struct pf_calib *c, int l, int F)
 {
     const struct pf_calib_layer *C = &c->layers[l];
-    if (!C->mask) return 0; /* SiLU family: no masks, the hotness order stays */
-    const int N = c->n_tok, W = (N + 63) / 64;
+    if (!C->mask || C->n_rows == 0) return 0; /* SiLU family: no masks, the hotness order stays */
+    const int N = C->n_rows, W = (N + 63) / 64;
     uint64_t *bits = calloc((size_t)F * (size_t)W, sizeof *bits);
     int32_t *perm = malloc((size_t)F * sizeof *perm);
     float *freq = malloc((size_t)F * sizeof *freq), *am = malloc((size_t)F * sizeof *am);
@@ -245,12 +249,30 @@ static int select_freq(struct pf_prep_layer *L, const struct pf_pred_data *d, in
     return rc;
 }
 
-/* Fraction of (token, neuron) pairs of layer l that were on while calibrating. */
-static double active_frac(const struct pf_calib *c, int l)
+/* Fraction of (row, neuron) pairs of unit u that were on while calibrating. */
+static double active_frac(const struct pf_calib *c, int u)
 {
     uint64_t on = 0;
-    for (int i = 0; i < c->n_ff; i++) on += c->layers[l].count[i];
-    return (double)on / ((double)c->n_tok * c->n_ff);
+    for (int i = 0; i < c->n_ff; i++) on += c->layers[u].count[i];
+    return c->layers[u].n_rows ? (double)on / ((double)c->layers[u].n_rows * c->n_ff) : 0;
+}
+
+void pf_prep_unit_weights(const struct pf_prep *P, int u, const struct pf_weight **g, const struct pf_weight **up,
+                          const struct pf_weight **d)
+{
+    const struct pf_layer *L = &P->m->layers[pf_prep_layer_of(P, u)];
+    const int e = pf_prep_expert_of(P, u);
+    *g = e < 0 ? &L->ffn_gate : &L->exp[e].gate;
+    *up = e < 0 ? &L->ffn_up : &L->exp[e].up;
+    *d = e < 0 ? &L->ffn_down : &L->exp[e].down;
+}
+
+/* "layer L" or "layer L expert E", for messages. */
+static const char *unit_name(const struct pf_prep *P, int u, char *buf, size_t n)
+{
+    if (P->n_expert) snprintf(buf, n, "layer %d expert %d", pf_prep_layer_of(P, u), pf_prep_expert_of(P, u));
+    else snprintf(buf, n, "layer %d", u);
+    return buf;
 }
 
 /* PowerInfer's predictor of layer l, copied from the input file; threshold 0 (its logit > 0). */
@@ -297,8 +319,8 @@ static int rank_cap(int E, int F, double base_layer, double ffn_layer, double ac
     return best;
 }
 
-static int fit_predictor(struct pf_predictor *best, const struct pf_pred_data *d, const struct pf_layer *L, bool drelu,
-                         int rank, int cap, double ffn_layer, const struct pf_pred_cfg *cfg0)
+static int fit_predictor(struct pf_predictor *best, const struct pf_pred_data *d, const struct pf_weight *gate,
+                         const struct pf_weight *up, int rank, int cap, double ffn_layer, const struct pf_pred_cfg *cfg0)
 {
     int cands[32], nc = 0;
     if (rank > 0) cands[nc++] = rank;
@@ -314,7 +336,7 @@ static int fit_predictor(struct pf_predictor *best, const struct pf_pred_data *d
         struct pf_pred_fit *f;
         struct pf_pred_cfg cfg = *cfg0;
         cfg.seed = pf_mix64(cfg0->seed ^ (uint64_t)cands[c]);
-        int rc = pf_pred_fit_init(&f, d, &L->ffn_gate, drelu ? &L->ffn_up : NULL, cands[c], &cfg);
+        int rc = pf_pred_fit_init(&f, d, gate, up, cands[c], &cfg);
         if (rc) { pf_pred_fit_free(win); return rc; }
         const struct pf_predictor *p = pf_pred_fit_result(f);
         double cost = (double)(p->fc1_bytes + p->fc2_bytes) + p->pred_frac * ffn_layer;
@@ -339,7 +361,7 @@ static int fit_predictor(struct pf_predictor *best, const struct pf_pred_data *d
 static void prep_free(struct pf_prep *P)
 {
     if (P->layers)
-        for (int l = 0; l < P->n_layer; l++) {
+        for (int l = 0; l < P->n_units; l++) {
             free(P->layers[l].perm);
             free(P->layers[l].freq);
             free(P->layers[l].act_mean);
@@ -361,17 +383,17 @@ int pf_prepare_down_type(int down, int n_embd)
     return n_embd % QK8_0 == 0 ? PF_TYPE_Q8_0 : PF_TYPE_F16;
 }
 
-/* Each layer's slot layout: gate and up rows in their own types, the down column in
+/* Each unit's slot layout: gate and up rows in their own types, the down column in
  * pf_prepare_down_type's. Refuses types the sparse FFN cannot compute, saying which. */
 static int plan_layouts(struct pf_prep *P)
 {
-    const struct pinfer_model *m = P->m;
-    for (int l = 0; l < P->n_layer; l++) {
-        const struct pf_layer *L = &m->layers[l];
-        const int types[3] = { L->ffn_gate.type, L->ffn_up.type, pf_prepare_down_type(L->ffn_down.type, P->n_embd) };
-        char what[64];
-        snprintf(what, sizeof what, "layer %d's FFN (gate %s, up %s, down %s)", l, pf_type_name(L->ffn_gate.type),
-                 pf_type_name(L->ffn_up.type), pf_type_name(L->ffn_down.type));
+    for (int l = 0; l < P->n_units; l++) {
+        const struct pf_weight *g, *u, *d;
+        pf_prep_unit_weights(P, l, &g, &u, &d);
+        const int types[3] = { g->type, u->type, pf_prepare_down_type(d->type, P->n_embd) };
+        char what[96], un[48];
+        snprintf(what, sizeof what, "%s's FFN (gate %s, up %s, down %s)", unit_name(P, l, un, sizeof un), pf_type_name(g->type),
+                 pf_type_name(u->type), pf_type_name(d->type));
         int rc = pf_bundle_layout(&P->layers[l].lay, types, P->n_embd, what);
         if (rc) return pf_fail_context(rc, "pinfer cannot prepare it");
         P->layers[l].lay.n_ff = P->n_ff;
@@ -414,10 +436,12 @@ int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfe
     P.n_layer = h->n_layer;
     P.n_embd = h->n_embd;
     P.n_ff = h->n_ff;
+    P.n_expert = h->n_expert;
+    P.n_units = h->n_layer * (h->n_expert ? h->n_expert : 1);
     const bool relu = pf_act_relu_family(h->act);
-    const bool import = relu && gguf_find_tensor(m->gguf, "blk.0.fc1.weight") >= 0;
+    const bool import = relu && !h->n_expert && gguf_find_tensor(m->gguf, "blk.0.fc1.weight") >= 0;
     P.pred_source = !relu ? "none" : import ? "powerinfer" : "trained";
-    if (!(P.layers = calloc((size_t)P.n_layer, sizeof *P.layers))) { rc = pf_fail(PINFER_ENOMEM, "out of memory"); goto out; }
+    if (!(P.layers = calloc((size_t)P.n_units, sizeof *P.layers))) { rc = pf_fail(PINFER_ENOMEM, "out of memory"); goto out; }
     if ((rc = plan_layouts(&P)) || (rc = cluster_size(&P, p.cluster_size, &P.cluster_size))) goto out;
 
     pf_progress_start(&pg, p.progress, PHASE, "profiling");
@@ -429,34 +453,48 @@ int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfe
 
     int nth = p.n_threads > 0 ? p.n_threads : pf_cpu_count();
     if ((rc = pf_pool_new(&pool, nth))) goto out;
-    double ffn_all = 0; /* bytes of every layer's bundles */
-    for (int l = 0; l < P.n_layer; l++) ffn_all += (double)P.layers[l].lay.slot_size * P.n_ff;
-    const double base_layer = ((double)h->decode_bytes - ffn_all) / P.n_layer;
+    /* what a decode token reads besides the FFN, per unit it runs (a mixture runs
+       n_expert_used units per layer, a dense model one): the predictors' byte budget */
+    const double fan = h->n_expert ? h->n_expert_used : 1, X = h->n_expert ? h->n_expert : 1;
+    double ffn_all = 0; /* bytes of every unit's bundles a decode token may read, on average */
+    for (int l = 0; l < P.n_units; l++) ffn_all += (double)P.layers[l].lay.slot_size * P.n_ff * fan / X;
+    const double base_layer = ((double)h->decode_bytes - ffn_all) / (P.n_layer * fan);
     struct pf_pred_cfg cfg = { .recall_target = p.recall_target, .steps = p.train_steps, .pool = pool };
     pf_progress_start(&pg, p.progress && relu, PHASE, "predictors");
-    for (int l = 0; l < P.n_layer; l++) {
+    char un[48];
+    for (int l = 0; l < P.n_units; l++) {
         struct pf_prep_layer *L = &P.layers[l];
         const double ffn_layer = (double)L->lay.slot_size * P.n_ff;
-        if ((rc = order_layer(L, &calib->layers[l], P.n_ff, calib->n_tok))) break;
+        if ((rc = order_layer(L, &calib->layers[l], P.n_ff))) break;
         if (p.placement == PINFER_PLACE_COACT && (rc = place_coact(L, calib, l, P.n_ff))) break;
         if (!relu) continue;
         struct pf_pred_data d = pf_calib_data(calib, l);
+        int nt = 0, nh = 0;
+        for (int t = 0; t < d.n_tok; t++) { nt += !d.heldout[t]; nh += d.heldout[t] != 0; }
+        if (nt < PF_MIN_UNIT_TRAIN || nh < PF_MIN_UNIT_HELDOUT) {
+            rc = pf_fail(PINFER_EINVAL, "%s ran on %d calibration tokens (%d held out); its predictor needs at least %d and %d: "
+                         "raise --tokens%s", unit_name(&P, l, un, sizeof un), d.n_tok, nh, PF_MIN_UNIT_TRAIN + PF_MIN_UNIT_HELDOUT,
+                         PF_MIN_UNIT_HELDOUT, P.n_expert ? " (a mixture's experts each see only the tokens routed to them)" : "");
+            break;
+        }
         cfg.seed = pf_mix64(p.seed + 0x9E37u * (uint64_t)(l + 1));
         if (import) {
             if ((rc = import_predictor(&L->pred, m, l)) || (rc = pf_pred_eval(&L->pred, &d, false, &cfg))) break;
         } else {
+            const struct pf_weight *wg, *wu, *wd;
+            pf_prep_unit_weights(&P, l, &wg, &wu, &wd);
             int cap = rank_cap(P.n_embd, P.n_ff, base_layer, ffn_layer, active_frac(calib, l));
-            if ((rc = fit_predictor(&L->pred, &d, &m->layers[l], h->act == PINFER_ACT_DRELU, p.rank, cap, ffn_layer, &cfg)))
+            if ((rc = fit_predictor(&L->pred, &d, wg, h->act == PINFER_ACT_DRELU ? wu : NULL, p.rank, cap, ffn_layer, &cfg)))
                 break;
         }
         L->has_pred = true;
         if ((rc = select_freq(L, &d, P.n_ff, pool))) break;
         pf_calib_release_layer(calib, l);
-        pf_progress_update(&pg, (double)(l + 1) / P.n_layer);
+        pf_progress_update(&pg, (double)(l + 1) / P.n_units);
     }
     pf_progress_end(&pg);
     if (rc) {
-        pf_fail_context(rc, "layer predictors");
+        pf_fail_context(rc, "%s predictors", P.n_expert ? "expert" : "layer");
         goto out;
     }
     t2 = pf_now();
@@ -469,22 +507,30 @@ int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfe
 
     if (out) {
         res = calloc(1, sizeof *res);
-        if (!res || !(res->layers = calloc((size_t)P.n_layer, sizeof *res->layers))) {
+        if (!res || !(res->layers = calloc((size_t)P.n_units, sizeof *res->layers))) {
             rc = pf_fail(PINFER_ENOMEM, "out of memory");
             goto out;
         }
         res->n_layer = P.n_layer;
+        res->n_expert = P.n_expert;
+        res->n_units = P.n_units;
         res->n_tokens = calib->n_tok;
         for (int t = 0; t < calib->n_tok; t++) res->n_heldout += calib->heldout[t];
         res->cluster_size = P.cluster_size;
         res->source = calib->source;
         res->predictor = P.pred_source;
         res->bytes_dense = h->decode_bytes;
-        double sparse = (double)h->decode_bytes - ffn_all;
-        for (int l = 0; l < P.n_layer; l++) {
+        double sparse = (double)h->decode_bytes - ffn_all, pbytes = 0;
+        for (int l = 0; l < P.n_units; l++) {
             struct pinfer_prepare_layer *R = &res->layers[l];
             const struct pf_prep_layer *L = &P.layers[l];
             const double ffn_layer = (double)L->lay.slot_size * P.n_ff;
+            R->layer = pf_prep_layer_of(&P, l);
+            R->expert = pf_prep_expert_of(&P, l);
+            R->rows = calib->layers[l].n_rows;
+            /* the tokens that run the unit: all (dense), those routed to the expert (mixture) */
+            const double share = (double)R->rows / calib->n_tok;
+            R->share = P.n_expert ? share : 1.0;
             R->ffn_bytes = (uint64_t)ffn_layer;
             if (L->has_pred) {
                 R->rank = L->pred.rank;
@@ -499,9 +545,10 @@ int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfe
                 R->active_frac = active_frac(calib, l);
                 R->pred_frac = 1.0; /* no predictor: decode reads every bundle */
             }
-            res->bytes_pred += R->pred_bytes;
-            sparse += (double)R->pred_bytes + (L->has_pred ? R->pred_frac : 1.0) * ffn_layer;
+            pbytes += R->share * (double)R->pred_bytes;
+            sparse += R->share * ((double)R->pred_bytes + (L->has_pred ? R->pred_frac : 1.0) * ffn_layer);
         }
+        res->bytes_pred = (uint64_t)pbytes;
         res->bytes_sparse = (uint64_t)sparse;
         res->file_bytes = file_bytes;
         res->seconds_profile = t1 - t0;

@@ -1,7 +1,8 @@
 /* The prepared file (docs/sparse-format.md): every key of the input, then prepare's keys; every
  * tensor of the input in its order, except that a layer's ffn_gate is replaced by its bundle
  * tensor followed by the predictor (fc1, fc2), and ffn_up / ffn_down (and PowerInfer's fc1, fc2,
- * ffn_down_t) are dropped.
+ * ffn_down_t) are dropped; a mixture's expert tensors likewise, by each expert's bundle and
+ * predictor where ffn_gate_exps (or ffn_gate.0) stood.
  *
  * Memory: tensors copied verbatim are streamed from the input file in 8 MiB pieces (with the
  * page cache told to drop them: a 7B input is read once); a bundle tensor is built from the
@@ -30,7 +31,7 @@
 #define TRANSPOSE_ROWS 16
 
 enum job_kind { J_COPY, J_BUNDLE, J_FC1, J_FC2 };
-struct job { enum job_kind kind; int idx; /* tensor index (copy) or layer */ };
+struct job { enum job_kind kind; int idx; /* tensor index (copy) or unit */ };
 
 /* "blk.N.<rest>" -> N and rest; -1 when the name has another form. */
 static int block_of(const char *name, const char **rest)
@@ -63,65 +64,108 @@ static int set_keys(struct gguf_writer *w, const struct pf_prep *P)
     int nh = 0;
     for (int t = 0; t < P->calib->n_tok; t++) nh += P->calib->heldout[t];
     if ((rc = gguf_writer_set_u32(w, "pinfer.prepare.heldout", (uint32_t)nh))) return rc;
-    for (int l = 0; l < P->n_layer; l++) {
-        const struct pf_prep_layer *L = &P->layers[l];
-#define KEY(fmt) (snprintf(key, sizeof key, fmt, l), key)
+    for (int u = 0; u < P->n_units; u++) {
+        const struct pf_prep_layer *L = &P->layers[u];
+        const int l = pf_prep_layer_of(P, u), e = pf_prep_expert_of(P, u);
+#define BKEY(what) (pf_unit_key(key, sizeof key, "pinfer.bundle", l, e, what), key)
+#define PKEY(what) (pf_unit_key(key, sizeof key, "pinfer.predictor", l, e, what), key)
         const uint32_t types[3] = { (uint32_t)L->lay.type[0], (uint32_t)L->lay.type[1], (uint32_t)L->lay.type[2] };
-        if ((rc = gguf_writer_set_arr(w, KEY("pinfer.bundle.%d.types"), GGUF_U32, types, 3)) ||
-            (rc = gguf_writer_set_arr(w, KEY("pinfer.bundle.%d.perm"), GGUF_I32, L->perm, (uint64_t)P->n_ff)) ||
-            (rc = gguf_writer_set_arr(w, KEY("pinfer.bundle.%d.freq"), GGUF_F32, L->freq, (uint64_t)P->n_ff)) ||
-            (rc = gguf_writer_set_arr(w, KEY("pinfer.bundle.%d.act_mean"), GGUF_F32, L->act_mean, (uint64_t)P->n_ff)))
+        if ((rc = gguf_writer_set_arr(w, BKEY("types"), GGUF_U32, types, 3)) ||
+            (rc = gguf_writer_set_arr(w, BKEY("perm"), GGUF_I32, L->perm, (uint64_t)P->n_ff)) ||
+            (rc = gguf_writer_set_arr(w, BKEY("freq"), GGUF_F32, L->freq, (uint64_t)P->n_ff)) ||
+            (rc = gguf_writer_set_arr(w, BKEY("act_mean"), GGUF_F32, L->act_mean, (uint64_t)P->n_ff)))
+            return rc;
+        /* a mixture: the fraction of calibration tokens routed to the expert (freq is per routed
+           token; freq x share is per token) */
+        if (e >= 0 && (rc = gguf_writer_set_f32(w, BKEY("share"), (float)((double)P->calib->layers[u].n_rows / P->calib->n_tok))))
             return rc;
         if (!L->has_pred) continue;
-        if (L->pred_freq && (rc = gguf_writer_set_arr(w, KEY("pinfer.bundle.%d.pred_freq"), GGUF_F32, L->pred_freq, (uint64_t)P->n_ff)))
+        if (L->pred_freq && (rc = gguf_writer_set_arr(w, BKEY("pred_freq"), GGUF_F32, L->pred_freq, (uint64_t)P->n_ff)))
             return rc;
         const struct pf_predictor *p = &L->pred;
-        if ((rc = gguf_writer_set_f32(w, KEY("pinfer.predictor.%d.threshold"), p->threshold)) ||
-            (rc = gguf_writer_set_f32(w, KEY("pinfer.predictor.%d.recall"), p->recall)) ||
-            (rc = gguf_writer_set_f32(w, KEY("pinfer.predictor.%d.precision"), p->precision)) ||
-            (rc = gguf_writer_set_u32(w, KEY("pinfer.predictor.%d.rank"), (uint32_t)p->rank)) ||
-            (rc = gguf_writer_set_u64(w, KEY("pinfer.predictor.%d.bytes"), (uint64_t)(p->fc1_bytes + p->fc2_bytes))) ||
-            (rc = gguf_writer_set_f32(w, KEY("pinfer.predictor.%d.active"), (float)p->true_frac)) ||
-            (rc = gguf_writer_set_f32(w, KEY("pinfer.predictor.%d.predicted"), (float)p->pred_frac)))
+        if ((rc = gguf_writer_set_f32(w, PKEY("threshold"), p->threshold)) ||
+            (rc = gguf_writer_set_f32(w, PKEY("recall"), p->recall)) ||
+            (rc = gguf_writer_set_f32(w, PKEY("precision"), p->precision)) ||
+            (rc = gguf_writer_set_u32(w, PKEY("rank"), (uint32_t)p->rank)) ||
+            (rc = gguf_writer_set_u64(w, PKEY("bytes"), (uint64_t)(p->fc1_bytes + p->fc2_bytes))) ||
+            (rc = gguf_writer_set_f32(w, PKEY("active"), (float)p->true_frac)) ||
+            (rc = gguf_writer_set_f32(w, PKEY("predicted"), (float)p->pred_frac)))
             return rc;
-#undef KEY
+#undef BKEY
+#undef PKEY
     }
     return 0;
 }
 
-/* Declares the tensors and fills jobs[] (capacity n_tensors + 2 * n_layer) in the same order. */
+/* A mixture's expert FFN tensor (merged blk.N.ffn_{gate,up,down}_exps or split
+ * blk.N.ffn_{gate,up,down}.E): its bundles replace them all. first: the one that stands for
+ * them in the tensor order (ffn_gate_exps, or ffn_gate.0). */
+static bool expert_ffn_tensor(const char *rest, bool *first)
+{
+    static const char *const part[3] = { "gate", "up", "down" };
+    *first = false;
+    for (int p = 0; p < 3; p++) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "ffn_%s_exps.weight", part[p]);
+        if (!strcmp(rest, nm)) { *first = p == 0; return true; }
+        snprintf(nm, sizeof nm, "ffn_%s.", part[p]);
+        size_t n = strlen(nm);
+        if (strncmp(rest, nm, n)) continue;
+        char *end;
+        long e = strtol(rest + n, &end, 10);
+        if (end != rest + n && !strcmp(end, ".weight")) { *first = p == 0 && e == 0; return true; }
+    }
+    return false;
+}
+
+/* Declares unit u's bundle tensor and predictor, and their jobs. */
+static int declare_unit(struct gguf_writer *w, const struct pf_prep *P, int u, struct job *jobs, int *n)
+{
+    const int l = pf_prep_layer_of(P, u), e = pf_prep_expert_of(P, u);
+    char name[GGUF_MAX_NAME];
+    int rc;
+    /* one type: {n_embd, 3, n_ff} of it; parts of different types: I8 slot bytes */
+    const struct pf_bundles *B = &P->layers[u].lay;
+    pf_unit_tensor_name(name, sizeof name, l, e, "ffn_bundle");
+    if (B->type[0] == B->type[1] && B->type[1] == B->type[2]) {
+        int64_t ne[3] = { P->n_embd, 3, P->n_ff };
+        rc = gguf_writer_add_tensor(w, name, B->type[0], 3, ne);
+    } else {
+        int64_t ne[2] = { (int64_t)B->slot_size, P->n_ff };
+        rc = gguf_writer_add_tensor(w, name, PF_TYPE_I8, 2, ne);
+    }
+    if (rc) return rc;
+    jobs[(*n)++] = (struct job){ J_BUNDLE, u };
+    const struct pf_predictor *p = &P->layers[u].pred;
+    if (!P->layers[u].has_pred) return 0;
+    int64_t ne1[2] = { P->n_embd, p->rank }, ne2[2] = { p->rank, P->n_ff };
+    pf_unit_tensor_name(name, sizeof name, l, e, "fc1");
+    if ((rc = gguf_writer_add_tensor(w, name, p->type1, 2, ne1))) return rc;
+    jobs[(*n)++] = (struct job){ J_FC1, u };
+    pf_unit_tensor_name(name, sizeof name, l, e, "fc2");
+    if ((rc = gguf_writer_add_tensor(w, name, p->type2, 2, ne2))) return rc;
+    jobs[(*n)++] = (struct job){ J_FC2, u };
+    return 0;
+}
+
+/* Declares the tensors and fills jobs[] (capacity n_tensors + 3 * n_units) in the same order. */
 static int declare(struct gguf_writer *w, const struct pf_prep *P, struct job *jobs, int *n_jobs)
 {
     const struct gguf_file *f = P->m->gguf;
-    char name[GGUF_MAX_NAME];
     int n = 0, rc;
     for (uint64_t i = 0; i < f->n_tensors; i++) {
         const struct gguf_tensor *t = &f->tensors[i];
         const char *rest;
         int l = block_of(t->name, &rest);
+        bool first;
+        if (l >= 0 && l < P->n_layer && P->n_expert && expert_ffn_tensor(rest, &first)) {
+            for (int e = 0; first && e < P->n_expert; e++)
+                if ((rc = declare_unit(w, P, l * P->n_expert + e, jobs, &n))) return rc;
+            continue;
+        }
         if (l >= 0 && l < P->n_layer) {
-            if (!strcmp(rest, "ffn_gate.weight")) {
-                /* one type: {n_embd, 3, n_ff} of it; parts of different types: I8 slot bytes */
-                const struct pf_bundles *B = &P->layers[l].lay;
-                snprintf(name, sizeof name, "blk.%d.ffn_bundle.weight", l);
-                if (B->type[0] == B->type[1] && B->type[1] == B->type[2]) {
-                    int64_t ne[3] = { P->n_embd, 3, P->n_ff };
-                    rc = gguf_writer_add_tensor(w, name, B->type[0], 3, ne);
-                } else {
-                    int64_t ne[2] = { (int64_t)B->slot_size, P->n_ff };
-                    rc = gguf_writer_add_tensor(w, name, PF_TYPE_I8, 2, ne);
-                }
-                if (rc) return rc;
-                jobs[n++] = (struct job){ J_BUNDLE, l };
-                const struct pf_predictor *p = &P->layers[l].pred;
-                if (!P->layers[l].has_pred) continue;
-                int64_t ne1[2] = { P->n_embd, p->rank }, ne2[2] = { p->rank, P->n_ff };
-                snprintf(name, sizeof name, "blk.%d.fc1.weight", l);
-                if ((rc = gguf_writer_add_tensor(w, name, p->type1, 2, ne1))) return rc;
-                jobs[n++] = (struct job){ J_FC1, l };
-                snprintf(name, sizeof name, "blk.%d.fc2.weight", l);
-                if ((rc = gguf_writer_add_tensor(w, name, p->type2, 2, ne2))) return rc;
-                jobs[n++] = (struct job){ J_FC2, l };
+            if (!strcmp(rest, "ffn_gate.weight") && !P->n_expert) {
+                if ((rc = declare_unit(w, P, l, jobs, &n))) return rc;
                 continue;
             }
             if (!strcmp(rest, "ffn_up.weight") || !strcmp(rest, "ffn_down.weight") || !strcmp(rest, "fc1.weight") ||
@@ -176,7 +220,8 @@ static int copy_tensor(struct wstate *S, const struct gguf_tensor *t, const char
 
 static int write_bundle(struct wstate *S, const struct pf_prep *P, int l)
 {
-    const struct pf_layer *L = &P->m->layers[l];
+    const struct pf_weight *gate, *up, *down;
+    pf_prep_unit_weights(P, l, &gate, &up, &down);
     const struct pf_bundles *B = &P->layers[l].lay;
     const int E = P->n_embd, F = P->n_ff;
     const size_t gs = B->row[PF_PART_GATE], us = B->row[PF_PART_UP];
@@ -184,7 +229,7 @@ static int write_bundle(struct wstate *S, const struct pf_prep *P, int l)
     for (int e0 = 0; e0 < E; e0 += TRANSPOSE_ROWS) {
         int ne = E - e0 < TRANSPOSE_ROWS ? E - e0 : TRANSPOSE_ROWS;
         for (int k = 0; k < ne; k++)
-            pf_kernels_ref.dequant[L->ffn_down.type]((const char *)L->ffn_down.data + (size_t)(e0 + k) * L->ffn_down.row_size,
+            pf_kernels_ref.dequant[down->type]((const char *)down->data + (size_t)(e0 + k) * down->row_size,
                                                      S->rows + (size_t)k * F, F);
         for (int i = 0; i < F; i++) {
             float *d = S->dt + (size_t)i * E + e0;
@@ -197,8 +242,8 @@ static int write_bundle(struct wstate *S, const struct pf_prep *P, int l)
         for (int k = 0; k < nj; k++) {
             int i = perm[j0 + k];
             uint8_t *slot = S->buf + (size_t)k * B->slot_size;
-            memcpy(slot + B->off[PF_PART_GATE], (const char *)L->ffn_gate.data + (size_t)i * gs, gs);
-            memcpy(slot + B->off[PF_PART_UP], (const char *)L->ffn_up.data + (size_t)i * us, us);
+            memcpy(slot + B->off[PF_PART_GATE], (const char *)gate->data + (size_t)i * gs, gs);
+            memcpy(slot + B->off[PF_PART_UP], (const char *)up->data + (size_t)i * us, us);
             pf_kernels_ref.from_f32[B->type[PF_PART_DOWN]](S->dt + (size_t)i * E, slot + B->off[PF_PART_DOWN], E);
         }
         int rc = put(S, S->buf, (size_t)nj * B->slot_size);
@@ -226,7 +271,7 @@ int pf_prepare_write(const struct pf_prep *P, const char *out_path, struct pf_pr
 {
     const struct gguf_file *f = P->m->gguf;
     struct gguf_writer *w = NULL;
-    struct job *jobs = malloc(((size_t)f->n_tensors + 2 * (size_t)P->n_layer) * sizeof *jobs);
+    struct job *jobs = malloc(((size_t)f->n_tensors + 3 * (size_t)P->n_units) * sizeof *jobs);
     struct wstate S = { .pg = pg, .fd = -1 };
     size_t dt_n;
     int n_jobs = 0, rc;
@@ -236,7 +281,7 @@ int pf_prepare_write(const struct pf_prep *P, const char *out_path, struct pf_pr
         return pf_fail(PINFER_ENOMEM, "FFN size overflows");
     }
     size_t buf_n = COPY_CHUNK;
-    for (int l = 0; l < P->n_layer; l++)
+    for (int l = 0; l < P->n_units; l++)
         if (SLOT_CHUNK * P->layers[l].lay.slot_size > buf_n) buf_n = SLOT_CHUNK * P->layers[l].lay.slot_size;
     S.buf = malloc(buf_n);
     S.dt = malloc(dt_n);
