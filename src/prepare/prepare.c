@@ -426,7 +426,11 @@ int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfe
     struct pinfer_prepare_result *res = NULL;
     struct pf_progress pg;
     double t0 = pf_now(), t1, t2;
-    if ((rc = pinfer_model_load(&m, in_path, NULL))) return rc;
+    /* the weights stay in the file mapping: a model larger than memory (a Mixtral-8x7B is ~24.5
+       GiB) is read from the page cache as calibration, predictors and the writer need it */
+    struct pinfer_model_params mp = pinfer_model_default_params();
+    mp.use_mmap = true;
+    if ((rc = pinfer_model_load(&m, in_path, &mp))) return rc;
     P.m = m;
     const struct pinfer_model_info *h = &m->info;
     if (p.rank > h->n_embd) {
