@@ -257,7 +257,7 @@ int pinfer_ctx_calibrate(struct pinfer_ctx *ctx, const int32_t *tokens, int n);
 /* Under a memory budget: the plan and what the neuron cache did (decode steps and batches). */
 struct pinfer_cache_stats {
     uint64_t budget, fixed_bytes, hot_bytes, cold_bytes; /* the plan */
-    int hot_slots;                 /* per layer, pinned */
+    int hot_slots;                 /* per layer (mixtures: per expert, the mean), pinned */
     int cold_entries;
     const char *io_backend;        /* "uring" or "pread" */
     int io_depth;                  /* reads in flight at most */
@@ -273,6 +273,10 @@ struct pinfer_cache_stats {
        state and its likely missing slots are read during the next attention */
     uint64_t prefetch_reads, prefetch_bytes, prefetch_slots;
     uint64_t prefetch_used;        /* prefetched slots that the step then needed */
+    /* mixtures of experts, predictor mode with read-ahead: before each layer's attention its
+       router guesses the token's experts (the first guess's slots are read ahead) */
+    uint64_t expert_guesses;       /* experts guessed */
+    uint64_t expert_guess_hits;    /* of them, chosen by the router after the attention */
 };
 /* PINFER_EINVAL when the model has no budget. */
 int pinfer_ctx_cache_stats(const struct pinfer_ctx *ctx, struct pinfer_cache_stats *st);

@@ -241,7 +241,7 @@ int main(void)
         CHECKF(run(args, NULL, 0, NULL, 0) == 0, "'%s' failed", args);
         expect_error("on a mixture of experts needs a prepared model", "run -m %s -p hi -n 2 --sparse oracle", moe);
         expect_error("on a mixture of experts needs a prepared model", "bench -m %s -p 0 -n 2 --sparse threshold", moe);
-        expect_error("mixture-of-experts", "run -m %s -p hi -n 2 --mem-budget 1G", moe);
+        expect_error("a memory budget needs a prepared model", "run -m %s -p hi -n 2 --mem-budget 1G", moe);
         expect_error("mixture-of-experts", "profile -m %s", moe);
         /* prepared (SiLU: bundles per expert, no predictors), it runs; threshold stays refused */
         snprintf(args, sizeof args, "prepare -m %s -o %s/moe-prepared.gguf --tokens 256", moe, tmp);

@@ -8,6 +8,8 @@
  *   - prefill batches on the prepared mixture (each expert's bundles dense) against the
  *     per-token reference;
  *   - prepare of the split per-expert layout writes the same file as of the merged one;
+ *   - under a memory budget (part 5): offloaded == in memory bit for bit, with and without the
+ *     experts guessed ahead; the guesses counted;
  *   - the hostile prepared mixture (one missing piece per class) and what is refused (threshold
  *     mode; too few calibration tokens per expert, with the count to use). */
 #include "testutil.h"
@@ -249,14 +251,91 @@ static void test_hostile(const char *prep)
     EXPECT_LOAD_FAIL(&e, PINFER_EFORMAT, "pinfer.predictor.1.0.threshold is missing");
     e = (struct tu_gguf_edit){ .drop_tensor = "blk.1.ffn_gate_inp.weight" };
     EXPECT_LOAD_FAIL(&e, PINFER_EFORMAT, "tensor blk.1.ffn_gate_inp.weight is missing");
-    /* a budget on a mixture is later work (issue 12, part 5): refused, not mis-run */
+}
+
+/* The fixed segment of prep under a budget with context parameters cp (the cache statistics
+ * of a context under a budget that holds everything). */
+static uint64_t fixed_bytes(const char *prep, const struct pinfer_ctx_params *cp)
+{
     struct pinfer_model *m = NULL;
+    struct pinfer_ctx *c = NULL;
     struct pinfer_model_params mp = pinfer_model_default_params();
-    mp.mem_budget = 64u << 20;
+    mp.mem_budget = 1u << 30;
+    struct pinfer_cache_stats st = { 0 };
     int rc = pinfer_model_load(&m, prep, &mp);
-    CHECKF(rc == PINFER_EUNSUPPORTED && strstr(pinfer_last_error(), "memory budget on a mixture-of-experts"), "%d: %s", rc,
-           pinfer_last_error());
+    if (!rc) rc = pinfer_ctx_new(&c, m, cp);
+    if (!rc) rc = pinfer_ctx_cache_stats(c, &st);
+    CHECKF(rc == 0, "a 1 GiB budget: %s", pinfer_last_error());
+    pinfer_ctx_free(c);
     pinfer_model_free(m);
+    return st.fixed_bytes;
+}
+
+/* Under a memory budget (issue 12, part 5): the experts' slots from the neuron cache, batches
+ * streamed expert by expert; the logits equal the in-memory run's bit for bit, with and without
+ * the experts guessed ahead, at a budget that forces evictions on every token and at one that
+ * pins hot neurons by frequency x expert share. */
+static void test_budget(const char *prep, const char *what)
+{
+    struct pinfer_model *mm = load(prep);
+    if (!mm) return;
+    struct pinfer_model_info info;
+    pinfer_model_get_info(mm, &info);
+    const int V = info.n_vocab;
+    enum { N = 32 };
+    for (int mode = 0; mode < 2; mode++) {
+        const enum pinfer_sparse_mode sm = mode ? PINFER_SPARSE_PREDICTOR : PINFER_SPARSE_ORACLE;
+        for (int k = 0; k < 3; k++) {
+            struct pinfer_ctx_params cp = pinfer_ctx_default_params();
+            cp.sparse = sm;
+            cp.n_threads = 2;
+            cp.n_ctx = 128;
+            cp.prefetch = k == 1 && sm == PINFER_SPARSE_PREDICTOR;
+            /* k 0, 1: a little above the fixed segment (about 180 cold entries of the 2048
+               slots); k 2: hot slots too */
+            struct pinfer_model_params mp = pinfer_model_default_params();
+            mp.mem_budget = fixed_bytes(prep, &cp) + (k < 2 ? (48u << 10) : (4u << 20));
+            struct pinfer_model *mb = NULL;
+            struct pinfer_ctx *a = NULL, *b = NULL;
+            int rc = pinfer_model_load(&mb, prep, &mp);
+            CHECKF(rc == 0, "%s budget %.1f MiB: %s", what, (double)mp.mem_budget / (1 << 20), pinfer_last_error());
+            if (!rc) rc = pinfer_ctx_new(&b, mb, &cp);
+            CHECKF(rc == 0, "%s budget context: %s", what, pinfer_last_error());
+            struct pinfer_ctx_params cm = cp;
+            cm.prefetch = false;
+            if (!rc) rc = pinfer_ctx_new(&a, mm, &cm);
+            if (!rc) {
+                /* the prompt as one batch, then single-token steps on a's greedy tokens */
+                CHECK(pinfer_decode(a, prompt, N_PROMPT, 0, false) == 0 && pinfer_decode(b, prompt, N_PROMPT, 0, false) == 0);
+                bool same = !memcmp(pinfer_ctx_logits(a, -1), pinfer_ctx_logits(b, -1), sizeof(float) * (size_t)V);
+                for (int i = 0; i < N && same; i++) {
+                    int32_t t = argmax(pinfer_ctx_logits(a, -1), V);
+                    CHECK(pinfer_decode(a, &t, 1, N_PROMPT + i, false) == 0 && pinfer_decode(b, &t, 1, N_PROMPT + i, false) == 0);
+                    same = !memcmp(pinfer_ctx_logits(a, -1), pinfer_ctx_logits(b, -1), sizeof(float) * (size_t)V);
+                }
+                struct pinfer_cache_stats st;
+                CHECK(pinfer_ctx_cache_stats(b, &st) == 0);
+                printf("budget %.1f MiB, %s, %s%s: %s; hot %d, cold %d, hits %llu, misses %llu, evictions %llu, experts guessed "
+                       "%llu (%llu right)\n", (double)mp.mem_budget / (1 << 20), what, pinfer_sparse_mode_name(sm),
+                       cp.prefetch ? " + read-ahead" : "", same ? "bit-exact" : "DIFFERENT", st.hot_slots, st.cold_entries,
+                       (unsigned long long)st.hits, (unsigned long long)st.misses, (unsigned long long)st.evictions,
+                       (unsigned long long)st.expert_guesses, (unsigned long long)st.expert_guess_hits);
+                CHECKF(same, "%s: under a budget the logits differ", what);
+                CHECK(st.misses > 0 && st.prefill_reads > 0);
+                if (k < 2) CHECKF(st.evictions > 0, "%s: the small budget should evict", what);
+                if (cp.prefetch)
+                    CHECKF(st.expert_guesses == (uint64_t)N * (info.n_layer - 1) * N_USED && st.expert_guess_hits > 0 &&
+                               st.expert_guess_hits <= st.expert_guesses && st.prefetch_reads > 0,
+                           "%s: guesses %llu hits %llu read-ahead %llu", what, (unsigned long long)st.expert_guesses,
+                           (unsigned long long)st.expert_guess_hits, (unsigned long long)st.prefetch_reads);
+                else CHECK(st.expert_guesses == 0);
+            }
+            pinfer_ctx_free(a);
+            pinfer_ctx_free(b);
+            pinfer_model_free(mb);
+        }
+    }
+    pinfer_model_free(mm);
 }
 
 int main(void)
@@ -290,6 +369,9 @@ int main(void)
     }
     snprintf(raw, sizeof raw, "%s", tu_tmp("moe_q4.gguf"));
     snprintf(prep, sizeof prep, "%s", tu_tmp("moe_q4_prep.gguf"));
-    if (!synth(raw, PF_TYPE_Q4_0, PINFER_ACT_DRELU, 13) && !prepare(raw, prep, 512)) test_modes(prep, "q4_0 drelu");
+    if (!synth(raw, PF_TYPE_Q4_0, PINFER_ACT_DRELU, 13) && !prepare(raw, prep, 512)) {
+        test_modes(prep, "q4_0 drelu");
+        test_budget(prep, "q4_0 drelu");
+    }
     TEST_DONE();
 }

@@ -16,10 +16,10 @@ static uint64_t round_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 #define STAGE_MAX (16u << 20)
 
 struct pf_cache {
-    int n_layer, n_ff;
+    int n_units, n_ff;          /* units (a layer, or a (layer, expert) of a mixture: model.h) and slots per unit */
     size_t stride;              /* bytes of a cold entry: the largest layer's slot rounded up to 64
                                    (layers' bundles may differ in type, so in slot size) */
-    const struct pf_bundles *b; /* the model's bundles (n_layer) */
+    const struct pf_bundles *b; /* the model's bundles (n_units) */
     struct pf_io *io;
 
     /* hot segment */
@@ -31,7 +31,7 @@ struct pf_cache {
     /* cold segment: LRU, most recent at head */
     int n_cold;
     uint8_t *cold;              /* n_cold entries of stride bytes */
-    int32_t *entry_of;          /* (n_layer * n_ff): cold entry holding slot, or -1 */
+    int32_t *entry_of;          /* (n_units * n_ff): cold entry holding slot, or -1 */
     int32_t *key;               /* entry -> layer * n_ff + slot, or -1 when free */
     struct pf_lru_list lru;
     size_t cold_bytes;
@@ -73,7 +73,7 @@ static size_t slot(const struct pf_cache *c, int l) { return c->b[l].slot_size; 
 static uint64_t max_slot(const struct pinfer_model *m)
 {
     uint64_t s = 0;
-    for (int l = 0; l < m->info.n_layer; l++)
+    for (int l = 0; l < m->n_units; l++)
         if (m->bundles[l].slot_size > s) s = m->bundles[l].slot_size;
     return s;
 }
@@ -82,7 +82,7 @@ static uint64_t max_slot(const struct pinfer_model *m)
 static uint64_t hot_bytes(const struct pinfer_model *m, uint64_t n_hot)
 {
     uint64_t t = 0;
-    for (int l = 0; l < m->info.n_layer; l++) t += round_up(n_hot * m->bundles[l].slot_size, PF_IO_ALIGN);
+    for (int l = 0; l < m->n_units; l++) t += round_up(n_hot * m->bundles[l].slot_size, PF_IO_ALIGN);
     return t;
 }
 
@@ -114,7 +114,7 @@ static uint64_t stage_bytes(const struct pinfer_model *m, const struct pf_cache_
 
 static uint64_t meta_bytes(const struct pinfer_model *m, uint64_t n_cold)
 {
-    const uint64_t L = (uint64_t)m->info.n_layer, F = (uint64_t)m->info.n_ff;
+    const uint64_t L = (uint64_t)m->n_units, F = (uint64_t)m->info.n_ff;
     return L * F * sizeof(int32_t) + n_cold * 3 * sizeof(int32_t) + L * (sizeof(int) + sizeof(void *)) +
            F * (sizeof(int) + 2 * sizeof(void *)) + sizeof(struct pf_cache);
 }
@@ -124,7 +124,7 @@ int pf_cache_plan(const struct pinfer_model *m, uint64_t ctx_bytes, const struct
     const bool prefetch = cfg->prefetch;
     float hot_frac = cfg->hot_frac;
     memset(p, 0, sizeof *p);
-    const uint64_t L = (uint64_t)m->info.n_layer, F = (uint64_t)m->info.n_ff;
+    const uint64_t L = (uint64_t)m->n_units, F = (uint64_t)m->info.n_ff;
     const uint64_t S = max_slot(m), stride = round_up(S, 64);
     p->budget = m->mem_budget;
     p->weights = m->resident_bytes;
@@ -187,17 +187,45 @@ static void *map_anon(size_t n)
 
 static int cache_wait(struct pf_cache *c);
 
+/* Hot slots of unit u whose frequency per token (slot frequency per routed token x the unit's
+ * share) is at least tau: its prefix up to the first slot below (slots are in hotness order),
+ * whole prefill chunks unless the whole unit. */
+static int hot_prefix(const struct pf_cache *c, int u, double tau)
+{
+    const struct pf_bundles *b = &c->b[u];
+    int n = 0;
+    while (n < c->n_ff && (double)b->freq[n] * b->share >= tau) n++;
+    if (n < c->n_ff) n = n / c->chunk_slots * c->chunk_slots;
+    return n;
+}
+
+/* A mixture: the hot segment's bytes go to the slots most often used per token over all
+ * experts (frequency x the expert's share), instead of the same prefix in every expert: the
+ * largest set (a threshold on that product) whose page-rounded blocks fit in `bytes`. */
+static void share_hot(struct pf_cache *c, size_t bytes)
+{
+    double lo = 0, hi = 1.0; /* bytes(hi) <= bytes: nothing above a frequency of 1 */
+    for (int it = 0; it < 40; it++) {
+        const double mid = 0.5 * (lo + hi);
+        uint64_t t = 0;
+        for (int u = 0; u < c->n_units; u++) t += round_up((uint64_t)hot_prefix(c, u, mid) * slot(c, u), PAGE);
+        if (t <= bytes) hi = mid;
+        else lo = mid;
+    }
+    for (int u = 0; u < c->n_units; u++) c->n_hot[u] = hot_prefix(c, u, hi);
+}
+
 /* Reads the hot slots of every layer, in 4 MiB pieces so several are in flight. */
 static int read_hot(struct pf_cache *c)
 {
     const size_t piece = 4u << 20;
     const uint64_t fsz = pf_io_file_size(c->io);
-    for (int l = 0; l < c->n_layer; l++) {
+    for (int l = 0; l < c->n_units; l++) {
         uint64_t len = round_up((uint64_t)c->n_hot[l] * slot(c, l), PAGE);
         for (uint64_t o = 0; o < len; o += piece) {
             uint64_t n = len - o < piece ? len - o : piece;
             if (c->b[l].file_off + o + n > round_up(fsz, PAGE))
-                return pf_fail(PINFER_EFORMAT, "layer %d's bundles run past the end of the file", l);
+                return pf_fail(PINFER_EFORMAT, "unit %d's bundles run past the end of the file", l);
             int rc = pf_io_read(c->io, c->b[l].file_off + o, (size_t)n, c->hot[l] + o, 0);
             if (rc) return rc;
             if (pf_io_pending(c->io) >= 16 && (rc = cache_wait(c)) < 0) return rc;
@@ -215,8 +243,8 @@ int pf_cache_new(struct pf_cache **out, const struct pinfer_model *m, const stru
     *out = NULL;
     struct pf_cache *c = calloc(1, sizeof *c);
     if (!c) return pf_fail(PINFER_ENOMEM, "out of memory");
-    const int L = m->info.n_layer, F = m->info.n_ff;
-    c->n_layer = L;
+    const int L = m->n_units, F = m->info.n_ff; /* units */
+    c->n_units = L;
     c->n_ff = F;
     c->b = m->bundles;
     c->stride = (size_t)round_up(max_slot(m), 64);
@@ -257,11 +285,12 @@ int pf_cache_new(struct pf_cache **out, const struct pinfer_model *m, const stru
     if (p->n_hot > 0) {
         c->hot_bytes = (size_t)hot_bytes(m, (uint64_t)p->n_hot);
         if (!(c->hot_mem = pf_io_alloc(c->hot_bytes))) goto nomem;
+        for (int l = 0; l < L; l++) c->n_hot[l] = p->n_hot;
+        if (m->info.n_expert) share_hot(c, c->hot_bytes);
         size_t at = 0;
         for (int l = 0; l < L; l++) {
-            c->n_hot[l] = p->n_hot;
             c->hot[l] = (uint8_t *)c->hot_mem + at;
-            at += (size_t)round_up((uint64_t)p->n_hot * slot(c, l), PAGE);
+            at += (size_t)round_up((uint64_t)c->n_hot[l] * slot(c, l), PAGE);
         }
     }
     if (p->n_cold > 0) {
@@ -634,7 +663,9 @@ void pf_cache_get_stats(const struct pf_cache *c, struct pinfer_cache_stats *st)
     st->fixed_bytes = c->fixed_bytes;
     st->hot_bytes = c->hot_bytes;
     st->cold_bytes = c->cold_bytes;
-    st->hot_slots = c->n_layer ? c->n_hot[0] : 0;
+    uint64_t hs = 0; /* a mixture's experts pin different counts (share_hot): their mean */
+    for (int u = 0; u < c->n_units; u++) hs += (uint64_t)c->n_hot[u];
+    st->hot_slots = c->n_units ? (int)(hs / (uint64_t)c->n_units) : 0;
     st->cold_entries = c->n_cold;
     st->io_backend = pf_io_backend_name(c->io);
     st->io_depth = pf_io_queue_depth(c->io);

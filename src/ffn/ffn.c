@@ -93,6 +93,7 @@ int pf_ffn_new(struct pf_ffn **out, const struct pinfer_model *m, const struct p
         if (n == SIZE_MAX || !(f->moe_mem = malloc(n))) goto nomem;
         total += n;
         pf_moe_bind(f, f->moe_mem);
+        f->moe_guess_layer = -1;
     }
     if (m->mem_budget) {
         /* the per-step lists of the offloaded FFN */
@@ -139,6 +140,12 @@ void pf_ffn_set_moe_hooks(struct pf_ffn *f, pf_ffn_route_hook route, pf_ffn_expe
 }
 void pf_ffn_set_pre_hook(struct pf_ffn *f, pf_ffn_pre_hook fn, void *ud) { f->pre_hook = fn; f->pre_hook_ud = ud; }
 double pf_ffn_pred_seconds(const struct pf_ffn *f) { return f->t_pred; }
+void pf_ffn_moe_guess_stats(const struct pf_ffn *f, uint64_t *guesses, uint64_t *hits)
+{
+    *guesses = f->moe_guesses;
+    *hits = f->moe_guess_hits;
+}
+void pf_ffn_moe_guess_reset(struct pf_ffn *f) { f->moe_guesses = f->moe_guess_hits = 0; }
 void pf_ffn_time_reset(struct pf_ffn *f) { f->t_pred = 0; }
 
 /* ==== Hooks ==== */
@@ -219,7 +226,7 @@ static int ffn_bundles(struct pf_ffn *f, int l, int n, bool record, bool one)
     if (f->cache && !one) return pf_ffn_offload_batch(f, l, n, record); /* hooks are not called under a budget */
     if (one) {
         if (f->cache) {
-            int rc = pf_ffn_offload_decode(f, l, f->y);
+            int rc = pf_ffn_offload_decode(f, l, l, b, f->y);
             if (rc) return rc;
         } else {
             pf_ffn_bundle_decode(f, l, b, f->y);
@@ -268,8 +275,8 @@ int pf_ffn_step(struct pf_ffn *f, int l, float *xb, float *x, int n)
     f->x = x;
     if (one) memset(f->cnt, 0, sizeof *f->cnt * (size_t)f->n_threads);
     if (f->m->info.n_expert) {
-        pf_ffn_moe(f, l, n); /* experts in matrices or bundles; counts each expert's step */
-        if (!one || f->m->layers[l].ffn_b) return 0;
+        int rc = pf_ffn_moe(f, l, n); /* experts in matrices or bundles; counts each expert's step */
+        if (rc || !one || f->m->layers[l].ffn_b) return rc;
     } else if (f->m->layers[l].ffn_b) {
         int rc = ffn_bundles(f, l, n, record, one);
         if (rc) return rc;
@@ -307,7 +314,8 @@ int pf_ffn_prefetch(struct pf_ffn *f, int l, const float *x, float *tmp)
     /* the layer's FFN input will be rmsnorm(x + attention(x)); the attention is small next to
        x, so rmsnorm(x) predicts most of the same neurons */
     pf_rmsnorm(tmp, x, m->layers[l].ffn_norm, m->info.n_embd, m->info.norm_eps);
-    return pf_ffn_offload_prefetch(f, l, tmp);
+    if (m->info.n_expert) return pf_moe_prefetch(f, l, tmp); /* which experts, then their slots */
+    return pf_ffn_offload_prefetch(f, l, m->layers[l].ffn_b, tmp);
 }
 
 /* ==== Threshold calibration ==== */

@@ -93,6 +93,9 @@ int pf_ffn_sparse_stats(const struct pf_ffn *f, int layer, struct pinfer_sparse_
 void pf_ffn_sparse_stats_reset(struct pf_ffn *f);
 /* Seconds the predictors took in single-token steps (part of the FFN's time). */
 double pf_ffn_pred_seconds(const struct pf_ffn *f);
+/* Mixtures under a budget: experts guessed ahead and how many the router then chose; reset. */
+void pf_ffn_moe_guess_stats(const struct pf_ffn *f, uint64_t *guesses, uint64_t *hits);
+void pf_ffn_moe_guess_reset(struct pf_ffn *f);
 void pf_ffn_time_reset(struct pf_ffn *f);
 
 /* ==== Hooks (profile, prepare, tests) ==== */

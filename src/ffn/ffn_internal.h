@@ -75,6 +75,10 @@ struct pf_ffn {
     float *moe_xg;       /* (n_batch, n_embd) those tokens' inputs, gathered */
     float *moe_yg;       /* (n_batch, n_embd) the expert's outputs for them */
     float *moe_ys;       /* (n_batch, n_expert_used, n_embd) each choice's output */
+    int *moe_guess;      /* (n_expert_used) under a budget: the experts guessed for moe_guess_layer
+                            before its attention (pf_moe_prefetch), -1 layer: none */
+    int moe_guess_layer;
+    uint64_t moe_guesses, moe_guess_hits; /* experts guessed; of them, chosen by the router */
 
     /* under a memory budget (offload.c) */
     struct pf_cache *cache;
@@ -139,10 +143,14 @@ void pf_ffn_call_hooks(struct pf_ffn *f, int l, const float *act, const int32_t 
 /* The same under a memory budget (offload.c), slots served by f->cache: the single-token step
  * (same bits as pf_ffn_bundle_decode) and a batch (same bits as the in-memory batch), whose
  * output is added to f->x. 0 or a negative code (a read failed). */
-int pf_ffn_offload_decode(struct pf_ffn *f, int layer, float *out);
+int pf_ffn_offload_decode(struct pf_ffn *f, int layer, int unit, const struct pf_bundles *b, float *out);
 int pf_ffn_offload_batch(struct pf_ffn *f, int layer, int n_tok, bool record);
-/* Read-ahead of layer's likely slots (offload.c; pf_ffn_prefetch decides when). */
-int pf_ffn_offload_prefetch(struct pf_ffn *f, int layer, const float *xn);
+/* A batch on one unit (a layer's bundles b, or an expert's), streamed from the cache: out
+ * (n_tok x n_embd) = FFN(in). 0 or a negative code. */
+int pf_ffn_offload_unit_batch(struct pf_ffn *f, int layer, int unit, const struct pf_bundles *b, const float *in, int n_tok,
+                              float *out, bool record);
+/* Read-ahead of unit's likely slots on xn (offload.c; pf_ffn_prefetch decides when). */
+int pf_ffn_offload_prefetch(struct pf_ffn *f, int unit, const struct pf_bundles *b, const float *xn);
 
 /* Batched dense FFN on bundles (bundle_mm.c). gate/up: hg, hu (n_tok x n_ff, slot order) =
  * x (n_tok x n_embd) times the gate/up rows; scratch as pf_matmul's. down: out (n_tok x n_embd)

@@ -57,7 +57,7 @@ size_t pf_moe_buf_size(const struct pinfer_model *m, int n_batch)
     /* logits, sel, w, tok, xg, yg, ys (each part rounded up to 16 floats) */
     const size_t parts[7] = { X, K, K, 1, E, E, K * E };
     for (int i = 0; i < 7; i++) per_tok += (parts[i] + 15) / 16 * 16 * 4;
-    if (ck_mul(per_tok, B, &total)) return SIZE_MAX;
+    if (ck_mul(per_tok, B, &total) || ck_add(total, (K + 15) / 16 * 16 * 4, &total)) return SIZE_MAX; /* + the guess */
     return total;
 }
 
@@ -75,6 +75,7 @@ void pf_moe_bind(struct pf_ffn *f, void *mem)
     TAKE(moe_yg, float, E);
     TAKE(moe_ys, float, K * E);
 #undef TAKE
+    f->moe_guess = (int *)(void *)p;
 }
 
 /* ==== The FFN ==== */
@@ -108,20 +109,28 @@ static void call_expert_hook(struct pf_ffn *f, int l, int e, const float *in, co
 
 /* out (n rows of n_embd) = down(act(gate in) * up in) of expert e of layer l, for the choices
  * f->moe_tok[0..n); hg, hu as scratch. step: a single-token step, which on bundles runs the
- * context's sparse mode (decode.c) and counts; a batch is dense, as a dense layer's is. */
-static void expert_ffn(struct pf_ffn *f, int l, int e, const float *in, float *out, int n, bool step)
+ * context's sparse mode (decode.c; under a budget offload.c, the expert's slots from the neuron
+ * cache, unit l * n_expert + e) and counts; a batch is dense, as a dense layer's is (under a
+ * budget the expert's unit streamed from the file). 0 or a negative code (a read failed). */
+static int expert_ffn(struct pf_ffn *f, int l, int e, const float *in, float *out, int n, bool step)
 {
     const struct pf_layer *L = &f->m->layers[l];
     const struct pinfer_model_info *h = &f->m->info;
     const size_t F = (size_t)h->n_ff;
+    const int u = l * h->n_expert + e;
     if (L->ffn_b && step) {
         const struct pf_bundles *b = &L->ffn_b[e];
         float *xb = f->xb;
         f->xb = (float *)in; /* what the decode step reads */
-        pf_ffn_bundle_decode(f, l, b, out);
+        int rc = 0;
+        if (f->cache) rc = pf_ffn_offload_decode(f, l, u, b, out);
+        else pf_ffn_bundle_decode(f, l, b, out);
         f->xb = xb;
+        if (rc) return rc;
         pf_ffn_add_counts(f, l);
         call_expert_hook(f, l, e, in, f->hg, b->perm, f->hu, 1);
+    } else if (L->ffn_b && f->cache) {
+        return pf_ffn_offload_unit_batch(f, l, u, &L->ffn_b[e], in, n, out, false); /* no hooks under a budget */
     } else if (L->ffn_b) {
         const struct pf_bundles *b = &L->ffn_b[e];
         pf_bundle_gate_up(f->pool, f->kern, b, in, n, f->hg, f->hu, f->scratch);
@@ -136,6 +145,7 @@ static void expert_ffn(struct pf_ffn *f, int l, int e, const float *in, float *o
         call_expert_hook(f, l, e, in, f->hg, NULL, NULL, n);
         pf_ffn_mm(f, out, &x->down, f->hg, n);
     }
+    return 0;
 }
 
 /* x[t] += sum_j w[t][j] * ys[t][j] for t < n, j in routing order (llama.cpp: the weighted
@@ -154,20 +164,28 @@ static void combine(struct pf_ffn *f, float *x, int n)
 }
 
 /* One token: its chosen experts only. step: a single-token step (sparse modes apply). */
-static void moe_token(struct pf_ffn *f, int l, const float *xb, float *x, bool step)
+static int moe_token(struct pf_ffn *f, int l, const float *xb, float *x, bool step)
 {
     const int K = f->m->info.n_expert_used;
     const size_t E = (size_t)f->m->info.n_embd;
     route_rows(f, l, xb, 1);
+    if (step && f->moe_guess_layer == l) { /* how many of the experts guessed ahead it chose */
+        for (int j = 0; j < K; j++)
+            for (int i = 0; i < K; i++) f->moe_guess_hits += f->moe_guess[j] == f->moe_sel[i];
+        f->moe_guesses += (uint64_t)K;
+        f->moe_guess_layer = -1;
+    }
     for (int j = 0; j < K; j++) {
         f->moe_tok[0] = j;
-        expert_ffn(f, l, f->moe_sel[j], xb, f->moe_ys + (size_t)j * E, 1, step);
+        int rc = expert_ffn(f, l, f->moe_sel[j], xb, f->moe_ys + (size_t)j * E, 1, step);
+        if (rc) return rc;
     }
     combine(f, x, 1);
+    return 0;
 }
 
 /* A batch grouped by expert: each expert that any row chose runs once on all of its rows. */
-static void moe_batch(struct pf_ffn *f, int l, const float *xb, float *x, int n)
+static int moe_batch(struct pf_ffn *f, int l, const float *xb, float *x, int n)
 {
     const int X = f->m->info.n_expert, K = f->m->info.n_expert_used;
     const size_t E = (size_t)f->m->info.n_embd;
@@ -183,20 +201,35 @@ static void moe_batch(struct pf_ffn *f, int l, const float *xb, float *x, int n)
             for (int i = 0; i < cnt; i++) memcpy(f->moe_xg + (size_t)i * E, xb + (size_t)(f->moe_tok[i] / K) * E, E * 4);
             in = f->moe_xg;
         }
-        expert_ffn(f, l, e, in, f->moe_yg, cnt, false);
+        int rc = expert_ffn(f, l, e, in, f->moe_yg, cnt, false);
+        if (rc) return rc;
         for (int i = 0; i < cnt; i++) memcpy(f->moe_ys + (size_t)f->moe_tok[i] * E, f->moe_yg + (size_t)i * E, E * 4);
     }
     combine(f, x, n);
+    return 0;
 }
 
-void pf_ffn_moe(struct pf_ffn *f, int l, int n)
+int pf_ffn_moe(struct pf_ffn *f, int l, int n)
 {
-    if (n == 1) moe_token(f, l, f->xb, f->x, true);
-    else moe_batch(f, l, f->xb, f->x, n);
+    if (n == 1) return moe_token(f, l, f->xb, f->x, true);
+    return moe_batch(f, l, f->xb, f->x, n);
+}
+
+int pf_moe_prefetch(struct pf_ffn *f, int l, const float *xn)
+{
+    const struct pinfer_model_info *h = &f->m->info;
+    const int X = h->n_expert, K = h->n_expert_used;
+    float w[PF_MOE_MAX_EXPERTS];
+    pf_ffn_mm(f, f->moe_logits, &f->m->layers[l].ffn_router, xn, 1);
+    pf_moe_route(f->moe_logits, X, K, f->moe_guess, w);
+    f->moe_guess_layer = l;
+    /* the read-ahead area holds one unit's slots: the first guess's */
+    const int e = f->moe_guess[0];
+    return pf_ffn_offload_prefetch(f, l * X + e, &f->m->layers[l].ffn_b[e], xn);
 }
 
 void pf_ffn_moe_ref(struct pf_ffn *f, int l, float *xb, float *x, int n)
 {
     const size_t E = (size_t)f->m->info.n_embd;
-    for (int t = 0; t < n; t++) moe_token(f, l, xb + (size_t)t * E, x + (size_t)t * E, false);
+    for (int t = 0; t < n; t++) (void)moe_token(f, l, xb + (size_t)t * E, x + (size_t)t * E, false); /* in memory: no reads */
 }

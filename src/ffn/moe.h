@@ -26,8 +26,14 @@ size_t pf_moe_buf_size(const struct pinfer_model *m, int n_batch);
 
 /* The MoE FFN of layer l for the step's n_tok tokens (f->xb in, added to f->x): one token reads
  * only its chosen experts; a batch groups the tokens by expert (gather, one product per expert
- * and matrix, scatter), so each chosen expert's weights are read once per batch. */
-void pf_ffn_moe(struct pf_ffn *f, int l, int n_tok);
+ * and matrix, scatter), so each chosen expert's weights are read once per batch. 0, or under a
+ * memory budget a negative code (a read failed). */
+int pf_ffn_moe(struct pf_ffn *f, int l, int n_tok);
+/* Under a memory budget, before layer l's attention (pf_ffn_prefetch): guesses layer l's experts
+ * with its router on xn (the residual before the attention, normalised with ffn_norm) and reads
+ * ahead the likely missing slots of the first guess; the step then counts how many of the
+ * guessed experts the router chose (pf_ffn_moe_guess_stats). 0 or a negative code. */
+int pf_moe_prefetch(struct pf_ffn *f, int l, const float *xn);
 
 /* The reference the grouped batch is tested against: token by token, expert by expert, each
  * product on one token (the single-token path). xb: n_tok rows of n_embd in; x: residual rows. */

@@ -114,10 +114,10 @@ static void off_fn(void *arg, int ith, int nth)
     }
 }
 
-int pf_ffn_offload_decode(struct pf_ffn *f, int l, float *out)
+int pf_ffn_offload_decode(struct pf_ffn *f, int l, int u, const struct pf_bundles *b, float *out)
 {
     struct dec_task t;
-    pf_dec_setup(f, l, f->m->layers[l].ffn_b, &t);
+    pf_dec_setup(f, l, b, &t);
     t.verify = false; /* the skipped neurons' rows are not in memory */
     struct pf_cache *cache = f->cache;
     const int E = t.b->n_embd;
@@ -126,7 +126,7 @@ int pf_ffn_offload_decode(struct pf_ffn *f, int l, float *out)
     struct off_task o = { .t = &t, .slotp = slotp, .was = was, .pmiss = f->off_pmiss };
     int rc = 0;
     for (int i0 = 0; i0 < t.n_cand;) {
-        int i1 = pf_cache_round_begin(cache, l, t.cand, i0, t.n_cand, t.cluster_size, slotp);
+        int i1 = pf_cache_round_begin(cache, u, t.cand, i0, t.n_cand, t.cluster_size, slotp);
         if (i1 < 0) { rc = i1; break; }
         for (int i = i0; i < i1; i++) was[t.cand[i]] = slotp[t.cand[i]];
         for (int p = 0; p < t.n_parts; p++) {
@@ -154,47 +154,53 @@ int pf_ffn_offload_decode(struct pf_ffn *f, int l, float *out)
     return 0;
 }
 
-int pf_ffn_offload_prefetch(struct pf_ffn *f, int l, const float *xn)
+int pf_ffn_offload_prefetch(struct pf_ffn *f, int u, const struct pf_bundles *b, const float *xn)
 {
     struct pf_cache *cache = f->cache;
-    const struct pf_bundles *b = f->m->layers[l].ffn_b;
     if (!pf_cache_read_ahead_ready(cache) || !b->fc1.data) return 0;
     pf_matmul(f->pool, f->pred_h, b->fc1.data, b->fc1.type, b->fc1.n_in, b->fc1.n_out, xn, 1, f->scratch);
     for (int64_t i = 0; i < b->fc1.n_out; i++) f->pred_h[i] = f->pred_h[i] > 0 ? f->pred_h[i] : 0;
     pf_matmul(f->pool, f->pred_logit, b->fc2.data, b->fc2.type, b->fc2.n_in, b->fc2.n_out, f->pred_h, 1, f->scratch);
     int n = 0;
     for (int j = 0; j < b->n_ff; j++)
-        if (f->pred_logit[j] > b->pred_threshold && !pf_cache_resident(cache, l, j)) f->off_list[n++] = j;
-    int got = pf_cache_read_ahead(cache, l, f->off_list, n);
+        if (f->pred_logit[j] > b->pred_threshold && !pf_cache_resident(cache, u, j)) f->off_list[n++] = j;
+    int got = pf_cache_read_ahead(cache, u, f->off_list, n);
     return got < 0 ? got : 0;
 }
 
 /* ==== Batches: the layer streamed in chunks ==== */
 
-/* One chunk of slots [j0, j0 + n) whose bytes are at p: gate/up, activation, down added into
- * f->y (n_tok x n_embd). */
-static void run_chunk(struct pf_ffn *f, int l, const struct pf_bundles *b, const uint8_t *p, int j0, int n, int n_tok,
-                      bool record)
+/* One chunk of slots [j0, j0 + n) whose bytes are at p: gate/up of the n_tok rows of in,
+ * activation, down added into out (n_tok x n_embd; written by the first chunk). */
+static void run_chunk(struct pf_ffn *f, int l, const struct pf_bundles *b, const uint8_t *p, int j0, int n, const float *in,
+                      int n_tok, float *out, bool record)
 {
     struct pf_bundles v = *b;
     v.data = p;
     v.n_ff = n;
-    pf_bundle_gate_up(f->pool, f->kern, &v, f->xb, n_tok, f->hg, f->hu, f->scratch);
+    pf_bundle_gate_up(f->pool, f->kern, &v, in, n_tok, f->hg, f->hu, f->scratch);
     if (record) pf_hist_add(f, l, f->hg, (size_t)n_tok * (size_t)n);
     pf_act_apply(f->hg, f->hu, (size_t)n_tok * (size_t)n, f->m->info.act);
-    pf_bundle_down(f->pool, f->kern, &v, f->hg, n_tok, f->y, f->panel, j0 > 0);
+    pf_bundle_down(f->pool, f->kern, &v, f->hg, n_tok, out, f->panel, j0 > 0);
+}
+
+int pf_ffn_offload_unit_batch(struct pf_ffn *f, int l, int u, const struct pf_bundles *b, const float *in, int n_tok,
+                              float *out, bool record)
+{
+    struct pf_cache_stream s;
+    pf_cache_stream_begin(f->cache, u, &s);
+    const uint8_t *p;
+    int j0, n, rc;
+    while ((rc = pf_cache_stream_next(f->cache, &s, &p, &j0, &n)) > 0) run_chunk(f, l, b, p, j0, n, in, n_tok, out, record);
+    return rc < 0 ? rc : 0;
 }
 
 int pf_ffn_offload_batch(struct pf_ffn *f, int l, int n_tok, bool record)
 {
     const struct pf_bundles *b = f->m->layers[l].ffn_b;
     const int E = b->n_embd;
-    struct pf_cache_stream s;
-    pf_cache_stream_begin(f->cache, l, &s);
-    const uint8_t *p;
-    int j0, n, rc;
-    while ((rc = pf_cache_stream_next(f->cache, &s, &p, &j0, &n)) > 0) run_chunk(f, l, b, p, j0, n, n_tok, record);
-    if (rc < 0) return rc;
+    int rc = pf_ffn_offload_unit_batch(f, l, l, b, f->xb, n_tok, f->y, record);
+    if (rc) return rc;
     for (size_t i = 0; i < (size_t)n_tok * (size_t)E; i++) f->x[i] += f->y[i];
     return 0;
 }

@@ -285,6 +285,14 @@ static int load_prepared_unit(struct pinfer_model *m, int l, int e, struct pf_bu
         memset(freq, 0, (size_t)F * sizeof *freq);
     }
     B->freq = freq;
+    B->share = 1.0f;
+    if (e >= 0) {
+        B->share = (float)h->n_expert_used / (float)h->n_expert;
+        pf_unit_key(key, sizeof key, "pinfer.bundle", l, e, "share");
+        rc = gguf_get_f32(f, key, &B->share);
+        if (rc < 0) return pf_fail_context(rc, "metadata %s", key);
+        if (!(B->share >= 0 && B->share <= 1)) return pf_fail(PINFER_EFORMAT, "metadata %s = %g is not in [0, 1]", key, (double)B->share);
+    }
 
     /* predictor: fc1 {n_embd, r}, fc2 {r, n_ff}, both or neither */
     char n1[GGUF_MAX_NAME], n2[GGUF_MAX_NAME];
@@ -703,10 +711,6 @@ int pinfer_model_load(struct pinfer_model **out, const char *path, const struct 
         goto err;
     }
     if (p.mem_budget) {
-        if (m->info.n_expert) {
-            rc = pf_fail(PINFER_EUNSUPPORTED, "a memory budget on a mixture-of-experts model is not supported yet");
-            goto err;
-        }
         if (!m->bundles) {
             rc = pf_fail(PINFER_EINVAL, "a memory budget needs a prepared model (its FFN as neuron bundles): run pinfer prepare -m %s -o PREPARED.gguf first", path);
             goto err;

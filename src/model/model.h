@@ -39,6 +39,9 @@ struct pf_bundles {
     size_t slot_size;      /* row[0] + row[1] + row[2] */
     int32_t *perm;         /* slot -> original neuron index (n_ff); owned by the model */
     float *freq;           /* slot activation frequency, hottest first (n_ff); owned */
+    float share;           /* fraction of tokens that run this unit: 1 for a dense layer, an
+                              expert's share of the calibration tokens (pinfer.bundle.N.E.share;
+                              experts used / experts when absent) */
     struct pf_weight fc1;  /* predictor: n_embd -> r (n_out = r); data NULL if none */
     struct pf_weight fc2;  /* r -> n_ff, rows in slot order */
     float pred_threshold;

@@ -216,10 +216,12 @@ int pinfer_ctx_cache_stats(const struct pinfer_ctx *c, struct pinfer_cache_stats
     memset(st, 0, sizeof *st);
     if (!c->cache) return pf_fail(PINFER_EINVAL, "the model was loaded without a memory budget");
     pf_cache_get_stats(c->cache, st);
+    pf_ffn_moe_guess_stats(c->ffn, &st->expert_guesses, &st->expert_guess_hits);
     return 0;
 }
 
 void pinfer_ctx_cache_stats_reset(struct pinfer_ctx *c)
 {
     if (c->cache) pf_cache_stats_reset(c->cache);
+    pf_ffn_moe_guess_reset(c->ffn);
 }
