@@ -448,7 +448,19 @@ struct pinfer_profile_layer {
     double up_given_gate; /* dReLU: P(up > 0 | gate > 0); NaN for other activations */
     double abs_mean;      /* mean |activation| */
     double abs_q[6];      /* |activation| quantiles at 0.1 0.25 0.5 0.75 0.9 0.99, zeros included */
-    float *freq;          /* (n_ff) fraction of tokens each neuron was active on */
+    float *freq;          /* (n_ff) fraction of tokens each neuron was active on; mixture of
+                             experts: (n_expert, n_ff), each expert's over the tokens routed to it */
+    /* Mixture of experts (n_expert > 0; NULL / NaN for dense models). The figures above are
+     * then over all (token, chosen expert) rows: sparsity pooled over them, min..max over rows,
+     * hot the mean of the experts' own hot fractions, |activation| over all rows; the temporal
+     * ones (overlap, new_vs_window5, lru_hit_at_50) and up_given_gate are not measured (NaN). */
+    int n_expert;
+    double *expert_share;    /* (n_expert) share of the layer's (token, choice) pairs routed to
+                                each expert: sums to 1 */
+    double *expert_sparsity; /* (n_expert) fraction of the expert's neurons inactive, over the
+                                tokens routed to it; NaN for an expert no token chose */
+    double *expert_hot;      /* (n_expert) hot fraction of each expert's own neurons */
+    double expert_repeat;    /* fraction of consecutive token pairs with the same first choice */
 };
 
 struct pinfer_profile {
@@ -457,6 +469,7 @@ struct pinfer_profile {
     float hot_share;
     const char *source;   /* "text", "sample" or "random" */
     double seconds;       /* wall time of the forward passes */
+    int n_expert, n_expert_used; /* mixture of experts; 0 for dense models */
     struct pinfer_profile_layer *layers; /* n_layer */
 };
 
@@ -469,6 +482,11 @@ void pinfer_profile_free(struct pinfer_profile *prof);
 struct pinfer_profile_overall {
     double sparsity, sparsity_min, sparsity_max; /* mean, least and most sparse layer */
     double hot_frac, overlap, new_vs_window5, lru_hit_at_50, up_given_gate;
+    /* mixture of experts (NaN for dense models): the extremes of expert_share and
+     * expert_sparsity over all layers and experts, the mean of expert_repeat over layers and
+     * its extremes */
+    double expert_share_min, expert_share_max, expert_sparsity_min, expert_sparsity_max;
+    double expert_repeat, expert_repeat_min, expert_repeat_max;
 };
 void pinfer_profile_overall(const struct pinfer_profile *prof, struct pinfer_profile_overall *out);
 /* Writes the profile as JSON to path ("-" = stdout), atomically for files. The model (may be

@@ -242,7 +242,10 @@ int main(void)
         expect_error("on a mixture of experts needs a prepared model", "run -m %s -p hi -n 2 --sparse oracle", moe);
         expect_error("on a mixture of experts needs a prepared model", "bench -m %s -p 0 -n 2 --sparse threshold", moe);
         expect_error("a memory budget needs a prepared model", "run -m %s -p hi -n 2 --mem-budget 1G", moe);
-        expect_error("mixture-of-experts", "profile -m %s", moe);
+        /* profile supports mixtures of experts: the routing table */
+        snprintf(args, sizeof args, "profile -m %s --tokens 16 --random", moe);
+        rc = run(args, out, sizeof out, NULL, 0);
+        CHECKF(rc == 0 && strstr(out, "4 experts, 2 per token"), "'%s' exited %d: %.300s", args, rc, out);
         /* prepared (SiLU: bundles per expert, no predictors), it runs; threshold stays refused */
         snprintf(args, sizeof args, "prepare -m %s -o %s/moe-prepared.gguf --tokens 256", moe, tmp);
         CHECKF(run(args, out, sizeof out, NULL, 0) == 0, "'%s': %.300s", args, out);

@@ -3,6 +3,7 @@
 #include "cmds.h"
 #include "pinfer.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +33,46 @@ static void usage(void)
            "before; lru50 = lru_hit_at_50, the hit rate of an LRU cache of single neurons\n"
            "holding half the layer (first touches not counted); up|g = up_given_gate, dReLU's\n"
            "P(up > 0 | gate > 0) (nan for other activations); |a| quantiles over all\n"
-           "activations (zeros included).\n");
+           "activations (zeros included).\n"
+           "\n"
+           "Mixtures of experts: the figures above are over all (token, chosen expert) rows (hot:\n"
+           "the mean of the experts' own; the temporal ones and up|g are not measured), and a\n"
+           "second table gives per layer repeat = fraction of consecutive tokens with the same\n"
+           "first-choice expert, each expert's share of the (token, choice) pairs, and each\n"
+           "expert's sparsity over the tokens routed to it.\n");
+}
+
+/* Routing and per-expert sparsity: every expert's figure when they fit a line, else min..max. */
+static void print_experts(const struct pinfer_profile *prof, const struct pinfer_profile_overall *o)
+{
+    const int X = prof->n_expert;
+    const bool each = X <= 16;
+    printf("\n# %d experts, %d per token; repeat = same first choice as the previous token (random: %.3f)\n", X,
+           prof->n_expert_used, 1.0 / X);
+    printf("%5s %7s  %s  |  %s\n", "layer", "repeat", each ? "share of each expert" : "share min..max",
+           each ? "sparsity of each expert" : "sparsity min..max");
+    for (int l = 0; l < prof->n_layer; l++) {
+        const struct pinfer_profile_layer *L = &prof->layers[l];
+        printf("%5d %7.4f ", l, L->expert_repeat);
+        double smin = 1, smax = 0, pmin = 1, pmax = 0;
+        for (int e = 0; e < X; e++) {
+            smin = fmin(smin, L->expert_share[e]);
+            smax = fmax(smax, L->expert_share[e]);
+            pmin = fmin(pmin, L->expert_sparsity[e]);
+            pmax = fmax(pmax, L->expert_sparsity[e]);
+        }
+        if (each) {
+            for (int e = 0; e < X; e++) printf(" %.3f", L->expert_share[e]);
+            printf("  | ");
+            for (int e = 0; e < X; e++) printf(" %.3f", L->expert_sparsity[e]);
+        } else {
+            printf(" %.4f..%.4f  |  %.4f..%.4f", smin, smax, pmin, pmax);
+        }
+        printf("\n");
+    }
+    printf("%5s %7.4f  share %.4f..%.4f, repeat %.4f..%.4f, expert sparsity %.4f..%.4f (over layers and experts)\n",
+           "mean", o->expert_repeat, o->expert_share_min, o->expert_share_max, o->expert_repeat_min,
+           o->expert_repeat_max, o->expert_sparsity_min, o->expert_sparsity_max);
 }
 
 int cmd_profile(int argc, char **argv)
@@ -99,6 +139,7 @@ int cmd_profile(int argc, char **argv)
     printf("%5s %8.4f %7.4f..%-6.4f %7.4f %7s %8.4f %7.4f %7.4f %7.4f\n", "mean", o.sparsity, o.sparsity_min,
            o.sparsity_max, o.hot_frac, "", o.overlap, o.new_vs_window5, o.lru_hit_at_50, o.up_given_gate);
     printf("# hot = fraction of neurons carrying %d%% of the activations; min..max of the mean row = over layers\n", hs);
+    if (prof->n_expert) print_experts(prof, &o);
     if (json && pinfer_profile_write_json(prof, m, json, neurons)) { args_pinfer_error(C); goto out; }
     rc = 0;
 out:

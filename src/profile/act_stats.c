@@ -226,6 +226,47 @@ int pf_act_stats_summary(const struct pf_act_stats *s, int layer, double share, 
     return 0;
 }
 
+int pf_act_stats_summary_pool(const struct pf_act_stats *s, int first, int n, double share, struct pf_act_summary *out)
+{
+    memset(out, 0, sizeof *out);
+    out->overlap = out->new_vs_window5 = out->lru_hit_at_50 = out->up_given_gate = NAN;
+    if (first < 0 || n < 1 || first > s->n_layer - n)
+        return pf_fail(PINFER_EINVAL, "activation stats: no layers %d..%d", first, first + n - 1);
+    const int F = s->n_ff;
+    out->n_ff = F;
+    uint64_t rows = 0, act = 0;
+    double abs_sum = 0, mn = 1, mx = 0;
+    int members = 0;
+    for (int k = first; k < first + n; k++) {
+        const struct layer_acc *a = &s->L[k];
+        if (!a->n_tok) continue;
+        rows += a->n_tok;
+        act += a->n_active;
+        abs_sum += a->abs_sum;
+        if (a->min_frac < mn) mn = a->min_frac;
+        if (a->max_frac > mx) mx = a->max_frac;
+        out->hot_frac += pf_hot_fraction_u32(a->count, F, share);
+        out->hot_frac_mag += pf_hot_fraction_f64(a->mag, F, share);
+        members++;
+    }
+    out->n_tokens = rows;
+    if (!rows) return 0;
+    const double cells = (double)rows * F;
+    out->active_frac = (double)act / cells;
+    out->active_frac_min = mn;
+    out->active_frac_max = mx;
+    out->hot_frac /= members;
+    out->hot_frac_mag /= members;
+    out->abs_mean = abs_sum / cells;
+    uint64_t acc = 0;
+    int q = 0;
+    for (int b = 0; b < HIST_N && q < PF_ACT_NQ; b++) {
+        for (int k = first; k < first + n; k++) acc += s->L[k].hist[b];
+        while (q < PF_ACT_NQ && (double)acc >= pf_act_quantile_levels[q] * cells) out->abs_q[q++] = bin_value(b);
+    }
+    return 0;
+}
+
 const uint32_t *pf_act_stats_counts(const struct pf_act_stats *s, int layer)
 {
     return layer >= 0 && layer < s->n_layer ? s->L[layer].count : NULL;

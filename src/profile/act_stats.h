@@ -53,6 +53,13 @@ void pf_act_stats_add_gate_up(struct pf_act_stats *s, int layer, const float *ga
 
 /* Summary of one layer, with the hot set defined by share (e.g. 0.8). */
 int pf_act_stats_summary(const struct pf_act_stats *s, int layer, double share, struct pf_act_summary *out);
+/* Summary of the layers [first, first + n) pooled as one (a mixture of experts' layer, its
+ * experts kept as the "layers" of s, each fed the rows routed to it): sparsity, its min..max,
+ * |act| mean and quantiles over all their rows; hot_frac and hot_frac_mag the mean over the
+ * members that saw rows of their own hot fractions (each member's neurons are its own); the
+ * temporal figures and up_given_gate NaN (consecutive rows of an expert are not consecutive
+ * tokens). n_tokens = rows pooled. */
+int pf_act_stats_summary_pool(const struct pf_act_stats *s, int first, int n, double share, struct pf_act_summary *out);
 /* Activation count of every neuron of a layer (n_ff entries), owned by s. */
 const uint32_t *pf_act_stats_counts(const struct pf_act_stats *s, int layer);
 uint64_t pf_act_stats_tokens(const struct pf_act_stats *s, int layer);

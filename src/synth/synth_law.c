@@ -70,7 +70,7 @@ int synth_law_plan_window(struct synth_plan *P)
     P->win_k = calloc((size_t)hd, sizeof *P->win_k);
     if (!P->win_q || !P->win_k) return pf_fail(PINFER_ENOMEM, "out of memory");
     const double dl = 2 * log(c->rope_base) / hd;
-    double z = 0, z2 = 0;
+    double z = 0, z2 = 0, z11 = 0, w_prev = 0;
     for (int D = 0; D < n; D++) {
         double s = 0;
         for (int p = 0; p < n_pairs; p++) {
@@ -80,7 +80,11 @@ int synth_law_plan_window(struct synth_plan *P)
         double w = exp(s);
         z += w;
         z2 += w * w;
+        z11 += w * w_prev;
+        w_prev = w;
     }
+    /* the average of iid inputs with weights w_D: consecutive positions share sum w_D w_D+1 */
+    P->win_rho1 = z11 / z2;
     /* per pair, q.k / sqrt(hd) = a_p cos(theta_p D): k = (kappa, 0), q = (a_p sqrt(hd) / kappa, 0) */
     for (int p = 0; p < n_pairs; p++) {
         double th = pow(c->rope_base, -2.0 * p / hd);
@@ -100,7 +104,7 @@ int synth_law_plan_window(struct synth_plan *P)
 bool synth_law_attn_row(const struct synth_plan *P, const struct synth_tensor *t, int64_t row, float *out)
 {
     const struct synth_cfg *c = P->cfg;
-    if (!c->realistic) return false;
+    if (P->slow_hi == SYNTH_BIAS_CH) return false; /* no slow block: not the realistic law nor MoE */
     const int64_t n = t->ne[0];
     const int hd = c->head_dim, head = (int)(row / hd), j = (int)(row % hd);
     if (t->kind == SK_O) {

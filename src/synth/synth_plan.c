@@ -157,6 +157,14 @@ int synth_plan_build(struct synth_plan *P, const struct synth_cfg *c)
         P->lr_rho = drelu ? P->up_rho * (s + SYNTH_LR_SHARE * (1 - s)) : 0;
         P->slow_hi = SYNTH_SLOW_SRC;
     }
+    P->route_lo = P->route_hi = P->copy_base = P->slow_hi;
+    if (c->moe_route) {
+        /* the slow block, then its source channels (ordinary ones), then the router block; the
+         * previous-token copies after it */
+        P->slow_hi = SYNTH_SLOW_SRC;
+        P->route_lo = SYNTH_ROUTE_LO;
+        P->route_hi = P->copy_base = SYNTH_ROUTE_LO + SYNTH_ROUTE_CH;
+    }
 
     int rc = 0;
     float *v = calloc((size_t)d, sizeof *v);
@@ -209,7 +217,7 @@ int synth_plan_build(struct synth_plan *P, const struct synth_cfg *c)
         double V = sum_rest(v, d);
         Y->xnorm_att = (float)sqrt((double)P->C * P->C + V);
         double rho2 = (double)d / ((double)Y->xnorm_att * Y->xnorm_att); /* RMSNorm gain squared */
-        Y->copy_lo = P->slow_hi + l * hd;
+        Y->copy_lo = P->copy_base + l * hd;
         Y->copy_n = Y->copy_lo + hd <= d ? hd : 0;
         for (int j = 0; j < Y->copy_n; j++) v[Y->copy_lo + j] *= 1 + LAMBDA * LAMBDA;
         Y->s_q = Y->s_k = (float)sqrt(QK_SCORE_STD / (V * rho2));
@@ -217,7 +225,8 @@ int synth_plan_build(struct synth_plan *P, const struct synth_cfg *c)
         int n_content_cols = c->n_head * hd - Y->copy_n;
         double eps = ATTN_EPS0 / L;
         Y->s_o = n_content_cols > 0 ? (float)sqrt(eps / n_content_cols) : 0;
-        for (int j = P->slow_hi; j < d; j++) v[j] += (float)(eps * ATTN_A2_NOM);
+        for (int j = P->slow_hi; j < d; j++)
+            if (j < P->route_lo || j >= P->route_hi) v[j] += (float)(eps * ATTN_A2_NOM); /* not the router block */
         /* realistic: layer 0's moving-average head gives the slow block unit energy */
         for (int j = SYNTH_BIAS_CH; j < P->slow_hi && l == 0; j++) v[j] = 1.0f;
 
@@ -276,17 +285,18 @@ int synth_plan_build(struct synth_plan *P, const struct synth_cfg *c)
         if (c->n_expert) {
             Y->s_r = (float)(1 / sqrt(V * rho2));
             shuffle(perm, c->n_expert, synth_mix(synth_mix(c->seed, 0x726f757465ull), (uint64_t)l));
-            /* Zipf-like popularity: the expert of rank r gets logit offset -0.35 ln(1 + r); with
-             * unit-variance content logits and top-2 of 8 that routes 21% of the choices to the
-             * most popular expert and 8% to the least (uniform: 12.5%) */
-            for (int e = 0; e < c->n_expert; e++) Y->router_bias[e] = (float)(-0.35 * log(1.0 + perm[e]));
+            /* mild Zipf-like popularity: the expert of rank r gets logit offset -0.05 ln(1 + r); with
+             * unit-variance logits and top-2 of 8 that routes 13.6% of the choices to the most
+             * popular expert and 11.9% to the least (uniform: 12.5%) */
+            for (int e = 0; e < c->n_expert; e++) Y->router_bias[e] = (float)(-SYNTH_ROUTE_BETA * log(1.0 + perm[e]));
         }
         /* v tracks what varies from token to token; the constant part of a dReLU FFN's
          * output is tracked exactly in mean_shift while the rows are drawn, and cancelled in
          * the next gates' biases */
-        for (int j = P->slow_hi; j < d; j++) v[j] += (float)(phi * (1 - mean_frac));
+        for (int j = P->slow_hi; j < d; j++)
+            if (j < P->route_lo || j >= P->route_hi) v[j] += (float)(phi * (1 - mean_frac));
     }
-    if (c->realistic && (rc = synth_law_plan_window(P))) goto out;
+    if (P->slow_hi > SYNTH_BIAS_CH && (rc = synth_law_plan_window(P))) goto out;
     double V = sum_rest(v, d);
     P->xnorm_out = (float)sqrt((double)P->C * P->C + V);
     P->s_out = (float)(OUT_LOGIT_STD / sqrt(V * d / ((double)P->xnorm_out * P->xnorm_out)));

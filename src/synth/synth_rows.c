@@ -132,6 +132,33 @@ static void lowrank_row(const struct synth_plan *P, const struct synth_tensor *t
     fill_bias_block(out, (float)((h * sqrt(vo) - wm) / (sqrt((double)SYNTH_BIAS_CH) * P->C)));
 }
 
+/* A router row of a MoE file with the slow and router blocks: its logit (after RMSNorm, gain
+ * rho) has unit variance, a share a of it on the slow block (lag-1 correlation P->win_rho1) and
+ * 1 - a on the router block (the token's embedding: none), so consecutive tokens' logits
+ * correlate a * win_rho1 = SYNTH_ROUTE_CORR0 (layer 0) or SYNTH_ROUTE_CORR. Each part is scaled
+ * to its exact variance, so no expert's logits are wider than another's (a wider expert would
+ * win the top-k more often). Both blocks have unit energy per channel at every layer. */
+static void router_row(const struct synth_plan *P, const struct synth_layer *Y, int l, struct synth_rng *r, float rho,
+                       float *out, int64_t n)
+{
+    double a = (l == 0 ? SYNTH_ROUTE_CORR0 : SYNTH_ROUTE_CORR) / P->win_rho1;
+    if (a > 1) a = 1;
+    (void)Y;
+    memset(out + SYNTH_BIAS_CH, 0, (size_t)(n - SYNTH_BIAS_CH) * sizeof *out);
+    synth_rng_normals(r, out + SYNTH_BIAS_CH, SYNTH_SLOW_CH, 1.0f);
+    synth_rng_normals(r, out + P->route_lo, P->route_hi - P->route_lo, 1.0f);
+    const struct { int lo, hi; double share; } part[2] = {
+        { SYNTH_BIAS_CH, P->slow_hi, a }, { P->route_lo, P->route_hi, 1 - a },
+    };
+    for (int k = 0; k < 2; k++) {
+        double ss = 0;
+        for (int j = part[k].lo; j < part[k].hi; j++) ss += (double)out[j] * out[j];
+        /* rho^2 sum w_j^2 (unit energy per channel) = share */
+        float f = ss > 0 ? (float)(sqrt(part[k].share / ss) / rho) : 0;
+        for (int j = part[k].lo; j < part[k].hi; j++) out[j] *= f;
+    }
+}
+
 void synth_gen_row(const struct synth_plan *P, const struct synth_tensor *t, int ti, int64_t row, float *out)
 {
     const struct synth_cfg *c = P->cfg;
@@ -201,8 +228,9 @@ void synth_gen_row(const struct synth_plan *P, const struct synth_tensor *t, int
         /* row = residual channel; the bias block is never written to, so it stays constant */
         if (row < SYNTH_BIAS_CH) { memset(out, 0, (size_t)n * sizeof *out); return; }
         if (synth_law_attn_row(P, t, row, out)) return; /* the slow block */
+        if (row >= P->route_lo && row < P->route_hi) { memset(out, 0, (size_t)n * sizeof *out); return; }
         synth_rng_normals(&r, out, n, Y->s_o);
-        if (c->realistic && t->layer == 0) /* the moving-average head writes the slow block only */
+        if (P->slow_hi > SYNTH_BIAS_CH && t->layer == 0) /* the moving-average head writes the slow block only */
             memset(out + (size_t)P->win_qhead * hd, 0, (size_t)hd * sizeof *out);
         if (Y->copy_n) {
             memset(out, 0, (size_t)hd * sizeof *out);
@@ -235,7 +263,7 @@ void synth_gen_row(const struct synth_plan *P, const struct synth_tensor *t, int
 
     case SK_DOWN: {
         int64_t e = row / c->n_embd, j = row % c->n_embd;
-        if (j < P->slow_hi) { memset(out, 0, (size_t)n * sizeof *out); return; }
+        if (j < P->slow_hi || (j >= P->route_lo && j < P->route_hi)) { memset(out, 0, (size_t)n * sizeof *out); return; }
         synth_rng_normals(&r, out, n, Y->s_d[e]);
         if (Y->ea) {
             /* dReLU activations are >= 0: their mean leaves a constant offset in channel j */
@@ -249,6 +277,10 @@ void synth_gen_row(const struct synth_plan *P, const struct synth_tensor *t, int
     case SK_ROUTER: {
         float rho = sqrtf((float)c->n_embd) / Y->xnorm_ffn;
         fill_bias_block(out, Y->router_bias[row] / (SYNTH_BIAS_CH * P->c0 * rho));
+        if (P->route_hi > P->route_lo) {
+            router_row(P, Y, t->layer, &r, rho, out, n);
+            return;
+        }
         synth_rng_normals(&r, out + SYNTH_BIAS_CH, n - SYNTH_BIAS_CH, Y->s_r);
         return;
     }

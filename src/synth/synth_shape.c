@@ -160,6 +160,11 @@ int synth_cfg_resolve(struct synth_cfg *c, const struct pinfer_synth_params *p)
     if (p->law != PINFER_SYNTH_LAW_BASIC && p->law != PINFER_SYNTH_LAW_REALISTIC)
         return pf_fail(PINFER_EINVAL, "unknown activation law %d", (int)p->law);
     c->realistic = p->law == PINFER_SYNTH_LAW_REALISTIC;
+    /* MoE routing with token-to-token persistence needs the moving-average head (a second kv
+     * head as wide as the slow block) and room for the router block; smaller MoE files route
+     * on all channels (docs/synth.md) */
+    c->moe_route = c->n_expert && c->n_head_kv >= 2 && c->head_dim >= SYNTH_SLOW_CH &&
+                   c->n_embd >= SYNTH_ROUTE_LO + SYNTH_ROUTE_CH + c->head_dim;
     if (c->realistic) {
         /* layer 0 needs a kv head for the moving average beside the previous-token one, a
          * head as wide as the slow block, and the slow block's source channels */
