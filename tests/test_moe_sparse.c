@@ -170,18 +170,27 @@ static void test_modes(const char *prep, const char *what)
     }
     struct pinfer_ctx *pred = ctx_of(m, PINFER_SPARSE_PREDICTOR);
     if (off && pred) {
+        /* off's greedy continuation teacher-forced through predictor mode: how often its next
+           token is off's (free-running greedy diverges for good at the first flip, and a
+           mixture flips more easily than a dense model: a missed neuron can change the next
+           layer's routing) */
         pinfer_ctx_reset(off);
         CHECK(greedy(off, V, N, seq) == 0);
-        CHECK(greedy(pred, V, N, seq2) == 0);
-        int agree = 0;
-        while (agree < N && seq[agree] == seq2[agree]) agree++;
+        int agree = 0, first = -1;
+        CHECK(pinfer_decode(pred, prompt, N_PROMPT, 0, false) == 0);
+        for (int i = 0; i < N; i++) {
+            seq2[i] = argmax(pinfer_ctx_logits(pred, -1), V);
+            agree += seq2[i] == seq[i];
+            if (first < 0 && seq2[i] != seq[i]) first = i;
+            CHECK(pinfer_decode(pred, &seq[i], 1, N_PROMPT + i, false) == 0);
+        }
         struct pinfer_sparse_stats st;
         CHECK(pinfer_ctx_sparse_stats(pred, -1, &st) == 0);
-        printf("predictor vs off, %s: first %d of %d greedy tokens agree; predicted %.3f of neurons, active %.3f\n", what, agree, N,
-               st.pred_frac, st.active_frac);
-        /* predictors trained on a few hundred routed tokens of a 128-wide model: most of the
-           continuation, not all of it (the 7B-scale figures are in bench/RESULTS.md) */
-        CHECKF(agree >= 16, "%s: only %d greedy tokens agree", what, agree);
+        printf("predictor vs off, %s: next token agrees on %d of %d (first difference at %d); predicted %.3f of neurons, "
+               "active %.3f\n", what, agree, N, first, st.pred_frac, st.active_frac);
+        /* predictors trained on a few hundred routed tokens of a 128-wide model: most tokens,
+           not all (the larger models' figures are in bench/RESULTS.md) */
+        CHECKF(agree >= N * 3 / 4, "%s: only %d of %d next tokens agree", what, agree, N);
         CHECKF(st.pred_frac > st.active_frac && st.pred_frac < 0.9, "%s: predicted %.3f active %.3f", what, st.pred_frac,
                st.active_frac);
     }

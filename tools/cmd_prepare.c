@@ -122,7 +122,7 @@ int cmd_prepare(int argc, char **argv)
         p.text = text;
         if (!capped) p.n_tokens = 0; /* all of the text: more pairs make better predictors */
     }
-    p.progress = isatty(2);
+    p.progress = true; /* a bar on a terminal, a line every few seconds in a log */
     struct pinfer_prepare_result *r = NULL;
     double t0 = pinfer_now();
     int rc = pinfer_prepare(in, out, &p, &r);

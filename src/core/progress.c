@@ -6,15 +6,34 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #define FRAC_CELLS 40
 #define BYTES_CELLS 30
 #define BYTES_INTERVAL 0.2 /* seconds between redraws of the bytes form */
+#define LINE_INTERVAL 5.0  /* seconds between progress lines when stderr is not a terminal */
 
 static void bar(char *out, int cells, int fill, char todo)
 {
     for (int i = 0; i < cells; i++) out[i] = i < fill ? '#' : todo;
     out[cells] = 0;
+}
+
+/* stderr is not a terminal (a log file): a whole line every LINE_INTERVAL seconds, and at the
+ * end, instead of a bar redrawn in place. */
+static void line(struct pf_progress *pg, double f, double t, bool last)
+{
+    if (!last && t - pg->last < LINE_INTERVAL) return;
+    pg->last = t;
+    const double el = t - pg->t0, eta = f > 0.001 ? el * (1 - f) / f : 0;
+    if (pg->bytes)
+        fprintf(stderr, "%.2f/%.2f GiB %5.1f%%, %.0f s elapsed", (double)pg->done / (1ull << 30), (double)pg->total / (1ull << 30),
+                f * 100, el);
+    else
+        fprintf(stderr, "%s%5.1f%%, %.0f s elapsed", pg->label, f * 100, el);
+    if (!last) fprintf(stderr, ", ~%.0f s left", eta);
+    fputc('\n', stderr);
+    fflush(stderr);
 }
 
 static void draw_frac(const struct pf_progress *pg, int pm)
@@ -46,7 +65,9 @@ void pf_progress_start(struct pf_progress *pg, bool on, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(pg->label, sizeof pg->label, fmt, ap);
     va_end(ap);
-    pf_progress_update(pg, 0);
+    pg->lines = !isatty(STDERR_FILENO);
+    pg->t0 = pg->last = pf_now();
+    if (!pg->lines) pf_progress_update(pg, 0);
 }
 
 void pf_progress_update(struct pf_progress *pg, double frac)
@@ -57,7 +78,8 @@ void pf_progress_update(struct pf_progress *pg, double frac)
     if (pm > 1000) pm = 1000;
     if (pm == pg->shown) return;
     pg->shown = pm;
-    draw_frac(pg, pm);
+    if (pg->lines) line(pg, pm / 1000.0, pf_now(), false);
+    else draw_frac(pg, pm);
 }
 
 void pf_progress_start_bytes(struct pf_progress *pg, bool on, uint64_t total)
@@ -67,7 +89,8 @@ void pf_progress_start_bytes(struct pf_progress *pg, bool on, uint64_t total)
     pg->bytes = true;
     pg->total = total;
     pg->shown = -1;
-    pg->t0 = pf_now();
+    pg->t0 = pg->last = pf_now();
+    pg->lines = !isatty(STDERR_FILENO);
 }
 
 void pf_progress_bytes(struct pf_progress *pg, uint64_t done)
@@ -75,12 +98,18 @@ void pf_progress_bytes(struct pf_progress *pg, uint64_t done)
     if (!pg || !pg->on) return;
     pg->done = done;
     double t = pf_now();
-    if (t - pg->last >= BYTES_INTERVAL) draw_bytes(pg, t);
+    if (pg->lines) line(pg, pg->total ? (double)done / (double)pg->total : 1, t, false);
+    else if (t - pg->last >= BYTES_INTERVAL) draw_bytes(pg, t);
 }
 
 void pf_progress_end(struct pf_progress *pg)
 {
     if (!pg->on) return;
+    if (pg->lines) {
+        pg->done = pg->total;
+        line(pg, 1, pf_now(), true);
+        return;
+    }
     if (pg->bytes) {
         pg->done = pg->total;
         draw_bytes(pg, pf_now());
@@ -92,5 +121,5 @@ void pf_progress_end(struct pf_progress *pg)
 
 void pf_progress_abort(struct pf_progress *pg)
 {
-    if (pg->on) fputc('\n', stderr);
+    if (pg->on && !pg->lines) fputc('\n', stderr);
 }

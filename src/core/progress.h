@@ -7,7 +7,9 @@
  *   bytes     "[############                  ]  40% 1.44/3.61 GiB  6s elapsed, 9s left "
  *             30 cells, redrawn at most every 0.2 s (the times move even when the bytes do
  *             not), for outputs of a known size.
- * pinfer prepare draws its phases with the first, pinfer synth its file with the second. */
+ * pinfer prepare draws its phases with the first, pinfer synth its file with the second. When
+ * stderr is not a terminal (a log), either prints a plain line every 5 seconds and at the end
+ * ("<label> 40.0%, 12 s elapsed, ~18 s left") instead. */
 #ifndef PF_CORE_PROGRESS_H
 #define PF_CORE_PROGRESS_H
 
@@ -21,7 +23,8 @@ struct pf_progress {
     uint64_t total;     /* bytes form: the 100% mark */
     uint64_t done;      /* bytes form: so far */
     int shown;          /* per mille last drawn; -1: nothing yet */
-    double t0, last;    /* bytes form: start, last draw (pf_now seconds) */
+    double t0, last;    /* start, last draw (pf_now seconds) */
+    bool lines;         /* stderr is not a terminal: a line every few seconds, no bar */
 };
 
 /* Fraction form: draws 0% at once. The label is a printf format. */
