@@ -26,5 +26,17 @@ uint64_t pf_peak_rss(void)
     return kb * 1024;
 }
 
+uint64_t pf_mem_available(void)
+{
+    FILE *fp = fopen("/proc/meminfo", "r");
+    if (!fp) return 0;
+    char line[256];
+    uint64_t kb = 0;
+    while (fgets(line, sizeof line, fp))
+        if (sscanf(line, "MemAvailable: %" SCNu64, &kb) == 1) break;
+    fclose(fp);
+    return kb * 1024;
+}
+
 double pinfer_now(void) { return pf_now(); }
 uint64_t pinfer_peak_rss(void) { return pf_peak_rss(); }

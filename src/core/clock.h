@@ -9,5 +9,8 @@
 double pf_now(void);
 /* Peak resident set size of this process in bytes (VmHWM), 0 if unknown. */
 uint64_t pf_peak_rss(void);
+/* Memory the machine can give without swapping (MemAvailable: free pages plus reclaimable
+ * page cache) in bytes, 0 if unknown. */
+uint64_t pf_mem_available(void);
 
 #endif

@@ -426,10 +426,14 @@ int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfe
     struct pinfer_prepare_result *res = NULL;
     struct pf_progress pg;
     double t0 = pf_now(), t1, t2;
-    /* the weights stay in the file mapping: a model larger than memory (a Mixtral-8x7B is ~24.5
-       GiB) is read from the page cache as calibration, predictors and the writer need it */
+    /* a model larger than the memory available (a Mixtral-8x7B is ~24.5 GiB) stays in the file
+       mapping, read through the page cache as calibration, predictors and the writer need it;
+       one that fits is copied in (its huge pages stream ~13x faster than a file mapping's 4 KiB
+       pages on this project's VMs: 7.3 against 0.55 tok/s on an 8-layer Mixtral shape) */
     struct pinfer_model_params mp = pinfer_model_default_params();
-    mp.use_mmap = true;
+    struct stat ist;
+    const uint64_t avail = pf_mem_available();
+    mp.use_mmap = stat(in_path, &ist) == 0 && avail > 0 && (uint64_t)ist.st_size + (1ull << 30) > avail;
     if ((rc = pinfer_model_load(&m, in_path, &mp))) return rc;
     P.m = m;
     const struct pinfer_model_info *h = &m->info;
