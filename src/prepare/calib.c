@@ -2,7 +2,7 @@
  * the forward pass's FFN input/output hook, records per layer and neuron how often it is on and
  * its mean |activation|, and (for predictors) every token's FFN input and true active set.
  *
- * Tokens (runtime/token_feed.c): text is tokenized with BOS first and decoded in batches of 64;
+ * Tokens (runtime/token_feed.c): text is tokenized with BOS first and decoded in batches of 64 (256 for a mixture);
  * without text the model samples from BOS one token at a time with the sampler pinfer profile
  * uses, in one sequence.
  * "On": act != 0 for the ReLU family, which is exactly the set the sparse FFN must compute. SiLU
@@ -195,7 +195,9 @@ int pf_calib_run(struct pf_calib **out, struct pinfer_model *m, const struct pin
     if ((rc = alloc_layers(c))) goto out;
 
     struct calib_run run = { c, pg };
-    struct pf_token_feed feed = { .tokens = toks, .n_tokens = n, .n_batch = 64, .seed = p->seed,
+    /* a mixture's batch reads every expert (each token routes to a few, a batch to all): fewer,
+       larger batches read a model larger than memory fewer times from storage */
+    struct pf_token_feed feed = { .tokens = toks, .n_tokens = n, .n_batch = info.n_expert ? 256 : 64, .seed = p->seed,
                                   .on_batch = on_batch, .ud = &run };
     struct pinfer_ctx_params cp = pinfer_ctx_default_params();
     cp.n_threads = p->n_threads;
