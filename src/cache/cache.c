@@ -190,29 +190,32 @@ static int cache_wait(struct pf_cache *c);
 /* Hot slots of unit u whose frequency per token (slot frequency per routed token x the unit's
  * share) is at least tau: its prefix up to the first slot below (slots are in hotness order),
  * whole prefill chunks unless the whole unit. */
-static int hot_prefix(const struct pf_cache *c, int u, double tau)
+static int hot_prefix(const struct pf_bundles *b, int chunk, double tau)
 {
-    const struct pf_bundles *b = &c->b[u];
     int n = 0;
-    while (n < c->n_ff && (double)b->freq[n] * b->share >= tau) n++;
-    if (n < c->n_ff) n = n / c->chunk_slots * c->chunk_slots;
+    while (n < b->n_ff && (double)b->freq[n] * b->share >= tau) n++;
+    if (n < b->n_ff) n = n / chunk * chunk;
     return n;
 }
 
-/* A mixture: the hot segment's bytes go to the slots most often used per token over all
- * experts (frequency x the expert's share), instead of the same prefix in every expert: the
- * largest set (a threshold on that product) whose page-rounded blocks fit in `bytes`. */
-static void share_hot(struct pf_cache *c, size_t bytes)
+void pf_cache_hot_split(const struct pinfer_model *m, int n_hot, int chunk_slots, int *out)
 {
-    double lo = 0, hi = 1.0; /* bytes(hi) <= bytes: nothing above a frequency of 1 */
+    for (int u = 0; u < m->n_units; u++) out[u] = n_hot;
+    if (!m->info.n_expert || n_hot <= 0) return;
+    /* a mixture: the same bytes to the slots most often used per token over all experts
+       (frequency x the expert's share), instead of the same prefix in every expert: the largest
+       set (a threshold on that product) whose page-rounded blocks fit */
+    const uint64_t bytes = hot_bytes(m, (uint64_t)n_hot);
+    double lo = 0, hi = 1.0; /* nothing is used more often than every token */
     for (int it = 0; it < 40; it++) {
         const double mid = 0.5 * (lo + hi);
         uint64_t t = 0;
-        for (int u = 0; u < c->n_units; u++) t += round_up((uint64_t)hot_prefix(c, u, mid) * slot(c, u), PAGE);
+        for (int u = 0; u < m->n_units; u++)
+            t += round_up((uint64_t)hot_prefix(&m->bundles[u], chunk_slots, mid) * m->bundles[u].slot_size, PAGE);
         if (t <= bytes) hi = mid;
         else lo = mid;
     }
-    for (int u = 0; u < c->n_units; u++) c->n_hot[u] = hot_prefix(c, u, hi);
+    for (int u = 0; u < m->n_units; u++) out[u] = hot_prefix(&m->bundles[u], chunk_slots, hi);
 }
 
 /* Reads the hot slots of every layer, in 4 MiB pieces so several are in flight. */
@@ -285,8 +288,7 @@ int pf_cache_new(struct pf_cache **out, const struct pinfer_model *m, const stru
     if (p->n_hot > 0) {
         c->hot_bytes = (size_t)hot_bytes(m, (uint64_t)p->n_hot);
         if (!(c->hot_mem = pf_io_alloc(c->hot_bytes))) goto nomem;
-        for (int l = 0; l < L; l++) c->n_hot[l] = p->n_hot;
-        if (m->info.n_expert) share_hot(c, c->hot_bytes);
+        pf_cache_hot_split(m, p->n_hot, c->chunk_slots, c->n_hot);
         size_t at = 0;
         for (int l = 0; l < L; l++) {
             c->hot[l] = (uint8_t *)c->hot_mem + at;

@@ -61,6 +61,11 @@ struct pf_cache_plan {
 int pf_cache_plan(const struct pinfer_model *m, uint64_t ctx_bytes, const struct pf_cache_config *cfg,
                   struct pf_cache_plan *plan);
 
+/* The hot slots of each unit (out: n_units counts) for a plan's n_hot: n_hot in every layer of
+ * a dense model; a mixture's experts share the same bytes by frequency x expert share (the
+ * most used slots per token over all experts, whole chunks of chunk_slots). */
+void pf_cache_hot_split(const struct pinfer_model *m, int n_hot, int chunk_slots, int *out);
+
 /* Creates the cache for plan: opens the file for direct reads, reads the hot slots. On success
  * *out is owned by the caller (pf_cache_free). */
 int pf_cache_new(struct pf_cache **out, const struct pinfer_model *m, const struct pf_cache_plan *plan,

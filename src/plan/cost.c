@@ -30,6 +30,9 @@ void pf_lru_che(const double *p, int n, double cap, double *hit)
     for (int i = 0; i < n; i++) hit[i] = p[i] > 0 ? -expm1(-p[i] * lo) : 0;
 }
 
+static double unit_share(const struct pf_plan_model *pm, int u) { return pm->share ? pm->share[u] : 1.0; }
+static int hot(const struct pf_plan_model *pm, int u, int n_hot) { return pm->hot_unit ? pm->hot_unit[u] : n_hot; }
+
 static double over(const struct pf_plan_model *pm, int l)
 {
     return pm->pred_over && pm->pred_over[l] > 1 ? pm->pred_over[l] : 1;
@@ -65,7 +68,7 @@ static double dense_rate(const struct pf_machine *mc, const struct pf_plan_model
 int pf_predict(const struct pf_machine *mc, const struct pf_plan_model *pm, bool budget, int n_hot, int n_cold, int be,
                int qd, struct pf_prediction *o)
 {
-    const int L = pm->n_layer, F = pm->n_ff;
+    const int L = pm->n_units > 0 ? pm->n_units : pm->n_layer, F = pm->n_ff; /* units */
     const double stream = dense_rate(mc, pm, pf_machine_stream(mc, pm->threads));
     o->t_dense = (pm->dense_bytes + pm->pred_bytes) / (stream * 1e9);
     o->hit_rate = 1;
@@ -85,9 +88,11 @@ int pf_predict(const struct pf_machine *mc, const struct pf_plan_model *pm, bool
             if (!p || !hit) { free(p); free(hit); return pf_fail(PINFER_ENOMEM, "out of memory"); }
             for (int l = 0; l < L; l++) {
                 const double x = pm->sparse ? extra(pm, l) : 0;
+                const double s = unit_share(pm, l);
+                const int nh = hot(pm, l, n_hot);
                 for (int j = 0; j < F; j++) {
                     double q = request(pm, l, j, x);
-                    p[(size_t)l * F + j] = j < n_hot ? 0 : q; /* hot slots never enter the LRU */
+                    p[(size_t)l * F + j] = j < nh ? 0 : s * q; /* hot slots never enter the LRU; per token */
                 }
             }
             pf_lru_che(p, n_items, (double)n_cold, hit);
@@ -96,11 +101,12 @@ int pf_predict(const struct pf_machine *mc, const struct pf_plan_model *pm, bool
         for (int l = 0; l < L; l++) {
             double need = 0, miss = 0, act = 0;
             const double x = pm->sparse ? extra(pm, l) : 0;
+            const int nh = hot(pm, l, n_hot);
             for (int j = 0; j < F; j++) {
                 double q = request(pm, l, j, x);
                 need += q;
                 act += pm->sparse ? pm->freq[l][j] : 1.0;
-                if (budget && j >= n_hot) miss += q * (1 - hit[(size_t)l * F + j]);
+                if (budget && j >= nh) miss += q * (1 - hit[(size_t)l * F + j]);
             }
             /* bytes computed per slot looked at: gate always, up and down as above */
             const double share = need > 0 ? (need + (need + act) / 2 + act) / (3 * need) : 1;
@@ -112,9 +118,11 @@ int pf_predict(const struct pf_machine *mc, const struct pf_plan_model *pm, bool
             }
             /* the runtime computes the resident slots while the reads fly, but measured I/O wait
                shows little of the reads hidden (bench/RESULTS.md, "The planner"): added */
-            o->t_ffn += t_res + t_miss + miss * slot * share / (scat * 1e9);
-            need_all += need;
-            miss_all += miss;
+            /* a step of this unit (its expert's round), share times per token */
+            const double su = unit_share(pm, l);
+            o->t_ffn += su * (t_res + t_miss + miss * slot * share / (scat * 1e9));
+            need_all += su * need;
+            miss_all += su * miss;
         }
         free(p);
         free(hit);
@@ -130,7 +138,9 @@ int pf_predict(const struct pf_machine *mc, const struct pf_plan_model *pm, bool
     if (budget && pm->freq) {
         double seq = 0;
         if (mc->be_ok[be]) seq = mc->io_gbs[be][PF_MACH_BS - 1][1];
-        double off = pm->ffn_bytes - (double)n_hot * L * slot;
+        double pinned = 0;
+        for (int u = 0; u < L; u++) pinned += (double)hot(pm, u, n_hot) * slot;
+        double off = pm->ffn_bytes - pinned;
         if (seq > 0 && off > 0) t_pp += off / (seq * 1e9) / 512;
     }
     o->prefill_tps = t_pp > 0 ? 1 / t_pp : 0;

@@ -26,19 +26,26 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* A mixture of experts (docs/planner.md): the units are (layer, expert), each with its slot
+ * frequencies per routed token and its share of the tokens; a token runs `fan` units per layer.
+ * A dense model: one unit per layer, share 1, fan 1. */
 struct pf_plan_model {
     int n_layer, n_ff, threads;
+    int n_units, fan;         /* units (n_layer x experts); units a token runs per layer */
+    const double *share;      /* per unit: fraction of tokens that run it; NULL: 1 (dense) */
+    const int *hot_unit;      /* per unit: hot slots (a mixture's split, pf_cache_hot_split);
+                                 NULL: pf_predict's n_hot in every unit */
     int main_type;            /* type of the big matrices (kernel rates) */
     uint64_t n_params;
     double dense_bytes;       /* per token: attention and head weights */
     double pred_bytes;        /* per token: predictors (0 without) */
     size_t slot_bytes;        /* one neuron's gate row, up row and down column */
     double ffn_bytes;         /* all FFN weights */
-    const float *const *freq; /* per layer: n_ff slot frequencies, hottest first; NULL: not prepared */
+    const float *const *freq; /* per unit: n_ff slot frequencies, hottest first; NULL: not prepared */
     bool sparse;              /* steps compute only predicted slots (predictor mode) */
-    const double *pred_over;  /* per layer: slots predicted per truly active slot (the prepared
+    const double *pred_over;  /* per unit: slots predicted per truly active slot (the prepared
                                  file's held-out figures), NULL: 1 */
-    const float *const *pred_freq; /* per layer: n_ff probabilities that a step asks for each slot
+    const float *const *pred_freq; /* per unit: n_ff probabilities that a step asks for each slot
                                  (pinfer.bundle.N.pred_freq, measured by prepare: false positives
                                  included); NULL, or a NULL layer: freq + pred_over's spread */
 };
@@ -55,8 +62,11 @@ struct pf_prediction {
  * cache of cap items (all 1 when cap >= the items with p > 0). */
 void pf_lru_che(const double *p, int n, double cap, double *hit);
 
-/* In memory (budget false), or under a budget with n_hot slots pinned per layer and n_cold LRU
- * entries, reads through backend be at queue depth qd. 0, or PINFER_ENOMEM. */
+/* In memory (budget false), or under a budget with n_hot slots pinned per unit (or pm->hot_unit's)
+ * and n_cold LRU entries, reads through backend be at queue depth qd. A mixture's units are
+ * weighted by their share: a step of unit u costs what a dense layer's would, share_u times per
+ * token, and its slots enter the LRU with probability share_u x request per token. 0, or
+ * PINFER_ENOMEM. */
 int pf_predict(const struct pf_machine *mc, const struct pf_plan_model *pm, bool budget, int n_hot, int n_cold, int be,
                int qd, struct pf_prediction *out);
 

@@ -23,10 +23,16 @@ struct planner {
     struct pinfer_model *m;
     struct pf_plan_result *r;
     uint64_t ctx_bytes;
+    int *hot_unit;        /* (n_units) a mixture's hot split for the budget being planned */
 };
 
-/* The cost model's view of the loaded model. */
-static void model_view(struct pinfer_model *m, int threads, struct pf_plan_model *pm, const float **freq)
+/* Layer and expert (-1: dense) of unit u of m. */
+static int unit_layer(const struct pinfer_model *m, int u) { return u / pf_model_experts(m); }
+static int unit_expert(const struct pinfer_model *m, int u) { return m->info.n_expert ? u % m->info.n_expert : -1; }
+
+/* The cost model's view of the loaded model: per unit (a layer, or a mixture's (layer, expert))
+ * its slot frequencies and share of the tokens (share: n_units, filled for a mixture). */
+static void model_view(struct pinfer_model *m, int threads, struct pf_plan_model *pm, const float **freq, double *share)
 {
     const struct pinfer_model_info *h = &m->info;
     memset(pm, 0, sizeof *pm);
@@ -35,56 +41,67 @@ static void model_view(struct pinfer_model *m, int threads, struct pf_plan_model
     pm->threads = threads;
     pm->main_type = h->weight_type;
     pm->n_params = h->n_params;
+    if (h->n_expert) /* a token multiplies by its experts' weights only */
+        pm->n_params -= (uint64_t)((double)h->n_layer * h->n_expert * 3.0 * h->n_embd * h->n_ff *
+                                   (h->n_expert - h->n_expert_used) / h->n_expert);
+    pm->n_units = m->bundles ? m->n_units : h->n_layer;
+    pm->fan = h->n_expert ? h->n_expert_used : 1;
     pm->dense_bytes = pf_weight_bytes(&m->output);
     for (int l = 0; l < h->n_layer; l++) {
         const struct pf_layer *L = &m->layers[l];
         pm->dense_bytes += pf_weight_bytes(&L->wq) + pf_weight_bytes(&L->wk) + pf_weight_bytes(&L->wv) + pf_weight_bytes(&L->wo);
-        if (L->ffn_b) {
-            const struct pf_bundles *b = L->ffn_b;
-            if (b->slot_size > pm->slot_bytes) pm->slot_bytes = b->slot_size;
-            pm->ffn_bytes += (double)b->slot_size * b->n_ff;
-            if (b->fc1.n_out > 0) {
-                pm->pred_bytes += pf_weight_bytes(&b->fc1) + pf_weight_bytes(&b->fc2);
-                pm->sparse = true;
-            }
-            freq[l] = b->freq;
+        if (h->n_expert) pm->dense_bytes += pf_weight_bytes(&L->ffn_router);
+    }
+    for (int u = 0; m->bundles && u < m->n_units; u++) {
+        const struct pf_bundles *b = &m->bundles[u];
+        if (b->slot_size > pm->slot_bytes) pm->slot_bytes = b->slot_size;
+        pm->ffn_bytes += (double)b->slot_size * b->n_ff;
+        if (b->fc1.n_out > 0) {
+            /* per token: the predictors of the units a token runs */
+            pm->pred_bytes += (h->n_expert ? b->share : 1.0) * (pf_weight_bytes(&b->fc1) + pf_weight_bytes(&b->fc2));
+            pm->sparse = true;
         }
+        freq[u] = b->freq;
+        share[u] = h->n_expert ? b->share : 1.0;
     }
     /* not prepared: the dense FFN a token reads (a mixture of experts: the used experts') */
     if (!m->bundles) pm->ffn_bytes = (double)h->decode_bytes - pm->dense_bytes;
     pm->freq = m->bundles ? (const float *const *)freq : NULL;
+    pm->share = m->bundles && h->n_expert ? share : NULL;
 }
 
-/* Per layer, the predictor's held-out predicted / active fractions from the prepared file
+/* Per unit, the predictor's held-out predicted / active fractions from the prepared file
  * (docs/sparse-format.md); 1 where absent. */
-static void pred_over(const char *path, int n_layer, double *over)
+static void pred_over(const char *path, const struct pinfer_model *m, double *over)
 {
-    for (int l = 0; l < n_layer; l++) over[l] = 1;
+    for (int u = 0; u < m->n_units; u++) over[u] = 1;
     struct gguf_file *g = NULL;
     if (gguf_open(&g, path)) return;
-    for (int l = 0; l < n_layer; l++) {
+    for (int u = 0; u < m->n_units; u++) {
         char key[96];
         float pred = 0, act = 0;
-        snprintf(key, sizeof key, "pinfer.predictor.%d.predicted", l);
+        pf_unit_key(key, sizeof key, "pinfer.predictor", unit_layer(m, u), unit_expert(m, u), "predicted");
         int a = gguf_get_f32(g, key, &pred);
-        snprintf(key, sizeof key, "pinfer.predictor.%d.active", l);
+        pf_unit_key(key, sizeof key, "pinfer.predictor", unit_layer(m, u), unit_expert(m, u), "active");
         int b = gguf_get_f32(g, key, &act);
-        if (!a && !b && act > 0 && pred >= act && pred / act < 100) over[l] = pred / act;
+        if (!a && !b && act > 0 && pred >= act && pred / act < 100) over[u] = pred / act;
     }
     gguf_close(g);
 }
 
-/* Per layer, how often prepare measured its predictor asking for each slot
- * (pinfer.bundle.N.pred_freq, n_ff floats in [0, 1]); rows[l] = NULL where the file lacks it
- * (prepared before 2026-12-06) or it is malformed. mem: n_layer * n_ff floats. */
-static void pred_freq_load(const char *path, int n_layer, int n_ff, const float **rows, float *mem)
+/* Per unit, how often prepare measured its predictor asking for each slot
+ * (pinfer.bundle.N[.E].pred_freq, n_ff floats in [0, 1], per step of the unit); rows[u] = NULL
+ * where the file lacks it (prepared before 2026-12-06) or it is malformed. mem: n_units * n_ff
+ * floats. */
+static void pred_freq_load(const char *path, const struct pinfer_model *m, const float **rows, float *mem)
 {
-    for (int l = 0; l < n_layer; l++) rows[l] = NULL;
+    const int n_ff = m->info.n_ff;
+    for (int u = 0; u < m->n_units; u++) rows[u] = NULL;
     struct gguf_file *g = NULL;
     if (gguf_open(&g, path)) return;
-    for (int l = 0; l < n_layer; l++) {
+    for (int l = 0; l < m->n_units; l++) {
         char key[96];
-        snprintf(key, sizeof key, "pinfer.bundle.%d.pred_freq", l);
+        pf_unit_key(key, sizeof key, "pinfer.bundle", unit_layer(m, l), unit_expert(m, l), "pred_freq");
         const struct gguf_kv *kv = gguf_find(g, key);
         if (!kv || kv->type != GGUF_ARRAY || kv->arr_type != GGUF_F32 || kv->arr_n != (uint64_t)n_ff) continue;
         float *row = mem + (size_t)l * (size_t)n_ff;
@@ -115,7 +132,13 @@ static int plan_budget(struct planner *P, uint64_t B, struct pf_plan_point *pt)
         m->mem_budget = keep;
         if (rc) return rc;
         struct pf_prediction pr;
-        if ((rc = pf_predict(P->mc, &P->r->pm, true, cp.n_hot, cp.n_cold, P->r->io_backend, IO_DEPTH, &pr))) return rc;
+        if (P->hot_unit) { /* a mixture: the cache's split of the hot bytes among the experts */
+            pf_cache_hot_split(m, cp.n_hot, cfg.chunk_slots, P->hot_unit);
+            P->r->pm.hot_unit = P->hot_unit;
+        }
+        rc = pf_predict(P->mc, &P->r->pm, true, cp.n_hot, cp.n_cold, P->r->io_backend, IO_DEPTH, &pr);
+        P->r->pm.hot_unit = NULL;
+        if (rc) return rc;
         if (!any || pr.decode_tps > pt->pr.decode_tps) {
             pt->budget = B;
             pt->cache_hot = hot_shares[i];
@@ -200,23 +223,25 @@ int pf_plan_make(const struct pf_machine *mc, const struct pf_plan_request *rq, 
         rc = pinfer_model_load(&m, rq->model, &mp);
     }
     if (rc) return rc;
-    const float **freq = calloc((size_t)m->info.n_layer, sizeof *freq), **pfreq = calloc((size_t)m->info.n_layer, sizeof *pfreq);
-    double *over = calloc((size_t)m->info.n_layer, sizeof *over);
-    float *pfreq_mem = m->bundles ? malloc((size_t)m->info.n_layer * (size_t)m->info.n_ff * sizeof *pfreq_mem) : NULL;
-    if (!freq || !pfreq || !over || (m->bundles && !pfreq_mem)) {
-        free(freq); free(pfreq); free(over); free(pfreq_mem); pinfer_model_free(m);
+    const size_t NU = (size_t)(m->bundles ? m->n_units : m->info.n_layer);
+    const float **freq = calloc(NU, sizeof *freq), **pfreq = calloc(NU, sizeof *pfreq);
+    double *over = calloc(NU, sizeof *over), *share = calloc(NU, sizeof *share);
+    int *hot_unit = m->info.n_expert && m->bundles ? calloc(NU, sizeof *hot_unit) : NULL;
+    float *pfreq_mem = m->bundles ? malloc(NU * (size_t)m->info.n_ff * sizeof *pfreq_mem) : NULL;
+    if (!freq || !pfreq || !over || !share || (m->bundles && !pfreq_mem) || (m->info.n_expert && m->bundles && !hot_unit)) {
+        free(freq); free(pfreq); free(over); free(share); free(hot_unit); free(pfreq_mem); pinfer_model_free(m);
         return pf_fail(PINFER_ENOMEM, "out of memory");
     }
-    struct planner P = { .mc = mc, .m = m, .r = r };
+    struct planner P = { .mc = mc, .m = m, .r = r, .hot_unit = hot_unit };
     r->threads = threads;
     r->io_depth = IO_DEPTH;
     r->prepared = m->bundles != NULL;
-    model_view(m, threads, &r->pm, freq);
+    model_view(m, threads, &r->pm, freq, share);
     r->sparse = r->pm.sparse;
     if (r->sparse) {
-        pred_over(rq->model, m->info.n_layer, over);
+        pred_over(rq->model, m, over);
         r->pm.pred_over = over;
-        pred_freq_load(rq->model, m->info.n_layer, m->info.n_ff, pfreq, pfreq_mem);
+        pred_freq_load(rq->model, m, pfreq, pfreq_mem);
         r->pm.pred_freq = (const float *const *)pfreq;
     }
     r->io_backend = pf_machine_best_backend(mc, (size_t)(ceil((double)r->pm.slot_bytes / 4096) * 4096), IO_DEPTH);
@@ -307,11 +332,14 @@ int pf_plan_make(const struct pf_machine *mc, const struct pf_plan_request *rq, 
 out:
     free(freq);
     free(over);
+    free(share);
+    free(hot_unit);
     free(pfreq);
     free(pfreq_mem);
     r->pm.freq = NULL; /* pointed into the model and this function */
     r->pm.pred_over = NULL;
     r->pm.pred_freq = NULL;
+    r->pm.share = NULL;
     pinfer_model_free(m);
     return rc;
 }
