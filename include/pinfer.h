@@ -501,6 +501,10 @@ struct pinfer_prepare_params {
     const char *text;     /* calibration text (BOS added); NULL: the model samples its own */
     size_t text_len;
     int n_tokens;         /* tokens to sample without text; with text, a cap (0 = all); 512 */
+    bool random_tokens;   /* without text: uniform random token ids decoded in batches instead of
+                             the model's own samples one at a time (much faster on a model
+                             larger than memory; for synthetic models, the token law synth and
+                             pinfer bench use) */
     uint64_t seed;        /* sampling, predictor initialisation and minibatch order; 1 */
     int cluster_size;     /* neurons per cluster; 0 = the smallest page-aligned multiple >= 16 (at most n_ff) */
     int rank;             /* predictor rank for every layer; 0 = chosen per layer */

@@ -45,16 +45,33 @@ static int synth(const char *path, int type, int act, unsigned seed)
     return rc;
 }
 
-static int prepare(const char *in, const char *out, int n_tokens)
+/* n_tokens sampled by the model, or (random) uniform random ids decoded in batches. */
+static int prepare_tokens(const char *in, const char *out, int n_tokens, bool random)
 {
     struct pinfer_prepare_params pp = pinfer_prepare_default_params();
     pp.n_tokens = n_tokens;
+    pp.random_tokens = random;
     pp.train_steps = 50;
     pp.n_threads = 2;
-    int rc = pinfer_prepare(in, out, &pp, NULL);
+    struct pinfer_prepare_result *r = NULL;
+    int rc = pinfer_prepare(in, out, &pp, &r);
     CHECKF(rc == 0, "prepare %s: %s", in, pinfer_last_error());
+    if (r) {
+        CHECKF(!strcmp(r->source, random ? "random" : "sample") && r->n_tokens == n_tokens && r->n_expert == N_EXPERT &&
+                   r->n_units == 2 * N_EXPERT,
+               "source %s, %d tokens, %d experts, %d units", r->source, r->n_tokens, r->n_expert, r->n_units);
+        /* a layer's experts share its tokens K times over */
+        for (int l = 0; l < 2 && r->n_units == 2 * N_EXPERT; l++) {
+            double s = 0;
+            for (int e = 0; e < N_EXPERT; e++) s += r->layers[l * N_EXPERT + e].share;
+            CHECKF(fabs(s - N_USED) < 1e-9, "layer %d: shares sum to %g", l, s);
+        }
+    }
+    pinfer_prepare_result_free(r);
     return rc;
 }
+
+static int prepare(const char *in, const char *out, int n_tokens) { return prepare_tokens(in, out, n_tokens, false); }
 
 static struct pinfer_model *load(const char *path)
 {
@@ -378,7 +395,7 @@ int main(void)
     }
     snprintf(raw, sizeof raw, "%s", tu_tmp("moe_q4.gguf"));
     snprintf(prep, sizeof prep, "%s", tu_tmp("moe_q4_prep.gguf"));
-    if (!synth(raw, PF_TYPE_Q4_0, PINFER_ACT_DRELU, 13) && !prepare(raw, prep, 512)) {
+    if (!synth(raw, PF_TYPE_Q4_0, PINFER_ACT_DRELU, 13) && !prepare_tokens(raw, prep, 512, true)) {
         test_modes(prep, "q4_0 drelu");
         test_budget(prep, "q4_0 drelu");
     }

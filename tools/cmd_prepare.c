@@ -14,10 +14,13 @@ static const char *C = "prepare";
 
 static void usage(void)
 {
-    printf("usage: pinfer prepare -m IN.gguf -o OUT.gguf [-f CALIB.txt | --tokens N] [options]\n"
+    printf("usage: pinfer prepare -m IN.gguf -o OUT.gguf [-f CALIB.txt | --tokens N [--random]] [options]\n"
            "  -f FILE            calibrate on this text's tokens (BOS first)\n"
            "  --tokens N         without -f: tokens the model samples from BOS (temperature 1,\n"
            "                     repeat penalty 1.1, seeded; 512); with -f: a cap (default: all)\n"
+           "  --random           without -f: uniform random token ids, decoded in batches, instead\n"
+           "                     of the model's samples one at a time (fast on a model larger than\n"
+           "                     memory; the token law of synthetic models and pinfer bench)\n"
            "  --seed N           sampling, predictor initialisation, minibatch order (1); the same\n"
            "                     seed and flags give the same file, byte for byte\n"
            "  --cluster-size K   neurons per cluster (default: the smallest page-aligned multiple >= 16)\n"
@@ -83,6 +86,7 @@ int cmd_prepare(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); return 0; }
+        if (!strcmp(a, "--random")) { p.random_tokens = true; continue; }
         if (!(v = args_value(C, argc, argv, &i))) return 2;
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) in = v;
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) out = v;
@@ -116,6 +120,7 @@ int cmd_prepare(int argc, char **argv)
     }
     if (!in) return args_usage_error(C, "no input model given (-m FILE)");
     if (!out) return args_usage_error(C, "no output given (-o FILE)");
+    if (file && p.random_tokens) return args_usage_error(C, "--random and -f exclude each other (random ids, or the text's)");
     char *text = NULL;
     if (file) {
         if (!(text = args_read_file(C, file, &p.text_len))) return 1;

@@ -170,6 +170,7 @@ int pf_calib_run(struct pf_calib **out, struct pinfer_model *m, const struct pin
         if ((rc = pf_token_feed_text(m, p->text, p->text_len, p->n_tokens, &toks, &n))) goto out;
     } else {
         n = p->n_tokens;
+        if (p->random_tokens && n > 0 && (rc = pf_token_feed_random(m, n, p->seed, &toks))) goto out;
     }
     if (n < PF_MIN_CALIB_TOKENS) {
         rc = pf_fail(PINFER_EINVAL, "calibration has %d tokens; prepare needs at least %d (%s)", n, PF_MIN_CALIB_TOKENS,
@@ -186,7 +187,7 @@ int pf_calib_run(struct pf_calib **out, struct pinfer_model *m, const struct pin
     c->mask_stride = ((size_t)info.n_ff + 7) / 8;
     c->relu_family = pf_act_relu_family(info.act);
     c->gather = gather;
-    c->source = p->text ? "text" : "sample";
+    c->source = p->text ? "text" : p->random_tokens ? "random" : "sample";
     c->bad_layer = -1;
     c->heldout = malloc((size_t)n);
     c->tmp = malloc((size_t)info.n_ff * sizeof *c->tmp);

@@ -111,16 +111,7 @@ static int make_tokens(const struct pinfer_model *m, const struct pinfer_profile
     if (p->n_tokens < 2) return pf_fail(PINFER_EINVAL, "profile needs at least 2 tokens");
     *n = p->n_tokens;
     if (!p->random_tokens) return 0;
-    int32_t *t = malloc(sizeof *t * (size_t)p->n_tokens);
-    if (!t) return pf_fail(PINFER_ENOMEM, "out of memory");
-    int nv = pinfer_n_vocab(m), lo = nv > 260 ? 259 : 0;
-    int32_t bos = pinfer_token_bos(m);
-    struct synth_rng r;
-    synth_rng_init(&r, p->seed);
-    for (int i = 0; i < p->n_tokens; i++)
-        t[i] = i == 0 && bos >= 0 ? bos : lo + (int32_t)synth_rng_below(&r, (uint64_t)(nv - lo));
-    *out = t;
-    return 0;
+    return pf_token_feed_random(m, p->n_tokens, p->seed, out);
 }
 
 /* A sequence ended: its last token is not compared with the next sequence's first. */

@@ -2,6 +2,7 @@
 #include "runtime/token_feed.h"
 
 #include "core/error.h"
+#include "core/rng.h"
 
 #include <stdlib.h>
 
@@ -87,5 +88,19 @@ int pf_token_feed_text(const struct pinfer_model *m, const char *text, size_t le
     if (cap > 0 && k > cap) k = cap;
     *out = t;
     *n = k;
+    return 0;
+}
+
+int pf_token_feed_random(const struct pinfer_model *m, int n, uint64_t seed, int32_t **out)
+{
+    *out = NULL;
+    int32_t *t = malloc(sizeof *t * (size_t)(n > 0 ? n : 1));
+    if (!t) return pf_fail(PINFER_ENOMEM, "out of memory");
+    const int nv = pinfer_n_vocab(m), lo = nv > 260 ? 259 : 0;
+    const int32_t bos = pinfer_token_bos(m);
+    struct synth_rng r;
+    synth_rng_init(&r, seed);
+    for (int i = 0; i < n; i++) t[i] = i == 0 && bos >= 0 ? bos : lo + (int32_t)synth_rng_below(&r, (uint64_t)(nv - lo));
+    *out = t;
     return 0;
 }

@@ -51,4 +51,9 @@ int pf_token_feed_run(const struct pf_token_feed *f, const struct pinfer_model *
  * owned by the caller (free). */
 int pf_token_feed_text(const struct pinfer_model *m, const char *text, size_t len, int cap, int32_t **out, int *n);
 
+/* BOS, then n - 1 uniform random ids of ordinary pieces (ids from 259 on when the vocabulary
+ * has more: not the control and byte tokens of a SentencePiece vocabulary), seeded. On success
+ * *out is owned by the caller (free). */
+int pf_token_feed_random(const struct pinfer_model *m, int n, uint64_t seed, int32_t **out);
+
 #endif
