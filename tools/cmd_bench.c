@@ -242,7 +242,7 @@ int cmd_bench(int argc, char **argv)
                 if (sparse) bench_mean_sd(sg, (int)reps, &smean, &ssd);
                 print_phases(ctx, bytes, pred_bytes, smean);
                 model_flags_sparse_report(stdout, &mf, m, ctx);
-                model_flags_budget_report(stdout, ctx, (uint64_t)(n * reps), tg_time);
+                model_flags_budget_report(stdout, m, ctx, (uint64_t)(n * reps), tg_time);
                 storage_roof_line(ctx, mf.model, (uint64_t)(n * reps), (double)(n * reps) / tg_time);
                 if (mf.has_plan) plan_line(ctx, &mf.plan, mean, (uint64_t)(n * reps));
             }

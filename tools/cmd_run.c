@@ -179,7 +179,7 @@ int cmd_run(int argc, char **argv)
             fprintf(stderr, "pinfer: prompt streamed %.1f MB of FFN from storage (%.2f GB/s, I/O wait %.0f%% of prompt time)\n",
                     cs1.prefill_bytes / 1e6, t_prompt > 0 ? cs1.prefill_bytes / 1e9 / t_prompt : 0.0,
                     t_prompt > 0 ? 100 * cs1.prefill_wait_s / t_prompt : 0.0);
-        model_flags_budget_report(stderr, ctx, (uint64_t)(n_gen > 1 ? n_gen - 1 : 0), t_gen);
+        model_flags_budget_report(stderr, model, ctx, (uint64_t)(n_gen > 1 ? n_gen - 1 : 0), t_gen);
     }
     rc = 0;
 out:

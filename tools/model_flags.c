@@ -344,14 +344,16 @@ void model_flags_sparse_report(FILE *fp, const struct model_flags *f, const stru
     fprintf(fp, "\npinfer: lowest recall %.4f (layer %d)\n", lo, worst);
 }
 
-void model_flags_budget_report(FILE *fp, struct pinfer_ctx *ctx, uint64_t n_tok, double decode_s)
+void model_flags_budget_report(FILE *fp, const struct pinfer_model *m, struct pinfer_ctx *ctx, uint64_t n_tok, double decode_s)
 {
     struct pinfer_cache_stats s;
     if (pinfer_ctx_cache_stats(ctx, &s)) return;
     const double MiB = 1 << 20;
-    fprintf(fp, "pinfer: budget %.0f MiB = fixed %.0f + hot %.0f (%d neurons/layer) + cold %.0f (%d entries); io %s, depth %d\n",
-            s.budget / MiB, s.fixed_bytes / MiB, s.hot_bytes / MiB, s.hot_slots, s.cold_bytes / MiB, s.cold_entries,
-            s.io_backend, s.io_depth);
+    struct pinfer_model_info info;
+    pinfer_model_get_info(m, &info);
+    fprintf(fp, "pinfer: budget %.0f MiB = fixed %.0f + hot %.0f (%d neurons/%s) + cold %.0f (%d entries); io %s, depth %d\n",
+            s.budget / MiB, s.fixed_bytes / MiB, s.hot_bytes / MiB, s.hot_slots, info.n_expert ? "expert, mean" : "layer",
+            s.cold_bytes / MiB, s.cold_entries, s.io_backend, s.io_depth);
     if (n_tok == 0) return;
     const uint64_t need = s.hits + s.misses + s.prefetch_used, bytes = s.bytes_read + s.prefetch_bytes;
     fprintf(fp, "pinfer: cache hit rate %.1f%% of the slots steps needed, read ahead %.1f%%, read on demand %.1f%% | "
@@ -362,4 +364,8 @@ void model_flags_budget_report(FILE *fp, struct pinfer_ctx *ctx, uint64_t n_tok,
             (double)(s.reads + s.prefetch_reads) / (double)n_tok, (double)s.prefetch_bytes / 1e6 / (double)n_tok,
             s.prefetch_slots ? 100.0 * (double)s.prefetch_used / (double)s.prefetch_slots : 0.0,
             decode_s > 0 ? 100 * s.io_wait_s / decode_s : 0.0, decode_s > 0 ? (double)bytes / 1e9 / decode_s : 0.0);
+    if (s.expert_guesses)
+        fprintf(fp, "pinfer: experts guessed before each layer's attention: %llu of %llu chosen by the router (%.1f%%)\n",
+                (unsigned long long)s.expert_guess_hits, (unsigned long long)s.expert_guesses,
+                100.0 * (double)s.expert_guess_hits / (double)s.expert_guesses);
 }

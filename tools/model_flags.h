@@ -87,6 +87,6 @@ void model_flags_sparse_report(FILE *fp, const struct model_flags *f, const stru
                                struct pinfer_ctx *ctx);
 /* One line on the memory budget's plan and, for n_tok decode steps that took decode_s, one on
  * the neuron cache's counters (nothing without a budget). */
-void model_flags_budget_report(FILE *fp, struct pinfer_ctx *ctx, uint64_t n_tok, double decode_s);
+void model_flags_budget_report(FILE *fp, const struct pinfer_model *m, struct pinfer_ctx *ctx, uint64_t n_tok, double decode_s);
 
 #endif
