@@ -64,13 +64,14 @@ static void print_phases(const struct pinfer_ctx *ctx, double bytes, double pred
 }
 
 /* Under a budget: the tok/s the run's reads alone allow at the disk's IOPS for their size
- * (measured now on the model file), and decode as a fraction of it. */
-static void storage_roof_line(const struct pinfer_ctx *ctx, const char *path, uint64_t n_tok, double tps)
+ * (measured now on the model file), and decode as a fraction of it. Returns those reads'
+ * seconds per token (0 without a budget or reads). */
+static double storage_roof_line(const struct pinfer_ctx *ctx, const char *path, uint64_t n_tok, double tps)
 {
     struct pinfer_cache_stats s;
-    if (pinfer_ctx_cache_stats(ctx, &s) || n_tok == 0) return;
+    if (pinfer_ctx_cache_stats(ctx, &s) || n_tok == 0) return 0;
     const uint64_t reads = s.reads + s.prefetch_reads, bytes = s.bytes_read + s.prefetch_bytes;
-    if (reads == 0) { printf("  storage roof: no reads from storage (everything was resident)\n"); return; }
+    if (reads == 0) { printf("  storage roof: no reads from storage (everything was resident)\n"); return 0; }
     const double rpt = (double)reads / (double)n_tok, mean = (double)bytes / (double)reads;
     /* the whole pages nearest the mean: reads are of mixed sizes (one slot's 2-3 pages, runs of
        several), so rounding the mean up put the roof below what a run reached */
@@ -82,7 +83,7 @@ static void storage_roof_line(const struct pinfer_ctx *ctx, const char *path, ui
     struct pf_io *io = NULL;
     char *buf = pf_io_alloc(bs * (size_t)p.queue_depth);
     double gbs = 0, iops = 0;
-    if (!buf) { printf("  storage roof: no memory for the read buffers\n"); return; }
+    if (!buf) { printf("  storage roof: no memory for the read buffers\n"); return 0; }
     int rc = pf_io_open(&io, path, &p);
     if (rc == PINFER_EUNSUPPORTED && p.direct) { /* tmpfs and the like, as the neuron cache does */
         p.direct = false;
@@ -91,11 +92,31 @@ static void storage_roof_line(const struct pinfer_ctx *ctx, const char *path, ui
     if (!rc) rc = pf_io_bench(io, buf, bs, p.queue_depth, 1.0, false, &gbs, &iops);
     pf_io_close(io);
     pf_io_free(buf, bs * (size_t)p.queue_depth);
-    if (rc || iops <= 0) { printf("  storage roof: could not measure the disk (%s)\n", pinfer_last_error()); return; }
+    if (rc || iops <= 0) { printf("  storage roof: could not measure the disk (%s)\n", pinfer_last_error()); return 0; }
     const double roof = iops / rpt;
     printf("  storage roof: %.0f reads/token of %.1f KB on average; the disk gives %.0f reads/s of %zu KiB (%s, depth %d, "
            "measured now) = %.2f tok/s if a token did nothing but read; decode %.2f = %.0f%% of it\n",
            rpt, mean / 1e3, iops, bs >> 10, s.io_backend ? s.io_backend : "?", p.queue_depth, roof, tps, 100 * tps / roof);
+    return rpt / iops;
+}
+
+/* The roof of the run as a whole (sparse, mixture or budget runs): its weight bytes from memory
+ * at the rates the machine gives them (attention, head and predictors streaming; the FFN's rows
+ * at the scattered-row rate measured in the run, streaming for a dense FFN) plus its reads from
+ * storage at the IOPS measured for their size (t_io, storage_roof_line), one after the other;
+ * decode as a fraction of it. */
+static void run_roof_line(const struct pinfer_ctx *ctx, double bytes, double pred_bytes, double stream_gbs, double scatter_gbs,
+                          double t_io, double tps)
+{
+    struct pinfer_time_stats ts;
+    if (pinfer_ctx_time_stats(ctx, &ts) || ts.n_tokens == 0 || stream_gbs <= 0) return;
+    const double dense = ts.attn_mm_bytes + ts.head_bytes + pred_bytes, ffn = bytes > dense ? bytes - dense : 0;
+    const double sc = scatter_gbs > 0 ? scatter_gbs : stream_gbs;
+    const double t_mem = dense / (stream_gbs * 1e9) + ffn / (sc * 1e9), roof = 1 / (t_mem + t_io);
+    printf("  run roof: memory %.2f ms/token (%.0f MB at %.1f GB/s streaming, %.0f MB of FFN at %.1f GB/s %s)", 1e3 * t_mem,
+           dense / 1e6, stream_gbs, ffn / 1e6, sc, scatter_gbs > 0 ? "scattered rows" : "streaming");
+    if (t_io > 0) printf(" + storage %.2f ms/token", 1e3 * t_io);
+    printf(" = %.2f tok/s; decode %.2f = %.0f%% of it\n", roof, tps, 100 * tps / roof);
 }
 
 /* --plan: the plan's predictions beside what this run measured. */
@@ -243,7 +264,9 @@ int cmd_bench(int argc, char **argv)
                 print_phases(ctx, bytes, pred_bytes, smean);
                 model_flags_sparse_report(stdout, &mf, m, ctx);
                 model_flags_budget_report(stdout, m, ctx, (uint64_t)(n * reps), tg_time);
-                storage_roof_line(ctx, mf.model, (uint64_t)(n * reps), (double)(n * reps) / tg_time);
+                const double t_io = storage_roof_line(ctx, mf.model, (uint64_t)(n * reps), (double)(n * reps) / tg_time);
+                if (sparse || info.n_expert || mf.mp.mem_budget)
+                    run_roof_line(ctx, bytes, pred_bytes, rmean > 0 ? rmean : roof_gbs(nt, roof), smean, t_io, (double)(n * reps) / tg_time);
                 if (mf.has_plan) plan_line(ctx, &mf.plan, mean, (uint64_t)(n * reps));
             }
             fflush(stdout);

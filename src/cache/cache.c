@@ -543,9 +543,15 @@ void pf_cache_round_end(struct pf_cache *c, struct pf_pool *pool)
 
 int pf_cache_unit_end(struct pf_cache *c)
 {
+    /* the read-ahead of the unit just run is spent; one for another unit (a mixture's expert
+       that runs next in this layer) stays until pf_cache_read_ahead_drop */
+    return c->pre_layer == c->r_layer ? pf_cache_read_ahead_drop(c) : 0;
+}
+
+int pf_cache_read_ahead_drop(struct pf_cache *c)
+{
     if (c->pre_layer < 0) return 0;
-    /* a read-ahead for another layer (a batch came between) or this one: forget it; the reads
-       are done (waited in the rounds, or now) */
+    /* forget it; the reads are done (waited in the rounds, or now) */
     int rc = cache_wait(c) < 0 ? PINFER_EIO : 0;
     for (int i = 0; i < c->n_pre; i++) c->pre_ptr[c->pre_list[i]] = NULL;
     c->n_pre = 0;

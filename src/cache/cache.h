@@ -94,13 +94,16 @@ void pf_cache_insert(struct pf_cache *c, int l, int j, const uint8_t *src);
  *   pf_cache_round_end(c, pool)      the slots read (or adopted from the read-ahead) enter the
  *                                   cold segment (copied by the pool's threads); their staging
  *                                   copies are then free again
- * and at the end of the unit's step pf_cache_unit_end drops what was read ahead for it.
+ * and at the end of the unit's step pf_cache_unit_end drops what was read ahead for it
+ * (pf_cache_read_ahead_drop drops a read-ahead for any unit: after a layer, whichever of its
+ * experts it was for).
  * cand and slotp (indexed by slot) belong to the caller and must stay valid for the round. */
 int pf_cache_round_begin(struct pf_cache *c, int l, const int *cand, int i0, int n, int cluster,
                          const uint8_t **slotp);
 int pf_cache_round_wait(struct pf_cache *c);
 void pf_cache_round_end(struct pf_cache *c, struct pf_pool *pool);
 int pf_cache_unit_end(struct pf_cache *c);
+int pf_cache_read_ahead_drop(struct pf_cache *c);
 
 /* ==== Read-ahead (predictor mode, between layers) ==== */
 

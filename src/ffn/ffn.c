@@ -227,7 +227,9 @@ static int ffn_bundles(struct pf_ffn *f, int l, int n, bool record, bool one)
     if (one) {
         if (f->cache) {
             int rc = pf_ffn_offload_decode(f, l, l, b, f->y);
+            int rc2 = pf_cache_read_ahead_drop(f->cache); /* whatever was read ahead is spent */
             if (rc) return rc;
+            if (rc2) return rc2;
         } else {
             pf_ffn_bundle_decode(f, l, b, f->y);
         }

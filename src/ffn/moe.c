@@ -14,6 +14,7 @@
 
 #include "ffn/ffn_internal.h"
 
+#include "cache/cache.h"
 #include "core/checked.h"
 #include "core/error.h"
 #include "tensor/ops.h"
@@ -175,11 +176,16 @@ static int moe_token(struct pf_ffn *f, int l, const float *xb, float *x, bool st
         f->moe_guesses += (uint64_t)K;
         f->moe_guess_layer = -1;
     }
-    for (int j = 0; j < K; j++) {
+    int rc = 0;
+    for (int j = 0; j < K && !rc; j++) {
         f->moe_tok[0] = j;
-        int rc = expert_ffn(f, l, f->moe_sel[j], xb, f->moe_ys + (size_t)j * E, 1, step);
-        if (rc) return rc;
+        rc = expert_ffn(f, l, f->moe_sel[j], xb, f->moe_ys + (size_t)j * E, 1, step);
     }
+    /* the read-ahead was for one of this layer's experts (adopted by its step whichever place
+       the router gave it), or for one it did not choose: spent either way */
+    int rc2 = f->cache ? pf_cache_read_ahead_drop(f->cache) : 0;
+    if (rc) return rc;
+    if (rc2) return rc2;
     combine(f, x, 1);
     return 0;
 }
