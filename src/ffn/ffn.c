@@ -150,7 +150,8 @@ void pf_ffn_time_reset(struct pf_ffn *f) { f->t_pred = 0; }
 
 /* ==== Hooks ==== */
 
-void pf_ffn_call_hooks(struct pf_ffn *f, int l, const float *act, const int32_t *perm, float *tmp, int n_tok)
+/* act: n_tok rows of n_ff, slot order when perm is set; tmp: room for the un-permuted copy. */
+static void call_hooks(struct pf_ffn *f, int l, const float *act, const int32_t *perm, float *tmp, int n_tok)
 {
     if (!f->hook && !f->io_hook) return;
     const int F = f->m->info.n_ff;
@@ -211,7 +212,7 @@ static void ffn_original(struct pf_ffn *f, int l, int n, bool record, bool spars
     if (f->pre_hook) f->pre_hook(f->pre_hook_ud, l, f->hg, f->hu, n, F);
     if (sparse_step) mask_original(f, l);
     pf_act_apply(f->hg, f->hu, (size_t)n * F, h->act);
-    pf_ffn_call_hooks(f, l, f->hg, NULL, NULL, n);
+    call_hooks(f, l, f->hg, NULL, NULL, n);
     pf_ffn_mm(f, f->xb, &L->ffn_down, f->hg, n);
     for (size_t i = 0; i < (size_t)n * E; i++) f->x[i] += f->xb[i];
 }
@@ -234,7 +235,7 @@ static int ffn_bundles(struct pf_ffn *f, int l, int n, bool record, bool one)
             pf_ffn_bundle_decode(f, l, b, f->y);
         }
         if (record) pf_hist_add(f, l, f->hu, (size_t)F); /* the decode step left the gates in hu */
-        pf_ffn_call_hooks(f, l, f->hg, b->perm, f->hu, 1);
+        call_hooks(f, l, f->hg, b->perm, f->hu, 1);
         for (int i = 0; i < E; i++) f->x[i] += f->y[i];
         return 0;
     }
@@ -242,7 +243,7 @@ static int ffn_bundles(struct pf_ffn *f, int l, int n, bool record, bool one)
     if (record) pf_hist_add(f, l, f->hg, (size_t)n * F);
     if (f->pre_hook) f->pre_hook(f->pre_hook_ud, l, f->hg, f->hu, n, F);
     pf_act_apply(f->hg, f->hu, (size_t)n * F, h->act);
-    pf_ffn_call_hooks(f, l, f->hg, b->perm, f->hu, n);
+    call_hooks(f, l, f->hg, b->perm, f->hu, n);
     pf_bundle_down(f->pool, f->kern, b, f->hg, n, f->xb, f->panel, false);
     for (size_t i = 0; i < (size_t)n * E; i++) f->x[i] += f->xb[i];
     return 0;

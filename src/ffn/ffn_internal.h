@@ -137,11 +137,8 @@ void pf_ffn_bundle_decode(struct pf_ffn *f, int layer, const struct pf_bundles *
 /* Adds the per-thread counters of a single-token step (f->cnt) to layer l's statistics and
  * clears them (a mixture adds each chosen expert's). */
 void pf_ffn_add_counts(struct pf_ffn *f, int l);
-/* Calls the dense-model hooks (pf_ffn_hook, pf_ffn_io_hook) for layer l: act is n_tok rows of
- * n_ff, in slot order when perm is set (un-permuted into tmp first). */
-void pf_ffn_call_hooks(struct pf_ffn *f, int l, const float *act, const int32_t *perm, float *tmp, int n_tok);
-/* The same under a memory budget (offload.c), slots served by f->cache: the single-token step
- * (same bits as pf_ffn_bundle_decode) and a batch (same bits as the in-memory batch), whose
+/* pf_ffn_bundle_decode under a memory budget (offload.c), slots served by f->cache: the
+ * single-token step (same bits as pf_ffn_bundle_decode) and a batch (same bits as the in-memory batch), whose
  * output is added to f->x. 0 or a negative code (a read failed). */
 int pf_ffn_offload_decode(struct pf_ffn *f, int layer, int unit, const struct pf_bundles *b, float *out);
 int pf_ffn_offload_batch(struct pf_ffn *f, int layer, int n_tok, bool record);
