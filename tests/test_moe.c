@@ -81,26 +81,6 @@ static void test_route(void)
 
 /* ==== Grouped batch == per-token reference ==== */
 
-static int synth_moe(const char *path, int act, int type, int n_expert, int n_used, int dim, int ffn, unsigned seed)
-{
-    struct pinfer_synth_params sp = pinfer_synth_default_params();
-    sp.n_embd = dim;
-    sp.n_layer = 2;
-    sp.n_head = 4;
-    sp.n_head_kv = 2;
-    sp.n_ff = ffn;
-    sp.n_vocab = 384;
-    sp.n_ctx = 256;
-    sp.n_expert = n_expert;
-    sp.n_expert_used = n_used;
-    sp.type = type;
-    sp.act = (enum pinfer_act)act;
-    sp.seed = seed;
-    int rc = pinfer_synth(path, &sp);
-    CHECKF(rc == 0, "synth %s: %s", path, pinfer_last_error());
-    return rc;
-}
-
 /* Layer l's FFN on n random rows, through pf_ffn_step (grouped) and pf_ffn_moe_ref; the largest
  * difference relative to the outputs' largest magnitude. */
 static double grouped_vs_ref(struct pinfer_model *m, int l, int n, unsigned long long seed, bool *exact)
@@ -147,7 +127,7 @@ static void test_grouped(void)
     static const int batches[] = { 1, 2, 3, 17, 64 };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         const char *path = tu_tmp("grouped.gguf");
-        if (synth_moe(path, cases[c].act, cases[c].type, cases[c].x, cases[c].k, cases[c].dim, cases[c].ffn, 100 + (unsigned)c)) continue;
+        if (tu_synth_moe(path, cases[c].act, cases[c].type, cases[c].x, cases[c].k, cases[c].dim, cases[c].ffn, 100 + (unsigned)c, 0)) continue;
         struct pinfer_model *m = NULL;
         if (pinfer_model_load(&m, path, NULL)) { CHECKF(0, "load: %s", pinfer_last_error()); continue; }
         CHECK(m->info.n_expert == cases[c].x && m->info.n_expert_used == cases[c].k && m->layers[1].exp != NULL);
@@ -365,7 +345,7 @@ int main(void)
     test_grouped();
     char merged[512]; /* tu_tmp's buffers rotate */
     snprintf(merged, sizeof merged, "%s", tu_tmp("merged.gguf"));
-    if (!synth_moe(merged, PINFER_ACT_SILU, PF_TYPE_Q8_0, 4, 2, 128, 256, 5)) {
+    if (!tu_synth_moe(merged, PINFER_ACT_SILU, PF_TYPE_Q8_0, 4, 2, 128, 256, 5, 0)) {
         test_reads_only_chosen(merged);
         test_split(merged);
         test_hostile(merged);

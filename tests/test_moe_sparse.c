@@ -26,23 +26,7 @@
 
 static int synth(const char *path, int type, int act, unsigned seed)
 {
-    struct pinfer_synth_params sp = pinfer_synth_default_params();
-    sp.n_embd = 128;
-    sp.n_layer = 2;
-    sp.n_head = 4;
-    sp.n_head_kv = 2;
-    sp.n_ff = 256;
-    sp.n_vocab = 384;
-    sp.n_ctx = 256;
-    sp.n_expert = N_EXPERT;
-    sp.n_expert_used = N_USED;
-    sp.type = type;
-    sp.act = (enum pinfer_act)act;
-    sp.sparsity = 0.85f;
-    sp.seed = seed;
-    int rc = pinfer_synth(path, &sp);
-    CHECKF(rc == 0, "synth %s: %s", path, pinfer_last_error());
-    return rc;
+    return tu_synth_moe(path, act, type, N_EXPERT, N_USED, 128, 256, seed, 0.85f);
 }
 
 /* n_tokens sampled by the model, or (random) uniform random ids decoded in batches. */

@@ -95,6 +95,28 @@ int tu_make_prepared(const char *raw, const char *prep, const struct pinfer_synt
     return 0;
 }
 
+int tu_synth_moe(const char *path, int act, int type, int n_expert, int n_used, int dim, int ffn, unsigned seed,
+                 float sparsity)
+{
+    struct pinfer_synth_params sp = pinfer_synth_default_params();
+    sp.n_embd = dim;
+    sp.n_layer = 2;
+    sp.n_head = 4;
+    sp.n_head_kv = 2;
+    sp.n_ff = ffn;
+    sp.n_vocab = 384;
+    sp.n_ctx = 256;
+    sp.n_expert = n_expert;
+    sp.n_expert_used = n_used;
+    sp.type = type;
+    sp.act = (enum pinfer_act)act;
+    sp.seed = seed;
+    if (sparsity > 0) sp.sparsity = sparsity;
+    int rc = pinfer_synth(path, &sp);
+    CHECKF(rc == 0, "synth %s: %s", path, pinfer_last_error());
+    return rc;
+}
+
 static bool key_is(const struct gguf_kv *kv, const char *k) { return k && kv->key.len == strlen(k) && !memcmp(kv->key.s, k, kv->key.len); }
 
 /* Declares (pass 0) or writes (pass 1) tensor t of f as e says. */

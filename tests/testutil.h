@@ -37,6 +37,11 @@ float tu_randf(unsigned long long *state); /* uniform in [-1, 1) */
  * tokens, steps Adam steps, 2 threads); 0, or -1 after printing why. */
 struct pinfer_synth_params;
 int tu_make_prepared(const char *raw, const char *prep, const struct pinfer_synth_params *sp, int n_tokens, int steps);
+/* A small Mixtral-layout model (2 layers, 4 heads / 2 kv, vocab 384, ctx 256) of n_expert experts,
+ * n_used per token, n_embd dim, n_ff ffn; sparsity 0: synth's default. 0, or the synth error
+ * after a failed CHECK. */
+int tu_synth_moe(const char *path, int act, int type, int n_expert, int n_used, int dim, int ffn, unsigned seed,
+                 float sparsity);
 
 /* Copies the GGUF file in to out with edits: the key `drop` (if not NULL) left out; the key
  * `key` (if not NULL) set (the writer replaces a copied value in place) to the u32 array u32[0..n_u32), or with

@@ -63,3 +63,9 @@ void pf_unit_key(char *buf, size_t n, const char *prefix, int l, int e, const ch
     if (e < 0) snprintf(buf, n, "%s.%d.%s", prefix, l, what);
     else snprintf(buf, n, "%s.%d.%d.%s", prefix, l, e, what);
 }
+
+void pf_unit_name(char *buf, size_t n, int l, int e)
+{
+    if (e < 0) snprintf(buf, n, "layer %d", l);
+    else snprintf(buf, n, "layer %d expert %d", l, e);
+}

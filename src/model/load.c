@@ -225,8 +225,7 @@ static int load_prepared_unit(struct pinfer_model *m, int l, int e, struct pf_bu
     char name[GGUF_MAX_NAME], key[128], unit[48];
     int rc;
 
-    if (e < 0) snprintf(unit, sizeof unit, "layer %d", l);
-    else snprintf(unit, sizeof unit, "layer %d expert %d", l, e);
+    pf_unit_name(unit, sizeof unit, l, e);
     pf_unit_tensor_name(name, sizeof name, l, e, "ffn_bundle");
     int idx = gguf_find_tensor(f, name);
     if (idx < 0) return pf_fail(PINFER_EFORMAT, "prepared model: tensor %s is missing", name);

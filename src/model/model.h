@@ -54,6 +54,8 @@ struct pf_bundles {
  * or <prefix>.L.E.<what>. e < 0: the dense form. */
 void pf_unit_tensor_name(char *buf, size_t n, int l, int e, const char *what);
 void pf_unit_key(char *buf, size_t n, const char *prefix, int l, int e, const char *what);
+/* "layer L" or "layer L expert E", for messages. */
+void pf_unit_name(char *buf, size_t n, int l, int e);
 
 /* One expert's FFN in a mixture of experts: its three matrices, each a slice of the layer's
  * merged 3-D tensor (ffn_*_exps, expert e at e * n_out rows) or a 2-D tensor of its own (the

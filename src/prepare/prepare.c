@@ -270,8 +270,7 @@ void pf_prep_unit_weights(const struct pf_prep *P, int u, const struct pf_weight
 /* "layer L" or "layer L expert E", for messages. */
 static const char *unit_name(const struct pf_prep *P, int u, char *buf, size_t n)
 {
-    if (P->n_expert) snprintf(buf, n, "layer %d expert %d", pf_prep_layer_of(P, u), pf_prep_expert_of(P, u));
-    else snprintf(buf, n, "layer %d", u);
+    pf_unit_name(buf, n, pf_prep_layer_of(P, u), pf_prep_expert_of(P, u));
     return buf;
 }
 
