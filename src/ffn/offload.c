@@ -45,6 +45,7 @@ struct off_task {
     const uint8_t *pmiss;    /* (n_parts) part p has a missing candidate in the round */
     bool phase_b;            /* false: parts without misses whole, the others' resident gates/ups;
                                 true: the others' missing gates/ups, then their downs */
+    _Atomic int next_part;   /* the next part of this phase nobody took yet */
 };
 
 /* Gates and ups of the candidates in [i0, i1) that are resident (want_missing false) or that
@@ -72,12 +73,15 @@ static void gate_up(const struct off_task *o, struct pf_dec_thread *w, int i0, i
     }
 }
 
-/* Part p's candidates in this round go to thread p mod n_threads; the downs of a part are added
- * in candidate order, round after round, into the part's partial output: the same sums as in
- * memory (decode.h), whichever thread forms them. */
+/* Threads take the parts of a phase in order, each as soon as it needs one (as in memory; with a
+ * fixed share per thread one waited for the other on most rounds: parts with misses have less
+ * work in phase A and all of it in phase B); the downs of a part are added in candidate order,
+ * round after round, into the part's partial output: the same sums as in memory (decode.h),
+ * whichever thread forms them. */
 static void off_fn(void *arg, int ith, int nth)
 {
-    const struct off_task *o = arg;
+    (void)nth;
+    struct off_task *o = arg;
     const struct dec_task *t = o->t;
     struct pf_ffn *f = t->f;
     const struct pf_bundles *b = t->b;
@@ -85,7 +89,7 @@ static void off_fn(void *arg, int ith, int nth)
     struct pf_dec_thread *w = &f->dec->th[ith];
     struct pf_sparse_count *k = &f->cnt[ith];
     pf_down_accum_fn accum = t->kt->down_accum[b->type[PF_PART_DOWN]];
-    for (int p = ith; p < t->n_parts; p += nth) {
+    for (int p; (p = atomic_fetch_add_explicit(&o->next_part, 1, memory_order_relaxed)) < t->n_parts;) {
         int i0, i1;
         part_range(t, p, &i0, &i1);
         if (i0 < o->r0) i0 = o->r0;
@@ -140,9 +144,11 @@ int pf_ffn_offload_decode(struct pf_ffn *f, int l, int u, const struct pf_bundle
         o.r0 = i0;
         o.r1 = i1;
         o.phase_b = false;
+        atomic_store_explicit(&o.next_part, 0, memory_order_relaxed);
         pf_pool_run(f->pool, off_fn, &o); /* resident gates/ups while the reads fly */
         if ((rc = pf_cache_round_wait(cache)) < 0) break;
         o.phase_b = true;
+        atomic_store_explicit(&o.next_part, 0, memory_order_relaxed);
         pf_pool_run(f->pool, off_fn, &o);
         pf_cache_round_end(cache, f->pool);
         i0 = i1;
