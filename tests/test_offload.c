@@ -229,6 +229,17 @@ int main(void)
     CHECK(fixed > 0 && big.cs.misses == 0 && big.cs.hits > 0);
     printf("fixed segment %.2f MiB; everything resident: %llu look-ups, %llu misses\n", fixed / 1048576.0,
            (unsigned long long)big.cs.hits, (unsigned long long)big.cs.misses);
+    /* the same with nothing pinned: the cold segment holds every slot, filled when the cache
+       was made (cache.c warm_cold), so no step reads one, and the logits are the pinned run's */
+    struct run warm = { .lg = mem.lg };
+    CHECKF(run_model(prep_path, 1ull << 30, PINFER_IO_AUTO, 0, PINFER_SPARSE_PREDICTOR, 4, &warm) == 0, "%s", warm.msg);
+    CHECKF(warm.cs.hot_slots == 0 && warm.cs.misses == 0 && warm.cs.hits == big.cs.hits && warm.cs.evictions == 0 &&
+               !memcmp(warm.lg, big.lg, sizeof(float) * (size_t)nv * 5),
+           "cold segment filled at creation: hot %d, %llu misses, %llu hits (pinned: %llu), %llu evictions", warm.cs.hot_slots,
+           (unsigned long long)warm.cs.misses, (unsigned long long)warm.cs.hits, (unsigned long long)big.cs.hits,
+           (unsigned long long)warm.cs.evictions);
+    printf("nothing pinned, every slot in the cold segment from the start: %llu look-ups, %llu misses\n",
+           (unsigned long long)warm.cs.hits, (unsigned long long)warm.cs.misses);
 
     /* in memory, the reference */
     for (int mode = 0; mode < 2; mode++) {

@@ -238,6 +238,79 @@ void pf_cache_hot_split(const struct pinfer_model *m, int n_hot, int chunk_slots
     for (int u = 0; u < m->n_units; u++) out[u] = hot_prefix(&m->bundles[u], chunk_slots, hi);
 }
 
+/* Non-hot slots used at least tau times per token (slot frequency x the unit's share). */
+static uint64_t n_warm(const struct pf_cache *c, double tau)
+{
+    uint64_t n = 0;
+    for (int u = 0; u < c->n_units; u++) {
+        const struct pf_bundles *b = &c->b[u];
+        for (int j = c->n_hot[u]; j < b->n_ff; j++) n += (double)b->freq[j] * b->share >= tau;
+    }
+    return n;
+}
+
+/* Reads slots [j0, j1) of unit u through the staging area, in pieces of at most its size (4 MiB
+ * reads, several in flight), and puts each into a cold entry. */
+static int warm_run(struct pf_cache *c, int u, int j0, int j1)
+{
+    const uint64_t S = slot(c, u), base = c->b[u].file_off, fend = round_up(pf_io_file_size(c->io), PAGE);
+    const int per = (int)((c->stage_cap - 2 * PAGE) / S); /* slots per piece, whatever their alignment */
+    if (per < 1) return 0;
+    for (int a = j0; a < j1; a += per) {
+        const int z = a + per < j1 ? a + per : j1;
+        uint64_t lo, hi;
+        cache_pages(c, u, a, z, &lo, &hi);
+        if (hi > fend) return pf_fail(PINFER_EFORMAT, "unit %d's bundles run past the end of the file", u);
+        for (uint64_t o = lo; o < hi; o += 4u << 20) {
+            const uint64_t n = hi - o < (4u << 20) ? hi - o : (4u << 20);
+            int rc = pf_io_read(c->io, o, (size_t)n, c->stage + (o - lo), 0);
+            if (rc) return rc;
+        }
+        int rc = pf_io_submit(c->io);
+        if (rc || (rc = cache_wait(c)) < 0) return rc;
+        for (int j = a; j < z; j++) pf_cache_insert(c, u, j, c->stage + (base + (uint64_t)j * S - lo));
+    }
+    return 0;
+}
+
+/* Fills the cold segment at creation with the slots a step is likeliest to need after the hot
+ * ones: those used most often per token (frequency x share, the order of the hot split), as many
+ * as it holds, read in long pieces. Without it the cold segment started empty and every slot's
+ * first use was a random read of a few KiB during decode: a budget that holds 98% of the slots
+ * missed 2% of them over the first 128 tokens (bench/RESULTS.md), when one sequential pass over
+ * those bytes at creation costs seconds. (The LRU order they start in is the order they were
+ * read in; the first steps reorder it.) */
+static int warm_cold(struct pf_cache *c)
+{
+    if (c->n_cold == 0) return 0;
+    double tau = 0; /* every non-hot slot fits */
+    if (n_warm(c, 0) > (uint64_t)c->n_cold) {
+        double lo = 0, hi = 1.0 + 1e-6; /* nothing is used more often than every token */
+        for (int it = 0; it < 40; it++) {
+            const double mid = 0.5 * (lo + hi);
+            if (n_warm(c, mid) <= (uint64_t)c->n_cold) hi = mid;
+            else lo = mid;
+        }
+        tau = hi;
+    }
+    /* per unit, runs of adjacent chosen slots: slots are in hotness order, so a unit's chosen
+       slots are (nearly) one run after its hot prefix */
+    for (int u = c->n_units - 1; u >= 0; u--) {
+        const struct pf_bundles *b = &c->b[u];
+        int j = b->n_ff;
+        while (j > c->n_hot[u]) {
+            while (j > c->n_hot[u] && !((double)b->freq[j - 1] * b->share >= tau)) j--;
+            const int z = j;
+            while (j > c->n_hot[u] && (double)b->freq[j - 1] * b->share >= tau) j--;
+            if (z > j) {
+                int rc = warm_run(c, u, j, z);
+                if (rc) return rc;
+            }
+        }
+    }
+    return 0;
+}
+
 /* Reads the hot slots of every layer, in 4 MiB pieces so several are in flight. */
 static int read_hot(struct pf_cache *c)
 {
@@ -333,6 +406,9 @@ int pf_cache_new(struct pf_cache **out, const struct pinfer_model *m, const stru
         c->lru.tail = c->n_cold - 1;
     }
     if ((rc = read_hot(c))) { pf_cache_free(c); return pf_fail_context(rc, "reading the hot neurons"); }
+    if ((rc = warm_cold(c))) { pf_cache_free(c); return pf_fail_context(rc, "filling the neuron cache"); }
+    c->io_wait_s = 0; /* creation is not decode time */
+    c->reads = c->bytes_read = c->evictions = 0;
     *out = c;
     return 0;
 nomem:
