@@ -328,8 +328,6 @@ static int read_hot(struct pf_cache *c)
         }
     }
     int rc = cache_wait(c);
-    c->io_wait_s = 0; /* creation is not decode time */
-    c->reads = c->bytes_read = 0;
     return rc < 0 ? rc : 0;
 }
 
@@ -407,7 +405,7 @@ int pf_cache_new(struct pf_cache **out, const struct pinfer_model *m, const stru
     }
     if ((rc = read_hot(c))) { pf_cache_free(c); return pf_fail_context(rc, "reading the hot neurons"); }
     if ((rc = warm_cold(c))) { pf_cache_free(c); return pf_fail_context(rc, "filling the neuron cache"); }
-    c->io_wait_s = 0; /* creation is not decode time */
+    c->io_wait_s = 0; /* creation (hot reads, cold fill) is not decode time */
     c->reads = c->bytes_read = c->evictions = 0;
     *out = c;
     return 0;
