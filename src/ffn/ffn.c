@@ -155,11 +155,7 @@ static void call_hooks(struct pf_ffn *f, int l, const float *act, const int32_t 
 {
     if (!f->hook && !f->io_hook) return;
     const int F = f->m->info.n_ff;
-    if (perm) {
-        for (int t = 0; t < n_tok; t++)
-            for (int j = 0; j < F; j++) tmp[(size_t)t * F + (size_t)perm[j]] = act[(size_t)t * F + (size_t)j];
-        act = tmp;
-    }
+    act = pf_ffn_unpermute(act, perm, tmp, n_tok, F);
     if (f->hook) f->hook(f->hook_ud, l, act, n_tok, F);
     if (f->io_hook) f->io_hook(f->io_hook_ud, l, f->xb, f->m->info.n_embd, act, F, n_tok);
 }

@@ -182,4 +182,16 @@ void pf_thresh_finish(struct pf_ffn *f);
 /* Values recorded so far (all layers). */
 uint64_t pf_hist_total(const struct pf_ffn *f);
 
+/* act (n_tok rows of F activations in slot order, as a prepared layer computes them) in the
+ * original neuron order, written into tmp (same size) through perm (slot -> neuron); act itself
+ * when perm is NULL (the original layout). For the hooks, which see neurons in the source
+ * model's order. */
+static inline const float *pf_ffn_unpermute(const float *act, const int32_t *perm, float *tmp, int n_tok, int F)
+{
+    if (!perm) return act;
+    for (size_t t = 0; t < (size_t)n_tok; t++)
+        for (size_t j = 0; j < (size_t)F; j++) tmp[t * (size_t)F + (size_t)perm[j]] = act[t * (size_t)F + j];
+    return tmp;
+}
+
 #endif

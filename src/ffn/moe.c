@@ -99,12 +99,7 @@ static void call_expert_hook(struct pf_ffn *f, int l, int e, const float *in, co
 {
     if (!f->expert_hook) return;
     const struct pinfer_model_info *h = &f->m->info;
-    const size_t F = (size_t)h->n_ff;
-    if (perm) {
-        for (size_t t = 0; t < (size_t)n; t++)
-            for (size_t j = 0; j < F; j++) tmp[t * F + (size_t)perm[j]] = act[t * F + j];
-        act = tmp;
-    }
+    act = pf_ffn_unpermute(act, perm, tmp, n, h->n_ff);
     f->expert_hook(f->moe_hook_ud, l, e, f->moe_tok, h->n_expert_used, in, h->n_embd, act, h->n_ff, n);
 }
 
