@@ -1,6 +1,8 @@
 /* The planner (issue 13; docs/planner.md):
  *  - Che's approximation of an LRU cache (plan/cost.c) against a simulated LRU cache fed
- *    independent requests with the same probabilities (the independent reference);
+ *    independent requests with the same probabilities (the independent reference), and its
+ *    reuse-measured form (prepare/reuse.h) against one fed requests that persist from step to
+ *    step;
  *  - the cost model's invariants: more cache never predicts fewer hits, a cache holding every
  *    slot predicts the in-memory speed and no reads;
  *  - pinfer probe / plan / --plan end to end on a tiny prepared model: the profile is cached and
@@ -12,6 +14,7 @@
 
 #include "pinfer.h"
 #include "plan/cost.h"
+#include "prepare/reuse.h"
 #include "tensor/types.h"
 
 #include <jansson.h>
@@ -55,6 +58,101 @@ static void che_vs_lru(void)
         double sim = reqs ? (double)hits / (double)reqs : 0, che = want / need;
         printf("LRU of %4d of %d items: Che %.4f, simulated %.4f\n", cap, N, che, sim);
         CHECKF(fabs(che - sim) < 0.02, "cap %d: Che's hit rate %.4f vs simulated %.4f", cap, che, sim);
+    }
+}
+
+/* ==== The reuse-measured LRU against a simulated LRU on a persistent stream ==== */
+
+/* Items that stay on for a while once on (each step: on stays on with probability r + (1 - r) p,
+ * off turns on with (1 - r) p; p is the item's long-run frequency), as neurons do when a
+ * model's active sets drift slowly. prepare's reuse measurement (prepare/reuse.h) of one trace,
+ * fed to the cost model as a one-unit model, must predict the hit rate an LRU cache simulated on
+ * another trace of the same law gets; Che's independent form, which sees only the frequencies,
+ * must not (it is what the measurement corrects). */
+static void reuse_vs_lru(void)
+{
+    enum { N = 2048, STEPS = 2400 };
+    const double r = 0.75;
+    static double p[N];
+    static uint64_t bits[N][(STEPS + 63) / 64];
+    static float freq[N], occ[PF_REUSE_BUCKETS * PF_REUSE_WINDOWS], hitm[PF_REUSE_BUCKETS * PF_REUSE_WINDOWS];
+    static int32_t perm[N];
+    static unsigned char on[N];
+    unsigned long long rs = 11;
+    for (int i = 0; i < N; i++) { p[i] = 0.5 / pow(1.0 + i, 0.7); perm[i] = i; }
+#define U01() ((double)(tu_rand(&rs) >> 11) / 9007199254740992.0)
+    /* trace 1: measured */
+    memset(bits, 0, sizeof bits);
+    for (int i = 0; i < N; i++) on[i] = U01() < p[i];
+    for (int s = 0; s < STEPS; s++)
+        for (int i = 0; i < N; i++) {
+            on[i] = U01() < (on[i] ? r + (1 - r) * p[i] : (1 - r) * p[i]);
+            if (on[i]) { bits[i][s >> 6] |= 1ull << (s & 63); freq[i] += 1.0f / STEPS; }
+        }
+    CHECK(pf_reuse_measure(&bits[0][0], STEPS, perm, N, occ, hitm) == 0);
+    /* the measurement itself: hits grow with the window, occupancy stays within the bucket */
+    for (int b = 0; b < PF_REUSE_BUCKETS; b++)
+        for (int k = 1; k < PF_REUSE_WINDOWS; k++) {
+            const float *o = occ + b * PF_REUSE_WINDOWS, *h = hitm + b * PF_REUSE_WINDOWS;
+            if (4 * (int)pf_reuse_windows[k] > STEPS) { CHECK(o[k] == -1 && h[k] == -1); continue; }
+            CHECKF(h[k] >= h[k - 1] - 0.02f && o[k] >= o[k - 1] - 1.0f && o[k] <= N / PF_REUSE_BUCKETS + 1e-3f,
+                   "bucket %d window %u: hit %.3f after %.3f, occupancy %.1f after %.1f", b, pf_reuse_windows[k], h[k], h[k - 1],
+                   o[k], o[k - 1]);
+        }
+    /* trace 2: an LRU cache simulated on it (second half counted) */
+    const int caps[] = { 150, 400, 900 };
+    long hits[3] = { 0 }, reqs = 0;
+    int *order[3];
+    int n_order[3] = { 0 };
+    for (int c = 0; c < 3; c++) order[c] = malloc(sizeof *order[c] * N);
+    for (int i = 0; i < N; i++) on[i] = U01() < p[i];
+    for (int s = 0; s < STEPS; s++)
+        for (int i = 0; i < N; i++) {
+            on[i] = U01() < (on[i] ? r + (1 - r) * p[i] : (1 - r) * p[i]);
+            if (!on[i]) continue;
+            reqs += s >= STEPS / 2;
+            for (int c = 0; c < 3; c++) {
+                int rank = -1;
+                for (int k = 0; k < n_order[c]; k++)
+                    if (order[c][k] == i) { rank = k; break; }
+                if (s >= STEPS / 2) hits[c] += rank >= 0 && rank < caps[c];
+                if (rank < 0) rank = n_order[c] < caps[c] ? n_order[c]++ : caps[c] - 1; /* evict the last */
+                memmove(order[c] + 1, order[c], sizeof *order[c] * (size_t)rank);
+                order[c][0] = i;
+            }
+        }
+#undef U01
+    struct pf_machine mc;
+    memset(&mc, 0, sizeof mc);
+    mc.cores = 2;
+    mc.n_t = 1;
+    mc.stream_gbs[0] = 20;
+    for (int k = 0; k < PF_MACH_ROWS; k++) mc.scatter_gbs[0][k] = 10;
+    mc.be_ok[0] = true;
+    for (int b = 0; b < PF_MACH_BS; b++)
+        for (int q = 0; q < PF_MACH_QD; q++) mc.iops[0][b][q] = 10000;
+    const float *rows[1] = { freq }, *ro[1] = { occ }, *rh[1] = { hitm };
+    double w[PF_REUSE_WINDOWS];
+    for (int k = 0; k < PF_REUSE_WINDOWS; k++) w[k] = pf_reuse_windows[k];
+    struct pf_plan_model pm = { .n_layer = 1, .n_ff = N, .threads = 1, .main_type = -1, .n_params = 1000000, .dense_bytes = 1e6,
+                                .slot_bytes = 6912, .ffn_bytes = 6912.0 * N, .freq = rows, .sparse = true, .pred_freq = rows };
+    for (int c = 0; c < 3; c++) {
+        struct pf_prediction che, reu;
+        pm.reuse_occ = NULL;
+        CHECK(pf_predict(&mc, &pm, true, 0, caps[c], 0, 64, &che) == 0);
+        pm.reuse_occ = ro;
+        pm.reuse_hit = rh;
+        pm.reuse_w = w;
+        pm.n_reuse_b = PF_REUSE_BUCKETS;
+        pm.n_reuse_w = PF_REUSE_WINDOWS;
+        CHECK(pf_predict(&mc, &pm, true, 0, caps[c], 0, 64, &reu) == 0);
+        const double sim = (double)hits[c] / (double)reqs;
+        printf("LRU of %4d of %d persistent items: simulated %.4f, reuse-measured %.4f, Che (independent) %.4f\n", caps[c], N, sim,
+               reu.hit_rate, che.hit_rate);
+        CHECKF(fabs(reu.hit_rate - sim) < 0.03, "cap %d: reuse-measured hit rate %.4f vs simulated %.4f", caps[c], reu.hit_rate, sim);
+        CHECKF(sim - che.hit_rate > 0.05, "cap %d: persistence should beat Che's independent form: %.4f vs %.4f", caps[c], sim,
+               che.hit_rate);
+        free(order[c]);
     }
 }
 
@@ -247,6 +345,7 @@ int main(void)
     bin = getenv("PINFER_BIN");
     if (!bin) bin = "build/pinfer";
     che_vs_lru();
+    reuse_vs_lru();
     invariants();
     commands();
     TEST_DONE();

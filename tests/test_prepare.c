@@ -17,6 +17,7 @@
  *    kernels, a slot size that does not match the tensor, ...) are refused at load with clear
  *    messages; a version 1 file (one type per layer, no types key) still loads. */
 #include "testutil.h"
+#include "prepare/reuse.h"
 
 #include "gguf/gguf.h"
 #include "runtime/ctx.h"
@@ -402,6 +403,30 @@ static double check_prepared(const char *in_path, const char *out_path, const ch
                 float kp = keyf(out, "pinfer.predictor.%d.predicted", l);
                 CHECKF(range && fabs(mean - kp) < 0.05 && top > bottom, "layer %d: pred_freq mean %.3f (held-out predicted %.3f), hottest tenth %.3f, coldest half %.3f",
                        l, mean, (double)kp, top, bottom);
+                /* the reuse of the same requests (the planner's LRU law): over a window of one
+                   step a bucket's occupancy is its slots' request frequencies summed; hit
+                   fractions in [0, 1]; windows past a quarter of the calibration unmeasured */
+                const uint64_t nr = PF_REUSE_BUCKETS * PF_REUSE_WINDOWS;
+                float *ro = arr(out, "pinfer.bundle.%d.reuse_occ", l, GGUF_F32, nr);
+                float *rh = arr(out, "pinfer.bundle.%d.reuse_hit", l, GGUF_F32, nr);
+                uint32_t *rw = arr(out, "pinfer.prepare.reuse_windows", 0, GGUF_U32, PF_REUSE_WINDOWS);
+                if (ro && rh && rw) {
+                    uint32_t n_tok = 0;
+                    CHECK(gguf_get_u32(out, "pinfer.prepare.tokens", &n_tok) == 0);
+                    for (int bk = 0; bk < PF_REUSE_BUCKETS; bk++) {
+                        double sum = 0;
+                        for (int j = bk * F / PF_REUSE_BUCKETS; j < (bk + 1) * F / PF_REUSE_BUCKETS; j++) sum += pf[j];
+                        CHECKF(fabs(ro[bk * PF_REUSE_WINDOWS] - sum) < 1e-3 * (1 + sum), "layer %d bucket %d: occupancy at 1 step %.4f, requests %.4f",
+                               l, bk, (double)ro[bk * PF_REUSE_WINDOWS], sum);
+                        for (int k = 0; k < PF_REUSE_WINDOWS; k++) {
+                            const float o = ro[bk * PF_REUSE_WINDOWS + k], h = rh[bk * PF_REUSE_WINDOWS + k];
+                            const bool measured = 4 * rw[k] <= n_tok;
+                            CHECKF(measured ? h >= 0 && h <= 1 && o >= 0 : h == -1 && o == -1, "layer %d bucket %d window %u: %.3f %.3f", l, bk,
+                                   rw[k], (double)o, (double)h);
+                        }
+                    }
+                }
+                free(ro); free(rh); free(rw);
                 free(pf);
             }
             printf("  layer %d: rank %u, recall %.4f (key %.4f), precision %.4f (key %.4f), predicted %.3f, active %.3f\n",

@@ -65,6 +65,107 @@ static double dense_rate(const struct pf_machine *mc, const struct pf_plan_model
     return k > 0 && k < mem_gbs ? k : mem_gbs;
 }
 
+/* Whether unit u has reuse measurements the model can use (they describe the predictor's
+ * requests, so predictor mode only): every bucket's shortest window. */
+static bool has_reuse(const struct pf_plan_model *pm, int u)
+{
+    if (!pm->sparse || !pm->pred_freq || !pm->pred_freq[u] || !pm->reuse_occ || !pm->reuse_hit || !pm->reuse_w ||
+        !pm->reuse_occ[u] || !pm->reuse_hit[u] || pm->n_reuse_b < 1 || pm->n_reuse_w < 1)
+        return false;
+    for (int b = 0; b < pm->n_reuse_b; b++)
+        if (pm->reuse_occ[u][(size_t)b * pm->n_reuse_w] < 0 || pm->reuse_hit[u][(size_t)b * pm->n_reuse_w] < 0) return false;
+    return true;
+}
+
+/* A bucket's measured curve v[k] over windows w[k] (ascending; -1 past the measured ones) at x
+ * steps: 0 at 0 and linear up to the first window, linear in log x between windows, and past
+ * the last measured window W the independent-blocks form 1 - (1 - v / n)^(x / W) (n: the
+ * bucket's slots for occupancy, 1 for the hit fraction). */
+static double curve_at(const float *v, const double *w, int K, double x, double n)
+{
+    if (x <= 0 || n <= 0) return 0;
+    if (x <= w[0]) return v[0] * x / w[0];
+    int k = 0;
+    while (k + 1 < K && v[k + 1] >= 0 && w[k + 1] < x) k++;
+    if (k + 1 < K && v[k + 1] >= 0) {
+        double a = log(x / w[k]) / log(w[k + 1] / w[k]);
+        return v[k] + a * (v[k + 1] - v[k]);
+    }
+    double f = fmin(fmax(v[k] / n, 0.0), 1.0 - 1e-12);
+    return n * -expm1(log1p(-f) * x / w[k]);
+}
+
+/* The bucket of slot j in a unit of F slots (prepare/reuse.h: [b F / B, (b + 1) F / B)). */
+static int bucket_of(int j, int F, int B)
+{
+    int b = (int)((int64_t)j * B / F);
+    while (b + 1 < B && (int64_t)(b + 1) * F / B <= j) b++;
+    while (b > 0 && (int64_t)b * F / B > j) b--;
+    return b;
+}
+
+/* The cold LRU's hit probability per (unit, slot) into hit (L x F): p is each slot's requests
+ * per token (0 for pinned ones), cap the cold entries. Units with reuse measurements read
+ * occupancy and hits off their curves; the rest follow Che's independent form. */
+static void lru_hits(const struct pf_plan_model *pm, const double *p, int L, int F, double cap, double *hit)
+{
+    bool any = false;
+    for (int u = 0; u < L && !any; u++) any = has_reuse(pm, u);
+    if (!any) { pf_lru_che(p, L * F, cap, hit); return; }
+    const int B = pm->n_reuse_b, K = pm->n_reuse_w;
+    /* per (unit, bucket): slots asked for at all (n) and the part of them not pinned (f; the
+       bucket's occupancy is taken as spread evenly over its slots) */
+    double *n = calloc((size_t)L * B, sizeof *n), *f = calloc((size_t)L * B, sizeof *f);
+    if (!n || !f) { free(n); free(f); pf_lru_che(p, L * F, cap, hit); return; }
+    double live = 0;
+    for (int u = 0; u < L; u++)
+        for (int j = 0; j < F; j++) {
+            const double q = p[(size_t)u * F + j];
+            live += q > 0;
+            const int b = bucket_of(j, F, B);
+            if (has_reuse(pm, u) && pm->pred_freq[u][j] > 0) { /* asked for at all; q = 0: pinned */
+                n[(size_t)u * B + b] += 1;
+                f[(size_t)u * B + b] += q > 0;
+            }
+        }
+    for (size_t i = 0; i < (size_t)L * B; i++) f[i] = n[i] > 0 ? f[i] / n[i] : 0;
+    if (cap >= live || cap <= 0) {
+        for (size_t i = 0; i < (size_t)L * F; i++) hit[i] = p[i] > 0 && cap > 0 ? 1 : 0;
+        free(n); free(f);
+        return;
+    }
+    double lo = 1e-9, hi = 1e12; /* tokens */
+    for (int it = 0; it < 200; it++) {
+        double T = sqrt(lo * hi), occ = 0;
+        for (int u = 0; u < L; u++) {
+            const double x = unit_share(pm, u) * T; /* the unit's steps in T tokens */
+            if (has_reuse(pm, u)) {
+                for (int b = 0; b < B; b++)
+                    if (f[(size_t)u * B + b] > 0)
+                        occ += f[(size_t)u * B + b] *
+                               curve_at(pm->reuse_occ[u] + (size_t)b * K, pm->reuse_w, K, x, n[(size_t)u * B + b]);
+            } else {
+                for (int j = 0; j < F; j++) occ += p[(size_t)u * F + j] > 0 ? -expm1(-p[(size_t)u * F + j] * T) : 0;
+            }
+        }
+        if (occ < cap) lo = T;
+        else hi = T;
+        if (hi / lo < 1 + 1e-9) break;
+    }
+    for (int u = 0; u < L; u++) {
+        const double x = unit_share(pm, u) * lo;
+        for (int j = 0; j < F; j++) {
+            const size_t i = (size_t)u * F + j;
+            if (p[i] <= 0) hit[i] = 0;
+            else if (has_reuse(pm, u))
+                hit[i] = fmin(1.0, curve_at(pm->reuse_hit[u] + (size_t)bucket_of(j, F, B) * K, pm->reuse_w, K, x, 1));
+            else hit[i] = -expm1(-p[i] * lo);
+        }
+    }
+    free(n);
+    free(f);
+}
+
 int pf_predict(const struct pf_machine *mc, const struct pf_plan_model *pm, bool budget, int n_hot, int n_cold, int be,
                int qd, struct pf_prediction *o)
 {
@@ -95,7 +196,7 @@ int pf_predict(const struct pf_machine *mc, const struct pf_plan_model *pm, bool
                     p[(size_t)l * F + j] = j < nh ? 0 : s * q; /* hot slots never enter the LRU; per token */
                 }
             }
-            pf_lru_che(p, n_items, (double)n_cold, hit);
+            lru_hits(pm, p, L, F, (double)n_cold, hit);
         }
         double need_all = 0, miss_all = 0;
         for (int l = 0; l < L; l++) {

@@ -12,10 +12,14 @@
  *            read of the pages covering it (slot / 4 KiB + 1 on average), at the IOPS of that
  *            size and the queue depth the layer's misses give, overlapped with computing the
  *            resident ones
- *   hits     hot slots always; cold ones by Che's approximation of an LRU cache under
- *            independent requests with the slots' frequencies as probabilities (Che, Tung and
- *            Wang 2002): each slot hits with 1 - exp(-p T), T set so that the expected number
- *            of distinct slots requested within T steps fills the cache
+ *   hits     hot slots always; cold ones by Che's approximation of an LRU cache (Che, Tung and
+ *            Wang 2002): T set so that the expected number of distinct slots requested within
+ *            the last T tokens fills the cache, and a request hits when the slot's previous one
+ *            is less than T back. With the reuse prepare measured (pinfer.bundle.N.reuse_*), both
+ *            are read from the measured request stream, bucket by bucket of slots (the renewal
+ *            form of Garetto, Leonardi and Martina 2016), so token-to-token persistence counts;
+ *            without it, independent requests with the slots' frequencies as probabilities:
+ *            each slot hits with 1 - exp(-p T)
  * Prefill per token: the multiply-adds at the machine's 64-token product rate, plus under a
  * budget the offloaded FFN streamed once per batch of 512 at 1 MiB reads. */
 #ifndef PF_PLAN_COST_H
@@ -48,6 +52,12 @@ struct pf_plan_model {
     const float *const *pred_freq; /* per unit: n_ff probabilities that a step asks for each slot
                                  (pinfer.bundle.N.pred_freq, measured by prepare: false positives
                                  included); NULL, or a NULL layer: freq + pred_over's spread */
+    /* per unit: how soon its predictor asks for a slot again, measured by prepare
+       (pinfer.bundle.N.reuse_occ / reuse_hit: n_reuse_b buckets of slots x n_reuse_w windows of
+       reuse_w[k] steps, docs/sparse-format.md); NULL, or a NULL unit: independent requests */
+    const float *const *reuse_occ, *const *reuse_hit;
+    const double *reuse_w;
+    int n_reuse_b, n_reuse_w;
 };
 
 struct pf_prediction {

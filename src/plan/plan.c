@@ -113,6 +113,59 @@ static void pred_freq_load(const char *path, const struct pinfer_model *m, const
     gguf_close(g);
 }
 
+/* Per unit, how soon prepare measured its predictor asking for a slot again
+ * (pinfer.prepare.reuse_windows, pinfer.bundle.N[.E].reuse_occ / reuse_hit: docs/sparse-format.md)
+ * into pm (the arrays in *mem, the caller's to free); left out when the file lacks them (prepared
+ * before 2026-12-06) or any of them is malformed: the cost model then assumes independent
+ * requests. */
+static void reuse_load(const char *path, const struct pinfer_model *m, struct pf_plan_model *pm, const float ***rows,
+                       double **wins, float **mem)
+{
+    *rows = NULL; *wins = NULL; *mem = NULL;
+    struct gguf_file *g = NULL;
+    if (gguf_open(&g, path)) return;
+    const struct gguf_kv *kw = gguf_find(g, "pinfer.prepare.reuse_windows");
+    const int U = m->n_units, F = m->info.n_ff;
+    if (!kw || kw->type != GGUF_ARRAY || kw->arr_type != GGUF_U32 || kw->arr_n < 1 || kw->arr_n > 64) goto out;
+    const int K = (int)kw->arr_n;
+    int B = 0;
+    double *w = malloc((size_t)K * sizeof *w);
+    const float **r = calloc(2 * (size_t)U, sizeof *r);
+    if (!w || !r) { free(w); free(r); goto out; }
+    for (int k = 0; k < K; k++) {
+        uint32_t v;
+        memcpy(&v, (const char *)kw->arr_data + 4 * (size_t)k, 4);
+        w[k] = v;
+        if (v < 1 || (k > 0 && w[k] <= w[k - 1])) { free(w); free(r); goto out; }
+    }
+    float *buf = NULL;
+    for (int u = 0; u < U; u++)
+        for (int which = 0; which < 2; which++) {
+            char key[96];
+            pf_unit_key(key, sizeof key, "pinfer.bundle", unit_layer(m, u), unit_expert(m, u), which ? "reuse_hit" : "reuse_occ");
+            const struct gguf_kv *kv = gguf_find(g, key);
+            const uint64_t n = kv && kv->type == GGUF_ARRAY && kv->arr_type == GGUF_F32 ? kv->arr_n : 0;
+            if (n == 0 || n % (uint64_t)K || (B && n != (uint64_t)B * K) || n / K > (uint64_t)F) { free(w); free(r); free(buf); goto out; }
+            if (!B) {
+                B = (int)(n / K);
+                if (!(buf = malloc(2 * (size_t)U * n * sizeof *buf))) { free(w); free(r); goto out; }
+            }
+            float *row = buf + ((size_t)u * 2 + which) * n;
+            memcpy(row, kv->arr_data, n * sizeof *row);
+            for (uint64_t i = 0; i < n; i++) /* -1: not measured; else a count of a bucket's slots, or a fraction */
+                if (!(row[i] == -1 || (row[i] >= 0 && row[i] <= (which ? 1.0f : (float)F)))) { free(w); free(r); free(buf); goto out; }
+            r[which * U + u] = row;
+        }
+    pm->reuse_occ = r;
+    pm->reuse_hit = r + U;
+    pm->reuse_w = w;
+    pm->n_reuse_b = B;
+    pm->n_reuse_w = K;
+    *rows = r; *wins = w; *mem = buf;
+out:
+    gguf_close(g);
+}
+
 /* The best hot share for budget B (the model's resident weights and ctx_bytes fixed): into *pt.
  * PINFER_ENOMEM (with the runtime's message) when B is below the smallest workable budget. */
 static int plan_budget(struct planner *P, uint64_t B, struct pf_plan_point *pt)
@@ -139,7 +192,7 @@ static int plan_budget(struct planner *P, uint64_t B, struct pf_plan_point *pt)
         rc = pf_predict(P->mc, &P->r->pm, true, cp.n_hot, cp.n_cold, P->r->io_backend, IO_DEPTH, &pr);
         P->r->pm.hot_unit = NULL;
         if (rc) return rc;
-        if (!any || pr.decode_tps > pt->pr.decode_tps) {
+        if (!any || pr.decode_tps >= pt->pr.decode_tps) { /* a tie: the larger hot share (no LRU upkeep) */
             pt->budget = B;
             pt->cache_hot = hot_shares[i];
             pt->n_hot = cp.n_hot;
@@ -232,6 +285,9 @@ int pf_plan_make(const struct pf_machine *mc, const struct pf_plan_request *rq, 
         free(freq); free(pfreq); free(over); free(share); free(hot_unit); free(pfreq_mem); pinfer_model_free(m);
         return pf_fail(PINFER_ENOMEM, "out of memory");
     }
+    const float **reuse_rows = NULL;
+    double *reuse_w = NULL;
+    float *reuse_mem = NULL;
     struct planner P = { .mc = mc, .m = m, .r = r, .hot_unit = hot_unit };
     r->threads = threads;
     r->io_depth = IO_DEPTH;
@@ -243,6 +299,7 @@ int pf_plan_make(const struct pf_machine *mc, const struct pf_plan_request *rq, 
         r->pm.pred_over = over;
         pred_freq_load(rq->model, m, pfreq, pfreq_mem);
         r->pm.pred_freq = (const float *const *)pfreq;
+        reuse_load(rq->model, m, &r->pm, &reuse_rows, &reuse_w, &reuse_mem);
     }
     r->io_backend = pf_machine_best_backend(mc, (size_t)(ceil((double)r->pm.slot_bytes / 4096) * 4096), IO_DEPTH);
     if ((rc = context_bytes(&P, rq, threads, &P.ctx_bytes))) goto out;
@@ -336,6 +393,11 @@ out:
     free(hot_unit);
     free(pfreq);
     free(pfreq_mem);
+    free(reuse_rows);
+    free(reuse_w);
+    free(reuse_mem);
+    r->pm.reuse_occ = r->pm.reuse_hit = NULL;
+    r->pm.reuse_w = NULL;
     r->pm.freq = NULL; /* pointed into the model and this function */
     r->pm.pred_over = NULL;
     r->pm.pred_freq = NULL;

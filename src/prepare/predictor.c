@@ -698,16 +698,23 @@ out:
     return rc;
 }
 
-int pf_pred_select_freq(const struct pf_predictor *p, const struct pf_pred_data *d, struct pf_pool *pool, float *freq)
+int pf_pred_select_freq(const struct pf_predictor *p, const struct pf_pred_data *d, struct pf_pool *pool, float *freq,
+                        uint64_t *bits)
 {
     const struct pred_net net = { p->fc1, p->fc2, p->type1, p->type2, p->rank };
     const int F = d->n_ff, n = d->n_tok;
+    const size_t words = ((size_t)n + 63) / 64;
     float *logits;
     int rc = net_logits(&net, d->n_embd, F, d->x, NULL, n, EVAL_CHUNK, pool, &logits);
     if (rc) return rc;
+    if (bits) memset(bits, 0, (size_t)F * words * sizeof *bits);
     for (int i = 0; i < F; i++) {
         int c = 0;
-        for (int k = 0; k < n; k++) c += logits[(size_t)k * F + i] > p->threshold;
+        for (int k = 0; k < n; k++) {
+            const bool on = logits[(size_t)k * F + i] > p->threshold;
+            c += on;
+            if (on && bits) bits[(size_t)i * words + (size_t)(k >> 6)] |= 1ull << (k & 63);
+        }
         freq[i] = n > 0 ? (float)((double)c / n) : 0.0f;
     }
     free(logits);

@@ -81,8 +81,11 @@ int pf_pred_eval(struct pf_predictor *p, const struct pf_pred_data *d, bool choo
 
 /* freq[i] (n_ff, original order) = the fraction of all of d's tokens, training and held out,
  * on which p selects neuron i (logit > threshold, computed as decode computes it): what a
- * decode step asks the neuron cache for, false positives included (the planner's request law). */
-int pf_pred_select_freq(const struct pf_predictor *p, const struct pf_pred_data *d, struct pf_pool *pool, float *freq);
+ * decode step asks the neuron cache for, false positives included (the planner's request law).
+ * bits (NULL, or n_ff x (n_tok + 63) / 64 words): per neuron, bit t set when p selects it for
+ * row t (the request trace prepare/reuse.h measures). */
+int pf_pred_select_freq(const struct pf_predictor *p, const struct pf_pred_data *d, struct pf_pool *pool, float *freq,
+                        uint64_t *bits);
 
 /* Bytes of a predictor of this rank for a layer: fc1 + fc2 as pf_pred_train stores them. */
 uint64_t pf_pred_bytes(int n_embd, int n_ff, int rank);

@@ -236,16 +236,26 @@ static int place_coact(struct pf_prep_layer *L, const struct pf_calib *c, int l,
 }
 
 /* L->pred_freq in slot order: how often the layer's predictor selects each slot over all the
- * calibration tokens (pinfer.bundle.N.pred_freq, for the planner). */
+ * calibration tokens (pinfer.bundle.N.pred_freq), and how soon it selects a slot again
+ * (L->reuse_occ, reuse_hit: prepare/reuse.h), for the planner. */
 static int select_freq(struct pf_prep_layer *L, const struct pf_pred_data *d, int F, struct pf_pool *pool)
 {
+    const size_t words = ((size_t)d->n_tok + 63) / 64, nr = (size_t)PF_REUSE_BUCKETS * PF_REUSE_WINDOWS;
     float *orig = malloc((size_t)F * sizeof *orig);
+    uint64_t *bits = malloc((size_t)F * words * sizeof *bits + 1);
     L->pred_freq = malloc((size_t)F * sizeof *L->pred_freq);
-    if (!orig || !L->pred_freq) { free(orig); return pf_fail(PINFER_ENOMEM, "out of memory"); }
-    int rc = pf_pred_select_freq(&L->pred, d, pool, orig);
+    L->reuse_occ = malloc(nr * sizeof *L->reuse_occ);
+    L->reuse_hit = malloc(nr * sizeof *L->reuse_hit);
+    if (!orig || !bits || !L->pred_freq || !L->reuse_occ || !L->reuse_hit) {
+        free(orig); free(bits);
+        return pf_fail(PINFER_ENOMEM, "out of memory");
+    }
+    int rc = pf_pred_select_freq(&L->pred, d, pool, orig, bits);
     if (!rc)
         for (int j = 0; j < F; j++) L->pred_freq[j] = orig[L->perm[j]];
+    if (!rc) rc = pf_reuse_measure(bits, d->n_tok, L->perm, F, L->reuse_occ, L->reuse_hit);
     free(orig);
+    free(bits);
     return rc;
 }
 
@@ -365,6 +375,8 @@ static void prep_free(struct pf_prep *P)
             free(P->layers[l].freq);
             free(P->layers[l].act_mean);
             free(P->layers[l].pred_freq);
+            free(P->layers[l].reuse_occ);
+            free(P->layers[l].reuse_hit);
             pf_pred_free(&P->layers[l].pred);
         }
     free(P->layers);

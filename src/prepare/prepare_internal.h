@@ -12,6 +12,7 @@
 #include "core/progress.h"
 #include "model/act.h"
 #include "prepare/predictor.h"
+#include "prepare/reuse.h"
 #include "runtime/ctx.h"
 
 #include <stdbool.h>
@@ -78,6 +79,7 @@ struct pf_prep_layer {
     int32_t *perm;            /* (n_ff) slot -> original neuron */
     float *freq, *act_mean;   /* (n_ff) per slot */
     float *pred_freq;         /* (n_ff) per slot: how often the predictor selects it; NULL without one */
+    float *reuse_occ, *reuse_hit; /* (PF_REUSE_BUCKETS x PF_REUSE_WINDOWS) with pred_freq: prepare/reuse.h */
     bool has_pred;
     struct pf_predictor pred; /* fc2 rows in original order */
     struct pf_bundles lay;    /* the slot layout: part types, rows, offsets, slot size */

@@ -64,6 +64,8 @@ static int set_keys(struct gguf_writer *w, const struct pf_prep *P)
     int nh = 0;
     for (int t = 0; t < P->calib->n_tok; t++) nh += P->calib->heldout[t];
     if ((rc = gguf_writer_set_u32(w, "pinfer.prepare.heldout", (uint32_t)nh))) return rc;
+    if ((rc = gguf_writer_set_arr(w, "pinfer.prepare.reuse_windows", GGUF_U32, pf_reuse_windows, PF_REUSE_WINDOWS)))
+        return rc;
     for (int u = 0; u < P->n_units; u++) {
         const struct pf_prep_layer *L = &P->layers[u];
         const int l = pf_prep_layer_of(P, u), e = pf_prep_expert_of(P, u);
@@ -81,6 +83,9 @@ static int set_keys(struct gguf_writer *w, const struct pf_prep *P)
             return rc;
         if (!L->has_pred) continue;
         if (L->pred_freq && (rc = gguf_writer_set_arr(w, BKEY("pred_freq"), GGUF_F32, L->pred_freq, (uint64_t)P->n_ff)))
+            return rc;
+        if (L->reuse_occ && ((rc = gguf_writer_set_arr(w, BKEY("reuse_occ"), GGUF_F32, L->reuse_occ, PF_REUSE_BUCKETS * PF_REUSE_WINDOWS)) ||
+                             (rc = gguf_writer_set_arr(w, BKEY("reuse_hit"), GGUF_F32, L->reuse_hit, PF_REUSE_BUCKETS * PF_REUSE_WINDOWS))))
             return rc;
         const struct pf_predictor *p = &L->pred;
         if ((rc = gguf_writer_set_f32(w, PKEY("threshold"), p->threshold)) ||
