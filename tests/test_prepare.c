@@ -412,7 +412,7 @@ static double check_prepared(const char *in_path, const char *out_path, const ch
                 uint32_t *rw = arr(out, "pinfer.prepare.reuse_windows", 0, GGUF_U32, PF_REUSE_WINDOWS);
                 if (ro && rh && rw) {
                     uint32_t n_tok = 0;
-                    CHECK(gguf_get_u32(out, "pinfer.prepare.tokens", &n_tok) == 0);
+                    CHECK(gguf_get_u32(out, "pinfer.prepare.stat_tokens", &n_tok) == 0 && n_tok >= 80);
                     for (int bk = 0; bk < PF_REUSE_BUCKETS; bk++) {
                         double sum = 0;
                         for (int j = bk * F / PF_REUSE_BUCKETS; j < (bk + 1) * F / PF_REUSE_BUCKETS; j++) sum += pf[j];

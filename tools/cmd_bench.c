@@ -1,5 +1,6 @@
 /* pinfer bench: llama-bench-style speed table. For each thread count: pp (one batch of -p
- * prompt tokens from an empty cache) and tg (-n tokens generated one at a time), mean ± sd over
+ * prompt tokens from an empty cache) and tg (-n tokens generated one at a time, each the model's own
+ * seeded sample of the last: tg_run), mean ± sd over
  * -r repetitions after one warm-up. Decode is memory-bound, so tg also reports the weight bytes
  * streamed per second and that as a fraction of the machine's bandwidth roof (design.md:
  * ~42 GB/s with one thread, ~48 GB/s with two; override with --roof-gbs).
@@ -147,6 +148,36 @@ static void help(const struct model_flags *mf)
            "                          (pinfer_decode_multi, as pinfer serve's slots), e.g. 1,2,4\n");
 }
 
+/* One tg repetition: n tokens generated one at a time from BOS, each the model's own sample
+ * of the last (temperature 1, repetition penalty 1.1 over 64 tokens, seeded per repetition:
+ * prepare's calibration samples so too, pf_token_feed). A sparse model's speed depends on which
+ * neurons its tokens activate and, under a budget, on how those persist from token to token, so
+ * tg generates as a user does; each repetition is a sequence of its own (replaying the
+ * warm-up's tokens would find exactly their neurons in the cache). Only the decode calls are
+ * timed, into *dt. */
+static int tg_run(const struct pinfer_model *m, struct pinfer_ctx *ctx, long n, uint64_t seed, double *dt)
+{
+    struct pinfer_model_info info;
+    pinfer_model_get_info(m, &info);
+    struct pinfer_sampler_params sp = pinfer_sampler_default_params();
+    sp.temp = 1.0f; sp.top_k = 0; sp.top_p = 1.0f; sp.min_p = 0.0f;
+    sp.repeat_penalty = 1.1f; sp.repeat_last_n = 64; sp.seed = seed;
+    struct pinfer_sampler *smp = NULL;
+    if (pinfer_sampler_new(&smp, info.n_vocab, &sp)) return args_pinfer_error(C);
+    int32_t tok = pinfer_token_bos(m) >= 0 ? pinfer_token_bos(m) : 0;
+    int rc = 0;
+    *dt = 0;
+    for (long i = 0; i < n; i++) {
+        pinfer_sampler_accept(smp, tok);
+        double t0 = pinfer_now();
+        if (pinfer_decode(ctx, &tok, 1, (int)i, false)) { rc = args_pinfer_error(C); break; }
+        *dt += pinfer_now() - t0;
+        tok = pinfer_sampler_sample(smp, pinfer_ctx_logits(ctx, -1));
+    }
+    pinfer_sampler_free(smp);
+    return rc;
+}
+
 int cmd_bench(int argc, char **argv)
 {
     long n_prompt = 128, n_gen = 64, reps = 3;
@@ -210,20 +241,13 @@ int cmd_bench(int argc, char **argv)
             for (long r = -1; r < reps; r++) { /* r = -1: warm-up */
                 if (r == 0) { pinfer_ctx_sparse_stats_reset(ctx); pinfer_ctx_cache_stats_reset(ctx); pinfer_ctx_time_stats_reset(ctx); tg_time = 0; }
                 pinfer_ctx_reset(ctx);
-                double t0 = pinfer_now();
+                double t0 = pinfer_now(), dt = 0;
                 if (test == 0) {
                     if (pinfer_decode(ctx, toks, (int)n, 0, false)) { rc = args_pinfer_error(C); break; }
-                } else {
-                    /* a sequence of its own per repetition: under a budget, replaying the warm-up's
-                       tokens would find exactly their neurons in the cache */
-                    int32_t tok = (int32_t)(((pinfer_token_bos(m) >= 0 ? pinfer_token_bos(m) : 0) + 7919 * (r + 1)) % info.n_vocab);
-                    for (long i = 0; i < n; i++) {
-                        if (pinfer_decode(ctx, &tok, 1, (int)i, false)) { rc = args_pinfer_error(C); break; }
-                        tok = (int32_t)((tok * 31 + 7) % info.n_vocab);
-                    }
-                    if (rc) break;
+                    dt = pinfer_now() - t0;
+                } else if ((rc = tg_run(m, ctx, n, (uint64_t)(r + 2), &dt))) {
+                    break;
                 }
-                double dt = pinfer_now() - t0;
                 if (r >= 0) ts[r] = (double)n / dt;
                 if (r >= 0 && test == 1) tg_time += dt;
                 if (r >= 0 && test == 1) rd[r] = pinfer_ctx_read_gbs(ctx);

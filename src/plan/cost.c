@@ -77,20 +77,26 @@ static bool has_reuse(const struct pf_plan_model *pm, int u)
     return true;
 }
 
-/* A bucket's measured curve v[k] over windows w[k] (ascending; -1 past the measured ones) at x
- * steps: 0 at 0 and linear up to the first window, linear in log x between windows, and past
- * the last measured window W the independent-blocks form 1 - (1 - v / n)^(x / W) (n: the
- * bucket's slots for occupancy, 1 for the hit fraction). */
-static double curve_at(const float *v, const double *w, int K, double x, double n)
+/* A bucket's measured curve v[k] over windows w[k] steps (ascending; -1 past the measured ones)
+ * at a window of x steps. Past the last measured window W: independent blocks of W, n (1 - (1 -
+ * v / n)^(x / W)) (n: the bucket's slots for occupancy, 1 for the hit fraction).
+ *
+ * Occupancy is the mean over the moments a look-up can happen: a layer's steps come once per
+ * token, so a window of x tokens holds floor(x) or floor(x) + 1 of them, and the curve is linear
+ * between windows (and from 0 at 0). A hit needs the previous request fewer than x tokens back,
+ * which for a dense layer's whole-token gaps is a step function: the value at floor(x), nothing
+ * below one token (a cache that cannot hold one token's requests keeps nothing for the next
+ * token). A mixture's expert runs on a random share of the tokens, which smooths the steps out:
+ * linear there too. */
+static double curve_at(const float *v, const double *w, int K, double x, double n, bool steps)
 {
+    if (steps) x = floor(x + 1e-9);
     if (x <= 0 || n <= 0) return 0;
-    if (x <= w[0]) return v[0] * x / w[0];
+    if (x <= w[0]) return steps ? v[0] : v[0] * x / w[0];
     int k = 0;
-    while (k + 1 < K && v[k + 1] >= 0 && w[k + 1] < x) k++;
-    if (k + 1 < K && v[k + 1] >= 0) {
-        double a = log(x / w[k]) / log(w[k + 1] / w[k]);
-        return v[k] + a * (v[k + 1] - v[k]);
-    }
+    while (k + 1 < K && v[k + 1] >= 0 && w[k + 1] <= x) k++;
+    if (x == w[k]) return v[k];
+    if (k + 1 < K && v[k + 1] >= 0) return v[k] + (x - w[k]) / (w[k + 1] - w[k]) * (v[k + 1] - v[k]);
     double f = fmin(fmax(v[k] / n, 0.0), 1.0 - 1e-12);
     return n * -expm1(log1p(-f) * x / w[k]);
 }
@@ -143,7 +149,7 @@ static void lru_hits(const struct pf_plan_model *pm, const double *p, int L, int
                 for (int b = 0; b < B; b++)
                     if (f[(size_t)u * B + b] > 0)
                         occ += f[(size_t)u * B + b] *
-                               curve_at(pm->reuse_occ[u] + (size_t)b * K, pm->reuse_w, K, x, n[(size_t)u * B + b]);
+                               curve_at(pm->reuse_occ[u] + (size_t)b * K, pm->reuse_w, K, x, n[(size_t)u * B + b], false);
             } else {
                 for (int j = 0; j < F; j++) occ += p[(size_t)u * F + j] > 0 ? -expm1(-p[(size_t)u * F + j] * T) : 0;
             }
@@ -158,7 +164,7 @@ static void lru_hits(const struct pf_plan_model *pm, const double *p, int L, int
             const size_t i = (size_t)u * F + j;
             if (p[i] <= 0) hit[i] = 0;
             else if (has_reuse(pm, u))
-                hit[i] = fmin(1.0, curve_at(pm->reuse_hit[u] + (size_t)bucket_of(j, F, B) * K, pm->reuse_w, K, x, 1));
+                hit[i] = fmin(1.0, curve_at(pm->reuse_hit[u] + (size_t)bucket_of(j, F, B) * K, pm->reuse_w, K, x, 1, !pm->share));
             else hit[i] = -expm1(-p[i] * lo);
         }
     }

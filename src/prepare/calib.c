@@ -12,6 +12,7 @@
 
 #include "core/checked.h"
 #include "core/error.h"
+#include "prepare/lowrank.h"
 #include "runtime/token_feed.h"
 
 #include <math.h>
@@ -155,7 +156,7 @@ static int on_batch(void *ud, const struct pf_token_batch *b)
     return 0;
 }
 
-int pf_calib_run(struct pf_calib **out, struct pinfer_model *m, const struct pinfer_prepare_params *p,
+int pf_calib_run(struct pf_calib **out, struct pinfer_model *m, const struct pinfer_prepare_params *p, bool stats,
                  bool gather, struct pf_progress *pg)
 {
     struct pinfer_model_info info;
@@ -166,12 +167,28 @@ int pf_calib_run(struct pf_calib **out, struct pinfer_model *m, const struct pin
     struct pinfer_ctx *ctx = NULL;
     struct pf_calib *c = calloc(1, sizeof *c);
     if (!c) return pf_fail(PINFER_ENOMEM, "out of memory");
-    if (p->text) {
-        if ((rc = pf_token_feed_text(m, p->text, p->text_len, p->n_tokens, &toks, &n))) goto out;
+    /* the statistics run: the text's next tokens, or as many samples (random ids) of another seed */
+    const uint64_t seed = stats ? pf_mix64(p->seed + 0x57A7u) : p->seed;
+    bool text = p->text != NULL;
+    if (text) {
+        const int cap = stats && p->n_tokens > 0 ? 2 * p->n_tokens : p->n_tokens;
+        if ((rc = pf_token_feed_text(m, p->text, p->text_len, cap, &toks, &n))) goto out;
+        if (stats) {
+            const int first = p->n_tokens > 0 && p->n_tokens < n ? p->n_tokens : n;
+            if (n - first >= PF_MIN_CALIB_TOKENS) {
+                memmove(toks, toks + first, (size_t)(n - first) * sizeof *toks);
+                n -= first;
+            } else { /* the text has no more: samples */
+                free(toks);
+                toks = NULL;
+                text = false;
+                n = first;
+            }
+        }
     } else {
         n = p->n_tokens;
-        if (p->random_tokens && n > 0 && (rc = pf_token_feed_random(m, n, p->seed, &toks))) goto out;
     }
+    if (!text && p->random_tokens && n > 0 && (rc = pf_token_feed_random(m, n, seed, &toks))) goto out;
     if (n < PF_MIN_CALIB_TOKENS) {
         rc = pf_fail(PINFER_EINVAL, "calibration has %d tokens; prepare needs at least %d (%s)", n, PF_MIN_CALIB_TOKENS,
                      p->text ? "use a longer text" : "raise --tokens");
@@ -187,7 +204,7 @@ int pf_calib_run(struct pf_calib **out, struct pinfer_model *m, const struct pin
     c->mask_stride = ((size_t)info.n_ff + 7) / 8;
     c->relu_family = pf_act_relu_family(info.act);
     c->gather = gather;
-    c->source = p->text ? "text" : p->random_tokens ? "random" : "sample";
+    c->source = text ? "text" : p->random_tokens ? "random" : "sample";
     c->bad_layer = -1;
     c->heldout = malloc((size_t)n);
     c->tmp = malloc((size_t)info.n_ff * sizeof *c->tmp);
@@ -198,7 +215,7 @@ int pf_calib_run(struct pf_calib **out, struct pinfer_model *m, const struct pin
     struct calib_run run = { c, pg };
     /* a mixture's batch reads every expert (each token routes to a few, a batch to all): fewer,
        larger batches read a model larger than memory fewer times from storage */
-    struct pf_token_feed feed = { .tokens = toks, .n_tokens = n, .n_batch = info.n_expert ? 256 : 64, .seed = p->seed,
+    struct pf_token_feed feed = { .tokens = toks, .n_tokens = n, .n_batch = info.n_expert ? 256 : 64, .seed = seed,
                                   .on_batch = on_batch, .ud = &run };
     struct pinfer_ctx_params cp = pinfer_ctx_default_params();
     cp.n_threads = p->n_threads;

@@ -430,7 +430,7 @@ int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfe
     if (rc || (rc = check_input(in_path))) return rc;
 
     struct pinfer_model *m = NULL;
-    struct pf_calib *calib = NULL;
+    struct pf_calib *calib = NULL, *stats = NULL;
     struct pf_pool *pool = NULL;
     struct pf_prep P = { .in_path = in_path, .seed = p.seed,
                       .placement = p.placement == PINFER_PLACE_COACT ? "coact" : "freq" };
@@ -464,7 +464,7 @@ int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfe
     if ((rc = plan_layouts(&P)) || (rc = cluster_size(&P, p.cluster_size, &P.cluster_size))) goto out;
 
     pf_progress_start(&pg, p.progress, PHASE, "profiling");
-    rc = pf_calib_run(&calib, m, &p, relu, &pg);
+    rc = pf_calib_run(&calib, m, &p, false, relu, &pg);
     pf_progress_end(&pg);
     if (rc) goto out;
     P.calib = calib;
@@ -507,7 +507,6 @@ int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfe
                 break;
         }
         L->has_pred = true;
-        if ((rc = select_freq(L, &d, P.n_ff, pool))) break;
         pf_calib_release_layer(calib, l);
         pf_progress_update(&pg, (double)(l + 1) / P.n_units);
     }
@@ -515,6 +514,23 @@ int pinfer_prepare(const char *in_path, const char *out_path, const struct pinfe
     if (rc) {
         pf_fail_context(rc, "%s predictors", P.n_expert ? "expert" : "layer");
         goto out;
+    }
+    /* what the stored predictors ask for on tokens that ranked nothing (the planner's request
+       law and its reuse, pf_calib_run) */
+    if (relu) {
+        pf_progress_start(&pg, p.progress, PHASE, "statistics");
+        rc = pf_calib_run(&stats, m, &p, true, true, &pg);
+        for (int l = 0; l < P.n_units && !rc; l++) {
+            struct pf_pred_data d = pf_calib_data(stats, l);
+            if (P.layers[l].has_pred && d.n_tok > 0) rc = select_freq(&P.layers[l], &d, P.n_ff, pool);
+            pf_calib_release_layer(stats, l);
+        }
+        pf_progress_end(&pg);
+        if (rc) {
+            pf_fail_context(rc, "request statistics");
+            goto out;
+        }
+        P.stat_tokens = stats->n_tok;
     }
     t2 = pf_now();
 
@@ -581,6 +597,7 @@ out:
     prep_free(&P);
     pf_pool_free(pool);
     pf_calib_free(calib);
+    pf_calib_free(stats);
     pinfer_model_free(m);
     return rc;
 }

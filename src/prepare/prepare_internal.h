@@ -63,9 +63,15 @@ struct pf_calib {
     bool oom;                 /* a mixture's unit could not grow */
 };
 
-/* Runs the model over the calibration tokens params ask for. gather: keep inputs and masks for
- * predictor training. On success *out is owned by the caller (pf_calib_free). */
-int pf_calib_run(struct pf_calib **out, struct pinfer_model *m, const struct pinfer_prepare_params *p,
+/* Runs the model over the calibration tokens params ask for. stats: over as many other tokens
+ * instead, on which the planner's request statistics are measured (pred_freq, reuse_*): slots
+ * ranked by their frequency on the calibration tokens look hotter there than they are on any
+ * other tokens (the coldest tenth of a 7B's slots were asked for 1.5-2.7x as often in decode as
+ * on the tokens that ranked them), so the statistics come from tokens that ranked nothing: a
+ * text's next tokens (samples when it has no more), or samples or random ids of another seed.
+ * gather: keep inputs and masks for predictor training. On success *out is owned by the caller
+ * (pf_calib_free). */
+int pf_calib_run(struct pf_calib **out, struct pinfer_model *m, const struct pinfer_prepare_params *p, bool stats,
                  bool gather, struct pf_progress *pg);
 void pf_calib_release_layer(struct pf_calib *c, int unit); /* frees x and mask */
 void pf_calib_free(struct pf_calib *c);
@@ -94,6 +100,7 @@ struct pf_prep {
     int cluster_size;
     const char *pred_source;  /* "trained", "powerinfer", "none" */
     const struct pf_calib *calib;
+    int stat_tokens;          /* tokens of the statistics run (pf_calib_run, stats) */
     uint64_t seed;
     const char *placement;    /* "freq" or "coact" (pinfer.prepare.placement) */
     struct pf_prep_layer *layers; /* (n_units) unit u = layer u / X, expert u % X */

@@ -64,7 +64,9 @@ static int set_keys(struct gguf_writer *w, const struct pf_prep *P)
     int nh = 0;
     for (int t = 0; t < P->calib->n_tok; t++) nh += P->calib->heldout[t];
     if ((rc = gguf_writer_set_u32(w, "pinfer.prepare.heldout", (uint32_t)nh))) return rc;
-    if ((rc = gguf_writer_set_arr(w, "pinfer.prepare.reuse_windows", GGUF_U32, pf_reuse_windows, PF_REUSE_WINDOWS)))
+    if (P->stat_tokens > 0 &&
+        ((rc = gguf_writer_set_u32(w, "pinfer.prepare.stat_tokens", (uint32_t)P->stat_tokens)) ||
+         (rc = gguf_writer_set_arr(w, "pinfer.prepare.reuse_windows", GGUF_U32, pf_reuse_windows, PF_REUSE_WINDOWS))))
         return rc;
     for (int u = 0; u < P->n_units; u++) {
         const struct pf_prep_layer *L = &P->layers[u];
