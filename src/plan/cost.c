@@ -182,7 +182,6 @@ int pf_predict(const struct pf_machine *mc, const struct pf_plan_model *pm, bool
     o->storage_mb_per_token = o->reads_per_token = 0;
     o->t_ffn = 0;
     const double slot = (double)pm->slot_bytes;
-    const double page_bytes = (slot / 4096 + 1) * 4096; /* pages covering a slot at a random offset */
     if (!pm->freq) { /* not prepared: the FFN is dense matrices */
         o->t_ffn = pm->ffn_bytes / (stream * 1e9);
     } else {
@@ -190,7 +189,7 @@ int pf_predict(const struct pf_machine *mc, const struct pf_plan_model *pm, bool
         double *p = NULL, *hit = NULL;
         const int n_items = budget ? L * F : 0;
         if (budget) {
-            p = malloc(sizeof *p * (size_t)n_items);
+            p = calloc((size_t)n_items, sizeof *p);
             hit = malloc(sizeof *hit * (size_t)n_items);
             if (!p || !hit) { free(p); free(hit); return pf_fail(PINFER_ENOMEM, "out of memory"); }
             for (int l = 0; l < L; l++) {
@@ -204,24 +203,30 @@ int pf_predict(const struct pf_machine *mc, const struct pf_plan_model *pm, bool
             }
             lru_hits(pm, p, L, F, (double)n_cold, hit);
         }
-        double need_all = 0, miss_all = 0;
+        double need_all = 0, miss_all = 0, reads_all = 0, bytes_all = 0;
         for (int l = 0; l < L; l++) {
-            double need = 0, miss = 0, act = 0;
+            double need = 0, miss = 0, act = 0, runs = 0, m_prev = 0;
             const double x = pm->sparse ? extra(pm, l) : 0;
             const int nh = hot(pm, l, n_hot);
             for (int j = 0; j < F; j++) {
                 double q = request(pm, l, j, x);
                 need += q;
                 act += pm->sparse ? pm->freq[l][j] : 1.0;
-                if (budget && j >= nh) miss += q * (1 - hit[(size_t)l * F + j]);
+                const double m = budget && j >= nh ? q * (1 - hit[(size_t)l * F + j]) : 0;
+                miss += m;
+                runs += m * (1 - m_prev); /* a miss whose neighbour below is not one starts a read */
+                m_prev = m;
             }
             /* bytes computed per slot looked at: gate always, up and down as above */
             const double share = need > 0 ? (need + (need + act) / 2 + act) / (3 * need) : 1;
-            double t_res = (need - miss) * slot * share / (scat * 1e9), t_miss = 0;
+            double t_res = (need - miss) * slot * share / (scat * 1e9), t_miss = 0, bytes = 0;
             if (miss > 0) {
-                int depth = (int)fmin((double)qd, fmax(1.0, miss));
-                double iops = pf_machine_iops(mc, be, (size_t)page_bytes, depth);
-                t_miss = iops > 0 ? miss / iops : INFINITY;
+                /* the runtime reads adjacent missing slots in one request (their pages touch):
+                   one read per run, of its slots plus a page on average for the alignment */
+                bytes = miss * slot + runs * 4096;
+                int depth = (int)fmin((double)qd, fmax(1.0, runs));
+                double iops = pf_machine_iops(mc, be, (size_t)(bytes / runs), depth);
+                t_miss = iops > 0 ? runs / iops : INFINITY;
             }
             /* the runtime computes the resident slots while the reads fly, but measured I/O wait
                shows little of the reads hidden (bench/RESULTS.md, "The planner"): added */
@@ -230,12 +235,14 @@ int pf_predict(const struct pf_machine *mc, const struct pf_plan_model *pm, bool
             o->t_ffn += su * (t_res + t_miss + miss * slot * share / (scat * 1e9));
             need_all += su * need;
             miss_all += su * miss;
+            reads_all += su * runs;
+            bytes_all += su * bytes;
         }
         free(p);
         free(hit);
         o->hit_rate = need_all > 0 ? 1 - miss_all / need_all : 1;
-        o->reads_per_token = miss_all;
-        o->storage_mb_per_token = miss_all * page_bytes / 1e6;
+        o->reads_per_token = reads_all;
+        o->storage_mb_per_token = bytes_all / 1e6;
     }
     o->decode_tps = 1 / (o->t_dense + o->t_ffn);
     /* prefill: multiply-adds at the batched rate; under a budget the offloaded FFN streamed once
