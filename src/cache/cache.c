@@ -45,6 +45,8 @@ struct pf_cache {
 
     /* the read round in progress (pf_cache_round_*) */
     int r_layer, r_i0, r_i1, r_miss, r_got;
+    uint64_t r_hits_cold;     /* hits_cold when the round began */
+    bool r_claimed;           /* the round's reads have their cold entries (round_wait's dst) */
     const int *r_cand;
     const uint8_t **r_slotp;
     int *miss;                  /* (n_ff) slots the round reads */
@@ -441,6 +443,10 @@ const uint8_t *pf_cache_lookup(struct pf_cache *c, int l, int j)
     return c->cold + (size_t)e * c->stride;
 }
 
+int pf_cache_n_hot(const struct pf_cache *c, int l) { return c->n_hot[l]; }
+const uint8_t *pf_cache_hot_slot(const struct pf_cache *c, int l, int j) { return c->hot[l] + (size_t)j * slot(c, l); }
+void pf_cache_count_hot(struct pf_cache *c, int n) { c->hits_hot += (uint64_t)n; }
+
 /* The cold entry slot j of layer l goes into (the least recently used one, now the most
  * recent), or NULL when it is not cached cold (hot, already there, no cold segment). */
 static uint8_t *claim(struct pf_cache *c, int l, int j)
@@ -465,13 +471,15 @@ void pf_cache_insert(struct pf_cache *c, int l, int j, const uint8_t *src)
 
 /* ==== reads ==== */
 
-/* Reads of the slots js[0..n) of layer l into area (cap bytes): as many as fit (a prefix). */
-static int fetch_into(struct pf_cache *c, int l, const int *js, int n, const uint8_t **ptr, uint8_t *area, size_t cap,
-                      uint64_t *n_reads, uint64_t *n_bytes)
+/* Reads of the slots js[*done..n) of layer l into area (cap bytes) from *pos on, run by run
+ * (slots whose page ranges touch share one read), as many as fit; both advance. With more
+ * slots to come (final false) the last run waits, as the next slot may still join it. Submits
+ * what it queued. 0, or a negative code. */
+static int fetch_runs(struct pf_cache *c, int l, const int *js, int n, bool final, int *done, size_t *pos,
+                      const uint8_t **ptr, uint8_t *area, size_t cap, uint64_t *n_reads, uint64_t *n_bytes)
 {
     const uint64_t base = c->b[l].file_off, S = slot(c, l);
-    size_t pos = 0;
-    int i = 0;
+    int i = *done, queued = 0;
     while (i < n) {
         /* one run: slots whose page ranges touch or overlap */
         uint64_t a, e;
@@ -480,24 +488,36 @@ static int fetch_into(struct pf_cache *c, int l, const int *js, int n, const uin
         while (k < n) {
             uint64_t a2, e2;
             cache_pages(c, l, js[k], js[k] + 1, &a2, &e2);
-            if (a2 > e || pos + (e2 - a) > cap) break;
+            if (a2 > e || *pos + (e2 - a) > cap) break;
             e = e2;
             k++;
         }
-        if (pos + (e - a) > cap) {
-            if (i == 0) return pf_fail(PINFER_ENOMEM, "I/O staging area of %zu bytes cannot hold one slot", cap);
+        if (k == n && !final) break;
+        if (*pos + (e - a) > cap) {
+            if (*pos == 0) return pf_fail(PINFER_ENOMEM, "I/O staging area of %zu bytes cannot hold one slot", cap);
             break;
         }
-        int rc = pf_io_read(c->io, a, (size_t)(e - a), area + pos, 0);
+        int rc = pf_io_read(c->io, a, (size_t)(e - a), area + *pos, 0);
         if (rc) return rc;
-        for (int q = i; q < k; q++) ptr[q] = area + pos + (base + (uint64_t)js[q] * S - a);
+        for (int q = i; q < k; q++) ptr[q] = area + *pos + (base + (uint64_t)js[q] * S - a);
         ++*n_reads;
         *n_bytes += e - a;
-        pos += (size_t)(e - a);
+        *pos += (size_t)(e - a);
         i = k;
+        queued++;
     }
-    int rc = pf_io_submit(c->io);
-    return rc ? rc : i;
+    *done = i;
+    return queued ? pf_io_submit(c->io) : 0;
+}
+
+/* Reads of the slots js[0..n) of layer l into area (cap bytes): as many as fit (a prefix). */
+static int fetch_into(struct pf_cache *c, int l, const int *js, int n, const uint8_t **ptr, uint8_t *area, size_t cap,
+                      uint64_t *n_reads, uint64_t *n_bytes)
+{
+    int done = 0;
+    size_t pos = 0;
+    int rc = fetch_runs(c, l, js, n, true, &done, &pos, ptr, area, cap, n_reads, n_bytes);
+    return rc ? rc : done;
 }
 
 static int cache_wait(struct pf_cache *c)
@@ -529,10 +549,14 @@ int pf_cache_read_bytes(struct pf_cache *c, uint64_t off, size_t len, const uint
 
 /* ==== read rounds ==== */
 
+#define PF_CACHE_EARLY_READS 24 /* misses a look-up collects before it sends their reads */
+
 int pf_cache_round_begin(struct pf_cache *c, int l, const int *cand, int i0, int n, int cs, const uint8_t **slotp)
 {
     const bool pre = c->pre_layer == l;
-    int n_miss = 0, i1 = i0;
+    int n_miss = 0, i1 = i0, done = 0; /* misses found; of them, reads queued (fetch_runs) */
+    size_t pos = 0;                    /* staging bytes those take */
+    c->r_hits_cold = c->hits_cold;
     uint64_t need = 0, last_end = 0;
     /* the candidates of whole clusters from i0's on, while their misses fit in the staging
        area, counted as fetch_into will place them (runs of touching pages share them) */
@@ -563,6 +587,12 @@ int pf_cache_round_begin(struct pf_cache *c, int l, const int *cand, int i0, int
             break;
         }
         i1 = e;
+        /* the runs complete so far go out now, so the disk starts while the look-ups go on */
+        if (n_miss - done >= PF_CACHE_EARLY_READS) {
+            int rc = fetch_runs(c, l, c->miss, n_miss, false, &done, &pos, c->mptr, c->stage, c->stage_cap, &c->reads,
+                                &c->bytes_read);
+            if (rc) { cache_wait(c); return rc; }
+        }
     }
     c->rounds++;
     c->r_layer = l;
@@ -573,8 +603,9 @@ int pf_cache_round_begin(struct pf_cache *c, int l, const int *cand, int i0, int
     c->r_miss = n_miss;
     c->r_got = 0;
     if (!n_miss) return i1;
-    int got = fetch_into(c, l, c->miss, n_miss, c->mptr, c->stage, c->stage_cap, &c->reads, &c->bytes_read);
-    if (got < 0) return got;
+    int rc = fetch_runs(c, l, c->miss, n_miss, true, &done, &pos, c->mptr, c->stage, c->stage_cap, &c->reads, &c->bytes_read);
+    if (rc) { cache_wait(c); return rc; }
+    const int got = done;
     c->misses += (uint64_t)got;
     c->r_got = got;
     if (got < n_miss) {
@@ -584,12 +615,20 @@ int pf_cache_round_begin(struct pf_cache *c, int l, const int *cand, int i0, int
     return i1;
 }
 
-int pf_cache_round_wait(struct pf_cache *c)
+int pf_cache_round_wait(struct pf_cache *c, uint8_t **dst)
 {
     int rc = cache_wait(c); /* this round's reads and any read-ahead still in flight */
     if (rc < 0) return rc;
     const uint8_t **slotp = c->r_slotp;
     for (int i = 0; i < c->r_got; i++) slotp[c->miss[i]] = c->mptr[i];
+    if (dst) {
+        /* each claim takes the LRU tail; the round's cold hits went to the head when looked up,
+           so r_got claims reach none of them while hits + r_got <= n_cold */
+        const uint64_t hits = c->hits_cold - c->r_hits_cold;
+        c->r_claimed = c->r_got > 0 && c->n_cold > 0 && hits + (uint64_t)c->r_got <= (uint64_t)c->n_cold;
+        for (int i = c->r_i0; i < c->r_i1; i++) dst[c->r_cand[i]] = NULL; /* read ahead, or resident */
+        for (int i = 0; c->r_claimed && i < c->r_got; i++) dst[c->miss[i]] = claim(c, c->r_layer, c->miss[i]);
+    }
     if (c->pre_layer == c->r_layer)
         for (int i = c->r_i0; i < c->r_i1; i++) {
             int j = c->r_cand[i];
@@ -616,7 +655,9 @@ static void copy_fn(void *arg, int ith, int nth)
 void pf_cache_round_end(struct pf_cache *c, struct pf_pool *pool)
 {
     const int l = c->r_layer;
-    if (c->r_got <= c->n_cold) {
+    if (c->r_claimed) {
+        /* entries claimed by round_wait, copied by the caller */
+    } else if (c->r_got <= c->n_cold) {
         /* the entries first (each claim takes the LRU tail, so r_got <= n_cold claims are
            distinct entries), then the copies on the pool's threads */
         int n = 0;
@@ -634,6 +675,7 @@ void pf_cache_round_end(struct pf_cache *c, struct pf_pool *pool)
             if (c->pre_ptr[j] && c->r_slotp[j] == c->pre_ptr[j]) pf_cache_insert(c, l, j, c->pre_ptr[j]);
         }
     c->r_got = 0;
+    c->r_claimed = false;
 }
 
 int pf_cache_unit_end(struct pf_cache *c)

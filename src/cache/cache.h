@@ -77,6 +77,12 @@ void pf_cache_free(struct pf_cache *c);
 /* Where slot j of unit l is resident (hot or cold; a cold hit moves the entry to the head of
  * the LRU and counts), or NULL. */
 const uint8_t *pf_cache_lookup(struct pf_cache *c, int l, int j);
+/* Unit l's hot slots: [0, n) are always resident, slot j < n at pf_cache_hot_slot (neither
+ * touches the cache's state, so other threads may call them during a look-up; their callers
+ * count what they used with pf_cache_count_hot). */
+int pf_cache_n_hot(const struct pf_cache *c, int l);
+const uint8_t *pf_cache_hot_slot(const struct pf_cache *c, int l, int j);
+void pf_cache_count_hot(struct pf_cache *c, int n);
 /* Whether slot j of unit l is resident (no LRU update, no counting). */
 bool pf_cache_resident(const struct pf_cache *c, int l, int j);
 /* Copies a slot just read (src) into a cold entry, evicting the least recently used entry
@@ -89,18 +95,25 @@ void pf_cache_insert(struct pf_cache *c, int l, int j, const uint8_t *src);
  *                                   the staging area; slotp[cand[i]] = the resident address, or
  *                                   NULL for a slot not resident (read now, or being read
  *                                   ahead); submits the reads; returns the round's end i1
- *   pf_cache_round_wait(c)           waits for the reads (and any read-ahead in flight); then
- *                                   every slotp[cand[i]] of the round is set
- *   pf_cache_round_end(c, pool)      the slots read (or adopted from the read-ahead) enter the
- *                                   cold segment (copied by the pool's threads); their staging
- *                                   copies are then free again
+ *   pf_cache_round_wait(c, dst)      waits for the reads (and any read-ahead in flight); then
+ *                                   every slotp[cand[i]] of the round is set; with dst (indexed
+ *                                   by slot), each slot read gets the cold entry it goes into
+ *                                   in dst[j], for the caller to copy it there (from slotp[j],
+ *                                   while its rows are in the core's caches for the compute)
+ *                                   before pf_cache_round_end, or NULL: left to round_end. The
+ *                                   entries are claimed early only when that cannot evict one
+ *                                   the round still reads (its cold hits and its reads fit the
+ *                                   cold segment together)
+ *   pf_cache_round_end(c, pool)      the slots read (or adopted from the read-ahead) that are
+ *                                   not copied yet enter the cold segment (copied by the pool's
+ *                                   threads); their staging copies are then free again
  * and at the end of the unit's step pf_cache_unit_end drops what was read ahead for it
  * (pf_cache_read_ahead_drop drops a read-ahead for any unit: after a layer, whichever of its
  * experts it was for).
  * cand and slotp (indexed by slot) belong to the caller and must stay valid for the round. */
 int pf_cache_round_begin(struct pf_cache *c, int l, const int *cand, int i0, int n, int cluster,
                          const uint8_t **slotp);
-int pf_cache_round_wait(struct pf_cache *c);
+int pf_cache_round_wait(struct pf_cache *c, uint8_t **dst);
 void pf_cache_round_end(struct pf_cache *c, struct pf_pool *pool);
 int pf_cache_unit_end(struct pf_cache *c);
 int pf_cache_read_ahead_drop(struct pf_cache *c);

@@ -30,13 +30,6 @@ struct pf_pool {
 
 struct worker_arg { struct pf_pool *pool; int ith; };
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
-
 static void *worker_main(void *p)
 {
     struct worker_arg wa = *(struct worker_arg *)p;
@@ -50,7 +43,7 @@ static void *worker_main(void *p)
                !atomic_load_explicit(&pool->stop, memory_order_acquire)) {
             if (++spins < SPIN_ITERS) {
                 if ((spins & 1023) == 1023) sched_yield();
-                else cpu_relax();
+                else pf_cpu_relax();
                 continue;
             }
             pthread_mutex_lock(&pool->mu);
@@ -130,7 +123,7 @@ void pf_pool_run(struct pf_pool *pool, pf_task_fn fn, void *arg)
      * descheduled, and pure spinning would burn our whole time slice */
     for (unsigned spins = 0; atomic_load_explicit(&pool->done, memory_order_acquire) < pool->nth - 1; spins++) {
         if ((spins & 1023) == 1023) sched_yield();
-        else cpu_relax();
+        else pf_cpu_relax();
     }
 }
 

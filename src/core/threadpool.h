@@ -18,6 +18,14 @@ int pf_pool_size(const struct pf_pool *pool);
 void pf_pool_run(struct pf_pool *pool, pf_task_fn fn, void *arg);
 
 /* Splits [0, n) into nth nearly equal ranges; sets [*lo, *hi) for thread ith. */
+/* One step of a spin-wait (the CPU's pause hint). */
+static inline void pf_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 static inline void pf_split(long n, int ith, int nth, long *lo, long *hi)
 {
     long per = n / nth, rem = n % nth;

@@ -98,13 +98,14 @@ int pf_ffn_new(struct pf_ffn **out, const struct pinfer_model *m, const struct p
     if (m->mem_budget) {
         /* the per-step lists of the offloaded FFN */
         const size_t parts = (size_t)pf_dec_parts(f->n_threads);
-        size_t n = F * 2 * sizeof(void *) + F * sizeof(int) + parts;
+        size_t n = F * 3 * sizeof(void *) + F * sizeof(int) + parts;
         char *mem = malloc(n);
         if (!mem) goto nomem;
         total += n;
         f->off_mem = mem;
         f->off_slotp = (const uint8_t **)(void *)mem; mem += F * sizeof(void *);
         f->off_was = (const uint8_t **)(void *)mem;   mem += F * sizeof(void *);
+        f->off_dst = (uint8_t **)(void *)mem;         mem += F * sizeof(void *);
         f->off_list = (int *)(void *)mem;             mem += F * sizeof(int);
         f->off_pmiss = (uint8_t *)mem;
     }

@@ -83,6 +83,7 @@ struct pf_ffn {
     /* under a memory budget (offload.c) */
     struct pf_cache *cache;
     const uint8_t **off_slotp, **off_was; /* (n_ff) each: where each candidate's slot is; before the reads */
+    uint8_t **off_dst;       /* (n_ff) the cold entry each slot read goes into (pf_cache_round_wait) */
     uint8_t *off_pmiss;      /* (pf_dec_parts) a read round: does part p miss a slot in it */
     int *off_list;                        /* (n_ff) slots to read ahead */
     void *off_mem;
