@@ -99,19 +99,22 @@ static void reuse_vs_lru(void)
                    "bucket %d window %u: hit %.3f after %.3f, occupancy %.1f after %.1f", b, pf_reuse_windows[k], h[k], h[k - 1],
                    o[k], o[k - 1]);
         }
-    /* trace 2: an LRU cache simulated on it (second half counted) */
-    const int caps[] = { 150, 400, 900 };
-    long hits[3] = { 0 }, reqs = 0;
-    int *order[3];
-    int n_order[3] = { 0 };
-    for (int c = 0; c < 3; c++) order[c] = malloc(sizeof *order[c] * N);
+    /* trace 2: an LRU cache simulated on it (second half counted). 8 entries hold less than one
+       step's requests (~16): nothing survives to the next step, which the cost model's whole-
+       step hits must say (a curve through zero would predict ~0.4) */
+    enum { NC = 4 };
+    const int caps[NC] = { 8, 150, 400, 900 };
+    long hits[NC] = { 0 }, reqs = 0;
+    int *order[NC];
+    int n_order[NC] = { 0 };
+    for (int c = 0; c < NC; c++) order[c] = malloc(sizeof *order[c] * N);
     for (int i = 0; i < N; i++) on[i] = U01() < p[i];
     for (int s = 0; s < STEPS; s++)
         for (int i = 0; i < N; i++) {
             on[i] = U01() < (on[i] ? r + (1 - r) * p[i] : (1 - r) * p[i]);
             if (!on[i]) continue;
             reqs += s >= STEPS / 2;
-            for (int c = 0; c < 3; c++) {
+            for (int c = 0; c < NC; c++) {
                 int rank = -1;
                 for (int k = 0; k < n_order[c]; k++)
                     if (order[c][k] == i) { rank = k; break; }
@@ -136,7 +139,7 @@ static void reuse_vs_lru(void)
     for (int k = 0; k < PF_REUSE_WINDOWS; k++) w[k] = pf_reuse_windows[k];
     struct pf_plan_model pm = { .n_layer = 1, .n_ff = N, .threads = 1, .main_type = -1, .n_params = 1000000, .dense_bytes = 1e6,
                                 .slot_bytes = 6912, .ffn_bytes = 6912.0 * N, .freq = rows, .sparse = true, .pred_freq = rows };
-    for (int c = 0; c < 3; c++) {
+    for (int c = 0; c < NC; c++) {
         struct pf_prediction che, reu;
         pm.reuse_occ = NULL;
         CHECK(pf_predict(&mc, &pm, true, 0, caps[c], 0, 64, &che) == 0);
@@ -150,8 +153,8 @@ static void reuse_vs_lru(void)
         printf("LRU of %4d of %d persistent items: simulated %.4f, reuse-measured %.4f, Che (independent) %.4f\n", caps[c], N, sim,
                reu.hit_rate, che.hit_rate);
         CHECKF(fabs(reu.hit_rate - sim) < 0.03, "cap %d: reuse-measured hit rate %.4f vs simulated %.4f", caps[c], reu.hit_rate, sim);
-        CHECKF(sim - che.hit_rate > 0.05, "cap %d: persistence should beat Che's independent form: %.4f vs %.4f", caps[c], sim,
-               che.hit_rate);
+        CHECKF(caps[c] < 100 || sim - che.hit_rate > 0.05, "cap %d: persistence should beat Che's independent form: %.4f vs %.4f",
+               caps[c], sim, che.hit_rate);
         free(order[c]);
     }
 }
