@@ -17,6 +17,7 @@
 #include "prepare/reuse.h"
 #include "tensor/types.h"
 
+#include <dirent.h>
 #include <jansson.h>
 #include <math.h>
 #include <string.h>
@@ -249,6 +250,37 @@ static void commands(void)
     rc = sh(cmd, &out, &err);
     CHECKF(rc == 0 && err && !strstr(err, "measuring"), "the second probe measured again instead of reusing the cache: %s", err ? err : "");
     free(out); free(err);
+
+    /* a cached profile that names another CPU (copied in from elsewhere) is noticed and measured
+       anew; one given with --machine is used for what it is and named */
+    char cached[1400] = "", other[1100];
+    char cdir[1100];
+    snprintf(cdir, sizeof cdir, "%s/cache/pinfer", tu_tmpdir());
+    DIR *d = opendir(cdir);
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (!strncmp(e->d_name, "machine-", 8)) snprintf(cached, sizeof cached, "%s/%s", cdir, e->d_name);
+    if (d) closedir(d);
+    json_t *mj = cached[0] ? json_load_file(cached, 0, NULL) : NULL;
+    CHECKF(mj != NULL, "no cached machine profile in %s", cdir);
+    if (mj) {
+        json_object_set_new(mj, "cpu", json_string("Some Other CPU 9000"));
+        snprintf(other, sizeof other, "%s/other-machine.json", tu_tmpdir());
+        CHECK(json_dump_file(mj, cached, 0) == 0 && json_dump_file(mj, other, 0) == 0);
+        json_decref(mj);
+        rc = sh(cmd, &out, &err);
+        CHECKF(rc == 0 && err && strstr(err, "does not fit: measuring again") && strstr(err, "measuring this machine"),
+               "a cached profile of another CPU: %d %s", rc, err ? err : "");
+        free(out); free(err);
+        mj = json_load_file(cached, 0, NULL);
+        const char *cpu = mj ? json_string_value(json_object_get(mj, "cpu")) : NULL;
+        CHECKF(cpu && strcmp(cpu, "Some Other CPU 9000"), "the cache still holds the other CPU's profile: %s", cpu ? cpu : "?");
+        json_decref(mj);
+        snprintf(cmd, sizeof cmd, "%s plan -m %s -t 2 --machine %s", bin, prep, other);
+        rc = sh(cmd, &out, &err);
+        CHECKF(rc == 0 && err && strstr(err, "measured on another machine or disk") && strstr(err, "Some Other CPU 9000"),
+               "--machine from another CPU: %d %s", rc, err ? err : "");
+        free(out); free(err);
+    }
 
     /* plan for all in memory: the curve, the fields, the plot */
     snprintf(cmd, sizeof cmd, "%s plan -m %s -t 2 -o %s --plot %s", bin, prep, plan, svg);
