@@ -235,8 +235,8 @@ static int place_coact(struct pf_prep_layer *L, const struct pf_calib *c, int l,
     return 0;
 }
 
-/* L->pred_freq in slot order: how often the layer's predictor selects each slot over all the
- * calibration tokens (pinfer.bundle.N.pred_freq), and how soon it selects a slot again
+/* L->pred_freq in slot order: how often the layer's predictor selects each slot over d's tokens
+ * (the statistics run: pinfer.bundle.N.pred_freq), and how soon it selects a slot again
  * (L->reuse_occ, reuse_hit: prepare/reuse.h), for the planner. */
 static int select_freq(struct pf_prep_layer *L, const struct pf_pred_data *d, int F, struct pf_pool *pool)
 {
