@@ -433,19 +433,19 @@ void pf_cache_free(struct pf_cache *c)
 static void lru_unlink(struct pf_cache *c, int e) { pf_lru_unlink(&c->lru, e); }
 static void lru_push_head(struct pf_cache *c, int e) { pf_lru_push_front(&c->lru, e); }
 
+int pf_cache_n_hot(const struct pf_cache *c, int l) { return c->n_hot[l]; }
+const uint8_t *pf_cache_hot_slot(const struct pf_cache *c, int l, int j) { return c->hot[l] + (size_t)j * slot(c, l); }
+void pf_cache_count_hot(struct pf_cache *c, int n) { c->hits_hot += (uint64_t)n; }
+
 const uint8_t *pf_cache_lookup(struct pf_cache *c, int l, int j)
 {
-    if (j < c->n_hot[l]) { c->hits_hot++; return c->hot[l] + (size_t)j * slot(c, l); }
+    if (j < c->n_hot[l]) { c->hits_hot++; return pf_cache_hot_slot(c, l, j); }
     int e = c->entry_of[(size_t)l * (size_t)c->n_ff + (size_t)j];
     if (e < 0) return NULL;
     c->hits_cold++;
     if (c->lru.head != e) { lru_unlink(c, e); lru_push_head(c, e); }
     return c->cold + (size_t)e * c->stride;
 }
-
-int pf_cache_n_hot(const struct pf_cache *c, int l) { return c->n_hot[l]; }
-const uint8_t *pf_cache_hot_slot(const struct pf_cache *c, int l, int j) { return c->hot[l] + (size_t)j * slot(c, l); }
-void pf_cache_count_hot(struct pf_cache *c, int n) { c->hits_hot += (uint64_t)n; }
 
 /* The cold entry slot j of layer l goes into (the least recently used one, now the most
  * recent), or NULL when it is not cached cold (hot, already there, no cold segment). */

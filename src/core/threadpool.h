@@ -17,7 +17,6 @@ int pf_pool_size(const struct pf_pool *pool);
  * pool may be NULL: then fn(arg, 0, 1) runs on the caller. Not reentrant. */
 void pf_pool_run(struct pf_pool *pool, pf_task_fn fn, void *arg);
 
-/* Splits [0, n) into nth nearly equal ranges; sets [*lo, *hi) for thread ith. */
 /* One step of a spin-wait (the CPU's pause hint). */
 static inline void pf_cpu_relax(void)
 {
@@ -26,6 +25,7 @@ static inline void pf_cpu_relax(void)
 #endif
 }
 
+/* Splits [0, n) into nth nearly equal ranges; sets [*lo, *hi) for thread ith. */
 static inline void pf_split(long n, int ith, int nth, long *lo, long *hi)
 {
     long per = n / nth, rem = n % nth;

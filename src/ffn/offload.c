@@ -122,23 +122,29 @@ static void run_part(const struct off_task *o, struct pf_dec_thread *w, struct p
 
 /* Thread 0's share of the first round's phase A: the look-ups of the candidates from hot_end
  * on (pf_cache_round_begin, which also submits the reads), which parts miss, then the flag. */
+/* After the look-ups of candidates [i0, i1): what was resident before the reads, which of the
+ * parts from p0 on miss a slot there, and the round's end. */
+static void looked_up(struct off_task *o, int i0, int i1, int p0)
+{
+    const struct dec_task *t = o->t;
+    for (int i = i0; i < i1; i++) o->was[t->cand[i]] = o->slotp[t->cand[i]];
+    for (int p = p0; p < t->n_parts; p++) {
+        int a, z;
+        part_range(t, p, &a, &z);
+        if (a < i0) a = i0;
+        if (z > i1) z = i1;
+        o->pmiss[p] = 0;
+        for (int i = a; i < z && !o->pmiss[p]; i++) o->pmiss[p] = o->was[t->cand[i]] == NULL;
+    }
+    o->r1 = i1;
+}
+
 static void first_lookup(struct off_task *o)
 {
     const struct dec_task *t = o->t;
     int i1 = pf_cache_round_begin(o->cache, o->unit, t->cand, o->hot_end, t->n_cand, t->cluster_size, o->slotp);
     o->lookup_rc = i1 < 0 ? i1 : 0;
-    if (i1 >= 0) {
-        for (int i = o->hot_end; i < i1; i++) o->was[t->cand[i]] = o->slotp[t->cand[i]];
-        for (int p = o->hot_parts; p < t->n_parts; p++) { /* the hot parts' pmiss is 0, read by the others */
-            int a, z;
-            part_range(t, p, &a, &z);
-            if (a < o->hot_end) a = o->hot_end;
-            if (z > i1) z = i1;
-            o->pmiss[p] = 0;
-            for (int i = a; i < z && !o->pmiss[p]; i++) o->pmiss[p] = o->was[t->cand[i]] == NULL;
-        }
-        o->r1 = i1;
-    }
+    if (i1 >= 0) looked_up(o, o->hot_end, i1, o->hot_parts); /* the hot parts' pmiss is 0, read by the others */
     atomic_store_explicit(&o->looked, 1, memory_order_release);
 }
 
@@ -222,16 +228,7 @@ int pf_ffn_offload_decode(struct pf_ffn *f, int l, int u, const struct pf_bundle
         } else {
             int i1 = pf_cache_round_begin(cache, u, t.cand, i0, t.n_cand, t.cluster_size, slotp);
             if (i1 < 0) { rc = i1; break; }
-            for (int i = i0; i < i1; i++) was[t.cand[i]] = slotp[t.cand[i]];
-            for (int p = 0; p < t.n_parts; p++) {
-                int a, z;
-                part_range(&t, p, &a, &z);
-                if (a < i0) a = i0;
-                if (z > i1) z = i1;
-                f->off_pmiss[p] = 0;
-                for (int i = a; i < z && !f->off_pmiss[p]; i++) f->off_pmiss[p] = was[t.cand[i]] == NULL;
-            }
-            o.r1 = i1;
+            looked_up(&o, i0, i1, 0);
             pf_pool_run(f->pool, off_fn, &o); /* resident gates/ups while the reads fly */
         }
         if ((rc = pf_cache_round_wait(cache, f->off_dst)) < 0) break;
