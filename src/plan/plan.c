@@ -124,36 +124,36 @@ static void reuse_load(const char *path, const struct pinfer_model *m, struct pf
     *rows = NULL; *wins = NULL; *mem = NULL;
     struct gguf_file *g = NULL;
     if (gguf_open(&g, path)) return;
-    const struct gguf_kv *kw = gguf_find(g, "pinfer.prepare.reuse_windows");
     const int U = m->n_units, F = m->info.n_ff;
-    if (!kw || kw->type != GGUF_ARRAY || kw->arr_type != GGUF_U32 || kw->arr_n < 1 || kw->arr_n > 64) goto out;
-    const int K = (int)kw->arr_n;
+    double *w = NULL;
+    const float **r = NULL;
+    float *buf = NULL;
     int B = 0;
-    double *w = malloc((size_t)K * sizeof *w);
-    const float **r = calloc(2 * (size_t)U, sizeof *r);
-    if (!w || !r) { free(w); free(r); goto out; }
+    const struct gguf_kv *kw = gguf_find(g, "pinfer.prepare.reuse_windows");
+    if (!kw || kw->type != GGUF_ARRAY || kw->arr_type != GGUF_U32 || kw->arr_n < 1 || kw->arr_n > 64) goto fail;
+    const int K = (int)kw->arr_n;
+    if (!(w = malloc((size_t)K * sizeof *w)) || !(r = calloc(2 * (size_t)U, sizeof *r))) goto fail;
     for (int k = 0; k < K; k++) {
         uint32_t v;
         memcpy(&v, (const char *)kw->arr_data + 4 * (size_t)k, 4);
         w[k] = v;
-        if (v < 1 || (k > 0 && w[k] <= w[k - 1])) { free(w); free(r); goto out; }
+        if (v < 1 || (k > 0 && w[k] <= w[k - 1])) goto fail;
     }
-    float *buf = NULL;
     for (int u = 0; u < U; u++)
         for (int which = 0; which < 2; which++) {
             char key[96];
             pf_unit_key(key, sizeof key, "pinfer.bundle", unit_layer(m, u), unit_expert(m, u), which ? "reuse_hit" : "reuse_occ");
             const struct gguf_kv *kv = gguf_find(g, key);
             const uint64_t n = kv && kv->type == GGUF_ARRAY && kv->arr_type == GGUF_F32 ? kv->arr_n : 0;
-            if (n == 0 || n % (uint64_t)K || (B && n != (uint64_t)B * K) || n / K > (uint64_t)F) { free(w); free(r); free(buf); goto out; }
+            if (n == 0 || n % (uint64_t)K || (B && n != (uint64_t)B * K) || n / K > (uint64_t)F) goto fail;
             if (!B) {
                 B = (int)(n / K);
-                if (!(buf = malloc(2 * (size_t)U * n * sizeof *buf))) { free(w); free(r); goto out; }
+                if (!(buf = malloc(2 * (size_t)U * n * sizeof *buf))) goto fail;
             }
             float *row = buf + ((size_t)u * 2 + which) * n;
             memcpy(row, kv->arr_data, n * sizeof *row);
             for (uint64_t i = 0; i < n; i++) /* -1: not measured; else a count of a bucket's slots, or a fraction */
-                if (!(row[i] == -1 || (row[i] >= 0 && row[i] <= (which ? 1.0f : (float)F)))) { free(w); free(r); free(buf); goto out; }
+                if (!(row[i] == -1 || (row[i] >= 0 && row[i] <= (which ? 1.0f : (float)F)))) goto fail;
             r[which * U + u] = row;
         }
     pm->reuse_occ = r;
@@ -162,7 +162,10 @@ static void reuse_load(const char *path, const struct pinfer_model *m, struct pf
     pm->n_reuse_b = B;
     pm->n_reuse_w = K;
     *rows = r; *wins = w; *mem = buf;
-out:
+    gguf_close(g);
+    return;
+fail:
+    free(w); free(r); free(buf);
     gguf_close(g);
 }
 
