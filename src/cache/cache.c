@@ -7,6 +7,7 @@
 #include "core/lru.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -29,12 +30,17 @@ struct pf_cache {
     void *hot_mem;
     size_t hot_bytes;
 
-    /* cold segment: LRU, most recent at head */
+    /* cold segment: one LRU list per bucket of slots (most recently asked for at the head),
+       the victim the tail least likely to be asked for again (pf_cache_hazard) */
     int n_cold;
     uint8_t *cold;              /* n_cold entries of stride bytes */
     int32_t *entry_of;          /* (n_units * n_ff): cold entry holding slot, or -1 */
     int32_t *key;               /* entry -> layer * n_ff + slot, or -1 when free */
-    struct pf_lru_list lru;
+    struct pf_lru_list lru[PF_CACHE_BUCKETS], free_list; /* links shared: an entry is in one list */
+    uint32_t *stamp;            /* entry -> token it was last asked for */
+    uint32_t *rstamp;           /* entry -> read round it was last asked for in */
+    uint32_t tok, round_id;     /* tokens decoded; read rounds begun (both from 1) */
+    float haz[PF_CACHE_BUCKETS][PF_CACHE_AGES]; /* bucket x age in tokens: P(asked for at the next token) */
     size_t cold_bytes;
 
     /* staging area for the reads of one step, and (predictor mode) a second one for the
@@ -115,10 +121,13 @@ static uint64_t stage_bytes(const struct pinfer_model *m, const struct pf_cache_
     return round_up(s, PAGE);
 }
 
+/* Per cold entry: key, two links, two stamps. */
+#define ENTRY_META (5 * sizeof(int32_t))
+
 static uint64_t meta_bytes(const struct pinfer_model *m, uint64_t n_cold)
 {
     const uint64_t L = (uint64_t)m->n_units, F = (uint64_t)m->info.n_ff;
-    return L * F * sizeof(int32_t) + n_cold * 3 * sizeof(int32_t) + L * (sizeof(int) + sizeof(void *)) +
+    return L * F * sizeof(int32_t) + n_cold * ENTRY_META + L * (sizeof(int) + sizeof(void *)) +
            F * (sizeof(int) + 2 * sizeof(void *)) + sizeof(struct pf_cache);
 }
 
@@ -170,7 +179,7 @@ int pf_cache_plan(const struct pinfer_model *m, uint64_t ctx_bytes, const struct
     p->hot = n_hot ? hot_bytes(m, n_hot) : 0;
     avail -= p->hot;
     /* cold: entries plus their LRU links */
-    uint64_t n_cold = avail / (stride + 3 * sizeof(int32_t));
+    uint64_t n_cold = avail / (stride + ENTRY_META);
     if (n_cold > L * (F - n_hot)) n_cold = L * (F - n_hot);
     if (n_cold > INT32_MAX / 2) n_cold = INT32_MAX / 2;
     p->n_cold = (int)n_cold;
@@ -208,6 +217,7 @@ static void *map_anon(size_t n)
 }
 
 static int cache_wait(struct pf_cache *c);
+static void hazard_load(struct pf_cache *c, const struct pinfer_model *m);
 
 /* Hot slots of unit u whose frequency per token (slot frequency per routed token x the unit's
  * share) is at least tau: its prefix up to the first slot below (slots are in hotness order),
@@ -347,7 +357,10 @@ int pf_cache_new(struct pf_cache **out, const struct pinfer_model *m, const stru
     c->budget = p->budget;
     c->fixed_bytes = p->weights + p->ctx + p->stage + p->meta;
     c->meta_bytes = p->meta;
-    c->lru.head = c->lru.tail = -1;
+    for (int b = 0; b < PF_CACHE_BUCKETS; b++) c->lru[b].head = c->lru[b].tail = -1;
+    c->free_list.head = c->free_list.tail = -1;
+    c->tok = c->round_id = 1;
+    hazard_load(c, m);
     struct pf_io_params iop = pf_io_default_params();
     iop.backend = cfg->backend;
     if (cfg->io_depth > 0) iop.queue_depth = cfg->io_depth;
@@ -394,16 +407,22 @@ int pf_cache_new(struct pf_cache **out, const struct pinfer_model *m, const stru
         c->cold_bytes = (size_t)p->n_cold * c->stride;
         c->cold = map_anon(c->cold_bytes);
         c->key = malloc((size_t)p->n_cold * sizeof *c->key);
-        c->lru.prev = malloc((size_t)p->n_cold * sizeof *c->lru.prev);
-        c->lru.next = malloc((size_t)p->n_cold * sizeof *c->lru.next);
-        if (!c->cold || !c->key || !c->lru.prev || !c->lru.next) goto nomem;
+        c->free_list.prev = malloc((size_t)p->n_cold * sizeof *c->free_list.prev);
+        c->free_list.next = malloc((size_t)p->n_cold * sizeof *c->free_list.next);
+        c->stamp = calloc((size_t)p->n_cold, sizeof *c->stamp);
+        c->rstamp = calloc((size_t)p->n_cold, sizeof *c->rstamp);
+        if (!c->cold || !c->key || !c->free_list.prev || !c->free_list.next || !c->stamp || !c->rstamp) goto nomem;
+        for (int b = 0; b < PF_CACHE_BUCKETS; b++) { /* the lists share the links */
+            c->lru[b].prev = c->free_list.prev;
+            c->lru[b].next = c->free_list.next;
+        }
         for (int e = 0; e < c->n_cold; e++) {
             c->key[e] = -1;
-            c->lru.prev[e] = e - 1;
-            c->lru.next[e] = e + 1 < c->n_cold ? e + 1 : -1;
+            c->free_list.prev[e] = e - 1;
+            c->free_list.next[e] = e + 1 < c->n_cold ? e + 1 : -1;
         }
-        c->lru.head = 0;
-        c->lru.tail = c->n_cold - 1;
+        c->free_list.head = 0;
+        c->free_list.tail = c->n_cold - 1;
     }
     if ((rc = read_hot(c))) { pf_cache_free(c); return pf_fail_context(rc, "reading the hot neurons"); }
     if ((rc = warm_cold(c))) { pf_cache_free(c); return pf_fail_context(rc, "filling the neuron cache"); }
@@ -424,18 +443,92 @@ void pf_cache_free(struct pf_cache *c)
     if (c->stage) pf_io_free(c->stage, c->stage_alloc);
     free(c->pre_ptr); free(c->pre_list); free(c->miss); free(c->mptr); free(c->mdst);
     if (c->cold) munmap(c->cold, c->cold_bytes);
-    free(c->n_hot); free(c->hot); free(c->entry_of); free(c->key); free(c->lru.prev); free(c->lru.next);
+    free(c->n_hot); free(c->hot); free(c->entry_of); free(c->key); free(c->free_list.prev); free(c->free_list.next);
+    free(c->stamp); free(c->rstamp);
     free(c);
 }
 
-/* ==== cold LRU ==== */
+/* ==== cold segment ==== */
 
-static void lru_unlink(struct pf_cache *c, int e) { pf_lru_unlink(&c->lru, e); }
-static void lru_push_head(struct pf_cache *c, int e) { pf_lru_push_front(&c->lru, e); }
+void pf_cache_hazard(const double *win, int n_win, const float *hit, int n_b, float haz[PF_CACHE_BUCKETS][PF_CACHE_AGES])
+{
+    memset(haz, 0, sizeof(float) * PF_CACHE_BUCKETS * PF_CACHE_AGES);
+    for (int b = 0; b < n_b && b < PF_CACHE_BUCKETS; b++) {
+        const float *g = hit + (size_t)b * (size_t)n_win;
+        double S[PF_CACHE_AGES + 1]; /* survival 1 - G at ages 0..PF_CACHE_AGES */
+        for (int a = 0; a <= PF_CACHE_AGES; a++) {
+            double w0 = 0, s0 = 1; /* S(0) = 1 */
+            int k = 0;
+            for (; k < n_win && g[k] >= 0 && win[k] < a; k++) { w0 = win[k]; s0 = 1.0 - g[k]; }
+            double v = s0; /* flat past the last measured window */
+            if (a > 0 && k < n_win && g[k] >= 0) {
+                const double s1 = 1.0 - g[k], f = (a - w0) / (win[k] - w0);
+                v = s0 > 0 && s1 > 0 ? s0 * pow(s1 / s0, f) : s0 + (s1 - s0) * f;
+            }
+            S[a] = v < 0 ? 0 : v > 1 ? 1 : v;
+        }
+        for (int a = 0; a < PF_CACHE_AGES; a++) {
+            const double h = S[a] > 0 ? 1.0 - S[a + 1] / S[a] : 0.0;
+            haz[b][a] = (float)(h < 0 ? 0 : h);
+        }
+    }
+}
+
+/* The mean of the units' reuse_hit curves (pinfer.bundle.N[.E].reuse_hit over the windows
+ * pinfer.prepare.reuse_windows), as the eviction law; all zero (least recently used) when the
+ * file has none or any is malformed. */
+static void hazard_load(struct pf_cache *c, const struct pinfer_model *m)
+{
+    memset(c->haz, 0, sizeof c->haz);
+    const struct gguf_kv *kw = gguf_find(m->gguf, "pinfer.prepare.reuse_windows");
+    if (!kw || kw->type != GGUF_ARRAY || kw->arr_type != GGUF_U32 || kw->arr_n < 1 || kw->arr_n > 64) return;
+    const int K = (int)kw->arr_n, X = pf_model_experts(m);
+    double win[64];
+    for (int k = 0; k < K; k++) {
+        uint32_t v;
+        memcpy(&v, (const char *)kw->arr_data + 4 * (size_t)k, 4);
+        win[k] = v;
+        if (v < 1 || (k > 0 && win[k] <= win[k - 1])) return;
+    }
+    float mean[PF_CACHE_BUCKETS * 64] = { 0 };
+    int B = 0;
+    for (int u = 0; u < m->n_units; u++) {
+        char key[96];
+        pf_unit_key(key, sizeof key, "pinfer.bundle", u / X, m->info.n_expert ? u % X : -1, "reuse_hit");
+        const struct gguf_kv *kv = gguf_find(m->gguf, key);
+        const uint64_t n = kv && kv->type == GGUF_ARRAY && kv->arr_type == GGUF_F32 ? kv->arr_n : 0;
+        if (n == 0 || n % (uint64_t)K || n / (uint64_t)K > PF_CACHE_BUCKETS || (B && n != (uint64_t)B * (uint64_t)K)) return;
+        B = (int)(n / (uint64_t)K);
+        for (uint64_t i = 0; i < n; i++) {
+            float v;
+            memcpy(&v, (const char *)kv->arr_data + 4 * i, 4);
+            if (!(v == -1 || (v >= 0 && v <= 1))) return;
+            /* a window not measured in one unit is not measured in the mean */
+            if (v < 0 || mean[i] < 0) mean[i] = -1;
+            else mean[i] += v / (float)m->n_units;
+        }
+    }
+    if (B) pf_cache_hazard(win, K, mean, B, c->haz);
+}
+
+static int bucket_of(const struct pf_cache *c, int32_t key)
+{
+    return (int)((int64_t)(key % c->n_ff) * PF_CACHE_BUCKETS / c->n_ff);
+}
 
 int pf_cache_n_hot(const struct pf_cache *c, int l) { return c->n_hot[l]; }
 const uint8_t *pf_cache_hot_slot(const struct pf_cache *c, int l, int j) { return c->hot[l] + (size_t)j * slot(c, l); }
 void pf_cache_count_hot(struct pf_cache *c, int n) { c->hits_hot += (uint64_t)n; }
+void pf_cache_next_tokens(struct pf_cache *c, int n) { c->tok += (uint32_t)n; }
+
+/* Entry e was just asked for: the head of its bucket's list, stamped. */
+static void touch(struct pf_cache *c, int e)
+{
+    struct pf_lru_list *l = &c->lru[bucket_of(c, c->key[e])];
+    if (l->head != e) { pf_lru_unlink(l, e); pf_lru_push_front(l, e); }
+    c->stamp[e] = c->tok;
+    c->rstamp[e] = c->round_id;
+}
 
 const uint8_t *pf_cache_lookup(struct pf_cache *c, int l, int j)
 {
@@ -443,23 +536,52 @@ const uint8_t *pf_cache_lookup(struct pf_cache *c, int l, int j)
     int e = c->entry_of[(size_t)l * (size_t)c->n_ff + (size_t)j];
     if (e < 0) return NULL;
     c->hits_cold++;
-    if (c->lru.head != e) { lru_unlink(c, e); lru_push_head(c, e); }
+    touch(c, e);
     return c->cold + (size_t)e * c->stride;
 }
 
-/* The cold entry slot j of layer l goes into (the least recently used one, now the most
- * recent), or NULL when it is not cached cold (hot, already there, no cold segment). */
+/* The entry to reuse: a free one, else of the lists' tails (each list's least recently asked
+ * for) the one least likely to be asked for at the next token, the older on a tie (so with no
+ * eviction law: the least recently used); never one asked for in the current round. -1 if
+ * every entry was. */
+static int victim(struct pf_cache *c)
+{
+    if (c->free_list.head >= 0) return c->free_list.head;
+    int best = -1;
+    float bh = 0;
+    uint32_t ba = 0;
+    for (int b = 0; b < PF_CACHE_BUCKETS; b++) {
+        const int e = c->lru[b].tail;
+        if (e < 0 || c->rstamp[e] == c->round_id) continue;
+        const uint32_t age = c->tok - c->stamp[e];
+        const float h = c->haz[b][age < PF_CACHE_AGES ? age : PF_CACHE_AGES - 1];
+        if (best < 0 || h < bh || (h == bh && age > ba)) { best = e; bh = h; ba = age; }
+    }
+    return best;
+}
+
+/* The cold entry slot j of layer l goes into (victim(), now the most recently asked for), or
+ * NULL when it is not cached cold (hot, already there, no cold segment, no entry free of this
+ * round). */
 static uint8_t *claim(struct pf_cache *c, int l, int j)
 {
     if (c->n_cold == 0 || j < c->n_hot[l]) return NULL;
     const int32_t k = (int32_t)((size_t)l * (size_t)c->n_ff + (size_t)j);
     if (c->entry_of[k] >= 0) return NULL;
-    int e = c->lru.tail;
-    if (c->key[e] >= 0) { c->entry_of[c->key[e]] = -1; c->evictions++; }
+    const int e = victim(c);
+    if (e < 0) return NULL;
+    if (c->key[e] >= 0) {
+        pf_lru_unlink(&c->lru[bucket_of(c, c->key[e])], e);
+        c->entry_of[c->key[e]] = -1;
+        c->evictions++;
+    } else {
+        pf_lru_unlink(&c->free_list, e);
+    }
     c->key[e] = k;
     c->entry_of[k] = e;
-    lru_unlink(c, e);
-    lru_push_head(c, e);
+    pf_lru_push_front(&c->lru[bucket_of(c, k)], e);
+    c->stamp[e] = c->tok;
+    c->rstamp[e] = c->round_id;
     return c->cold + (size_t)e * c->stride;
 }
 
@@ -554,6 +676,7 @@ int pf_cache_read_bytes(struct pf_cache *c, uint64_t off, size_t len, const uint
 int pf_cache_round_begin(struct pf_cache *c, int l, const int *cand, int i0, int n, int cs, const uint8_t **slotp)
 {
     const bool pre = c->pre_layer == l;
+    c->round_id++; /* claims in this round spare the entries it looks up */
     int n_miss = 0, i1 = i0, done = 0; /* misses found; of them, reads queued (fetch_runs) */
     size_t pos = 0;                    /* staging bytes those take */
     c->r_hits_cold = c->hits_cold;
@@ -622,8 +745,8 @@ int pf_cache_round_wait(struct pf_cache *c, uint8_t **dst)
     const uint8_t **slotp = c->r_slotp;
     for (int i = 0; i < c->r_got; i++) slotp[c->miss[i]] = c->mptr[i];
     if (dst) {
-        /* each claim takes the LRU tail; the round's cold hits went to the head when looked up,
-           so r_got claims reach none of them while hits + r_got <= n_cold */
+        /* claims spare the entries this round asked for (its cold hits and earlier claims), so
+           r_got claims all succeed while hits + r_got <= n_cold */
         const uint64_t hits = c->hits_cold - c->r_hits_cold;
         c->r_claimed = c->r_got > 0 && c->n_cold > 0 && hits + (uint64_t)c->r_got <= (uint64_t)c->n_cold;
         for (int i = c->r_i0; i < c->r_i1; i++) dst[c->r_cand[i]] = NULL; /* read ahead, or resident */
@@ -658,8 +781,8 @@ void pf_cache_round_end(struct pf_cache *c, struct pf_pool *pool)
     if (c->r_claimed) {
         /* entries claimed by round_wait, copied by the caller */
     } else if (c->r_got <= c->n_cold) {
-        /* the entries first (each claim takes the LRU tail, so r_got <= n_cold claims are
-           distinct entries), then the copies on the pool's threads */
+        /* the entries first (a claim spares the round's entries, so the claims are distinct
+           entries; one may find none left), then the copies on the pool's threads */
         int n = 0;
         for (int i = 0; i < c->r_got; i++) {
             uint8_t *d = claim(c, l, c->miss[i]);

@@ -7,8 +7,11 @@
  *          its staging area for reads;
  *   hot    per layer the slots [0, n_hot[l]) (slots are in hotness order), pinned: read once at
  *          creation, contiguous as in the file;
- *   cold   entries of one slot each, LRU over all layers, filled from the staging area after a
- *          step that read them.
+ *   cold   entries of one slot each over all layers, filled from the staging area after a
+ *          step that read them; when full, the entry evicted is the one least likely to be
+ *          asked for at the next token, by its bucket of slots and how many tokens ago it was
+ *          last asked for (pf_cache_hazard: prepare's measured reuse; without it, the least
+ *          recently used).
  *
  * Reads are direct (src/io/): a run of adjacent missing slots becomes one read of the 4 KiB
  * pages that cover it, into the staging area; runs whose pages touch are coalesced.
@@ -28,6 +31,20 @@
 #include <stdint.h>
 
 struct pf_cache;
+
+#define PF_CACHE_BUCKETS 32  /* buckets of slots, as prepare measures reuse (prepare/reuse.h) */
+#define PF_CACHE_AGES 129    /* ages 0..128 tokens; older entries count as 128 */
+
+/* The eviction law from prepare's reuse measurements: hit[b * n_win + k] is the fraction of
+ * bucket b's requests whose previous request is at most win[k] tokens earlier (-1: not
+ * measured), i.e. the distribution G_b of the gap between requests for a slot. Then an entry of
+ * bucket b last asked for a tokens ago is asked for at the next token with probability
+ *     haz[b][a] = 1 - S_b(a + 1) / S_b(a),   S_b = 1 - G_b        (0 when S_b(a) = 0),
+ * with S_b(0) = 1, log S_b linear between the measured windows (exact for a slot asked for
+ * independently at each token, whose hazard is the same at every age; linear where S_b reaches
+ * 0), and flat after the last measured one (older entries: 0, evicted first).
+ * n_b buckets (<= PF_CACHE_BUCKETS; the others get 0). */
+void pf_cache_hazard(const double *win, int n_win, const float *hit, int n_b, float haz[PF_CACHE_BUCKETS][PF_CACHE_AGES]);
 
 /* What the context asks of the cache. */
 struct pf_cache_config {
@@ -74,8 +91,8 @@ void pf_cache_free(struct pf_cache *c);
 
 /* ==== Look-up ==== */
 
-/* Where slot j of unit l is resident (hot or cold; a cold hit moves the entry to the head of
- * the LRU and counts), or NULL. */
+/* Where slot j of unit l is resident (hot or cold; a cold hit makes the entry the most
+ * recently asked for and counts), or NULL. */
 const uint8_t *pf_cache_lookup(struct pf_cache *c, int l, int j);
 /* Unit l's hot slots: [0, n) are always resident, slot j < n at pf_cache_hot_slot (neither
  * touches the cache's state, so other threads may call them during a look-up; their callers
@@ -85,9 +102,13 @@ const uint8_t *pf_cache_hot_slot(const struct pf_cache *c, int l, int j);
 void pf_cache_count_hot(struct pf_cache *c, int n);
 /* Whether slot j of unit l is resident (no LRU update, no counting). */
 bool pf_cache_resident(const struct pf_cache *c, int l, int j);
-/* Copies a slot just read (src) into a cold entry, evicting the least recently used entry
- * when full. No-op without cold entries or if the slot is already resident. */
+/* Copies a slot just read (src) into a cold entry, evicting one when full (never one the
+ * current read round asked for). No-op without cold entries, if the slot is already resident,
+ * or if every entry was asked for in this round. */
 void pf_cache_insert(struct pf_cache *c, int l, int j, const uint8_t *src);
+
+/* The next n tokens begin (the clock the eviction law counts ages in). */
+void pf_cache_next_tokens(struct pf_cache *c, int n);
 
 /* ==== Read rounds of a single-token step ====
  * A step's candidate slots cand[0..n) (ascending) of unit l go through rounds:

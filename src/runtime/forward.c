@@ -164,6 +164,7 @@ static int forward(struct pinfer_ctx *c, const int32_t *tokens, int n, bool all_
     const struct pinfer_model_info *h = &m->info;
     const int E = h->n_embd, D = m->head_dim, Q = D * h->n_head, KV = D * h->n_head_kv;
 
+    if (c->cache) pf_cache_next_tokens(c->cache, n); /* the neuron cache counts ages in tokens */
     for (int t = 0; t < n; t++) {
         const uint8_t *row;
         if (m->tok_embd.data) {
