@@ -30,17 +30,24 @@ struct pf_cache {
     void *hot_mem;
     size_t hot_bytes;
 
-    /* cold segment: one LRU list per bucket of slots (most recently asked for at the head),
-       the victim the tail least likely to be asked for again (pf_cache_hazard) */
+    /* cold segment: one recency list per (unit, bucket of slots), most recently asked for at
+       the head; the victim is the tail least likely to be asked for at the next token
+       (pf_cache_hazard), found with a tournament tree over the lists' tails */
     int n_cold;
     uint8_t *cold;              /* n_cold entries of stride bytes */
     int32_t *entry_of;          /* (n_units * n_ff): cold entry holding slot, or -1 */
     int32_t *key;               /* entry -> layer * n_ff + slot, or -1 when free */
-    struct pf_lru_list lru[PF_CACHE_BUCKETS], free_list; /* links shared: an entry is in one list */
+    int n_lists;                /* n_units * PF_CACHE_BUCKETS */
+    struct pf_lru_list *lists, free_list; /* links shared: an entry is in one list */
     uint32_t *stamp;            /* entry -> token it was last asked for */
     uint32_t *rstamp;           /* entry -> read round it was last asked for in */
     uint32_t tok, round_id;     /* tokens decoded; read rounds begun (both from 1) */
-    float haz[PF_CACHE_BUCKETS][PF_CACHE_AGES]; /* bucket x age in tokens: P(asked for at the next token) */
+    float (*haz)[PF_CACHE_BUCKETS][PF_CACHE_AGES]; /* per unit: bucket x age in tokens -> P(asked
+                                                      for at the next token); NULL: all 0 */
+    int32_t *tree;              /* (2 * tree_n) node -> the list of its subtree whose tail goes
+                                   first (-1: none eligible); leaves at tree_n + list */
+    int tree_n;                 /* leaves: n_lists rounded up to a power of two */
+    uint32_t tree_tok;          /* the token the tree was built for (0: not yet) */
     size_t cold_bytes;
 
     /* staging area for the reads of one step, and (predictor mode) a second one for the
@@ -127,8 +134,12 @@ static uint64_t stage_bytes(const struct pinfer_model *m, const struct pf_cache_
 static uint64_t meta_bytes(const struct pinfer_model *m, uint64_t n_cold)
 {
     const uint64_t L = (uint64_t)m->n_units, F = (uint64_t)m->info.n_ff;
+    uint64_t leaves = 1;
+    while (leaves < L * PF_CACHE_BUCKETS) leaves *= 2;
+    const uint64_t lists = L * PF_CACHE_BUCKETS * (sizeof(struct pf_lru_list) + PF_CACHE_AGES * sizeof(float)) +
+                           2 * leaves * sizeof(int32_t); /* recency lists, eviction laws, tree */
     return L * F * sizeof(int32_t) + n_cold * ENTRY_META + L * (sizeof(int) + sizeof(void *)) +
-           F * (sizeof(int) + 2 * sizeof(void *)) + sizeof(struct pf_cache);
+           F * (sizeof(int) + 2 * sizeof(void *)) + lists + sizeof(struct pf_cache);
 }
 
 int pf_cache_plan(const struct pinfer_model *m, uint64_t ctx_bytes, const struct pf_cache_config *cfg, struct pf_cache_plan *p)
@@ -357,10 +368,8 @@ int pf_cache_new(struct pf_cache **out, const struct pinfer_model *m, const stru
     c->budget = p->budget;
     c->fixed_bytes = p->weights + p->ctx + p->stage + p->meta;
     c->meta_bytes = p->meta;
-    for (int b = 0; b < PF_CACHE_BUCKETS; b++) c->lru[b].head = c->lru[b].tail = -1;
     c->free_list.head = c->free_list.tail = -1;
     c->tok = c->round_id = 1;
-    hazard_load(c, m);
     struct pf_io_params iop = pf_io_default_params();
     iop.backend = cfg->backend;
     if (cfg->io_depth > 0) iop.queue_depth = cfg->io_depth;
@@ -411,11 +420,19 @@ int pf_cache_new(struct pf_cache **out, const struct pinfer_model *m, const stru
         c->free_list.next = malloc((size_t)p->n_cold * sizeof *c->free_list.next);
         c->stamp = calloc((size_t)p->n_cold, sizeof *c->stamp);
         c->rstamp = calloc((size_t)p->n_cold, sizeof *c->rstamp);
-        if (!c->cold || !c->key || !c->free_list.prev || !c->free_list.next || !c->stamp || !c->rstamp) goto nomem;
-        for (int b = 0; b < PF_CACHE_BUCKETS; b++) { /* the lists share the links */
-            c->lru[b].prev = c->free_list.prev;
-            c->lru[b].next = c->free_list.next;
+        c->n_lists = L * PF_CACHE_BUCKETS;
+        c->lists = malloc((size_t)c->n_lists * sizeof *c->lists);
+        for (c->tree_n = 1; c->tree_n < c->n_lists; c->tree_n *= 2) {}
+        c->tree = malloc(2 * (size_t)c->tree_n * sizeof *c->tree);
+        if (!c->cold || !c->key || !c->free_list.prev || !c->free_list.next || !c->stamp || !c->rstamp || !c->lists ||
+            !c->tree)
+            goto nomem;
+        for (int i = 0; i < c->n_lists; i++) { /* the lists share the links */
+            c->lists[i].prev = c->free_list.prev;
+            c->lists[i].next = c->free_list.next;
+            c->lists[i].head = c->lists[i].tail = -1;
         }
+        hazard_load(c, m); /* NULL on failure too: least recently used */
         for (int e = 0; e < c->n_cold; e++) {
             c->key[e] = -1;
             c->free_list.prev[e] = e - 1;
@@ -444,7 +461,7 @@ void pf_cache_free(struct pf_cache *c)
     free(c->pre_ptr); free(c->pre_list); free(c->miss); free(c->mptr); free(c->mdst);
     if (c->cold) munmap(c->cold, c->cold_bytes);
     free(c->n_hot); free(c->hot); free(c->entry_of); free(c->key); free(c->free_list.prev); free(c->free_list.next);
-    free(c->stamp); free(c->rstamp);
+    free(c->stamp); free(c->rstamp); free(c->lists); free(c->tree); free(c->haz);
     free(c);
 }
 
@@ -474,12 +491,12 @@ void pf_cache_hazard(const double *win, int n_win, const float *hit, int n_b, fl
     }
 }
 
-/* The mean of the units' reuse_hit curves (pinfer.bundle.N[.E].reuse_hit over the windows
- * pinfer.prepare.reuse_windows), as the eviction law; all zero (least recently used) when the
- * file has none or any is malformed. */
+/* Each unit's eviction law from its reuse_hit curve (pinfer.bundle.N[.E].reuse_hit over the
+ * windows pinfer.prepare.reuse_windows): layers differ (the realistic law spreads sparsity over
+ * them), and per unit it evicted better than the mean over units (bench/RESULTS.md). c->haz
+ * stays NULL (least recently used) when the file has none, any is malformed, or memory is short. */
 static void hazard_load(struct pf_cache *c, const struct pinfer_model *m)
 {
-    memset(c->haz, 0, sizeof c->haz);
     const struct gguf_kv *kw = gguf_find(m->gguf, "pinfer.prepare.reuse_windows");
     if (!kw || kw->type != GGUF_ARRAY || kw->arr_type != GGUF_U32 || kw->arr_n < 1 || kw->arr_n > 64) return;
     const int K = (int)kw->arr_n, X = pf_model_experts(m);
@@ -490,30 +507,80 @@ static void hazard_load(struct pf_cache *c, const struct pinfer_model *m)
         win[k] = v;
         if (v < 1 || (k > 0 && win[k] <= win[k - 1])) return;
     }
-    float mean[PF_CACHE_BUCKETS * 64] = { 0 };
-    int B = 0;
+    float (*haz)[PF_CACHE_BUCKETS][PF_CACHE_AGES] = malloc((size_t)m->n_units * sizeof *haz);
+    if (!haz) return;
+    float hit[PF_CACHE_BUCKETS * 64];
     for (int u = 0; u < m->n_units; u++) {
         char key[96];
         pf_unit_key(key, sizeof key, "pinfer.bundle", u / X, m->info.n_expert ? u % X : -1, "reuse_hit");
         const struct gguf_kv *kv = gguf_find(m->gguf, key);
         const uint64_t n = kv && kv->type == GGUF_ARRAY && kv->arr_type == GGUF_F32 ? kv->arr_n : 0;
-        if (n == 0 || n % (uint64_t)K || n / (uint64_t)K > PF_CACHE_BUCKETS || (B && n != (uint64_t)B * (uint64_t)K)) return;
-        B = (int)(n / (uint64_t)K);
-        for (uint64_t i = 0; i < n; i++) {
-            float v;
-            memcpy(&v, (const char *)kv->arr_data + 4 * i, 4);
-            if (!(v == -1 || (v >= 0 && v <= 1))) return;
-            /* a window not measured in one unit is not measured in the mean */
-            if (v < 0 || mean[i] < 0) mean[i] = -1;
-            else mean[i] += v / (float)m->n_units;
-        }
+        if (n == 0 || n % (uint64_t)K || n / (uint64_t)K > PF_CACHE_BUCKETS) { free(haz); return; }
+        memcpy(hit, kv->arr_data, n * sizeof *hit);
+        for (uint64_t i = 0; i < n; i++)
+            if (!(hit[i] == -1 || (hit[i] >= 0 && hit[i] <= 1))) { free(haz); return; }
+        pf_cache_hazard(win, K, hit, (int)(n / (uint64_t)K), haz[u]);
     }
-    if (B) pf_cache_hazard(win, K, mean, B, c->haz);
+    c->haz = haz;
 }
 
-static int bucket_of(const struct pf_cache *c, int32_t key)
+/* The list of a cold entry's key: (unit, bucket of its slot). */
+static int list_of(const struct pf_cache *c, int32_t key)
 {
-    return (int)((int64_t)(key % c->n_ff) * PF_CACHE_BUCKETS / c->n_ff);
+    return (int)(key / c->n_ff) * PF_CACHE_BUCKETS + (int)((int64_t)(key % c->n_ff) * PF_CACHE_BUCKETS / c->n_ff);
+}
+
+/* ==== the tournament over the lists' tails ==== */
+
+/* Whether list a's tail should go before list b's (either may be -1: none, or an empty list):
+ * the one least likely to be asked for at the next token, the older on a tie; with protect,
+ * never an entry the current round asked for. */
+static bool goes_first(const struct pf_cache *c, int a, int b, bool protect)
+{
+    const int ea = a >= 0 ? c->lists[a].tail : -1, eb = b >= 0 ? c->lists[b].tail : -1;
+    const bool oka = ea >= 0 && !(protect && c->rstamp[ea] == c->round_id);
+    const bool okb = eb >= 0 && !(protect && c->rstamp[eb] == c->round_id);
+    if (!oka || !okb) return oka;
+    const uint32_t aa = c->tok - c->stamp[ea], ab = c->tok - c->stamp[eb];
+    if (c->haz) {
+        const float ha = c->haz[a / PF_CACHE_BUCKETS][a % PF_CACHE_BUCKETS][aa < PF_CACHE_AGES ? aa : PF_CACHE_AGES - 1];
+        const float hb = c->haz[b / PF_CACHE_BUCKETS][b % PF_CACHE_BUCKETS][ab < PF_CACHE_AGES ? ab : PF_CACHE_AGES - 1];
+        if (ha != hb) return ha < hb;
+    }
+    return aa > ab;
+}
+
+/* The tree ranks the tails without the round's protection, so it changes only with the token
+ * (ages) and with the lists themselves; victim() checks the protection of the one it picks. */
+static int winner(const struct pf_cache *c, int a, int b) { return goes_first(c, a, b, false) ? a : b; }
+
+/* Builds the tree for the current token. */
+static void tree_build(struct pf_cache *c)
+{
+    for (int i = 0; i < c->tree_n; i++) c->tree[c->tree_n + i] = i < c->n_lists ? i : -1;
+    for (int v = c->tree_n - 1; v >= 1; v--) c->tree[v] = winner(c, c->tree[2 * v], c->tree[2 * v + 1]);
+    c->tree_tok = c->tok;
+}
+
+/* List i's tail changed: its path to the root, if the tree is current. */
+static void tree_update(struct pf_cache *c, int i)
+{
+    if (c->tree_tok != c->tok) return; /* rebuilt when next needed */
+    for (int v = (c->tree_n + i) / 2; v >= 1; v /= 2) c->tree[v] = winner(c, c->tree[2 * v], c->tree[2 * v + 1]);
+}
+
+/* Entry e moves to the head of list i (removed from it first when in), keeping the tree. */
+static void list_front(struct pf_cache *c, int i, int e, bool in)
+{
+    struct pf_lru_list *l = &c->lists[i];
+    if (in && l->head == e) {
+        if (l->tail == e) tree_update(c, i); /* alone in it: its age changed */
+        return;
+    }
+    const int tail = l->tail;
+    if (in) pf_lru_unlink(l, e);
+    pf_lru_push_front(l, e);
+    if (l->tail != tail || tail == e) tree_update(c, i);
 }
 
 int pf_cache_n_hot(const struct pf_cache *c, int l) { return c->n_hot[l]; }
@@ -521,13 +588,12 @@ const uint8_t *pf_cache_hot_slot(const struct pf_cache *c, int l, int j) { retur
 void pf_cache_count_hot(struct pf_cache *c, int n) { c->hits_hot += (uint64_t)n; }
 void pf_cache_next_tokens(struct pf_cache *c, int n) { c->tok += (uint32_t)n; }
 
-/* Entry e was just asked for: the head of its bucket's list, stamped. */
+/* Entry e was just asked for: stamped, the head of its list. */
 static void touch(struct pf_cache *c, int e)
 {
-    struct pf_lru_list *l = &c->lru[bucket_of(c, c->key[e])];
-    if (l->head != e) { pf_lru_unlink(l, e); pf_lru_push_front(l, e); }
     c->stamp[e] = c->tok;
     c->rstamp[e] = c->round_id;
+    list_front(c, list_of(c, c->key[e]), e, true);
 }
 
 const uint8_t *pf_cache_lookup(struct pf_cache *c, int l, int j)
@@ -540,24 +606,20 @@ const uint8_t *pf_cache_lookup(struct pf_cache *c, int l, int j)
     return c->cold + (size_t)e * c->stride;
 }
 
-/* The entry to reuse: a free one, else of the lists' tails (each list's least recently asked
- * for) the one least likely to be asked for at the next token, the older on a tie (so with no
- * eviction law: the least recently used); never one asked for in the current round. -1 if
- * every entry was. */
+/* The entry to reuse: a free one, else the tail the tournament puts first (goes_first); if the
+ * current round asked for that one (a list the round asked for whole, rarely the likeliest to
+ * go), the first of all tails the round did not ask for; -1 if there is none. */
 static int victim(struct pf_cache *c)
 {
     if (c->free_list.head >= 0) return c->free_list.head;
-    int best = -1;
-    float bh = 0;
-    uint32_t ba = 0;
-    for (int b = 0; b < PF_CACHE_BUCKETS; b++) {
-        const int e = c->lru[b].tail;
-        if (e < 0 || c->rstamp[e] == c->round_id) continue;
-        const uint32_t age = c->tok - c->stamp[e];
-        const float h = c->haz[b][age < PF_CACHE_AGES ? age : PF_CACHE_AGES - 1];
-        if (best < 0 || h < bh || (h == bh && age > ba)) { best = e; bh = h; ba = age; }
+    if (c->tree_tok != c->tok) tree_build(c);
+    int i = c->tree[1];
+    if (i >= 0 && (c->lists[i].tail < 0 || c->rstamp[c->lists[i].tail] == c->round_id)) {
+        i = -1;
+        for (int j = 0; j < c->n_lists; j++)
+            if (goes_first(c, j, i, true)) i = j;
     }
-    return best;
+    return i >= 0 ? c->lists[i].tail : -1;
 }
 
 /* The cold entry slot j of layer l goes into (victim(), now the most recently asked for), or
@@ -571,7 +633,9 @@ static uint8_t *claim(struct pf_cache *c, int l, int j)
     const int e = victim(c);
     if (e < 0) return NULL;
     if (c->key[e] >= 0) {
-        pf_lru_unlink(&c->lru[bucket_of(c, c->key[e])], e);
+        const int i = list_of(c, c->key[e]);
+        pf_lru_unlink(&c->lists[i], e); /* its tail */
+        tree_update(c, i);
         c->entry_of[c->key[e]] = -1;
         c->evictions++;
     } else {
@@ -579,9 +643,9 @@ static uint8_t *claim(struct pf_cache *c, int l, int j)
     }
     c->key[e] = k;
     c->entry_of[k] = e;
-    pf_lru_push_front(&c->lru[bucket_of(c, k)], e);
     c->stamp[e] = c->tok;
     c->rstamp[e] = c->round_id;
+    list_front(c, list_of(c, k), e, false);
     return c->cold + (size_t)e * c->stride;
 }
 

@@ -9,9 +9,9 @@
  *          creation, contiguous as in the file;
  *   cold   entries of one slot each over all layers, filled from the staging area after a
  *          step that read them; when full, the entry evicted is the one least likely to be
- *          asked for at the next token, by its bucket of slots and how many tokens ago it was
- *          last asked for (pf_cache_hazard: prepare's measured reuse; without it, the least
- *          recently used).
+ *          asked for at the next token, by its unit, its bucket of slots and how many tokens
+ *          ago it was last asked for (pf_cache_hazard: prepare's measured reuse; without it,
+ *          the least recently used).
  *
  * Reads are direct (src/io/): a run of adjacent missing slots becomes one read of the 4 KiB
  * pages that cover it, into the staging area; runs whose pages touch are coalesced.
