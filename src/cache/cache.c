@@ -520,6 +520,19 @@ static void hazard_load(struct pf_cache *c, const struct pinfer_model *m)
         for (uint64_t i = 0; i < n; i++)
             if (!(hit[i] == -1 || (hit[i] >= 0 && hit[i] <= 1))) { free(haz); return; }
         pf_cache_hazard(win, K, hit, (int)(n / (uint64_t)K), haz[u]);
+        /* a mixture's expert: prepare counts the gaps in the expert's own steps, a share s of the
+           tokens; a entry a tokens old is ~a s steps old, and is asked for at the next token only
+           if the expert runs then: s times its per-step hazard */
+        const float sh = m->bundles[u].share;
+        if (sh > 0 && sh < 1)
+            for (int b = 0; b < PF_CACHE_BUCKETS; b++) {
+                float step[PF_CACHE_AGES];
+                memcpy(step, haz[u][b], sizeof step);
+                for (int a = 0; a < PF_CACHE_AGES; a++) {
+                    const int k = (int)((float)a * sh + 0.5f);
+                    haz[u][b][a] = sh * step[k < PF_CACHE_AGES ? k : PF_CACHE_AGES - 1];
+                }
+            }
     }
     c->haz = haz;
 }
@@ -550,9 +563,12 @@ static bool goes_first(const struct pf_cache *c, int a, int b, bool protect)
     return aa > ab;
 }
 
-/* The tree ranks the tails without the round's protection, so it changes only with the token
- * (ages) and with the lists themselves; victim() checks the protection of the one it picks. */
-static int winner(const struct pf_cache *c, int a, int b) { return goes_first(c, a, b, false) ? a : b; }
+/* The tree ranks the tails with the round's protection as it was when each leaf was last
+ * compared: a tail's protection changes only when it is asked for, which moves it (or, alone in
+ * its list, updates the list's path), so within a round the tree never offers a protected
+ * tail; a later round lifts the protections, and a list excluded by an earlier one comes back
+ * when its tail next changes or the tree is rebuilt at the next token. */
+static int winner(const struct pf_cache *c, int a, int b) { return goes_first(c, a, b, true) ? a : b; }
 
 /* Builds the tree for the current token. */
 static void tree_build(struct pf_cache *c)
@@ -607,8 +623,8 @@ const uint8_t *pf_cache_lookup(struct pf_cache *c, int l, int j)
 }
 
 /* The entry to reuse: a free one, else the tail the tournament puts first (goes_first); if the
- * current round asked for that one (a list the round asked for whole, rarely the likeliest to
- * go), the first of all tails the round did not ask for; -1 if there is none. */
+ * tree offers none the round did not ask for (every tail it still ranks was), the first of all
+ * tails the round did not ask for; -1 if there is none. */
 static int victim(struct pf_cache *c)
 {
     if (c->free_list.head >= 0) return c->free_list.head;
