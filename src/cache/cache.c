@@ -521,7 +521,7 @@ static void hazard_load(struct pf_cache *c, const struct pinfer_model *m)
             if (!(hit[i] == -1 || (hit[i] >= 0 && hit[i] <= 1))) { free(haz); return; }
         pf_cache_hazard(win, K, hit, (int)(n / (uint64_t)K), haz[u]);
         /* a mixture's expert: prepare counts the gaps in the expert's own steps, a share s of the
-           tokens; a entry a tokens old is ~a s steps old, and is asked for at the next token only
+           tokens; an entry a tokens old is ~a s steps old, and is asked for at the next token only
            if the expert runs then: s times its per-step hazard */
         const float sh = m->bundles[u].share;
         if (sh > 0 && sh < 1)
