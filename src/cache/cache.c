@@ -497,28 +497,17 @@ void pf_cache_hazard(const double *win, int n_win, const float *hit, int n_b, fl
  * stays NULL (least recently used) when the file has none, any is malformed, or memory is short. */
 static void hazard_load(struct pf_cache *c, const struct pinfer_model *m)
 {
-    const struct gguf_kv *kw = gguf_find(m->gguf, "pinfer.prepare.reuse_windows");
-    if (!kw || kw->type != GGUF_ARRAY || kw->arr_type != GGUF_U32 || kw->arr_n < 1 || kw->arr_n > 64) return;
-    const int K = (int)kw->arr_n, X = pf_model_experts(m);
     double win[64];
-    for (int k = 0; k < K; k++) {
-        uint32_t v;
-        memcpy(&v, (const char *)kw->arr_data + 4 * (size_t)k, 4);
-        win[k] = v;
-        if (v < 1 || (k > 0 && win[k] <= win[k - 1])) return;
-    }
+    const int K = pf_model_reuse_windows(m->gguf, win, 64);
+    if (!K) return;
     float (*haz)[PF_CACHE_BUCKETS][PF_CACHE_AGES] = malloc((size_t)m->n_units * sizeof *haz);
     if (!haz) return;
     float hit[PF_CACHE_BUCKETS * 64];
     for (int u = 0; u < m->n_units; u++) {
-        char key[96];
-        pf_unit_key(key, sizeof key, "pinfer.bundle", u / X, m->info.n_expert ? u % X : -1, "reuse_hit");
-        const struct gguf_kv *kv = gguf_find(m->gguf, key);
-        const uint64_t n = kv && kv->type == GGUF_ARRAY && kv->arr_type == GGUF_F32 ? kv->arr_n : 0;
-        if (n == 0 || n % (uint64_t)K || n / (uint64_t)K > PF_CACHE_BUCKETS) { free(haz); return; }
-        memcpy(hit, kv->arr_data, n * sizeof *hit);
-        for (uint64_t i = 0; i < n; i++)
-            if (!(hit[i] == -1 || (hit[i] >= 0 && hit[i] <= 1))) { free(haz); return; }
+        uint64_t n;
+        const void *curve = pf_model_reuse_curve(m->gguf, m, u, "reuse_hit", K, 1.0f, &n);
+        if (!curve || n / (uint64_t)K > PF_CACHE_BUCKETS) { free(haz); return; }
+        memcpy(hit, curve, n * sizeof *hit);
         pf_cache_hazard(win, K, hit, (int)(n / (uint64_t)K), haz[u]);
         /* a mixture's expert: prepare counts the gaps in the expert's own steps, a share s of the
            tokens; an entry a tokens old is ~a s steps old, and is asked for at the next token only

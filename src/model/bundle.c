@@ -10,6 +10,7 @@
 #include "tensor/types.h"
 
 #include <stdio.h>
+#include <string.h>
 
 static const char *const part_name[3] = { "gate", "up", "down" };
 
@@ -68,4 +69,35 @@ void pf_unit_name(char *buf, size_t n, int l, int e)
 {
     if (e < 0) snprintf(buf, n, "layer %d", l);
     else snprintf(buf, n, "layer %d expert %d", l, e);
+}
+
+int pf_model_reuse_windows(const struct gguf_file *g, double *win, int max)
+{
+    const struct gguf_kv *kw = gguf_find(g, "pinfer.prepare.reuse_windows");
+    if (!kw || kw->type != GGUF_ARRAY || kw->arr_type != GGUF_U32 || kw->arr_n < 1 || kw->arr_n > (uint64_t)max) return 0;
+    const int K = (int)kw->arr_n;
+    for (int k = 0; k < K; k++) {
+        uint32_t v;
+        memcpy(&v, (const char *)kw->arr_data + 4 * (size_t)k, 4);
+        win[k] = v;
+        if (v < 1 || (k > 0 && win[k] <= win[k - 1])) return 0;
+    }
+    return K;
+}
+
+const void *pf_model_reuse_curve(const struct gguf_file *g, const struct pinfer_model *m, int u, const char *what, int K, float hi,
+                           uint64_t *n)
+{
+    char key[96];
+    const int X = pf_model_experts(m);
+    pf_unit_key(key, sizeof key, "pinfer.bundle", u / X, m->info.n_expert ? u % X : -1, what);
+    const struct gguf_kv *kv = gguf_find(g, key);
+    *n = kv && kv->type == GGUF_ARRAY && kv->arr_type == GGUF_F32 ? kv->arr_n : 0;
+    if (*n == 0 || K < 1 || *n % (uint64_t)K) return NULL;
+    for (uint64_t i = 0; i < *n; i++) {
+        float v;
+        memcpy(&v, (const char *)kv->arr_data + 4 * i, 4);
+        if (!(v == -1 || (v >= 0 && v <= hi))) return NULL;
+    }
+    return kv->arr_data;
 }

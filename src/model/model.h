@@ -57,6 +57,16 @@ void pf_unit_key(char *buf, size_t n, const char *prefix, int l, int e, const ch
 /* "layer L" or "layer L expert E", for messages. */
 void pf_unit_name(char *buf, size_t n, int l, int e);
 
+/* The reuse prepare measured (docs/sparse-format.md, "Reuse"), read from a prepared model's
+ * file g (as parsed; m for its units): the windows pinfer.prepare.reuse_windows into win (at
+ * most max; each >= 1, ascending), returning their count, or 0 when absent or malformed; and
+ * unit u's curve pinfer.bundle.N[.E].<what> (reuse_occ, reuse_hit), K windows per bucket,
+ * each value -1 (not measured) or in [0, hi]: its f32 data (unaligned: copy it) and *n, or
+ * NULL when absent or malformed. */
+int pf_model_reuse_windows(const struct gguf_file *g, double *win, int max);
+const void *pf_model_reuse_curve(const struct gguf_file *g, const struct pinfer_model *m, int u, const char *what, int K, float hi,
+                           uint64_t *n);
+
 /* One expert's FFN in a mixture of experts: its three matrices, each a slice of the layer's
  * merged 3-D tensor (ffn_*_exps, expert e at e * n_out rows) or a 2-D tensor of its own (the
  * older split layout, blk.N.ffn_gate.E.weight). */

@@ -129,31 +129,21 @@ static void reuse_load(const char *path, const struct pinfer_model *m, struct pf
     const float **r = NULL;
     float *buf = NULL;
     int B = 0;
-    const struct gguf_kv *kw = gguf_find(g, "pinfer.prepare.reuse_windows");
-    if (!kw || kw->type != GGUF_ARRAY || kw->arr_type != GGUF_U32 || kw->arr_n < 1 || kw->arr_n > 64) goto fail;
-    const int K = (int)kw->arr_n;
-    if (!(w = malloc((size_t)K * sizeof *w)) || !(r = calloc(2 * (size_t)U, sizeof *r))) goto fail;
-    for (int k = 0; k < K; k++) {
-        uint32_t v;
-        memcpy(&v, (const char *)kw->arr_data + 4 * (size_t)k, 4);
-        w[k] = v;
-        if (v < 1 || (k > 0 && w[k] <= w[k - 1])) goto fail;
-    }
+    double wbuf[64];
+    const int K = pf_model_reuse_windows(g, wbuf, 64);
+    if (!K || !(w = malloc((size_t)K * sizeof *w)) || !(r = calloc(2 * (size_t)U, sizeof *r))) goto fail;
+    memcpy(w, wbuf, (size_t)K * sizeof *w);
     for (int u = 0; u < U; u++)
         for (int which = 0; which < 2; which++) {
-            char key[96];
-            pf_unit_key(key, sizeof key, "pinfer.bundle", unit_layer(m, u), unit_expert(m, u), which ? "reuse_hit" : "reuse_occ");
-            const struct gguf_kv *kv = gguf_find(g, key);
-            const uint64_t n = kv && kv->type == GGUF_ARRAY && kv->arr_type == GGUF_F32 ? kv->arr_n : 0;
-            if (n == 0 || n % (uint64_t)K || (B && n != (uint64_t)B * K) || n / K > (uint64_t)F) goto fail;
+            uint64_t n; /* a count of a bucket's slots, or a fraction; -1: not measured */
+            const void *curve = pf_model_reuse_curve(g, m, u, which ? "reuse_hit" : "reuse_occ", K, which ? 1.0f : (float)F, &n);
+            if (!curve || (B && n != (uint64_t)B * K) || n / K > (uint64_t)F) goto fail;
             if (!B) {
                 B = (int)(n / K);
                 if (!(buf = malloc(2 * (size_t)U * n * sizeof *buf))) goto fail;
             }
             float *row = buf + ((size_t)u * 2 + which) * n;
-            memcpy(row, kv->arr_data, n * sizeof *row);
-            for (uint64_t i = 0; i < n; i++) /* -1: not measured; else a count of a bucket's slots, or a fraction */
-                if (!(row[i] == -1 || (row[i] >= 0 && row[i] <= (which ? 1.0f : (float)F)))) goto fail;
+            memcpy(row, curve, n * sizeof *row);
             r[which * U + u] = row;
         }
     pm->reuse_occ = r;
