@@ -535,13 +535,12 @@ static int list_of(const struct pf_cache *c, int32_t key)
 /* ==== the tournament over the lists' tails ==== */
 
 /* Whether list a's tail should go before list b's (either may be -1: none, or an empty list):
- * the one least likely to be asked for at the next token, the older on a tie; with protect,
- * never an entry the current round asked for. */
-static bool goes_first(const struct pf_cache *c, int a, int b, bool protect)
+ * the one least likely to be asked for at the next token, the older on a tie; never an entry
+ * the current round asked for. */
+static bool goes_first(const struct pf_cache *c, int a, int b)
 {
     const int ea = a >= 0 ? c->lists[a].tail : -1, eb = b >= 0 ? c->lists[b].tail : -1;
-    const bool oka = ea >= 0 && !(protect && c->rstamp[ea] == c->round_id);
-    const bool okb = eb >= 0 && !(protect && c->rstamp[eb] == c->round_id);
+    const bool oka = ea >= 0 && c->rstamp[ea] != c->round_id, okb = eb >= 0 && c->rstamp[eb] != c->round_id;
     if (!oka || !okb) return oka;
     const uint32_t aa = c->tok - c->stamp[ea], ab = c->tok - c->stamp[eb];
     if (c->haz) {
@@ -557,7 +556,7 @@ static bool goes_first(const struct pf_cache *c, int a, int b, bool protect)
  * its list, updates the list's path), so within a round the tree never offers a protected
  * tail; a later round lifts the protections, and a list excluded by an earlier one comes back
  * when its tail next changes or the tree is rebuilt at the next token. */
-static int winner(const struct pf_cache *c, int a, int b) { return goes_first(c, a, b, true) ? a : b; }
+static int winner(const struct pf_cache *c, int a, int b) { return goes_first(c, a, b) ? a : b; }
 
 /* Builds the tree for the current token. */
 static void tree_build(struct pf_cache *c)
@@ -579,13 +578,13 @@ static void list_front(struct pf_cache *c, int i, int e, bool in)
 {
     struct pf_lru_list *l = &c->lists[i];
     if (in && l->head == e) {
-        if (l->tail == e) tree_update(c, i); /* alone in it: its age changed */
+        if (l->tail == e) tree_update(c, i); /* alone in it: its age and protection changed */
         return;
     }
     const int tail = l->tail;
     if (in) pf_lru_unlink(l, e);
     pf_lru_push_front(l, e);
-    if (l->tail != tail || tail == e) tree_update(c, i);
+    if (l->tail != tail) tree_update(c, i);
 }
 
 int pf_cache_n_hot(const struct pf_cache *c, int l) { return c->n_hot[l]; }
@@ -622,7 +621,7 @@ static int victim(struct pf_cache *c)
     if (i >= 0 && (c->lists[i].tail < 0 || c->rstamp[c->lists[i].tail] == c->round_id)) {
         i = -1;
         for (int j = 0; j < c->n_lists; j++)
-            if (goes_first(c, j, i, true)) i = j;
+            if (goes_first(c, j, i)) i = j;
     }
     return i >= 0 ? c->lists[i].tail : -1;
 }
